@@ -1,0 +1,1 @@
+#include "kstore_memory.h"

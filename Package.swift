@@ -1,0 +1,123 @@
+// swift-tools-version:6.1
+// Fjord — a Kafka-compatible broker whose protocol core talks to storage through a C ABI.
+// Module layering (dependencies point down only) is described in ../shared/STYLE.md and README.md.
+import PackageDescription
+
+/// Strict Swift 6 in every target: language mode 6 (complete concurrency checking) plus upcoming
+/// features that make costs visible (`any` for existentials).
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+/// C backends: warnings are errors; `-D_GNU_SOURCE` for pwritev/fdatasync/O_DIRECT declarations.
+let cSettings: [CSetting] = [
+    .unsafeFlags(["-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-std=gnu11"]),
+    .define("_GNU_SOURCE"),
+]
+
+let package = Package(
+    name: "Fjord",
+    products: [
+        .executable(name: "fjord", targets: ["fjord"]),
+        .executable(name: "fjord-codegen", targets: ["fjord-codegen"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // MARK: Storage ABI and backends (C)
+        .target(
+            name: "CKStore",
+            path: "Backends",
+            exclude: ["memory"],
+            sources: ["abi/kstore_abi.c"],
+            publicHeadersPath: "include",
+            cSettings: cSettings
+        ),
+        .target(name: "KStoreMemory", dependencies: ["CKStore"], path: "Backends/memory", cSettings: cSettings),
+
+        // MARK: Protocol
+        .target(
+            name: "KafkaWire",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "KafkaMessages", dependencies: ["KafkaWire"], swiftSettings: swiftSettings),
+        .target(name: "CKafkaRecords", cSettings: cSettings),
+        .target(
+            name: "KafkaRecords",
+            dependencies: ["CKafkaRecords", .product(name: "NIOCore", package: "swift-nio")], swiftSettings: swiftSettings),
+
+        // MARK: Codec generator (Kafka JSON → Swift)
+        .target(name: "KafkaCodegen", swiftSettings: swiftSettings),
+        .executableTarget(name: "fjord-codegen", dependencies: ["KafkaCodegen"], swiftSettings: swiftSettings),
+
+        // MARK: Storage host, broker core, server, executable
+        .target(
+            name: "StorageHost",
+            dependencies: [
+                "CKStore", "KStoreMemory",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BrokerCore",
+            dependencies: [
+                "KafkaMessages", "KafkaRecords", "StorageHost",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "BrokerServer",
+            dependencies: [
+                "BrokerCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "fjord",
+            dependencies: [
+                "BrokerServer", "BrokerCore", "StorageHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KafkaMessagesTests",
+            dependencies: ["KafkaMessages", "KafkaCodegen"],
+            resources: [.copy("Golden")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "KafkaRecordsTests", dependencies: ["KafkaRecords"], swiftSettings: swiftSettings),
+        .testTarget(name: "StorageHostTests", dependencies: ["StorageHost", "CKStore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BrokerCoreTests",
+            dependencies: ["BrokerCore", "KafkaMessages", "KafkaRecords", "StorageHost"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BrokerServerTests",
+            dependencies: [
+                "BrokerServer", "BrokerCore",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

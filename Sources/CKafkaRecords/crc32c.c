@@ -1,0 +1,2 @@
+/* placeholder */
+#include "ckafka_records.h"
