@@ -49,7 +49,9 @@ let package = Package(
         .target(name: "CKafkaRecords", cSettings: cSettings),
         .target(
             name: "KafkaRecords",
-            dependencies: ["CKafkaRecords", .product(name: "NIOCore", package: "swift-nio")], swiftSettings: swiftSettings),
+            dependencies: ["CKafkaRecords", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: Codec generator (Kafka JSON → Swift)
         .target(name: "KafkaCodegen", swiftSettings: swiftSettings),

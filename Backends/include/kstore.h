@@ -266,7 +266,8 @@ struct kstore_log_methods {
     kstore_status (*sync)(kstore_log *log, kstore_completion completion, void *context);
 
     /* REQUIRED, since 1. Fills *state (see kstore_log_state). After open it describes the
-     * recovered log: a durable backend has already verified and, for a torn tail, truncated it. */
+     * recovered log: a durable backend has already verified and, for a torn tail, truncated it.
+     * Never blocks on I/O, with or without KSTORE_CAP_NONBLOCKING: backends keep this in memory. */
     kstore_status (*state)(kstore_log *log, kstore_log_state *state);
 
     /* OPTIONAL, since 1. Removes every entry whose first offset is >= offset; `offset` must be an
