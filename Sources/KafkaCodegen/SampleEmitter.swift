@@ -10,7 +10,7 @@ struct SampleEmitter {
         w.line("import NIOCore")
         w.line()
         w.line("/// Every generated message type, in file order.")
-        w.block("let generatedSampleTypes: [any SampleableMessage.Type] = [") { w in
+        w.block("let generatedSampleTypes: [any SampleableMessage.Type] = [", footer: "]") { w in
             for model in models {
                 w.line("\(model.spec.name).self,")
             }
