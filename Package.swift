@@ -102,6 +102,7 @@ let package = Package(
         .testTarget(
             name: "KafkaMessagesTests",
             dependencies: ["KafkaMessages", "KafkaCodegen"],
+            exclude: ["capture_first_frame.py"],
             resources: [.copy("Golden")],
             swiftSettings: swiftSettings
         ),

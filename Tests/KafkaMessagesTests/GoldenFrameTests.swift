@@ -1,0 +1,108 @@
+import Foundation
+import KafkaMessages
+import NIOCore
+import Testing
+
+/// A request frame captured from a real client by `capture_first_frame.py` (Golden/*.hex).
+struct GoldenFrame: Sendable, CustomTestStringConvertible {
+    var name: String
+    var clientId: String?
+    var softwareName: String
+    var softwareVersion: String
+    var apiVersion: Int16
+
+    var testDescription: String { name }
+
+    /// The frame without its size prefix: the hex lines of the file, '#' comments skipped.
+    func bytes() throws -> ByteBuffer {
+        let url = try #require(Bundle.module.url(forResource: "Golden/\(name)", withExtension: "hex"))
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let hex = text.split(separator: "\n").filter { !$0.hasPrefix("#") }.joined()
+        var bytes: [UInt8] = []
+        var index = hex.startIndex
+        while index < hex.endIndex {
+            let next = hex.index(index, offsetBy: 2)
+            bytes.append(try #require(UInt8(hex[index..<next], radix: 16)))
+            index = next
+        }
+        return ByteBuffer(bytes: bytes)
+    }
+}
+
+@Suite("Golden frames from real clients")
+struct GoldenFrameTests {
+    /// ApiVersions v3 frames: the versions we generate.
+    static let supported: [GoldenFrame] = [
+        GoldenFrame(
+            name: "kcat-librdkafka-2.0.2-ApiVersions-v3",
+            clientId: "rdkafka", softwareName: "librdkafka", softwareVersion: "2.0.2", apiVersion: 3
+        ),
+        GoldenFrame(
+            name: "confluent-kafka-2.16.1-librdkafka-2.16.0-ApiVersions-v3",
+            clientId: "rdkafka", softwareName: "confluent-kafka-python", softwareVersion: "2.16.1-rdkafka-2.16.0",
+            apiVersion: 3
+        ),
+    ]
+
+    /// kafka-python 3.0 opens with ApiVersions v4, which Kafka 3.8 does not define and we do not
+    /// advertise; the broker must still read the header and answer with UNSUPPORTED_VERSION.
+    static let unsupported = GoldenFrame(
+        name: "kafka-python-3.0.12-ApiVersions-v4",
+        clientId: "kafka-python-3.0.12", softwareName: "kafka-python", softwareVersion: "3.0.12", apiVersion: 4
+    )
+
+    /// The header (v2, client id with an int16 length) and the ApiVersions v3 body decode to the
+    /// client's values, consume the frame exactly, and re-encode to the captured bytes.
+    @Test(arguments: supported)
+    func apiVersionsFrameDecodesAndReencodes(golden: GoldenFrame) throws {
+        let frame = try golden.bytes()
+        var buffer = frame
+        let header = try RequestHeader(decodingFrom: &buffer)
+        #expect(header.requestApiKey == ApiKey.apiVersions.rawValue)
+        #expect(header.requestApiVersion == golden.apiVersion)
+        #expect(header.correlationId == 1)
+        #expect(header.clientId == golden.clientId)
+        let request = try ApiVersionsRequest(from: &buffer, version: header.requestApiVersion)
+        #expect(request.clientSoftwareName == golden.softwareName)
+        #expect(request.clientSoftwareVersion == golden.softwareVersion)
+        #expect(buffer.readableBytes == 0)
+
+        var reencoded = ByteBuffer()
+        header.write(to: &reencoded, version: ApiKey.apiVersions.requestHeaderVersion(for: golden.apiVersion))
+        request.write(to: &reencoded, version: golden.apiVersion)
+        #expect(reencoded == frame)
+    }
+
+    /// An ApiVersions version we do not generate throws unsupported-version for the body, while
+    /// the header (API key, version, correlation id) still parses.
+    @Test func unsupportedApiVersionsFrameStillYieldsItsHeader() throws {
+        let golden = Self.unsupported
+        var buffer = try golden.bytes()
+        let header = try RequestHeader(decodingFrom: &buffer)
+        #expect(header.requestApiKey == 18)
+        #expect(header.requestApiVersion == 4)
+        #expect(header.correlationId == 1)
+        #expect(header.clientId == golden.clientId)
+        #expect(ApiKey.apiVersions.generatedVersions?.contains(header.requestApiVersion) == false)
+
+        var body = buffer
+        #expect(throws: KafkaWireError.unsupportedVersion(apiKey: 18, version: 4)) {
+            _ = try ApiVersionsRequest(from: &body, version: header.requestApiVersion)
+        }
+        // v4 changed no fields (KAFKA-17011), so the body reads with the v3 layout.
+        let request = try ApiVersionsRequest(from: &buffer, version: 3)
+        #expect(request.clientSoftwareName == golden.softwareName)
+        #expect(request.clientSoftwareVersion == golden.softwareVersion)
+        #expect(buffer.readableBytes == 0)
+    }
+
+    /// Every captured file is covered by a test above.
+    @Test func everyGoldenFileIsChecked() throws {
+        let directory = try #require(Bundle.module.url(forResource: "Golden", withExtension: nil))
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            .filter { $0.hasSuffix(".hex") }
+            .map { String($0.dropLast(4)) }
+        let known = Set((Self.supported + [Self.unsupported]).map(\.name))
+        #expect(Set(names) == known)
+    }
+}
