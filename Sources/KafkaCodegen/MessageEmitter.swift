@@ -467,6 +467,9 @@ struct MessageEmitter {
         if field.type.isArray && !field.isOptional && defaultValue == "[]" {
             return "!\(property).isEmpty"
         }
+        if field.type == .bool {
+            return defaultValue == "true" ? "!\(property)" : property
+        }
         return "\(property) != \(defaultValue)"
     }
 

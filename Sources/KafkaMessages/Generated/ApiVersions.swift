@@ -182,7 +182,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
             if !self.supportedFeatures.isEmpty { taggedFieldCount += 1 }
             if self.finalizedFeaturesEpoch != -1 { taggedFieldCount += 1 }
             if !self.finalizedFeatures.isEmpty { taggedFieldCount += 1 }
-            if self.zkMigrationReady != false { taggedFieldCount += 1 }
+            if self.zkMigrationReady { taggedFieldCount += 1 }
             buffer.writeKafkaUnsignedVarint(taggedFieldCount)
             if !self.supportedFeatures.isEmpty {
                 buffer.writeKafkaTaggedField(tag: 0) { field in
@@ -205,7 +205,7 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
                     }
                 }
             }
-            if self.zkMigrationReady != false {
+            if self.zkMigrationReady {
                 buffer.writeKafkaTaggedField(tag: 3) { field in
                     field.writeKafkaBool(self.zkMigrationReady)
                 }
