@@ -73,6 +73,41 @@ struct GoldenFrameTests {
         #expect(reencoded == frame)
     }
 
+    /// Metadata requests sent right after a (fake) ApiVersions answer that advertised our versions.
+    static let metadata: [GoldenFrame] = [
+        GoldenFrame(
+            name: "kcat-librdkafka-2.0.2-Metadata-v4",
+            clientId: "rdkafka", softwareName: "", softwareVersion: "", apiVersion: 4
+        ),
+        GoldenFrame(
+            name: "confluent-kafka-2.16.1-librdkafka-2.16.0-Metadata-v12",
+            clientId: "rdkafka", softwareName: "", softwareVersion: "", apiVersion: 12
+        ),
+    ]
+
+    /// librdkafka's first Metadata request (brokers only: an empty, non-null topic list) decodes,
+    /// consumes the frame exactly and re-encodes to the captured bytes, classic (v4) and flexible (v12).
+    @Test(arguments: metadata)
+    func metadataFrameDecodesAndReencodes(golden: GoldenFrame) throws {
+        let frame = try golden.bytes()
+        var buffer = frame
+        let header = try RequestHeader(decodingFrom: &buffer)
+        #expect(header.requestApiKey == ApiKey.metadata.rawValue)
+        #expect(header.requestApiVersion == golden.apiVersion)
+        #expect(header.correlationId == 2)
+        #expect(header.clientId == golden.clientId)
+        let request = try MetadataRequest(from: &buffer, version: header.requestApiVersion)
+        #expect(request.topics == [])
+        #expect(request.allowAutoTopicCreation == false)
+        #expect(request.includeTopicAuthorizedOperations == false)
+        #expect(buffer.readableBytes == 0)
+
+        var reencoded = ByteBuffer()
+        header.write(to: &reencoded, version: ApiKey.metadata.requestHeaderVersion(for: golden.apiVersion))
+        request.write(to: &reencoded, version: golden.apiVersion)
+        #expect(reencoded == frame)
+    }
+
     /// An ApiVersions version we do not generate throws unsupported-version for the body, while
     /// the header (API key, version, correlation id) still parses.
     @Test func unsupportedApiVersionsFrameStillYieldsItsHeader() throws {
@@ -102,7 +137,7 @@ struct GoldenFrameTests {
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
             .filter { $0.hasSuffix(".hex") }
             .map { String($0.dropLast(4)) }
-        let known = Set((Self.supported + [Self.unsupported]).map(\.name))
+        let known = Set((Self.supported + Self.metadata + [Self.unsupported]).map(\.name))
         #expect(Set(names) == known)
     }
 }
