@@ -26,7 +26,7 @@ struct ApiKeyEmitter {
             w.line()
             w.line("/// The API's name in Kafka (\"Produce\").")
             w.block("public var name: String {") { w in
-                w.block("switch self {") { w in
+                w.switchBlock("switch self {") { w in
                     for entry in entries {
                         w.line("case .\(entry.caseName): return \"\(entry.name)\"")
                     }
@@ -35,7 +35,7 @@ struct ApiKeyEmitter {
             w.line()
             w.line("/// The versions Kafka 3.8.0 defines for the API (its `validVersions`).")
             w.block("public var validVersions: ClosedRange<Int16> {") { w in
-                w.block("switch self {") { w in
+                w.switchBlock("switch self {") { w in
                     for entry in entries {
                         w.line("case .\(entry.caseName): return \(entry.validVersions.lowest)...\(entry.validVersions.highest)")
                     }
@@ -44,7 +44,7 @@ struct ApiKeyEmitter {
             w.line()
             w.line("/// The versions this codec generates — the ones the broker advertises — or nil.")
             w.block("public var generatedVersions: ClosedRange<Int16>? {") { w in
-                w.block("switch self {") { w in
+                w.switchBlock("switch self {") { w in
                     for entry in entries {
                         if let versions = entry.generatedVersions {
                             w.line("case .\(entry.caseName): return \(versions.lowest)...\(versions.highest)")
@@ -56,7 +56,7 @@ struct ApiKeyEmitter {
             w.line()
             w.line("/// The first flexible version (KIP-482: compact encodings, tagged fields), or nil.")
             w.block("public var firstFlexibleVersion: Int16? {") { w in
-                w.block("switch self {") { w in
+                w.switchBlock("switch self {") { w in
                     var groups: [Int: [String]] = [:]
                     var never: [String] = []
                     for entry in entries {

@@ -22,6 +22,13 @@ struct CodeWriter {
         line(footer)
     }
 
+    /// Writes a `switch` whose `case` labels stay at the `switch` indentation (Swift style).
+    mutating func switchBlock(_ header: String, _ body: (inout CodeWriter) throws -> Void) rethrows {
+        line(header)
+        try body(&self)
+        line("}")
+    }
+
     mutating func indent(_ body: (inout CodeWriter) throws -> Void) rethrows {
         indentLevel += 1
         try body(&self)

@@ -269,9 +269,7 @@ struct MessageEmitter {
             try w.block("for _ in 0..<taggedFieldCount {") { w in
                 w.line("let taggedField = try buffer.readKafkaTaggedField()")
                 w.line("var field = taggedField.value")
-                // Swift style keeps `case` at the `switch` indentation.
-                w.line("switch taggedField.tag {")
-                do {
+                try w.switchBlock("switch taggedField.tag {") { w in
                     for field in tagged {
                         let present = field.taggedPresentVersions(within: range)
                         let tag = field.tag ?? 0
@@ -290,7 +288,6 @@ struct MessageEmitter {
                         w.line("break")
                     }
                 }
-                w.line("}")
             }
         }
     }

@@ -86,233 +86,233 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
     /// The API's name in Kafka ("Produce").
     public var name: String {
         switch self {
-            case .produce: return "Produce"
-            case .fetch: return "Fetch"
-            case .listOffsets: return "ListOffsets"
-            case .metadata: return "Metadata"
-            case .leaderAndIsr: return "LeaderAndIsr"
-            case .stopReplica: return "StopReplica"
-            case .updateMetadata: return "UpdateMetadata"
-            case .controlledShutdown: return "ControlledShutdown"
-            case .offsetCommit: return "OffsetCommit"
-            case .offsetFetch: return "OffsetFetch"
-            case .findCoordinator: return "FindCoordinator"
-            case .joinGroup: return "JoinGroup"
-            case .heartbeat: return "Heartbeat"
-            case .leaveGroup: return "LeaveGroup"
-            case .syncGroup: return "SyncGroup"
-            case .describeGroups: return "DescribeGroups"
-            case .listGroups: return "ListGroups"
-            case .saslHandshake: return "SaslHandshake"
-            case .apiVersions: return "ApiVersions"
-            case .createTopics: return "CreateTopics"
-            case .deleteTopics: return "DeleteTopics"
-            case .deleteRecords: return "DeleteRecords"
-            case .initProducerId: return "InitProducerId"
-            case .offsetForLeaderEpoch: return "OffsetForLeaderEpoch"
-            case .addPartitionsToTxn: return "AddPartitionsToTxn"
-            case .addOffsetsToTxn: return "AddOffsetsToTxn"
-            case .endTxn: return "EndTxn"
-            case .writeTxnMarkers: return "WriteTxnMarkers"
-            case .txnOffsetCommit: return "TxnOffsetCommit"
-            case .describeAcls: return "DescribeAcls"
-            case .createAcls: return "CreateAcls"
-            case .deleteAcls: return "DeleteAcls"
-            case .describeConfigs: return "DescribeConfigs"
-            case .alterConfigs: return "AlterConfigs"
-            case .alterReplicaLogDirs: return "AlterReplicaLogDirs"
-            case .describeLogDirs: return "DescribeLogDirs"
-            case .saslAuthenticate: return "SaslAuthenticate"
-            case .createPartitions: return "CreatePartitions"
-            case .createDelegationToken: return "CreateDelegationToken"
-            case .renewDelegationToken: return "RenewDelegationToken"
-            case .expireDelegationToken: return "ExpireDelegationToken"
-            case .describeDelegationToken: return "DescribeDelegationToken"
-            case .deleteGroups: return "DeleteGroups"
-            case .electLeaders: return "ElectLeaders"
-            case .incrementalAlterConfigs: return "IncrementalAlterConfigs"
-            case .alterPartitionReassignments: return "AlterPartitionReassignments"
-            case .listPartitionReassignments: return "ListPartitionReassignments"
-            case .offsetDelete: return "OffsetDelete"
-            case .describeClientQuotas: return "DescribeClientQuotas"
-            case .alterClientQuotas: return "AlterClientQuotas"
-            case .describeUserScramCredentials: return "DescribeUserScramCredentials"
-            case .alterUserScramCredentials: return "AlterUserScramCredentials"
-            case .vote: return "Vote"
-            case .beginQuorumEpoch: return "BeginQuorumEpoch"
-            case .endQuorumEpoch: return "EndQuorumEpoch"
-            case .describeQuorum: return "DescribeQuorum"
-            case .alterPartition: return "AlterPartition"
-            case .updateFeatures: return "UpdateFeatures"
-            case .envelope: return "Envelope"
-            case .fetchSnapshot: return "FetchSnapshot"
-            case .describeCluster: return "DescribeCluster"
-            case .describeProducers: return "DescribeProducers"
-            case .brokerRegistration: return "BrokerRegistration"
-            case .brokerHeartbeat: return "BrokerHeartbeat"
-            case .unregisterBroker: return "UnregisterBroker"
-            case .describeTransactions: return "DescribeTransactions"
-            case .listTransactions: return "ListTransactions"
-            case .allocateProducerIds: return "AllocateProducerIds"
-            case .consumerGroupHeartbeat: return "ConsumerGroupHeartbeat"
-            case .consumerGroupDescribe: return "ConsumerGroupDescribe"
-            case .controllerRegistration: return "ControllerRegistration"
-            case .getTelemetrySubscriptions: return "GetTelemetrySubscriptions"
-            case .pushTelemetry: return "PushTelemetry"
-            case .assignReplicasToDirs: return "AssignReplicasToDirs"
-            case .listClientMetricsResources: return "ListClientMetricsResources"
-            case .describeTopicPartitions: return "DescribeTopicPartitions"
+        case .produce: return "Produce"
+        case .fetch: return "Fetch"
+        case .listOffsets: return "ListOffsets"
+        case .metadata: return "Metadata"
+        case .leaderAndIsr: return "LeaderAndIsr"
+        case .stopReplica: return "StopReplica"
+        case .updateMetadata: return "UpdateMetadata"
+        case .controlledShutdown: return "ControlledShutdown"
+        case .offsetCommit: return "OffsetCommit"
+        case .offsetFetch: return "OffsetFetch"
+        case .findCoordinator: return "FindCoordinator"
+        case .joinGroup: return "JoinGroup"
+        case .heartbeat: return "Heartbeat"
+        case .leaveGroup: return "LeaveGroup"
+        case .syncGroup: return "SyncGroup"
+        case .describeGroups: return "DescribeGroups"
+        case .listGroups: return "ListGroups"
+        case .saslHandshake: return "SaslHandshake"
+        case .apiVersions: return "ApiVersions"
+        case .createTopics: return "CreateTopics"
+        case .deleteTopics: return "DeleteTopics"
+        case .deleteRecords: return "DeleteRecords"
+        case .initProducerId: return "InitProducerId"
+        case .offsetForLeaderEpoch: return "OffsetForLeaderEpoch"
+        case .addPartitionsToTxn: return "AddPartitionsToTxn"
+        case .addOffsetsToTxn: return "AddOffsetsToTxn"
+        case .endTxn: return "EndTxn"
+        case .writeTxnMarkers: return "WriteTxnMarkers"
+        case .txnOffsetCommit: return "TxnOffsetCommit"
+        case .describeAcls: return "DescribeAcls"
+        case .createAcls: return "CreateAcls"
+        case .deleteAcls: return "DeleteAcls"
+        case .describeConfigs: return "DescribeConfigs"
+        case .alterConfigs: return "AlterConfigs"
+        case .alterReplicaLogDirs: return "AlterReplicaLogDirs"
+        case .describeLogDirs: return "DescribeLogDirs"
+        case .saslAuthenticate: return "SaslAuthenticate"
+        case .createPartitions: return "CreatePartitions"
+        case .createDelegationToken: return "CreateDelegationToken"
+        case .renewDelegationToken: return "RenewDelegationToken"
+        case .expireDelegationToken: return "ExpireDelegationToken"
+        case .describeDelegationToken: return "DescribeDelegationToken"
+        case .deleteGroups: return "DeleteGroups"
+        case .electLeaders: return "ElectLeaders"
+        case .incrementalAlterConfigs: return "IncrementalAlterConfigs"
+        case .alterPartitionReassignments: return "AlterPartitionReassignments"
+        case .listPartitionReassignments: return "ListPartitionReassignments"
+        case .offsetDelete: return "OffsetDelete"
+        case .describeClientQuotas: return "DescribeClientQuotas"
+        case .alterClientQuotas: return "AlterClientQuotas"
+        case .describeUserScramCredentials: return "DescribeUserScramCredentials"
+        case .alterUserScramCredentials: return "AlterUserScramCredentials"
+        case .vote: return "Vote"
+        case .beginQuorumEpoch: return "BeginQuorumEpoch"
+        case .endQuorumEpoch: return "EndQuorumEpoch"
+        case .describeQuorum: return "DescribeQuorum"
+        case .alterPartition: return "AlterPartition"
+        case .updateFeatures: return "UpdateFeatures"
+        case .envelope: return "Envelope"
+        case .fetchSnapshot: return "FetchSnapshot"
+        case .describeCluster: return "DescribeCluster"
+        case .describeProducers: return "DescribeProducers"
+        case .brokerRegistration: return "BrokerRegistration"
+        case .brokerHeartbeat: return "BrokerHeartbeat"
+        case .unregisterBroker: return "UnregisterBroker"
+        case .describeTransactions: return "DescribeTransactions"
+        case .listTransactions: return "ListTransactions"
+        case .allocateProducerIds: return "AllocateProducerIds"
+        case .consumerGroupHeartbeat: return "ConsumerGroupHeartbeat"
+        case .consumerGroupDescribe: return "ConsumerGroupDescribe"
+        case .controllerRegistration: return "ControllerRegistration"
+        case .getTelemetrySubscriptions: return "GetTelemetrySubscriptions"
+        case .pushTelemetry: return "PushTelemetry"
+        case .assignReplicasToDirs: return "AssignReplicasToDirs"
+        case .listClientMetricsResources: return "ListClientMetricsResources"
+        case .describeTopicPartitions: return "DescribeTopicPartitions"
         }
     }
 
     /// The versions Kafka 3.8.0 defines for the API (its `validVersions`).
     public var validVersions: ClosedRange<Int16> {
         switch self {
-            case .produce: return 0...11
-            case .fetch: return 0...16
-            case .listOffsets: return 0...8
-            case .metadata: return 0...12
-            case .leaderAndIsr: return 0...7
-            case .stopReplica: return 0...4
-            case .updateMetadata: return 0...8
-            case .controlledShutdown: return 0...3
-            case .offsetCommit: return 0...9
-            case .offsetFetch: return 0...9
-            case .findCoordinator: return 0...5
-            case .joinGroup: return 0...9
-            case .heartbeat: return 0...4
-            case .leaveGroup: return 0...5
-            case .syncGroup: return 0...5
-            case .describeGroups: return 0...5
-            case .listGroups: return 0...5
-            case .saslHandshake: return 0...1
-            case .apiVersions: return 0...3
-            case .createTopics: return 0...7
-            case .deleteTopics: return 0...6
-            case .deleteRecords: return 0...2
-            case .initProducerId: return 0...5
-            case .offsetForLeaderEpoch: return 0...4
-            case .addPartitionsToTxn: return 0...5
-            case .addOffsetsToTxn: return 0...4
-            case .endTxn: return 0...4
-            case .writeTxnMarkers: return 0...1
-            case .txnOffsetCommit: return 0...4
-            case .describeAcls: return 0...3
-            case .createAcls: return 0...3
-            case .deleteAcls: return 0...3
-            case .describeConfigs: return 0...4
-            case .alterConfigs: return 0...2
-            case .alterReplicaLogDirs: return 0...2
-            case .describeLogDirs: return 0...4
-            case .saslAuthenticate: return 0...2
-            case .createPartitions: return 0...3
-            case .createDelegationToken: return 0...3
-            case .renewDelegationToken: return 0...2
-            case .expireDelegationToken: return 0...2
-            case .describeDelegationToken: return 0...3
-            case .deleteGroups: return 0...2
-            case .electLeaders: return 0...2
-            case .incrementalAlterConfigs: return 0...1
-            case .alterPartitionReassignments: return 0...0
-            case .listPartitionReassignments: return 0...0
-            case .offsetDelete: return 0...0
-            case .describeClientQuotas: return 0...1
-            case .alterClientQuotas: return 0...1
-            case .describeUserScramCredentials: return 0...0
-            case .alterUserScramCredentials: return 0...0
-            case .vote: return 0...0
-            case .beginQuorumEpoch: return 0...0
-            case .endQuorumEpoch: return 0...0
-            case .describeQuorum: return 0...1
-            case .alterPartition: return 0...3
-            case .updateFeatures: return 0...1
-            case .envelope: return 0...0
-            case .fetchSnapshot: return 0...0
-            case .describeCluster: return 0...1
-            case .describeProducers: return 0...0
-            case .brokerRegistration: return 0...3
-            case .brokerHeartbeat: return 0...1
-            case .unregisterBroker: return 0...0
-            case .describeTransactions: return 0...0
-            case .listTransactions: return 0...1
-            case .allocateProducerIds: return 0...0
-            case .consumerGroupHeartbeat: return 0...0
-            case .consumerGroupDescribe: return 0...0
-            case .controllerRegistration: return 0...0
-            case .getTelemetrySubscriptions: return 0...0
-            case .pushTelemetry: return 0...0
-            case .assignReplicasToDirs: return 0...0
-            case .listClientMetricsResources: return 0...0
-            case .describeTopicPartitions: return 0...0
+        case .produce: return 0...11
+        case .fetch: return 0...16
+        case .listOffsets: return 0...8
+        case .metadata: return 0...12
+        case .leaderAndIsr: return 0...7
+        case .stopReplica: return 0...4
+        case .updateMetadata: return 0...8
+        case .controlledShutdown: return 0...3
+        case .offsetCommit: return 0...9
+        case .offsetFetch: return 0...9
+        case .findCoordinator: return 0...5
+        case .joinGroup: return 0...9
+        case .heartbeat: return 0...4
+        case .leaveGroup: return 0...5
+        case .syncGroup: return 0...5
+        case .describeGroups: return 0...5
+        case .listGroups: return 0...5
+        case .saslHandshake: return 0...1
+        case .apiVersions: return 0...3
+        case .createTopics: return 0...7
+        case .deleteTopics: return 0...6
+        case .deleteRecords: return 0...2
+        case .initProducerId: return 0...5
+        case .offsetForLeaderEpoch: return 0...4
+        case .addPartitionsToTxn: return 0...5
+        case .addOffsetsToTxn: return 0...4
+        case .endTxn: return 0...4
+        case .writeTxnMarkers: return 0...1
+        case .txnOffsetCommit: return 0...4
+        case .describeAcls: return 0...3
+        case .createAcls: return 0...3
+        case .deleteAcls: return 0...3
+        case .describeConfigs: return 0...4
+        case .alterConfigs: return 0...2
+        case .alterReplicaLogDirs: return 0...2
+        case .describeLogDirs: return 0...4
+        case .saslAuthenticate: return 0...2
+        case .createPartitions: return 0...3
+        case .createDelegationToken: return 0...3
+        case .renewDelegationToken: return 0...2
+        case .expireDelegationToken: return 0...2
+        case .describeDelegationToken: return 0...3
+        case .deleteGroups: return 0...2
+        case .electLeaders: return 0...2
+        case .incrementalAlterConfigs: return 0...1
+        case .alterPartitionReassignments: return 0...0
+        case .listPartitionReassignments: return 0...0
+        case .offsetDelete: return 0...0
+        case .describeClientQuotas: return 0...1
+        case .alterClientQuotas: return 0...1
+        case .describeUserScramCredentials: return 0...0
+        case .alterUserScramCredentials: return 0...0
+        case .vote: return 0...0
+        case .beginQuorumEpoch: return 0...0
+        case .endQuorumEpoch: return 0...0
+        case .describeQuorum: return 0...1
+        case .alterPartition: return 0...3
+        case .updateFeatures: return 0...1
+        case .envelope: return 0...0
+        case .fetchSnapshot: return 0...0
+        case .describeCluster: return 0...1
+        case .describeProducers: return 0...0
+        case .brokerRegistration: return 0...3
+        case .brokerHeartbeat: return 0...1
+        case .unregisterBroker: return 0...0
+        case .describeTransactions: return 0...0
+        case .listTransactions: return 0...1
+        case .allocateProducerIds: return 0...0
+        case .consumerGroupHeartbeat: return 0...0
+        case .consumerGroupDescribe: return 0...0
+        case .controllerRegistration: return 0...0
+        case .getTelemetrySubscriptions: return 0...0
+        case .pushTelemetry: return 0...0
+        case .assignReplicasToDirs: return 0...0
+        case .listClientMetricsResources: return 0...0
+        case .describeTopicPartitions: return 0...0
         }
     }
 
     /// The versions this codec generates — the ones the broker advertises — or nil.
     public var generatedVersions: ClosedRange<Int16>? {
         switch self {
-            case .produce: return 3...9
-            case .fetch: return 4...12
-            case .listOffsets: return 1...7
-            case .metadata: return 0...12
-            case .offsetCommit: return 2...8
-            case .offsetFetch: return 1...7
-            case .findCoordinator: return 0...3
-            case .joinGroup: return 0...7
-            case .heartbeat: return 0...4
-            case .leaveGroup: return 0...4
-            case .syncGroup: return 0...5
-            case .describeGroups: return 0...5
-            case .listGroups: return 0...4
-            case .saslHandshake: return 0...1
-            case .apiVersions: return 0...3
-            case .createTopics: return 0...7
-            case .deleteTopics: return 0...6
-            case .deleteRecords: return 0...2
-            case .initProducerId: return 0...4
-            case .describeConfigs: return 0...4
-            case .saslAuthenticate: return 0...2
-            case .createPartitions: return 0...3
-            case .deleteGroups: return 0...2
-            default: return nil
+        case .produce: return 3...9
+        case .fetch: return 4...12
+        case .listOffsets: return 1...7
+        case .metadata: return 0...12
+        case .offsetCommit: return 2...8
+        case .offsetFetch: return 1...7
+        case .findCoordinator: return 0...3
+        case .joinGroup: return 0...7
+        case .heartbeat: return 0...4
+        case .leaveGroup: return 0...4
+        case .syncGroup: return 0...5
+        case .describeGroups: return 0...5
+        case .listGroups: return 0...4
+        case .saslHandshake: return 0...1
+        case .apiVersions: return 0...3
+        case .createTopics: return 0...7
+        case .deleteTopics: return 0...6
+        case .deleteRecords: return 0...2
+        case .initProducerId: return 0...4
+        case .describeConfigs: return 0...4
+        case .saslAuthenticate: return 0...2
+        case .createPartitions: return 0...3
+        case .deleteGroups: return 0...2
+        default: return nil
         }
     }
 
     /// The first flexible version (KIP-482: compact encodings, tagged fields), or nil.
     public var firstFlexibleVersion: Int16? {
         switch self {
-            case .alterPartitionReassignments, .listPartitionReassignments, .describeUserScramCredentials,
-                .alterUserScramCredentials, .vote, .describeQuorum, .alterPartition, .updateFeatures, .envelope,
-                .fetchSnapshot, .describeCluster, .describeProducers, .brokerRegistration, .brokerHeartbeat,
-                .unregisterBroker, .describeTransactions, .listTransactions, .allocateProducerIds,
-                .consumerGroupHeartbeat, .consumerGroupDescribe, .controllerRegistration,
-                .getTelemetrySubscriptions, .pushTelemetry, .assignReplicasToDirs, .listClientMetricsResources,
-                .describeTopicPartitions:
-                return 0
-            case .writeTxnMarkers, .incrementalAlterConfigs, .describeClientQuotas, .alterClientQuotas:
-                return 1
-            case .stopReplica, .deleteRecords, .initProducerId, .describeAcls, .createAcls, .deleteAcls,
-                .alterConfigs, .alterReplicaLogDirs, .describeLogDirs, .saslAuthenticate, .createPartitions,
-                .createDelegationToken, .renewDelegationToken, .expireDelegationToken, .describeDelegationToken,
-                .deleteGroups, .electLeaders:
-                return 2
-            case .controlledShutdown, .findCoordinator, .listGroups, .apiVersions, .addPartitionsToTxn,
-                .addOffsetsToTxn, .endTxn, .txnOffsetCommit:
-                return 3
-            case .leaderAndIsr, .heartbeat, .leaveGroup, .syncGroup, .deleteTopics, .offsetForLeaderEpoch,
-                .describeConfigs:
-                return 4
-            case .describeGroups, .createTopics:
-                return 5
-            case .listOffsets, .updateMetadata, .offsetFetch, .joinGroup:
-                return 6
-            case .offsetCommit:
-                return 8
-            case .produce, .metadata:
-                return 9
-            case .fetch:
-                return 12
-            case .saslHandshake, .offsetDelete, .beginQuorumEpoch, .endQuorumEpoch:
-                return nil
+        case .alterPartitionReassignments, .listPartitionReassignments, .describeUserScramCredentials,
+            .alterUserScramCredentials, .vote, .describeQuorum, .alterPartition, .updateFeatures, .envelope,
+            .fetchSnapshot, .describeCluster, .describeProducers, .brokerRegistration, .brokerHeartbeat,
+            .unregisterBroker, .describeTransactions, .listTransactions, .allocateProducerIds,
+            .consumerGroupHeartbeat, .consumerGroupDescribe, .controllerRegistration,
+            .getTelemetrySubscriptions, .pushTelemetry, .assignReplicasToDirs, .listClientMetricsResources,
+            .describeTopicPartitions:
+            return 0
+        case .writeTxnMarkers, .incrementalAlterConfigs, .describeClientQuotas, .alterClientQuotas:
+            return 1
+        case .stopReplica, .deleteRecords, .initProducerId, .describeAcls, .createAcls, .deleteAcls,
+            .alterConfigs, .alterReplicaLogDirs, .describeLogDirs, .saslAuthenticate, .createPartitions,
+            .createDelegationToken, .renewDelegationToken, .expireDelegationToken, .describeDelegationToken,
+            .deleteGroups, .electLeaders:
+            return 2
+        case .controlledShutdown, .findCoordinator, .listGroups, .apiVersions, .addPartitionsToTxn,
+            .addOffsetsToTxn, .endTxn, .txnOffsetCommit:
+            return 3
+        case .leaderAndIsr, .heartbeat, .leaveGroup, .syncGroup, .deleteTopics, .offsetForLeaderEpoch,
+            .describeConfigs:
+            return 4
+        case .describeGroups, .createTopics:
+            return 5
+        case .listOffsets, .updateMetadata, .offsetFetch, .joinGroup:
+            return 6
+        case .offsetCommit:
+            return 8
+        case .produce, .metadata:
+            return 9
+        case .fetch:
+            return 12
+        case .saslHandshake, .offsetDelete, .beginQuorumEpoch, .endQuorumEpoch:
+            return nil
         }
     }
 
