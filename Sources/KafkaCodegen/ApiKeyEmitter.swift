@@ -37,7 +37,9 @@ struct ApiKeyEmitter {
             w.block("public var validVersions: ClosedRange<Int16> {") { w in
                 w.switchBlock("switch self {") { w in
                     for entry in entries {
-                        w.line("case .\(entry.caseName): return \(entry.validVersions.lowest)...\(entry.validVersions.highest)")
+                        w.line(
+                            "case .\(entry.caseName): return \(entry.validVersions.lowest)...\(entry.validVersions.highest)"
+                        )
                     }
                 }
             }

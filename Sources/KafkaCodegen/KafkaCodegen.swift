@@ -65,11 +65,16 @@ public enum KafkaCodegen {
         var files: [String: String] = [:]
 
         // ApiKey: every request spec, by API key.
-        let generated = Dictionary(generatedApis.map { ($0.name, $0.versions) }, uniquingKeysWith: { first, _ in first })
+        let generated = Dictionary(
+            generatedApis.map { ($0.name, $0.versions) },
+            uniquingKeysWith: { first, _ in first }
+        )
         var entries: [ApiKeyEmitter.Entry] = []
         for spec in specs.values where spec.type == "request" {
             guard let apiKey = spec.apiKey else { throw CodegenError("\(spec.name): request without apiKey") }
-            guard spec.name.hasSuffix("Request") else { throw CodegenError("\(spec.name): request name must end in Request") }
+            guard spec.name.hasSuffix("Request") else {
+                throw CodegenError("\(spec.name): request name must end in Request")
+            }
             let apiName = String(spec.name.dropLast("Request".count))
             entries.append(
                 ApiKeyEmitter.Entry(

@@ -112,7 +112,9 @@ struct MessageEmitter {
         case .response: conformance = "KafkaResponseMessage"
         case .header: conformance = "KafkaMessage"
         }
-        writer.line("/// \(spec.name), versions \(range.lowest)-\(range.highest) (valid \(spec.validVersions), flexible \(spec.flexibleVersions)).")
+        writer.line(
+            "/// \(spec.name), versions \(range.lowest)-\(range.highest) (valid \(spec.validVersions), flexible \(spec.flexibleVersions))."
+        )
         try writer.block("public struct \(spec.name): \(conformance) {") { w in
             switch model.kind {
             case .request(let responseName, let apiKeyCase):
@@ -171,7 +173,9 @@ struct MessageEmitter {
                 for (index, field) in fields.enumerated() {
                     let separator = index == fields.count - 1 ? "" : ","
                     let property = SwiftNames.property(field.name)
-                    w.line("\(property): \(Self.fieldType(field)) = \((try? Self.defaultValue(field)) ?? "")\(separator)")
+                    w.line(
+                        "\(property): \(Self.fieldType(field)) = \((try? Self.defaultValue(field)) ?? "")\(separator)"
+                    )
                 }
             }
             w.block(") {") { w in
@@ -306,20 +310,38 @@ struct MessageEmitter {
         switch nullable {
         case .always, .never:
             try emitValueRead(
-                &w, field.type, target: target, buffer: buffer, compact: compact,
-                nullable: nullable == .always, tagged: tagged, context: field.name
+                &w,
+                field.type,
+                target: target,
+                buffer: buffer,
+                compact: compact,
+                nullable: nullable == .always,
+                tagged: tagged,
+                context: field.name
             )
         case .when(let expression):
             try w.block("if \(expression) {", footer: "} else {") { w in
                 try emitValueRead(
-                    &w, field.type, target: target, buffer: buffer, compact: compact,
-                    nullable: true, tagged: tagged, context: field.name
+                    &w,
+                    field.type,
+                    target: target,
+                    buffer: buffer,
+                    compact: compact,
+                    nullable: true,
+                    tagged: tagged,
+                    context: field.name
                 )
             }
             try w.indent { w in
                 try emitValueRead(
-                    &w, field.type, target: target, buffer: buffer, compact: compact,
-                    nullable: false, tagged: tagged, context: field.name
+                    &w,
+                    field.type,
+                    target: target,
+                    buffer: buffer,
+                    compact: compact,
+                    nullable: false,
+                    tagged: tagged,
+                    context: field.name
                 )
             }
             w.line("}")
@@ -341,7 +363,8 @@ struct MessageEmitter {
             if nullable {
                 // Kafka marks a nullable struct with an int8 (-1 null, 1 present); in the tagged
                 // section with a uvarint (0 null, 1 present).
-                let marker = tagged ? "try \(buffer).readKafkaUnsignedVarint() == 0" : "try \(buffer).readKafkaInt8() < 0"
+                let marker =
+                    tagged ? "try \(buffer).readKafkaUnsignedVarint() == 0" : "try \(buffer).readKafkaInt8() < 0"
                 w.block("if \(marker) {", footer: "} else {") { w in w.line("\(target) = nil") }
                 w.indent { w in w.line("\(target) = try \(name)(from: &\(buffer), version: version)") }
                 w.line("}")
@@ -357,7 +380,11 @@ struct MessageEmitter {
                 w.line("\(target) = elements")
             }
             if nullable {
-                w.block("if let count = try \(buffer).readKafkaNullableArrayCount(compact: \(compact)) {", footer: "} else {", loop)
+                w.block(
+                    "if let count = try \(buffer).readKafkaNullableArrayCount(compact: \(compact)) {",
+                    footer: "} else {",
+                    loop
+                )
                 w.indent { w in w.line("\(target) = nil") }
                 w.line("}")
             } else {
@@ -367,7 +394,9 @@ struct MessageEmitter {
                 }
             }
         default:
-            w.line("\(target) = \(try scalarReadExpression(type, buffer: buffer, compact: compact, nullable: nullable, context: context))")
+            w.line(
+                "\(target) = \(try scalarReadExpression(type, buffer: buffer, compact: compact, nullable: nullable, context: context))"
+            )
         }
     }
 
@@ -396,11 +425,17 @@ struct MessageEmitter {
         }
     }
 
-    private func elementReadExpression(_ type: FieldType, buffer: String, compact: String, context: String) throws -> String {
+    private func elementReadExpression(
+        _ type: FieldType,
+        buffer: String,
+        compact: String,
+        context: String
+    ) throws -> String {
         switch type {
         case .structure(let name): return "try \(name)(from: &\(buffer), version: version)"
         case .array, .records: throw CodegenError("\(context): unsupported array element type")
-        default: return try scalarReadExpression(type, buffer: buffer, compact: compact, nullable: false, context: context)
+        default:
+            return try scalarReadExpression(type, buffer: buffer, compact: compact, nullable: false, context: context)
         }
     }
 
@@ -482,8 +517,15 @@ struct MessageEmitter {
         let nullable = field.isOptional ? Condition(field.nullableVersions, within: present) : .never
         let write = { (w: inout CodeWriter, nullable: Bool) throws in
             try emitValueWrite(
-                &w, field.type, value: value, isOptional: field.isOptional, buffer: buffer,
-                compact: compact, nullable: nullable, tagged: tagged, context: field.name
+                &w,
+                field.type,
+                value: value,
+                isOptional: field.isOptional,
+                buffer: buffer,
+                compact: compact,
+                nullable: nullable,
+                tagged: tagged,
+                context: field.name
             )
         }
         switch nullable {
@@ -535,10 +577,16 @@ struct MessageEmitter {
             let elementWrite = try elementWriteStatement(element, buffer: buffer, compact: compact, context: context)
             w.block("for element in \(elements) {") { w in w.line(elementWrite) }
         default:
-            w.line(try scalarWriteStatement(
-                type, value: nullable ? value : nonNull, buffer: buffer, compact: compact,
-                nullable: nullable, context: context
-            ))
+            w.line(
+                try scalarWriteStatement(
+                    type,
+                    value: nullable ? value : nonNull,
+                    buffer: buffer,
+                    compact: compact,
+                    nullable: nullable,
+                    context: context
+                )
+            )
         }
     }
 
@@ -567,12 +615,24 @@ struct MessageEmitter {
         }
     }
 
-    private func elementWriteStatement(_ type: FieldType, buffer: String, compact: String, context: String) throws -> String {
+    private func elementWriteStatement(
+        _ type: FieldType,
+        buffer: String,
+        compact: String,
+        context: String
+    ) throws -> String {
         switch type {
         case .structure: return "element.write(to: &\(buffer), version: version)"
         case .array, .records: throw CodegenError("\(context): unsupported array element type")
         default:
-            return try scalarWriteStatement(type, value: "element", buffer: buffer, compact: compact, nullable: false, context: context)
+            return try scalarWriteStatement(
+                type,
+                value: "element",
+                buffer: buffer,
+                compact: compact,
+                nullable: false,
+                context: context
+            )
         }
     }
 }

@@ -17,7 +17,8 @@ struct SampleEmitter {
         }
         w.line()
         w.line("/// A value of type `T` derived from a seed and a field index that is never `avoiding` (the default).")
-        w.block("func sampleInteger<T: FixedWidthInteger>(_ seed: Int, _ field: Int, avoiding defaultValue: T) -> T {") { w in
+        w.block("func sampleInteger<T: FixedWidthInteger>(_ seed: Int, _ field: Int, avoiding defaultValue: T) -> T {")
+        { w in
             w.line("let value = T(truncatingIfNeeded: seed &* 31 &+ field)")
             w.line("return value == defaultValue ? value &+ 1 : value")
         }
@@ -27,7 +28,9 @@ struct SampleEmitter {
         }
         w.line()
         w.block("func sampleRecords(_ seed: Int, _ field: Int) -> ByteBuffer {") { w in
-            w.line("ByteBuffer(bytes: [0x52, UInt8(truncatingIfNeeded: seed), UInt8(truncatingIfNeeded: field), 0x00, 0x7F])")
+            w.line(
+                "ByteBuffer(bytes: [0x52, UInt8(truncatingIfNeeded: seed), UInt8(truncatingIfNeeded: field), 0x00, 0x7F])"
+            )
         }
         for model in models {
             let name = model.spec.name
@@ -66,12 +69,37 @@ struct SampleEmitter {
             w.line("var value = \(qualifiedName)()")
             for (index, field) in fields.enumerated() {
                 let condition = Condition(field.versions, within: model.range)
-                let assignment = "value.\(SwiftNames.property(field.name)) = "
-                    + (try sampleExpression(field.type, field: field, index: index + 1, seed: "seed", model: model))
+                let target = "value.\(SwiftNames.property(field.name))"
+                let assign: (inout CodeWriter) throws -> Void = { w in
+                    if case .array(let element) = field.type {
+                        // Two elements, one per line.
+                        try w.block("\(target) = [", footer: "]") { w in
+                            for seed in ["seed &* 4 &+ 1", "seed &* 4 &+ 2"] {
+                                let value = try sampleExpression(
+                                    element,
+                                    field: field,
+                                    index: index + 1,
+                                    seed: seed,
+                                    model: model
+                                )
+                                w.line(value + ",")
+                            }
+                        }
+                    } else {
+                        let value = try sampleExpression(
+                            field.type,
+                            field: field,
+                            index: index + 1,
+                            seed: "seed",
+                            model: model
+                        )
+                        w.line("\(target) = \(value)")
+                    }
+                }
                 switch condition {
                 case .never: continue
-                case .always: w.line(assignment)
-                case .when(let expression): w.block("if \(expression) {") { w in w.line(assignment) }
+                case .always: try assign(&w)
+                case .when(let expression): try w.block("if \(expression) {", assign)
                 }
             }
             w.line("return value")
@@ -104,10 +132,8 @@ struct SampleEmitter {
             return "KafkaUUID(mostSignificantBits: UInt64(\(seed)), leastSignificantBits: UInt64(\(index)))"
         case .structure(let name):
             return "\(model.spec.name).\(name).sample(version: version, seed: \(seed))"
-        case .array(let element):
-            let first = try sampleExpression(element, field: field, index: index, seed: "\(seed) &* 4 &+ 1", model: model)
-            let second = try sampleExpression(element, field: field, index: index, seed: "\(seed) &* 4 &+ 2", model: model)
-            return "[\(first), \(second)]"
+        case .array:
+            throw CodegenError("\(field.name): arrays of arrays are not supported")
         }
     }
 }

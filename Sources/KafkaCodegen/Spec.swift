@@ -169,7 +169,10 @@ enum SpecParser {
                     throw CodegenError("\(file): commonStruct without a name")
                 }
                 common.append(
-                    StructSpec(name: structName, fields: try parseFields(item["fields"], context: "\(file) \(structName)"))
+                    StructSpec(
+                        name: structName,
+                        fields: try parseFields(item["fields"], context: "\(file) \(structName)")
+                    )
                 )
             }
         }

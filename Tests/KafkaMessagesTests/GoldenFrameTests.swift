@@ -35,11 +35,16 @@ struct GoldenFrameTests {
     static let supported: [GoldenFrame] = [
         GoldenFrame(
             name: "kcat-librdkafka-2.0.2-ApiVersions-v3",
-            clientId: "rdkafka", softwareName: "librdkafka", softwareVersion: "2.0.2", apiVersion: 3
+            clientId: "rdkafka",
+            softwareName: "librdkafka",
+            softwareVersion: "2.0.2",
+            apiVersion: 3
         ),
         GoldenFrame(
             name: "confluent-kafka-2.16.1-librdkafka-2.16.0-ApiVersions-v3",
-            clientId: "rdkafka", softwareName: "confluent-kafka-python", softwareVersion: "2.16.1-rdkafka-2.16.0",
+            clientId: "rdkafka",
+            softwareName: "confluent-kafka-python",
+            softwareVersion: "2.16.1-rdkafka-2.16.0",
             apiVersion: 3
         ),
     ]
@@ -48,7 +53,10 @@ struct GoldenFrameTests {
     /// advertise; the broker must still read the header and answer with UNSUPPORTED_VERSION.
     static let unsupported = GoldenFrame(
         name: "kafka-python-3.0.12-ApiVersions-v4",
-        clientId: "kafka-python-3.0.12", softwareName: "kafka-python", softwareVersion: "3.0.12", apiVersion: 4
+        clientId: "kafka-python-3.0.12",
+        softwareName: "kafka-python",
+        softwareVersion: "3.0.12",
+        apiVersion: 4
     )
 
     /// The header (v2, client id with an int16 length) and the ApiVersions v3 body decode to the
@@ -77,11 +85,17 @@ struct GoldenFrameTests {
     static let metadata: [GoldenFrame] = [
         GoldenFrame(
             name: "kcat-librdkafka-2.0.2-Metadata-v4",
-            clientId: "rdkafka", softwareName: "", softwareVersion: "", apiVersion: 4
+            clientId: "rdkafka",
+            softwareName: "",
+            softwareVersion: "",
+            apiVersion: 4
         ),
         GoldenFrame(
             name: "confluent-kafka-2.16.1-librdkafka-2.16.0-Metadata-v12",
-            clientId: "rdkafka", softwareName: "", softwareVersion: "", apiVersion: 12
+            clientId: "rdkafka",
+            softwareName: "",
+            softwareVersion: "",
+            apiVersion: 12
         ),
     ]
 

@@ -32,7 +32,10 @@ struct HeaderTests {
     @Test(arguments: [Int16(1), 2])
     func nullClientIdIsMinusOne(version: Int16) throws {
         var buffer = ByteBuffer()
-        RequestHeader(requestApiKey: 18, requestApiVersion: 3, correlationId: 1, clientId: nil).write(to: &buffer, version: version)
+        RequestHeader(requestApiKey: 18, requestApiVersion: 3, correlationId: 1, clientId: nil).write(
+            to: &buffer,
+            version: version
+        )
         #expect(Array(buffer.readableBytesView.dropFirst(8).prefix(2)) == [0xFF, 0xFF])
         #expect(try RequestHeader(from: &buffer, version: version).clientId == nil)
     }
@@ -52,19 +55,30 @@ struct HeaderTests {
     @Test func unsupportedHeaderVersionsThrow() {
         var buffer = ByteBuffer(bytes: Array(repeating: 0, count: 16))
         #expect(throws: KafkaWireError.unsupportedHeaderVersion(3)) { _ = try RequestHeader(from: &buffer, version: 3) }
-        #expect(throws: KafkaWireError.unsupportedHeaderVersion(2)) { _ = try ResponseHeader(from: &buffer, version: 2) }
+        #expect(throws: KafkaWireError.unsupportedHeaderVersion(2)) {
+            _ = try ResponseHeader(from: &buffer, version: 2)
+        }
     }
 
     /// The header version follows from the API key and version a frame starts with.
     @Test func headerVersionIsChosenFromApiKeyAndVersion() throws {
         var flexible = ByteBuffer()
-        RequestHeader(requestApiKey: 0, requestApiVersion: 9, correlationId: 5, clientId: "p").write(to: &flexible, version: 2)
+        RequestHeader(requestApiKey: 0, requestApiVersion: 9, correlationId: 5, clientId: "p").write(
+            to: &flexible,
+            version: 2
+        )
         #expect(RequestHeader.peekApiKeyAndVersion(in: flexible)! == (0, 9))
-        #expect(try RequestHeader(decodingFrom: &flexible) == RequestHeader(requestApiKey: 0, requestApiVersion: 9, correlationId: 5, clientId: "p"))
+        #expect(
+            try RequestHeader(decodingFrom: &flexible)
+                == RequestHeader(requestApiKey: 0, requestApiVersion: 9, correlationId: 5, clientId: "p")
+        )
         #expect(flexible.readableBytes == 0)
 
         var unknownKey = ByteBuffer()
-        RequestHeader(requestApiKey: 999, requestApiVersion: 0, correlationId: 6, clientId: "x").write(to: &unknownKey, version: 1)
+        RequestHeader(requestApiKey: 999, requestApiVersion: 0, correlationId: 6, clientId: "x").write(
+            to: &unknownKey,
+            version: 1
+        )
         #expect(try RequestHeader(decodingFrom: &unknownKey).correlationId == 6)
 
         var short = ByteBuffer(bytes: [0, 1, 0])

@@ -78,7 +78,9 @@ struct MessageRoundTripTests {
         #expect(Array(buffer.readableBytesView.suffix(14)) == [2, 1, 8, 0, 0, 0, 0, 0, 0, 0, 7, 3, 1, 1])
 
         // An unknown tag 9 before the known ones is skipped.
-        var withUnknown = ByteBuffer(bytes: [0, 0, 1, 0, 0, 0, 0, 3, 9, 2, 0xAB, 0xCD, 1, 8, 0, 0, 0, 0, 0, 0, 0, 7, 3, 1, 1])
+        var withUnknown = ByteBuffer(bytes: [
+            0, 0, 1, 0, 0, 0, 0, 3, 9, 2, 0xAB, 0xCD, 1, 8, 0, 0, 0, 0, 0, 0, 0, 7, 3, 1, 1,
+        ])
         let decoded = try ApiVersionsResponse(from: &withUnknown, version: 3)
         #expect(decoded == response)
         #expect(withUnknown.readableBytes == 0)
@@ -88,7 +90,10 @@ struct MessageRoundTripTests {
     @Test func recordsAreZeroCopySlices() throws {
         var request = ProduceRequest()
         request.topicData = [
-            .init(name: "t", partitionData: [.init(index: 0, records: ByteBuffer(bytes: Array(repeating: 0x5A, count: 64)))])
+            .init(
+                name: "t",
+                partitionData: [.init(index: 0, records: ByteBuffer(bytes: Array(repeating: 0x5A, count: 64)))]
+            )
         ]
         var buffer = ByteBuffer()
         request.write(to: &buffer, version: 9)

@@ -276,14 +276,22 @@ struct TruncationTests {
         Primitive(testDescription: "int64", write: { $0.writeKafkaInt64(1) }, read: { _ = try $0.readKafkaInt64() }),
         Primitive(testDescription: "uint16", write: { $0.writeKafkaUInt16(1) }, read: { _ = try $0.readKafkaUInt16() }),
         Primitive(testDescription: "uint32", write: { $0.writeKafkaUInt32(1) }, read: { _ = try $0.readKafkaUInt32() }),
-        Primitive(testDescription: "float64", write: { $0.writeKafkaFloat64(1) }, read: { _ = try $0.readKafkaFloat64() }),
+        Primitive(
+            testDescription: "float64",
+            write: { $0.writeKafkaFloat64(1) },
+            read: { _ = try $0.readKafkaFloat64() }
+        ),
         Primitive(testDescription: "bool", write: { $0.writeKafkaBool(true) }, read: { _ = try $0.readKafkaBool() }),
         Primitive(
             testDescription: "uvarint",
             write: { $0.writeKafkaUnsignedVarint(UInt32.max) },
             read: { _ = try $0.readKafkaUnsignedVarint() }
         ),
-        Primitive(testDescription: "varint", write: { $0.writeKafkaVarint(Int32.min) }, read: { _ = try $0.readKafkaVarint() }),
+        Primitive(
+            testDescription: "varint",
+            write: { $0.writeKafkaVarint(Int32.min) },
+            read: { _ = try $0.readKafkaVarint() }
+        ),
         Primitive(
             testDescription: "varlong",
             write: { $0.writeKafkaVarlong(Int64.min) },

@@ -139,18 +139,27 @@ extension ApiVersionsResponse: SampleableMessage {
     static func sample(version: Int16, seed: Int) -> ApiVersionsResponse {
         var value = ApiVersionsResponse()
         value.errorCode = sampleInteger(seed, 1, avoiding: 0)
-        value.apiKeys = [ApiVersionsResponse.ApiVersion.sample(version: version, seed: seed &* 4 &+ 1), ApiVersionsResponse.ApiVersion.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.apiKeys = [
+            ApiVersionsResponse.ApiVersion.sample(version: version, seed: seed &* 4 &+ 1),
+            ApiVersionsResponse.ApiVersion.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         if version >= 1 {
             value.throttleTimeMs = sampleInteger(seed, 3, avoiding: 0)
         }
         if version >= 3 {
-            value.supportedFeatures = [ApiVersionsResponse.SupportedFeatureKey.sample(version: version, seed: seed &* 4 &+ 1), ApiVersionsResponse.SupportedFeatureKey.sample(version: version, seed: seed &* 4 &+ 2)]
+            value.supportedFeatures = [
+                ApiVersionsResponse.SupportedFeatureKey.sample(version: version, seed: seed &* 4 &+ 1),
+                ApiVersionsResponse.SupportedFeatureKey.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
         }
         if version >= 3 {
             value.finalizedFeaturesEpoch = sampleInteger(seed, 5, avoiding: -1)
         }
         if version >= 3 {
-            value.finalizedFeatures = [ApiVersionsResponse.FinalizedFeatureKey.sample(version: version, seed: seed &* 4 &+ 1), ApiVersionsResponse.FinalizedFeatureKey.sample(version: version, seed: seed &* 4 &+ 2)]
+            value.finalizedFeatures = [
+                ApiVersionsResponse.FinalizedFeatureKey.sample(version: version, seed: seed &* 4 &+ 1),
+                ApiVersionsResponse.FinalizedFeatureKey.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
         }
         if version >= 3 {
             value.zkMigrationReady = true
@@ -208,7 +217,10 @@ extension CreatePartitionsRequest: SampleableMessage {
 
     static func sample(version: Int16, seed: Int) -> CreatePartitionsRequest {
         var value = CreatePartitionsRequest()
-        value.topics = [CreatePartitionsRequest.CreatePartitionsTopic.sample(version: version, seed: seed &* 4 &+ 1), CreatePartitionsRequest.CreatePartitionsTopic.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topics = [
+            CreatePartitionsRequest.CreatePartitionsTopic.sample(version: version, seed: seed &* 4 &+ 1),
+            CreatePartitionsRequest.CreatePartitionsTopic.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         value.timeoutMs = sampleInteger(seed, 2, avoiding: 0)
         value.validateOnly = true
         return value
@@ -220,7 +232,10 @@ extension CreatePartitionsRequest.CreatePartitionsTopic {
         var value = CreatePartitionsRequest.CreatePartitionsTopic()
         value.name = "Name-\(seed)"
         value.count = sampleInteger(seed, 2, avoiding: 0)
-        value.assignments = [CreatePartitionsRequest.CreatePartitionsAssignment.sample(version: version, seed: seed &* 4 &+ 1), CreatePartitionsRequest.CreatePartitionsAssignment.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.assignments = [
+            CreatePartitionsRequest.CreatePartitionsAssignment.sample(version: version, seed: seed &* 4 &+ 1),
+            CreatePartitionsRequest.CreatePartitionsAssignment.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -228,7 +243,10 @@ extension CreatePartitionsRequest.CreatePartitionsTopic {
 extension CreatePartitionsRequest.CreatePartitionsAssignment {
     static func sample(version: Int16, seed: Int) -> CreatePartitionsRequest.CreatePartitionsAssignment {
         var value = CreatePartitionsRequest.CreatePartitionsAssignment()
-        value.brokerIds = [sampleInteger(seed &* 4 &+ 1, 1, avoiding: 0), sampleInteger(seed &* 4 &+ 2, 1, avoiding: 0)]
+        value.brokerIds = [
+            sampleInteger(seed &* 4 &+ 1, 1, avoiding: 0),
+            sampleInteger(seed &* 4 &+ 2, 1, avoiding: 0),
+        ]
         return value
     }
 }
@@ -241,7 +259,10 @@ extension CreatePartitionsResponse: SampleableMessage {
     static func sample(version: Int16, seed: Int) -> CreatePartitionsResponse {
         var value = CreatePartitionsResponse()
         value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
-        value.results = [CreatePartitionsResponse.CreatePartitionsTopicResult.sample(version: version, seed: seed &* 4 &+ 1), CreatePartitionsResponse.CreatePartitionsTopicResult.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.results = [
+            CreatePartitionsResponse.CreatePartitionsTopicResult.sample(version: version, seed: seed &* 4 &+ 1),
+            CreatePartitionsResponse.CreatePartitionsTopicResult.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -263,7 +284,10 @@ extension CreateTopicsRequest: SampleableMessage {
 
     static func sample(version: Int16, seed: Int) -> CreateTopicsRequest {
         var value = CreateTopicsRequest()
-        value.topics = [CreateTopicsRequest.CreatableTopic.sample(version: version, seed: seed &* 4 &+ 1), CreateTopicsRequest.CreatableTopic.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topics = [
+            CreateTopicsRequest.CreatableTopic.sample(version: version, seed: seed &* 4 &+ 1),
+            CreateTopicsRequest.CreatableTopic.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         value.timeoutMs = sampleInteger(seed, 2, avoiding: 60000)
         if version >= 1 {
             value.validateOnly = true
@@ -278,8 +302,14 @@ extension CreateTopicsRequest.CreatableTopic {
         value.name = "Name-\(seed)"
         value.numPartitions = sampleInteger(seed, 2, avoiding: 0)
         value.replicationFactor = sampleInteger(seed, 3, avoiding: 0)
-        value.assignments = [CreateTopicsRequest.CreatableReplicaAssignment.sample(version: version, seed: seed &* 4 &+ 1), CreateTopicsRequest.CreatableReplicaAssignment.sample(version: version, seed: seed &* 4 &+ 2)]
-        value.configs = [CreateTopicsRequest.CreateableTopicConfig.sample(version: version, seed: seed &* 4 &+ 1), CreateTopicsRequest.CreateableTopicConfig.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.assignments = [
+            CreateTopicsRequest.CreatableReplicaAssignment.sample(version: version, seed: seed &* 4 &+ 1),
+            CreateTopicsRequest.CreatableReplicaAssignment.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
+        value.configs = [
+            CreateTopicsRequest.CreateableTopicConfig.sample(version: version, seed: seed &* 4 &+ 1),
+            CreateTopicsRequest.CreateableTopicConfig.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -288,7 +318,10 @@ extension CreateTopicsRequest.CreatableReplicaAssignment {
     static func sample(version: Int16, seed: Int) -> CreateTopicsRequest.CreatableReplicaAssignment {
         var value = CreateTopicsRequest.CreatableReplicaAssignment()
         value.partitionIndex = sampleInteger(seed, 1, avoiding: 0)
-        value.brokerIds = [sampleInteger(seed &* 4 &+ 1, 2, avoiding: 0), sampleInteger(seed &* 4 &+ 2, 2, avoiding: 0)]
+        value.brokerIds = [
+            sampleInteger(seed &* 4 &+ 1, 2, avoiding: 0),
+            sampleInteger(seed &* 4 &+ 2, 2, avoiding: 0),
+        ]
         return value
     }
 }
@@ -312,7 +345,10 @@ extension CreateTopicsResponse: SampleableMessage {
         if version >= 2 {
             value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
         }
-        value.topics = [CreateTopicsResponse.CreatableTopicResult.sample(version: version, seed: seed &* 4 &+ 1), CreateTopicsResponse.CreatableTopicResult.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topics = [
+            CreateTopicsResponse.CreatableTopicResult.sample(version: version, seed: seed &* 4 &+ 1),
+            CreateTopicsResponse.CreatableTopicResult.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -338,7 +374,10 @@ extension CreateTopicsResponse.CreatableTopicResult {
             value.replicationFactor = sampleInteger(seed, 7, avoiding: -1)
         }
         if version >= 5 {
-            value.configs = [CreateTopicsResponse.CreatableTopicConfigs.sample(version: version, seed: seed &* 4 &+ 1), CreateTopicsResponse.CreatableTopicConfigs.sample(version: version, seed: seed &* 4 &+ 2)]
+            value.configs = [
+                CreateTopicsResponse.CreatableTopicConfigs.sample(version: version, seed: seed &* 4 &+ 1),
+                CreateTopicsResponse.CreatableTopicConfigs.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
         }
         return value
     }
@@ -373,7 +412,10 @@ extension DeleteGroupsRequest: SampleableMessage {
 
     static func sample(version: Int16, seed: Int) -> DeleteGroupsRequest {
         var value = DeleteGroupsRequest()
-        value.groupsNames = ["GroupsNames-\(seed &* 4 &+ 1)", "GroupsNames-\(seed &* 4 &+ 2)"]
+        value.groupsNames = [
+            "GroupsNames-\(seed &* 4 &+ 1)",
+            "GroupsNames-\(seed &* 4 &+ 2)",
+        ]
         return value
     }
 }
@@ -386,7 +428,10 @@ extension DeleteGroupsResponse: SampleableMessage {
     static func sample(version: Int16, seed: Int) -> DeleteGroupsResponse {
         var value = DeleteGroupsResponse()
         value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
-        value.results = [DeleteGroupsResponse.DeletableGroupResult.sample(version: version, seed: seed &* 4 &+ 1), DeleteGroupsResponse.DeletableGroupResult.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.results = [
+            DeleteGroupsResponse.DeletableGroupResult.sample(version: version, seed: seed &* 4 &+ 1),
+            DeleteGroupsResponse.DeletableGroupResult.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -407,7 +452,10 @@ extension DeleteRecordsRequest: SampleableMessage {
 
     static func sample(version: Int16, seed: Int) -> DeleteRecordsRequest {
         var value = DeleteRecordsRequest()
-        value.topics = [DeleteRecordsRequest.DeleteRecordsTopic.sample(version: version, seed: seed &* 4 &+ 1), DeleteRecordsRequest.DeleteRecordsTopic.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topics = [
+            DeleteRecordsRequest.DeleteRecordsTopic.sample(version: version, seed: seed &* 4 &+ 1),
+            DeleteRecordsRequest.DeleteRecordsTopic.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         value.timeoutMs = sampleInteger(seed, 2, avoiding: 0)
         return value
     }
@@ -417,7 +465,10 @@ extension DeleteRecordsRequest.DeleteRecordsTopic {
     static func sample(version: Int16, seed: Int) -> DeleteRecordsRequest.DeleteRecordsTopic {
         var value = DeleteRecordsRequest.DeleteRecordsTopic()
         value.name = "Name-\(seed)"
-        value.partitions = [DeleteRecordsRequest.DeleteRecordsPartition.sample(version: version, seed: seed &* 4 &+ 1), DeleteRecordsRequest.DeleteRecordsPartition.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.partitions = [
+            DeleteRecordsRequest.DeleteRecordsPartition.sample(version: version, seed: seed &* 4 &+ 1),
+            DeleteRecordsRequest.DeleteRecordsPartition.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -439,7 +490,10 @@ extension DeleteRecordsResponse: SampleableMessage {
     static func sample(version: Int16, seed: Int) -> DeleteRecordsResponse {
         var value = DeleteRecordsResponse()
         value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
-        value.topics = [DeleteRecordsResponse.DeleteRecordsTopicResult.sample(version: version, seed: seed &* 4 &+ 1), DeleteRecordsResponse.DeleteRecordsTopicResult.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topics = [
+            DeleteRecordsResponse.DeleteRecordsTopicResult.sample(version: version, seed: seed &* 4 &+ 1),
+            DeleteRecordsResponse.DeleteRecordsTopicResult.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -448,7 +502,10 @@ extension DeleteRecordsResponse.DeleteRecordsTopicResult {
     static func sample(version: Int16, seed: Int) -> DeleteRecordsResponse.DeleteRecordsTopicResult {
         var value = DeleteRecordsResponse.DeleteRecordsTopicResult()
         value.name = "Name-\(seed)"
-        value.partitions = [DeleteRecordsResponse.DeleteRecordsPartitionResult.sample(version: version, seed: seed &* 4 &+ 1), DeleteRecordsResponse.DeleteRecordsPartitionResult.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.partitions = [
+            DeleteRecordsResponse.DeleteRecordsPartitionResult.sample(version: version, seed: seed &* 4 &+ 1),
+            DeleteRecordsResponse.DeleteRecordsPartitionResult.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -471,10 +528,16 @@ extension DeleteTopicsRequest: SampleableMessage {
     static func sample(version: Int16, seed: Int) -> DeleteTopicsRequest {
         var value = DeleteTopicsRequest()
         if version >= 6 {
-            value.topics = [DeleteTopicsRequest.DeleteTopicState.sample(version: version, seed: seed &* 4 &+ 1), DeleteTopicsRequest.DeleteTopicState.sample(version: version, seed: seed &* 4 &+ 2)]
+            value.topics = [
+                DeleteTopicsRequest.DeleteTopicState.sample(version: version, seed: seed &* 4 &+ 1),
+                DeleteTopicsRequest.DeleteTopicState.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
         }
         if version <= 5 {
-            value.topicNames = ["TopicNames-\(seed &* 4 &+ 1)", "TopicNames-\(seed &* 4 &+ 2)"]
+            value.topicNames = [
+                "TopicNames-\(seed &* 4 &+ 1)",
+                "TopicNames-\(seed &* 4 &+ 2)",
+            ]
         }
         value.timeoutMs = sampleInteger(seed, 3, avoiding: 0)
         return value
@@ -504,7 +567,10 @@ extension DeleteTopicsResponse: SampleableMessage {
         if version >= 1 {
             value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
         }
-        value.responses = [DeleteTopicsResponse.DeletableTopicResult.sample(version: version, seed: seed &* 4 &+ 1), DeleteTopicsResponse.DeletableTopicResult.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.responses = [
+            DeleteTopicsResponse.DeletableTopicResult.sample(version: version, seed: seed &* 4 &+ 1),
+            DeleteTopicsResponse.DeletableTopicResult.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -531,7 +597,10 @@ extension DescribeConfigsRequest: SampleableMessage {
 
     static func sample(version: Int16, seed: Int) -> DescribeConfigsRequest {
         var value = DescribeConfigsRequest()
-        value.resources = [DescribeConfigsRequest.DescribeConfigsResource.sample(version: version, seed: seed &* 4 &+ 1), DescribeConfigsRequest.DescribeConfigsResource.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.resources = [
+            DescribeConfigsRequest.DescribeConfigsResource.sample(version: version, seed: seed &* 4 &+ 1),
+            DescribeConfigsRequest.DescribeConfigsResource.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         if version >= 1 {
             value.includeSynonyms = true
         }
@@ -547,7 +616,10 @@ extension DescribeConfigsRequest.DescribeConfigsResource {
         var value = DescribeConfigsRequest.DescribeConfigsResource()
         value.resourceType = sampleInteger(seed, 1, avoiding: 0)
         value.resourceName = "ResourceName-\(seed)"
-        value.configurationKeys = ["ConfigurationKeys-\(seed &* 4 &+ 1)", "ConfigurationKeys-\(seed &* 4 &+ 2)"]
+        value.configurationKeys = [
+            "ConfigurationKeys-\(seed &* 4 &+ 1)",
+            "ConfigurationKeys-\(seed &* 4 &+ 2)",
+        ]
         return value
     }
 }
@@ -560,7 +632,10 @@ extension DescribeConfigsResponse: SampleableMessage {
     static func sample(version: Int16, seed: Int) -> DescribeConfigsResponse {
         var value = DescribeConfigsResponse()
         value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
-        value.results = [DescribeConfigsResponse.DescribeConfigsResult.sample(version: version, seed: seed &* 4 &+ 1), DescribeConfigsResponse.DescribeConfigsResult.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.results = [
+            DescribeConfigsResponse.DescribeConfigsResult.sample(version: version, seed: seed &* 4 &+ 1),
+            DescribeConfigsResponse.DescribeConfigsResult.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -572,7 +647,10 @@ extension DescribeConfigsResponse.DescribeConfigsResult {
         value.errorMessage = "ErrorMessage-\(seed)"
         value.resourceType = sampleInteger(seed, 3, avoiding: 0)
         value.resourceName = "ResourceName-\(seed)"
-        value.configs = [DescribeConfigsResponse.DescribeConfigsResourceResult.sample(version: version, seed: seed &* 4 &+ 1), DescribeConfigsResponse.DescribeConfigsResourceResult.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.configs = [
+            DescribeConfigsResponse.DescribeConfigsResourceResult.sample(version: version, seed: seed &* 4 &+ 1),
+            DescribeConfigsResponse.DescribeConfigsResourceResult.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -591,7 +669,10 @@ extension DescribeConfigsResponse.DescribeConfigsResourceResult {
         }
         value.isSensitive = true
         if version >= 1 {
-            value.synonyms = [DescribeConfigsResponse.DescribeConfigsSynonym.sample(version: version, seed: seed &* 4 &+ 1), DescribeConfigsResponse.DescribeConfigsSynonym.sample(version: version, seed: seed &* 4 &+ 2)]
+            value.synonyms = [
+                DescribeConfigsResponse.DescribeConfigsSynonym.sample(version: version, seed: seed &* 4 &+ 1),
+                DescribeConfigsResponse.DescribeConfigsSynonym.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
         }
         if version >= 3 {
             value.configType = sampleInteger(seed, 8, avoiding: 0)
@@ -626,7 +707,10 @@ extension DescribeGroupsRequest: SampleableMessage {
 
     static func sample(version: Int16, seed: Int) -> DescribeGroupsRequest {
         var value = DescribeGroupsRequest()
-        value.groups = ["Groups-\(seed &* 4 &+ 1)", "Groups-\(seed &* 4 &+ 2)"]
+        value.groups = [
+            "Groups-\(seed &* 4 &+ 1)",
+            "Groups-\(seed &* 4 &+ 2)",
+        ]
         if version >= 3 {
             value.includeAuthorizedOperations = true
         }
@@ -644,7 +728,10 @@ extension DescribeGroupsResponse: SampleableMessage {
         if version >= 1 {
             value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
         }
-        value.groups = [DescribeGroupsResponse.DescribedGroup.sample(version: version, seed: seed &* 4 &+ 1), DescribeGroupsResponse.DescribedGroup.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.groups = [
+            DescribeGroupsResponse.DescribedGroup.sample(version: version, seed: seed &* 4 &+ 1),
+            DescribeGroupsResponse.DescribedGroup.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -657,7 +744,10 @@ extension DescribeGroupsResponse.DescribedGroup {
         value.groupState = "GroupState-\(seed)"
         value.protocolType = "ProtocolType-\(seed)"
         value.protocolData = "ProtocolData-\(seed)"
-        value.members = [DescribeGroupsResponse.DescribedGroupMember.sample(version: version, seed: seed &* 4 &+ 1), DescribeGroupsResponse.DescribedGroupMember.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.members = [
+            DescribeGroupsResponse.DescribedGroupMember.sample(version: version, seed: seed &* 4 &+ 1),
+            DescribeGroupsResponse.DescribedGroupMember.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         if version >= 3 {
             value.authorizedOperations = sampleInteger(seed, 7, avoiding: -2147483648)
         }
@@ -701,9 +791,15 @@ extension FetchRequest: SampleableMessage {
         if version >= 7 {
             value.sessionEpoch = sampleInteger(seed, 9, avoiding: -1)
         }
-        value.topics = [FetchRequest.FetchTopic.sample(version: version, seed: seed &* 4 &+ 1), FetchRequest.FetchTopic.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topics = [
+            FetchRequest.FetchTopic.sample(version: version, seed: seed &* 4 &+ 1),
+            FetchRequest.FetchTopic.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         if version >= 7 {
-            value.forgottenTopicsData = [FetchRequest.ForgottenTopic.sample(version: version, seed: seed &* 4 &+ 1), FetchRequest.ForgottenTopic.sample(version: version, seed: seed &* 4 &+ 2)]
+            value.forgottenTopicsData = [
+                FetchRequest.ForgottenTopic.sample(version: version, seed: seed &* 4 &+ 1),
+                FetchRequest.ForgottenTopic.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
         }
         if version >= 11 {
             value.rackId = "RackId-\(seed)"
@@ -722,7 +818,10 @@ extension FetchRequest.FetchTopic {
     static func sample(version: Int16, seed: Int) -> FetchRequest.FetchTopic {
         var value = FetchRequest.FetchTopic()
         value.topic = "Topic-\(seed)"
-        value.partitions = [FetchRequest.FetchPartition.sample(version: version, seed: seed &* 4 &+ 1), FetchRequest.FetchPartition.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.partitions = [
+            FetchRequest.FetchPartition.sample(version: version, seed: seed &* 4 &+ 1),
+            FetchRequest.FetchPartition.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -753,7 +852,10 @@ extension FetchRequest.ForgottenTopic {
             value.topic = "Topic-\(seed)"
         }
         if version >= 7 {
-            value.partitions = [sampleInteger(seed &* 4 &+ 1, 3, avoiding: 0), sampleInteger(seed &* 4 &+ 2, 3, avoiding: 0)]
+            value.partitions = [
+                sampleInteger(seed &* 4 &+ 1, 3, avoiding: 0),
+                sampleInteger(seed &* 4 &+ 2, 3, avoiding: 0),
+            ]
         }
         return value
     }
@@ -773,7 +875,10 @@ extension FetchResponse: SampleableMessage {
         if version >= 7 {
             value.sessionId = sampleInteger(seed, 3, avoiding: 0)
         }
-        value.responses = [FetchResponse.FetchableTopicResponse.sample(version: version, seed: seed &* 4 &+ 1), FetchResponse.FetchableTopicResponse.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.responses = [
+            FetchResponse.FetchableTopicResponse.sample(version: version, seed: seed &* 4 &+ 1),
+            FetchResponse.FetchableTopicResponse.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -782,7 +887,10 @@ extension FetchResponse.FetchableTopicResponse {
     static func sample(version: Int16, seed: Int) -> FetchResponse.FetchableTopicResponse {
         var value = FetchResponse.FetchableTopicResponse()
         value.topic = "Topic-\(seed)"
-        value.partitions = [FetchResponse.PartitionData.sample(version: version, seed: seed &* 4 &+ 1), FetchResponse.PartitionData.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.partitions = [
+            FetchResponse.PartitionData.sample(version: version, seed: seed &* 4 &+ 1),
+            FetchResponse.PartitionData.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -806,7 +914,10 @@ extension FetchResponse.PartitionData {
         if version >= 12 {
             value.snapshotId = FetchResponse.SnapshotId.sample(version: version, seed: seed)
         }
-        value.abortedTransactions = [FetchResponse.AbortedTransaction.sample(version: version, seed: seed &* 4 &+ 1), FetchResponse.AbortedTransaction.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.abortedTransactions = [
+            FetchResponse.AbortedTransaction.sample(version: version, seed: seed &* 4 &+ 1),
+            FetchResponse.AbortedTransaction.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         if version >= 11 {
             value.preferredReadReplica = sampleInteger(seed, 10, avoiding: -1)
         }
@@ -990,7 +1101,10 @@ extension JoinGroupRequest: SampleableMessage {
             value.groupInstanceId = "GroupInstanceId-\(seed)"
         }
         value.protocolType = "ProtocolType-\(seed)"
-        value.protocols = [JoinGroupRequest.JoinGroupRequestProtocol.sample(version: version, seed: seed &* 4 &+ 1), JoinGroupRequest.JoinGroupRequestProtocol.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.protocols = [
+            JoinGroupRequest.JoinGroupRequestProtocol.sample(version: version, seed: seed &* 4 &+ 1),
+            JoinGroupRequest.JoinGroupRequestProtocol.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1022,7 +1136,10 @@ extension JoinGroupResponse: SampleableMessage {
         value.protocolName = "ProtocolName-\(seed)"
         value.leader = "Leader-\(seed)"
         value.memberId = "MemberId-\(seed)"
-        value.members = [JoinGroupResponse.JoinGroupResponseMember.sample(version: version, seed: seed &* 4 &+ 1), JoinGroupResponse.JoinGroupResponseMember.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.members = [
+            JoinGroupResponse.JoinGroupResponseMember.sample(version: version, seed: seed &* 4 &+ 1),
+            JoinGroupResponse.JoinGroupResponseMember.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1051,7 +1168,10 @@ extension LeaveGroupRequest: SampleableMessage {
             value.memberId = "MemberId-\(seed)"
         }
         if version >= 3 {
-            value.members = [LeaveGroupRequest.MemberIdentity.sample(version: version, seed: seed &* 4 &+ 1), LeaveGroupRequest.MemberIdentity.sample(version: version, seed: seed &* 4 &+ 2)]
+            value.members = [
+                LeaveGroupRequest.MemberIdentity.sample(version: version, seed: seed &* 4 &+ 1),
+                LeaveGroupRequest.MemberIdentity.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
         }
         return value
     }
@@ -1082,7 +1202,10 @@ extension LeaveGroupResponse: SampleableMessage {
         }
         value.errorCode = sampleInteger(seed, 2, avoiding: 0)
         if version >= 3 {
-            value.members = [LeaveGroupResponse.MemberResponse.sample(version: version, seed: seed &* 4 &+ 1), LeaveGroupResponse.MemberResponse.sample(version: version, seed: seed &* 4 &+ 2)]
+            value.members = [
+                LeaveGroupResponse.MemberResponse.sample(version: version, seed: seed &* 4 &+ 1),
+                LeaveGroupResponse.MemberResponse.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
         }
         return value
     }
@@ -1112,7 +1235,10 @@ extension ListGroupsRequest: SampleableMessage {
     static func sample(version: Int16, seed: Int) -> ListGroupsRequest {
         var value = ListGroupsRequest()
         if version >= 4 {
-            value.statesFilter = ["StatesFilter-\(seed &* 4 &+ 1)", "StatesFilter-\(seed &* 4 &+ 2)"]
+            value.statesFilter = [
+                "StatesFilter-\(seed &* 4 &+ 1)",
+                "StatesFilter-\(seed &* 4 &+ 2)",
+            ]
         }
         return value
     }
@@ -1129,7 +1255,10 @@ extension ListGroupsResponse: SampleableMessage {
             value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
         }
         value.errorCode = sampleInteger(seed, 2, avoiding: 0)
-        value.groups = [ListGroupsResponse.ListedGroup.sample(version: version, seed: seed &* 4 &+ 1), ListGroupsResponse.ListedGroup.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.groups = [
+            ListGroupsResponse.ListedGroup.sample(version: version, seed: seed &* 4 &+ 1),
+            ListGroupsResponse.ListedGroup.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1157,7 +1286,10 @@ extension ListOffsetsRequest: SampleableMessage {
         if version >= 2 {
             value.isolationLevel = sampleInteger(seed, 2, avoiding: 0)
         }
-        value.topics = [ListOffsetsRequest.ListOffsetsTopic.sample(version: version, seed: seed &* 4 &+ 1), ListOffsetsRequest.ListOffsetsTopic.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topics = [
+            ListOffsetsRequest.ListOffsetsTopic.sample(version: version, seed: seed &* 4 &+ 1),
+            ListOffsetsRequest.ListOffsetsTopic.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1166,7 +1298,10 @@ extension ListOffsetsRequest.ListOffsetsTopic {
     static func sample(version: Int16, seed: Int) -> ListOffsetsRequest.ListOffsetsTopic {
         var value = ListOffsetsRequest.ListOffsetsTopic()
         value.name = "Name-\(seed)"
-        value.partitions = [ListOffsetsRequest.ListOffsetsPartition.sample(version: version, seed: seed &* 4 &+ 1), ListOffsetsRequest.ListOffsetsPartition.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.partitions = [
+            ListOffsetsRequest.ListOffsetsPartition.sample(version: version, seed: seed &* 4 &+ 1),
+            ListOffsetsRequest.ListOffsetsPartition.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1193,7 +1328,10 @@ extension ListOffsetsResponse: SampleableMessage {
         if version >= 2 {
             value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
         }
-        value.topics = [ListOffsetsResponse.ListOffsetsTopicResponse.sample(version: version, seed: seed &* 4 &+ 1), ListOffsetsResponse.ListOffsetsTopicResponse.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topics = [
+            ListOffsetsResponse.ListOffsetsTopicResponse.sample(version: version, seed: seed &* 4 &+ 1),
+            ListOffsetsResponse.ListOffsetsTopicResponse.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1202,7 +1340,10 @@ extension ListOffsetsResponse.ListOffsetsTopicResponse {
     static func sample(version: Int16, seed: Int) -> ListOffsetsResponse.ListOffsetsTopicResponse {
         var value = ListOffsetsResponse.ListOffsetsTopicResponse()
         value.name = "Name-\(seed)"
-        value.partitions = [ListOffsetsResponse.ListOffsetsPartitionResponse.sample(version: version, seed: seed &* 4 &+ 1), ListOffsetsResponse.ListOffsetsPartitionResponse.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.partitions = [
+            ListOffsetsResponse.ListOffsetsPartitionResponse.sample(version: version, seed: seed &* 4 &+ 1),
+            ListOffsetsResponse.ListOffsetsPartitionResponse.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1228,7 +1369,10 @@ extension MetadataRequest: SampleableMessage {
 
     static func sample(version: Int16, seed: Int) -> MetadataRequest {
         var value = MetadataRequest()
-        value.topics = [MetadataRequest.MetadataRequestTopic.sample(version: version, seed: seed &* 4 &+ 1), MetadataRequest.MetadataRequestTopic.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topics = [
+            MetadataRequest.MetadataRequestTopic.sample(version: version, seed: seed &* 4 &+ 1),
+            MetadataRequest.MetadataRequestTopic.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         if version >= 4 {
             value.allowAutoTopicCreation = false
         }
@@ -1263,14 +1407,20 @@ extension MetadataResponse: SampleableMessage {
         if version >= 3 {
             value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
         }
-        value.brokers = [MetadataResponse.MetadataResponseBroker.sample(version: version, seed: seed &* 4 &+ 1), MetadataResponse.MetadataResponseBroker.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.brokers = [
+            MetadataResponse.MetadataResponseBroker.sample(version: version, seed: seed &* 4 &+ 1),
+            MetadataResponse.MetadataResponseBroker.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         if version >= 2 {
             value.clusterId = "ClusterId-\(seed)"
         }
         if version >= 1 {
             value.controllerId = sampleInteger(seed, 4, avoiding: -1)
         }
-        value.topics = [MetadataResponse.MetadataResponseTopic.sample(version: version, seed: seed &* 4 &+ 1), MetadataResponse.MetadataResponseTopic.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topics = [
+            MetadataResponse.MetadataResponseTopic.sample(version: version, seed: seed &* 4 &+ 1),
+            MetadataResponse.MetadataResponseTopic.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         if version >= 8 && version <= 10 {
             value.clusterAuthorizedOperations = sampleInteger(seed, 6, avoiding: -2147483648)
         }
@@ -1302,7 +1452,10 @@ extension MetadataResponse.MetadataResponseTopic {
         if version >= 1 {
             value.isInternal = true
         }
-        value.partitions = [MetadataResponse.MetadataResponsePartition.sample(version: version, seed: seed &* 4 &+ 1), MetadataResponse.MetadataResponsePartition.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.partitions = [
+            MetadataResponse.MetadataResponsePartition.sample(version: version, seed: seed &* 4 &+ 1),
+            MetadataResponse.MetadataResponsePartition.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         if version >= 8 {
             value.topicAuthorizedOperations = sampleInteger(seed, 6, avoiding: -2147483648)
         }
@@ -1319,10 +1472,19 @@ extension MetadataResponse.MetadataResponsePartition {
         if version >= 7 {
             value.leaderEpoch = sampleInteger(seed, 4, avoiding: -1)
         }
-        value.replicaNodes = [sampleInteger(seed &* 4 &+ 1, 5, avoiding: 0), sampleInteger(seed &* 4 &+ 2, 5, avoiding: 0)]
-        value.isrNodes = [sampleInteger(seed &* 4 &+ 1, 6, avoiding: 0), sampleInteger(seed &* 4 &+ 2, 6, avoiding: 0)]
+        value.replicaNodes = [
+            sampleInteger(seed &* 4 &+ 1, 5, avoiding: 0),
+            sampleInteger(seed &* 4 &+ 2, 5, avoiding: 0),
+        ]
+        value.isrNodes = [
+            sampleInteger(seed &* 4 &+ 1, 6, avoiding: 0),
+            sampleInteger(seed &* 4 &+ 2, 6, avoiding: 0),
+        ]
         if version >= 5 {
-            value.offlineReplicas = [sampleInteger(seed &* 4 &+ 1, 7, avoiding: 0), sampleInteger(seed &* 4 &+ 2, 7, avoiding: 0)]
+            value.offlineReplicas = [
+                sampleInteger(seed &* 4 &+ 1, 7, avoiding: 0),
+                sampleInteger(seed &* 4 &+ 2, 7, avoiding: 0),
+            ]
         }
         return value
     }
@@ -1344,7 +1506,10 @@ extension OffsetCommitRequest: SampleableMessage {
         if version <= 4 {
             value.retentionTimeMs = sampleInteger(seed, 5, avoiding: -1)
         }
-        value.topics = [OffsetCommitRequest.OffsetCommitRequestTopic.sample(version: version, seed: seed &* 4 &+ 1), OffsetCommitRequest.OffsetCommitRequestTopic.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topics = [
+            OffsetCommitRequest.OffsetCommitRequestTopic.sample(version: version, seed: seed &* 4 &+ 1),
+            OffsetCommitRequest.OffsetCommitRequestTopic.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1353,7 +1518,10 @@ extension OffsetCommitRequest.OffsetCommitRequestTopic {
     static func sample(version: Int16, seed: Int) -> OffsetCommitRequest.OffsetCommitRequestTopic {
         var value = OffsetCommitRequest.OffsetCommitRequestTopic()
         value.name = "Name-\(seed)"
-        value.partitions = [OffsetCommitRequest.OffsetCommitRequestPartition.sample(version: version, seed: seed &* 4 &+ 1), OffsetCommitRequest.OffsetCommitRequestPartition.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.partitions = [
+            OffsetCommitRequest.OffsetCommitRequestPartition.sample(version: version, seed: seed &* 4 &+ 1),
+            OffsetCommitRequest.OffsetCommitRequestPartition.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1381,7 +1549,10 @@ extension OffsetCommitResponse: SampleableMessage {
         if version >= 3 {
             value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
         }
-        value.topics = [OffsetCommitResponse.OffsetCommitResponseTopic.sample(version: version, seed: seed &* 4 &+ 1), OffsetCommitResponse.OffsetCommitResponseTopic.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topics = [
+            OffsetCommitResponse.OffsetCommitResponseTopic.sample(version: version, seed: seed &* 4 &+ 1),
+            OffsetCommitResponse.OffsetCommitResponseTopic.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1390,7 +1561,10 @@ extension OffsetCommitResponse.OffsetCommitResponseTopic {
     static func sample(version: Int16, seed: Int) -> OffsetCommitResponse.OffsetCommitResponseTopic {
         var value = OffsetCommitResponse.OffsetCommitResponseTopic()
         value.name = "Name-\(seed)"
-        value.partitions = [OffsetCommitResponse.OffsetCommitResponsePartition.sample(version: version, seed: seed &* 4 &+ 1), OffsetCommitResponse.OffsetCommitResponsePartition.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.partitions = [
+            OffsetCommitResponse.OffsetCommitResponsePartition.sample(version: version, seed: seed &* 4 &+ 1),
+            OffsetCommitResponse.OffsetCommitResponsePartition.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1412,7 +1586,10 @@ extension OffsetFetchRequest: SampleableMessage {
     static func sample(version: Int16, seed: Int) -> OffsetFetchRequest {
         var value = OffsetFetchRequest()
         value.groupId = "GroupId-\(seed)"
-        value.topics = [OffsetFetchRequest.OffsetFetchRequestTopic.sample(version: version, seed: seed &* 4 &+ 1), OffsetFetchRequest.OffsetFetchRequestTopic.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topics = [
+            OffsetFetchRequest.OffsetFetchRequestTopic.sample(version: version, seed: seed &* 4 &+ 1),
+            OffsetFetchRequest.OffsetFetchRequestTopic.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         if version >= 7 {
             value.requireStable = true
         }
@@ -1424,7 +1601,10 @@ extension OffsetFetchRequest.OffsetFetchRequestTopic {
     static func sample(version: Int16, seed: Int) -> OffsetFetchRequest.OffsetFetchRequestTopic {
         var value = OffsetFetchRequest.OffsetFetchRequestTopic()
         value.name = "Name-\(seed)"
-        value.partitionIndexes = [sampleInteger(seed &* 4 &+ 1, 2, avoiding: 0), sampleInteger(seed &* 4 &+ 2, 2, avoiding: 0)]
+        value.partitionIndexes = [
+            sampleInteger(seed &* 4 &+ 1, 2, avoiding: 0),
+            sampleInteger(seed &* 4 &+ 2, 2, avoiding: 0),
+        ]
         return value
     }
 }
@@ -1451,7 +1631,10 @@ extension OffsetFetchResponse: SampleableMessage {
         if version >= 3 {
             value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
         }
-        value.topics = [OffsetFetchResponse.OffsetFetchResponseTopic.sample(version: version, seed: seed &* 4 &+ 1), OffsetFetchResponse.OffsetFetchResponseTopic.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topics = [
+            OffsetFetchResponse.OffsetFetchResponseTopic.sample(version: version, seed: seed &* 4 &+ 1),
+            OffsetFetchResponse.OffsetFetchResponseTopic.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         if version >= 2 {
             value.errorCode = sampleInteger(seed, 3, avoiding: 0)
         }
@@ -1463,7 +1646,10 @@ extension OffsetFetchResponse.OffsetFetchResponseTopic {
     static func sample(version: Int16, seed: Int) -> OffsetFetchResponse.OffsetFetchResponseTopic {
         var value = OffsetFetchResponse.OffsetFetchResponseTopic()
         value.name = "Name-\(seed)"
-        value.partitions = [OffsetFetchResponse.OffsetFetchResponsePartition.sample(version: version, seed: seed &* 4 &+ 1), OffsetFetchResponse.OffsetFetchResponsePartition.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.partitions = [
+            OffsetFetchResponse.OffsetFetchResponsePartition.sample(version: version, seed: seed &* 4 &+ 1),
+            OffsetFetchResponse.OffsetFetchResponsePartition.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1510,7 +1696,10 @@ extension ProduceRequest: SampleableMessage {
         value.transactionalId = "TransactionalId-\(seed)"
         value.acks = sampleInteger(seed, 2, avoiding: 0)
         value.timeoutMs = sampleInteger(seed, 3, avoiding: 0)
-        value.topicData = [ProduceRequest.TopicProduceData.sample(version: version, seed: seed &* 4 &+ 1), ProduceRequest.TopicProduceData.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.topicData = [
+            ProduceRequest.TopicProduceData.sample(version: version, seed: seed &* 4 &+ 1),
+            ProduceRequest.TopicProduceData.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1519,7 +1708,10 @@ extension ProduceRequest.TopicProduceData {
     static func sample(version: Int16, seed: Int) -> ProduceRequest.TopicProduceData {
         var value = ProduceRequest.TopicProduceData()
         value.name = "Name-\(seed)"
-        value.partitionData = [ProduceRequest.PartitionProduceData.sample(version: version, seed: seed &* 4 &+ 1), ProduceRequest.PartitionProduceData.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.partitionData = [
+            ProduceRequest.PartitionProduceData.sample(version: version, seed: seed &* 4 &+ 1),
+            ProduceRequest.PartitionProduceData.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1540,7 +1732,10 @@ extension ProduceResponse: SampleableMessage {
 
     static func sample(version: Int16, seed: Int) -> ProduceResponse {
         var value = ProduceResponse()
-        value.responses = [ProduceResponse.TopicProduceResponse.sample(version: version, seed: seed &* 4 &+ 1), ProduceResponse.TopicProduceResponse.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.responses = [
+            ProduceResponse.TopicProduceResponse.sample(version: version, seed: seed &* 4 &+ 1),
+            ProduceResponse.TopicProduceResponse.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         value.throttleTimeMs = sampleInteger(seed, 2, avoiding: 0)
         return value
     }
@@ -1550,7 +1745,10 @@ extension ProduceResponse.TopicProduceResponse {
     static func sample(version: Int16, seed: Int) -> ProduceResponse.TopicProduceResponse {
         var value = ProduceResponse.TopicProduceResponse()
         value.name = "Name-\(seed)"
-        value.partitionResponses = [ProduceResponse.PartitionProduceResponse.sample(version: version, seed: seed &* 4 &+ 1), ProduceResponse.PartitionProduceResponse.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.partitionResponses = [
+            ProduceResponse.PartitionProduceResponse.sample(version: version, seed: seed &* 4 &+ 1),
+            ProduceResponse.PartitionProduceResponse.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
@@ -1566,7 +1764,10 @@ extension ProduceResponse.PartitionProduceResponse {
             value.logStartOffset = sampleInteger(seed, 5, avoiding: -1)
         }
         if version >= 8 {
-            value.recordErrors = [ProduceResponse.BatchIndexAndErrorMessage.sample(version: version, seed: seed &* 4 &+ 1), ProduceResponse.BatchIndexAndErrorMessage.sample(version: version, seed: seed &* 4 &+ 2)]
+            value.recordErrors = [
+                ProduceResponse.BatchIndexAndErrorMessage.sample(version: version, seed: seed &* 4 &+ 1),
+                ProduceResponse.BatchIndexAndErrorMessage.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
         }
         if version >= 8 {
             value.errorMessage = "ErrorMessage-\(seed)"
@@ -1649,7 +1850,10 @@ extension SaslHandshakeResponse: SampleableMessage {
     static func sample(version: Int16, seed: Int) -> SaslHandshakeResponse {
         var value = SaslHandshakeResponse()
         value.errorCode = sampleInteger(seed, 1, avoiding: 0)
-        value.mechanisms = ["Mechanisms-\(seed &* 4 &+ 1)", "Mechanisms-\(seed &* 4 &+ 2)"]
+        value.mechanisms = [
+            "Mechanisms-\(seed &* 4 &+ 1)",
+            "Mechanisms-\(seed &* 4 &+ 2)",
+        ]
         return value
     }
 }
@@ -1673,7 +1877,10 @@ extension SyncGroupRequest: SampleableMessage {
         if version >= 5 {
             value.protocolName = "ProtocolName-\(seed)"
         }
-        value.assignments = [SyncGroupRequest.SyncGroupRequestAssignment.sample(version: version, seed: seed &* 4 &+ 1), SyncGroupRequest.SyncGroupRequestAssignment.sample(version: version, seed: seed &* 4 &+ 2)]
+        value.assignments = [
+            SyncGroupRequest.SyncGroupRequestAssignment.sample(version: version, seed: seed &* 4 &+ 1),
+            SyncGroupRequest.SyncGroupRequestAssignment.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
         return value
     }
 }
