@@ -234,7 +234,11 @@ public final class KafkaServer: Sendable {
                 } else {
                     state.refusalsSinceWarning += 1
                 }
-                return .refused(openConnections: state.connections.count, warn: warn && running, suppressedWarnings: suppressed)
+                return .refused(
+                    openConnections: state.connections.count,
+                    warn: warn && running,
+                    suppressedWarnings: suppressed
+                )
             }
             let id = state.nextConnectionID
             state.nextConnectionID += 1

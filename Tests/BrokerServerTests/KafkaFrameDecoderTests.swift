@@ -106,7 +106,8 @@ struct KafkaFrameDecoderTests {
 
     /// A size prefix of zero, a negative one, or one above the limit is rejected from the four prefix
     /// bytes alone, before a single body byte is read or buffered.
-    @Test(arguments: [0, -1, Int32.min, 65 /* maxFrameBytes + 1 */, Int32.max])
+    // 65 is maxFrameBytes + 1.
+    @Test(arguments: [0, -1, Int32.min, 65, Int32.max])
     func invalidSizeIsRejectedFromThePrefixAlone(size: Int32) throws {
         let decoder = KafkaFrameDecoder(maxFrameBytes: Self.maxFrameBytes)
         var input = Self.sizePrefix(size)
@@ -120,7 +121,8 @@ struct KafkaFrameDecoderTests {
     /// On a connection, an invalid size prefix closes the channel as soon as the prefix is in, without
     /// waiting for (or buffering) the body, logs one warning naming the peer, size and limit, and never
     /// reaches the request handler.
-    @Test(arguments: [0, -1, Int32.min, 65 /* maxFrameBytes + 1 */, Int32.max])
+    // 65 is maxFrameBytes + 1.
+    @Test(arguments: [0, -1, Int32.min, 65, Int32.max])
     func invalidSizeClosesTheConnectionBeforeTheBody(size: Int32) throws {
         let handler = ScriptedHandler()
         let logs = LogCapture()

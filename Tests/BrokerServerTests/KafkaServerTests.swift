@@ -43,7 +43,8 @@ struct KafkaServerTests {
             try await second.send((100..<110).map { TestRequest(command: .respond, tag: $0) })
             let firstResponses = try await first.waitForResponses(10)
             let secondResponses = try await second.waitForResponses(10)
-            let expectedFirst = (0..<10).map { (index: Int) in TestResponse(tag: UInt32(index), sequence: UInt64(index)) }
+            let expectedFirst = (0..<10).map { (index: Int) in TestResponse(tag: UInt32(index), sequence: UInt64(index))
+            }
             let expectedSecond = (0..<10).map { (index: Int) in
                 TestResponse(tag: UInt32(100 + index), sequence: UInt64(index))
             }
@@ -111,11 +112,13 @@ struct KafkaServerTests {
     func inFlightLimitStopsAndResumesReading(limit: Int) async throws {
         let handler = ScriptedHandler()
         let requestCount = 3 * limit + 2
-        try await withServer(handler: handler, configure: { $0.maxInFlightRequestsPerConnection = limit }) {
+        try await withServer(handler: handler, configuration: .forTest(maxInFlightRequests: limit)) {
             server,
             address in
             let client = try await TestClient.connect(to: address)
-            try await client.send((0..<requestCount).map { TestRequest(command: .respondWhenReleased, tag: UInt32($0)) })
+            try await client.send(
+                (0..<requestCount).map { TestRequest(command: .respondWhenReleased, tag: UInt32($0)) }
+            )
             try await eventually("\(limit) requests started") { handler.arrivalCount == limit }
             try await Task.sleep(for: .milliseconds(200))
             #expect(handler.arrivalCount == limit, "no request beyond the limit may start")
@@ -139,13 +142,15 @@ struct KafkaServerTests {
         // Far more than the kernel's socket buffers on both sides of a loopback connection hold.
         let frameCount = 512
         let paddingBytes = 64 * 1024
-        try await withServer(handler: handler, configure: { $0.maxInFlightRequestsPerConnection = 1 }) {
+        try await withServer(handler: handler, configuration: .forTest(maxInFlightRequests: 1)) {
             _,
             address in
             let client = try await TestClient.connect(to: address)
             try await client.send(TestRequest(command: .respondWhenReleased, tag: 0))
             try await eventually("request 0 started") { handler.arrivalCount == 1 }
-            let flood = (1...frameCount).map { TestRequest(command: .respond, tag: UInt32($0), paddingBytes: paddingBytes) }
+            let flood = (1...frameCount).map {
+                TestRequest(command: .respond, tag: UInt32($0), paddingBytes: paddingBytes)
+            }
             let written = NIOLockedValueBox(false)
             let write = client.write(flood)
             write.whenComplete { _ in written.withLockedValue { $0 = true } }
@@ -165,7 +170,7 @@ struct KafkaServerTests {
     /// A frame of exactly `maxFrameBytes` is served over a real socket; one byte more closes the connection.
     @Test func frameSizeLimitIsInclusive() async throws {
         let handler = ScriptedHandler()
-        try await withServer(handler: handler, configure: { $0.maxFrameBytes = 1_000 }) { _, address in
+        try await withServer(handler: handler, configuration: .forTest(maxFrameBytes: 1_000)) { _, address in
             let client = try await TestClient.connect(to: address)
             try await client.send(TestRequest(command: .respond, tag: 1, paddingBytes: 1_000 - TestRequest.headerBytes))
             #expect(try await client.waitForResponses(1).map(\.tag) == [1])
@@ -187,7 +192,9 @@ struct KafkaServerTests {
     func badSizePrefixClosesOnlyThatConnection(bytes: [UInt8]) async throws {
         let handler = ScriptedHandler()
         let logs = LogCapture()
-        try await withServer(handler: handler, logs: logs, configure: { $0.maxFrameBytes = 1_024 }) { _, address in
+        try await withServer(handler: handler, logs: logs, configuration: .forTest(maxFrameBytes: 1_024)) {
+            _,
+            address in
             let bad = try await TestClient.connect(to: address)
             let good = try await TestClient.connect(to: address)
             #expect(try await good.roundTrip(tag: 1))
@@ -204,7 +211,9 @@ struct KafkaServerTests {
     /// A connection without traffic or requests in flight is closed after the idle timeout.
     @Test func idleConnectionIsClosed() async throws {
         let handler = ScriptedHandler()
-        try await withServer(handler: handler, configure: { $0.idleTimeout = .milliseconds(200) }) { server, address in
+        try await withServer(handler: handler, configuration: .forTest(idleTimeout: .milliseconds(200))) {
+            server,
+            address in
             let client = try await TestClient.connect(to: address)
             #expect(try await client.roundTrip(tag: 1))
             try await client.waitForServerClose()
@@ -215,7 +224,7 @@ struct KafkaServerTests {
     /// A request that takes longer than the idle timeout (a long poll) keeps its connection open.
     @Test func connectionWithARequestInFlightIsNotIdle() async throws {
         let handler = ScriptedHandler()
-        try await withServer(handler: handler, configure: { $0.idleTimeout = .milliseconds(150) }) { _, address in
+        try await withServer(handler: handler, configuration: .forTest(idleTimeout: .milliseconds(150))) { _, address in
             let client = try await TestClient.connect(to: address)
             try await client.send(TestRequest(command: .respondWhenReleased, tag: 1))
             try await eventually("request started") { handler.arrivalCount == 1 }
@@ -233,7 +242,9 @@ struct KafkaServerTests {
     @Test func connectionsAboveTheLimitAreRefused() async throws {
         let handler = ScriptedHandler()
         let logs = LogCapture()
-        try await withServer(handler: handler, logs: logs, configure: { $0.maxConnections = 2 }) { server, address in
+        try await withServer(handler: handler, logs: logs, configuration: .forTest(maxConnections: 2)) {
+            server,
+            address in
             let first = try await TestClient.connect(to: address)
             let second = try await TestClient.connect(to: address)
             #expect(try await first.roundTrip(tag: 1))
@@ -265,10 +276,10 @@ struct KafkaServerTests {
     @Test(arguments: CloseCause.allCases)
     func connectionClosedIsCalledExactlyOnce(cause: CloseCause) async throws {
         let handler = ScriptedHandler()
-        var configuration = ServerConfiguration()
-        configuration.port = 0
-        configuration.maxFrameBytes = 100
-        if cause == .idleTimeout { configuration.idleTimeout = .milliseconds(100) }
+        let configuration = ServerConfiguration.forTest(
+            maxFrameBytes: 100,
+            idleTimeout: cause == .idleTimeout ? .milliseconds(100) : nil
+        )
         let server = KafkaServer(configuration: configuration, handler: handler, logger: LogCapture().logger())
         let address = try await server.start()
         let client = try await TestClient.connect(to: address)
@@ -299,9 +310,7 @@ struct KafkaServerTests {
     /// Shutdown stops accepting, lets a slow in-flight request finish, writes its response, then closes.
     @Test func shutdownFinishesInFlightRequests() async throws {
         let handler = ScriptedHandler()
-        var configuration = ServerConfiguration()
-        configuration.port = 0
-        configuration.shutdownGracePeriod = .seconds(30)
+        let configuration = ServerConfiguration.forTest(shutdownGracePeriod: .seconds(30))
         let server = KafkaServer(configuration: configuration, handler: handler, logger: LogCapture().logger())
         let address = try await server.start()
         let client = try await TestClient.connect(to: address)
@@ -325,9 +334,7 @@ struct KafkaServerTests {
     /// closed without a response, and its late outcome is dropped without harm.
     @Test func shutdownClosesConnectionsAfterTheGracePeriod() async throws {
         let handler = ScriptedHandler()
-        var configuration = ServerConfiguration()
-        configuration.port = 0
-        configuration.shutdownGracePeriod = .milliseconds(200)
+        let configuration = ServerConfiguration.forTest(shutdownGracePeriod: .milliseconds(200))
         let logs = LogCapture()
         let server = KafkaServer(configuration: configuration, handler: handler, logger: logs.logger())
         let address = try await server.start()
@@ -376,10 +383,13 @@ struct KafkaServerTests {
     /// An out-of-range limit is refused before anything is bound.
     @Test(arguments: InvalidSetting.allCases)
     func invalidConfigurationIsRejected(setting: InvalidSetting) async throws {
-        var configuration = ServerConfiguration()
-        configuration.port = 0
+        var configuration = ServerConfiguration.forTest()
         setting.apply(to: &configuration)
-        let server = KafkaServer(configuration: configuration, handler: ScriptedHandler(), logger: LogCapture().logger())
+        let server = KafkaServer(
+            configuration: configuration,
+            handler: ScriptedHandler(),
+            logger: LogCapture().logger()
+        )
         await #expect(throws: ServerConfigurationError.self) { _ = try await server.start() }
     }
 
@@ -388,7 +398,11 @@ struct KafkaServerTests {
         try await withServer(handler: ScriptedHandler()) { _, address in
             var configuration = ServerConfiguration()
             configuration.port = address.port ?? 0
-            let second = KafkaServer(configuration: configuration, handler: ScriptedHandler(), logger: LogCapture().logger())
+            let second = KafkaServer(
+                configuration: configuration,
+                handler: ScriptedHandler(),
+                logger: LogCapture().logger()
+            )
             await #expect(throws: (any Error).self) { _ = try await second.start() }
             await second.shutdown()
         }

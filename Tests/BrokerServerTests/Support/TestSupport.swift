@@ -66,16 +66,33 @@ func eventually(
 
 struct TimedOut: Error {}
 
-/// Starts a server on 127.0.0.1 with an ephemeral port, runs `body`, and shuts the server down.
+extension ServerConfiguration {
+    /// The defaults on an ephemeral port of 127.0.0.1, with the given limits changed.
+    static func forTest(
+        maxFrameBytes: Int? = nil,
+        maxInFlightRequests: Int? = nil,
+        idleTimeout: Duration? = nil,
+        maxConnections: Int? = nil,
+        shutdownGracePeriod: Duration? = nil
+    ) -> ServerConfiguration {
+        var configuration = ServerConfiguration()
+        configuration.port = 0
+        if let maxFrameBytes { configuration.maxFrameBytes = maxFrameBytes }
+        if let maxInFlightRequests { configuration.maxInFlightRequestsPerConnection = maxInFlightRequests }
+        if let idleTimeout { configuration.idleTimeout = idleTimeout }
+        if let maxConnections { configuration.maxConnections = maxConnections }
+        if let shutdownGracePeriod { configuration.shutdownGracePeriod = shutdownGracePeriod }
+        return configuration
+    }
+}
+
+/// Starts a server, runs `body` with it and its bound address, and shuts the server down.
 func withServer<Result>(
     handler: ScriptedHandler,
     logs: LogCapture = LogCapture(),
-    configure: (inout ServerConfiguration) -> Void = { _ in },
+    configuration: ServerConfiguration = .forTest(),
     _ body: (KafkaServer, SocketAddress) async throws -> Result
 ) async throws -> Result {
-    var configuration = ServerConfiguration()
-    configuration.port = 0
-    configure(&configuration)
     let server = KafkaServer(configuration: configuration, handler: handler, logger: logs.logger(label: "server"))
     let address = try await server.start()
     do {
