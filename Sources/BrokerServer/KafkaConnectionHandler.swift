@@ -135,7 +135,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
             // Bytes that arrived after a bad size prefix while the close is under way; already logged.
             break
         default:
-            // Resets and other I/O errors are the client's business; they are not the broker's problem.
+            // Connection resets and other I/O errors are routine for a server: debug level only.
             self.logger.debug("closing \(self.connection) after error: \(error)")
         }
         context.close(promise: nil)

@@ -100,9 +100,8 @@ public final class KafkaServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(AcceptErrorLogger(logger: self.logger))
                 }
             }
+            // Kafka requests and responses are small messages that must not wait for Nagle's algorithm.
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 self.initializeConnection(channel)
             }
@@ -128,7 +127,7 @@ public final class KafkaServer: Sendable {
         self.logger.debug(
             "Kafka listener bound",
             metadata: [
-                "address": "\(describe(address))",
+                "address": "\(hostAndPort(address))",
                 "maxConnections": "\(self.configuration.maxConnections)",
                 "maxInFlightRequestsPerConnection": "\(self.configuration.maxInFlightRequestsPerConnection)",
                 "maxFrameBytes": "\(self.configuration.maxFrameBytes)",
@@ -245,7 +244,7 @@ public final class KafkaServer: Sendable {
             state.connections[id] = channel
             return .admitted(id)
         }
-        let peer = describe(channel.remoteAddress)
+        let peer = hostAndPort(channel.remoteAddress)
 
         switch admission {
         case .refused(let openConnections, let warn, let suppressed):
@@ -333,7 +332,7 @@ final class ServerCounters: Sendable {
 }
 
 /// "127.0.0.1:53422" or "[::1]:53422": the form Kafka uses for client hosts.
-func describe(_ address: SocketAddress?) -> String {
+func hostAndPort(_ address: SocketAddress?) -> String {
     guard let address else { return "unknown" }
     switch address {
     case .v4:

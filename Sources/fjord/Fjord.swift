@@ -250,6 +250,7 @@ struct Fjord: AsyncParsableCommand {
         await server.shutdown()
         await broker.shutdown()
         await storage.close()
+        signals.stop()
         logger.info("fjord stopped after \(ContinuousClock.now - stopwatch)")
         return 0
     }

@@ -12,8 +12,8 @@ import Darwin
 /// second one, while that shutdown is still running, exits the process at once (an operator pressing
 /// Ctrl-C twice means it).
 final class ShutdownSignals: @unchecked Sendable {
-    // @unchecked Sendable: `sources` is written only in `init` and kept only to keep the sources
-    // alive; `received` is touched only on `queue`, which is serial.
+    // @unchecked Sendable: `sources` is written only in `init` and read only in `stop`, after the
+    // handlers were installed; `received` is touched only on `queue`, which is serial.
     private let queue = DispatchQueue(label: "fjord.signals")
     private var sources: [any DispatchSourceSignal] = []
     private var received = 0
@@ -26,13 +26,17 @@ final class ShutdownSignals: @unchecked Sendable {
             // The default action would kill the process before the dispatch source sees the signal.
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: self.queue)
-            source.setEventHandler { [unowned self] in
+            // The handler holds `self` strongly: the watcher must outlive `wait()` to catch the second
+            // signal; `stop()` breaks the cycle.
+            source.setEventHandler {
                 self.received += 1
                 if self.received == 1 {
                     self.continuation.yield(signalNumber)
                 } else {
                     printToStandardError("fjord: \(Self.name(of: signalNumber)) again during shutdown; exiting now")
-                    terminateProcess(128 + signalNumber)
+                    // _exit, not exit: skip atexit handlers, and never run `exit` concurrently with the
+                    // main thread's own `exit` at the end of a graceful shutdown (glibc may deadlock).
+                    _exit(128 + signalNumber)
                 }
             }
             source.resume()
@@ -46,6 +50,13 @@ final class ShutdownSignals: @unchecked Sendable {
             return signalNumber
         }
         return SIGTERM
+    }
+
+    /// Stops watching; a later signal is ignored. Call once shutdown is complete.
+    func stop() {
+        for source in self.sources {
+            source.cancel()
+        }
     }
 
     static func name(of signalNumber: Int32) -> String {
