@@ -1,0 +1,351 @@
+import BrokerCore
+import Logging
+import NIOCore
+
+/// One client connection: assigns sequence numbers to decoded frames, runs each request in its own
+/// task, and writes the outcomes strictly in request order.
+///
+/// Sits last in the pipeline, after `ByteToMessageHandler(KafkaFrameDecoder)`. All its state is
+/// confined to the channel's event loop; handler tasks hop back to it with their outcome.
+///
+/// Limits:
+/// - At most `maxInFlightRequests` requests are unanswered at once (being handled, or answered but
+///   waiting behind an earlier request). At the limit the handler holds back `read()`, so the kernel's
+///   receive buffer and then TCP flow control push back on the client. Frames that were already in the
+///   last read are queued undispatched (bounded by one read's bytes) and started as slots free up, so
+///   the request handler never sees more than the limit.
+/// - While the channel is not writable (the client does not read its responses), reading stops too,
+///   so responses cannot pile up without bound.
+final class KafkaConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum Lifecycle {
+        /// Reading and serving requests.
+        case open
+        /// The server is shutting down: no new requests are started; the connection closes once every
+        /// started request has been answered.
+        case quiescing
+        /// Everything that will be written has been written; waiting for the flush, then closing.
+        case closing(since: NIODeadline)
+        /// The channel went inactive; late outcomes are dropped.
+        case closed
+    }
+
+    let connection: ConnectionInfo
+    private let requestHandler: any KafkaRequestHandler
+    private let maxInFlightRequests: Int
+    private let idleTimeout: TimeAmount
+    private let logger: Logger
+    private let counters: ServerCounters?
+
+    private var lifecycle = Lifecycle.open
+    /// The sequence number the next started request gets.
+    private var nextSequence: UInt64 = 0
+    /// The sequence number whose outcome is written next.
+    private var nextSequenceToWrite: UInt64 = 0
+    /// Reorder buffer: the outcome of sequence `s` waits in slot `s % maxInFlightRequests` until every
+    /// earlier outcome is written. At most `maxInFlightRequests` sequences are unanswered, so slots
+    /// never collide.
+    private var outcomes: [RequestOutcome?]
+    /// Decoded frames not started yet because the in-flight limit was reached.
+    private var undispatchedFrames = CircularBuffer<ByteBuffer>()
+    /// The first sequence whose outcome was `.close`: nothing after it is started or written.
+    private var closeSequence: UInt64?
+    /// A `read()` from the channel that we hold back until reading is allowed again.
+    private var readPending = false
+    private var writable = true
+    /// Last time bytes were read or responses were written, for the idle timeout.
+    private var lastActivity = NIODeadline.now()
+    private var idleCheck: Scheduled<Void>?
+
+    init(
+        connection: ConnectionInfo,
+        requestHandler: any KafkaRequestHandler,
+        maxInFlightRequests: Int,
+        idleTimeout: TimeAmount,
+        logger: Logger,
+        counters: ServerCounters? = nil
+    ) {
+        precondition(maxInFlightRequests >= 1, "maxInFlightRequests must be positive")
+        self.connection = connection
+        self.requestHandler = requestHandler
+        self.maxInFlightRequests = maxInFlightRequests
+        self.idleTimeout = idleTimeout
+        self.logger = logger
+        self.counters = counters
+        self.outcomes = Array(repeating: nil, count: maxInFlightRequests)
+    }
+
+    /// Requests started whose outcome has not been written (or skipped) yet.
+    private var inFlightCount: Int { Int(self.nextSequence - self.nextSequenceToWrite) }
+
+    private var isAcceptingRequests: Bool {
+        if case .open = self.lifecycle, self.closeSequence == nil { return true }
+        return false
+    }
+
+    private var mayRead: Bool {
+        self.isAcceptingRequests && self.writable && self.undispatchedFrames.isEmpty
+            && self.inFlightCount < self.maxInFlightRequests
+    }
+
+    // MARK: Lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.writable = context.channel.isWritable
+        if context.channel.isActive {
+            self.scheduleIdleCheck(context: context, deadline: .now() + self.idleTimeout)
+        }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.lastActivity = .now()
+        if self.idleCheck == nil {
+            self.scheduleIdleCheck(context: context, deadline: self.lastActivity + self.idleTimeout)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .closed = self.lifecycle {
+            context.fireChannelInactive()
+            return
+        }
+        self.lifecycle = .closed
+        self.idleCheck?.cancel()
+        self.idleCheck = nil
+        // Release buffers now; handler tasks still running finish and their outcomes are dropped.
+        self.undispatchedFrames.removeAll()
+        for index in self.outcomes.indices { self.outcomes[index] = nil }
+        self.logger.debug("\(self.connection) closed")
+        self.requestHandler.connectionClosed(self.connection)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error {
+        case let error as KafkaFrameSizeError:
+            self.logger.warning(
+                "closing \(self.connection): \(error)",
+                metadata: ["frame.size": "\(error.size)", "frame.limit": "\(error.maxFrameBytes)"]
+            )
+        case ByteToMessageDecoderError.dataReceivedInErrorState:
+            // Bytes that arrived after a bad size prefix while the close is under way; already logged.
+            break
+        default:
+            // Connection resets and other I/O errors are routine for a server: debug level only.
+            self.logger.debug("closing \(self.connection) after error: \(error)")
+        }
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            self.quiesce(context: context)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    /// Server shutdown: stop reading, drop frames not started yet, answer the started requests, close.
+    private func quiesce(context: ChannelHandlerContext) {
+        guard case .open = self.lifecycle else { return }
+        self.lifecycle = .quiescing
+        self.undispatchedFrames.removeAll()
+        if self.inFlightCount == 0 {
+            self.closeAfterWrites(context: context)
+        }
+    }
+
+    // MARK: Reading and starting requests
+
+    func read(context: ChannelHandlerContext) {
+        if self.mayRead {
+            context.read()
+        } else {
+            self.readPending = true
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Frames after a `.close` outcome or during shutdown are never started, so they get no sequence.
+        guard self.isAcceptingRequests else { return }
+        self.undispatchedFrames.append(Self.unwrapInboundIn(data))
+        self.startUndispatchedRequests(context: context)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.lastActivity = .now()
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        self.writable = context.channel.isWritable
+        self.resumeReadingIfAllowed(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func startUndispatchedRequests(context: ChannelHandlerContext) {
+        while self.isAcceptingRequests, self.inFlightCount < self.maxInFlightRequests,
+            let frame = self.undispatchedFrames.popFirst()
+        {
+            self.startRequest(frame: frame, context: context)
+        }
+    }
+
+    private func startRequest(frame: ByteBuffer, context: ChannelHandlerContext) {
+        let sequence = self.nextSequence
+        self.nextSequence += 1
+        let requestContext = RequestContext(connection: self.connection, sequence: sequence)
+        let requestHandler = self.requestHandler
+        let counters = self.counters
+        let eventLoop = context.eventLoop
+        let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: eventLoop)
+        // One unstructured task per request: requests of a connection run concurrently and the
+        // transport, not the task tree, restores their order. The task is not cancelled when the
+        // connection closes; the core finishes the request (it may already have appended data) and
+        // the outcome is dropped on the event loop.
+        Task {
+            let outcome = await requestHandler.handle(frame: frame, context: requestContext)
+            counters?.requestHandled()
+            eventLoop.execute {
+                let (handler, context) = loopBound.value
+                handler.requestCompleted(sequence: sequence, outcome: outcome, context: context)
+            }
+        }
+    }
+
+    private func resumeReadingIfAllowed(context: ChannelHandlerContext) {
+        if self.readPending && self.mayRead {
+            self.readPending = false
+            context.read()
+        }
+    }
+
+    // MARK: Outcomes and writing
+
+    private func requestCompleted(sequence: UInt64, outcome: RequestOutcome, context: ChannelHandlerContext) {
+        switch self.lifecycle {
+        case .open, .quiescing:
+            break
+        case .closing, .closed:
+            return
+        }
+        precondition(
+            sequence >= self.nextSequenceToWrite && sequence < self.nextSequence,
+            "outcome for sequence \(sequence) outside the in-flight window"
+        )
+        if case .close = outcome, sequence < (self.closeSequence ?? .max) {
+            // Stop starting new requests right away; the close itself happens in order.
+            self.closeSequence = sequence
+            self.undispatchedFrames.removeAll()
+        }
+        let slot = self.slot(for: sequence)
+        precondition(self.outcomes[slot] == nil, "two outcomes for sequence \(sequence)")
+        self.outcomes[slot] = outcome
+        self.writeReadyOutcomes(context: context)
+    }
+
+    /// Writes every outcome that is next in sequence order, then flushes once.
+    private func writeReadyOutcomes(context: ChannelHandlerContext) {
+        var wroteResponse = false
+        while self.nextSequenceToWrite < self.nextSequence {
+            let slot = self.slot(for: self.nextSequenceToWrite)
+            guard let outcome = self.outcomes[slot] else { break }
+            self.outcomes[slot] = nil
+            let sequence = self.nextSequenceToWrite
+            self.nextSequenceToWrite += 1
+            switch outcome {
+            case .respond(let response):
+                context.write(Self.wrapOutboundOut(response), promise: nil)
+                wroteResponse = true
+            case .noResponse:
+                break
+            case .close(let reason):
+                self.logger.warning("closing \(self.connection) at request \(sequence): \(reason)")
+                self.closeAfterWrites(context: context)
+                return
+            }
+        }
+        if wroteResponse {
+            self.lastActivity = .now()
+            context.flush()
+        }
+        if case .quiescing = self.lifecycle, self.inFlightCount == 0 {
+            self.closeAfterWrites(context: context)
+            return
+        }
+        self.startUndispatchedRequests(context: context)
+        self.resumeReadingIfAllowed(context: context)
+    }
+
+    /// Closes the connection once everything written so far has reached the socket. Closing at once
+    /// would discard responses still queued in the channel (a slow reader), which Kafka clients would
+    /// see as lost responses rather than a clean close.
+    private func closeAfterWrites(context: ChannelHandlerContext) {
+        switch self.lifecycle {
+        case .open, .quiescing:
+            break
+        case .closing, .closed:
+            return
+        }
+        self.lifecycle = .closing(since: .now())
+        self.undispatchedFrames.removeAll()
+        // An empty write completes after every write queued before it, so its promise tells when the
+        // earlier responses are out.
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(Self.wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    private func slot(for sequence: UInt64) -> Int {
+        Int(sequence % UInt64(self.maxInFlightRequests))
+    }
+
+    // MARK: Idle timeout
+
+    private func scheduleIdleCheck(context: ChannelHandlerContext, deadline: NIODeadline) {
+        self.idleCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            self.checkIdle(context: context)
+        }
+    }
+
+    /// Kafka's `connections.max.idle.ms`: closes a connection that has had no traffic for the idle
+    /// timeout and has no request in flight (a long poll is traffic still to come, not idleness).
+    /// A connection stuck in `closing` (its peer stopped reading) is also closed after the timeout.
+    private func checkIdle(context: ChannelHandlerContext) {
+        let now = NIODeadline.now()
+        switch self.lifecycle {
+        case .closed:
+            self.idleCheck = nil
+            return
+        case .closing(let since):
+            if now - since >= self.idleTimeout {
+                self.logger.debug("closing \(self.connection): peer did not take its last responses")
+                context.close(promise: nil)
+                self.idleCheck = nil
+                return
+            }
+            self.scheduleIdleCheck(context: context, deadline: since + self.idleTimeout)
+        case .open, .quiescing:
+            let idleSince = self.lastActivity
+            if self.inFlightCount == 0, self.undispatchedFrames.isEmpty, now - idleSince >= self.idleTimeout {
+                self.logger.debug("closing idle \(self.connection) (no traffic for \(self.idleTimeout))")
+                self.idleCheck = nil
+                context.close(promise: nil)
+                return
+            }
+            // Busy: check again a full timeout from now. Recently active: check when the timeout
+            // since the last activity runs out.
+            let busy = self.inFlightCount > 0 || !self.undispatchedFrames.isEmpty
+            self.scheduleIdleCheck(context: context, deadline: (busy ? now : idleSince) + self.idleTimeout)
+        }
+    }
+}
+
+@available(*, unavailable)
+extension KafkaConnectionHandler: Sendable {}

@@ -1,0 +1,281 @@
+import ArgumentParser
+import BrokerCore
+import BrokerServer
+import Logging
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@main
+struct Fjord: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fjord",
+        abstract: "A Kafka-compatible message broker with pluggable storage backends."
+    )
+
+    @Option(
+        help: ArgumentHelp(
+            "Storage backend linked into fjord (default: \(defaultBackendName)).",
+            valueName: "name"
+        )
+    )
+    var backend: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Load a third-party storage backend from a shared library instead of --backend.",
+            valueName: "lib.so"
+        )
+    )
+    var backendPath: String?
+
+    @Option(help: ArgumentHelp("Directory the storage backend keeps its data in.", valueName: "dir"))
+    var dataDir: String = "./data"
+
+    @Option(help: ArgumentHelp("Address to accept Kafka clients on.", valueName: "host:port"))
+    var listen = HostPort(host: "127.0.0.1", port: 9092)
+
+    @Option(
+        help: ArgumentHelp(
+            "Address clients are told to connect to (Metadata). Default: the --listen address, with 127.0.0.1 for a wildcard host.",
+            valueName: "host:port"
+        )
+    )
+    var advertisedListener: HostPort?
+
+    @Option(help: "This broker's node id.")
+    var nodeId: Int32 = 1
+
+    @Option(help: ArgumentHelp("Least severe level logged.", valueName: "level"))
+    var logLevel: LogLevel = .info
+
+    @Option(help: "Partitions of an auto-created topic (and of CreateTopics with NumPartitions -1).")
+    var defaultPartitions: Int32 = 1
+
+    @Option(help: ArgumentHelp("Create unknown topics on Metadata and Produce (true|false).", valueName: "bool"))
+    var autoCreateTopics: Bool = true
+
+    @Option(help: "Largest record batch accepted, in bytes (Kafka's message.max.bytes).")
+    var messageMaxBytes: Int32 = 1_048_588
+
+    @Option(help: "Largest request frame accepted, in bytes (Kafka's socket.request.max.bytes).")
+    var maxRequestBytes: Int = ServerConfiguration().maxFrameBytes
+
+    @Option(help: "Unanswered requests per connection before fjord stops reading from it.")
+    var maxInFlightRequests: Int = ServerConfiguration().maxInFlightRequestsPerConnection
+
+    @Option(help: "Close connections idle this long, in milliseconds (Kafka's connections.max.idle.ms).")
+    var idleTimeoutMs: Int64 = 600_000
+
+    @Option(help: "Open connections allowed at once; more are closed as they arrive.")
+    var maxConnections: Int = ServerConfiguration().maxConnections
+
+    /// Parses the command line; a usage error prints one line and exits with status 2 (argument-parser
+    /// itself would print the usage screen and exit with 64).
+    static func main() async {
+        let command: Fjord
+        do {
+            command = try Self.parse()
+        } catch {
+            if Self.exitCode(for: error) == .validationFailure {
+                printToStandardError("fjord: error: \(Self.oneLine(Self.message(for: error))) (see 'fjord --help')")
+                terminateProcess(2)
+            }
+            Self.exit(withError: error)  // --help, --version: print and exit 0
+        }
+        let status = await command.runBroker()
+        terminateProcess(status)
+    }
+
+    /// argument-parser lists an enum's values one per line ("\n  - trace"); fold them into the line.
+    static func oneLine(_ message: String) -> String {
+        let lines = message.split(separator: "\n").map { $0.drop(while: { $0 == " " }) }
+        let items = lines.dropFirst().map { $0.hasPrefix("- ") ? $0.dropFirst(2) : $0 }
+        return ([String(lines.first ?? "")] + [items.joined(separator: ", ")]).filter { !$0.isEmpty }.joined(
+            separator: " "
+        )
+    }
+
+    func validate() throws {
+        if self.backend != nil && self.backendPath != nil {
+            throw ValidationError("use either --backend or --backend-path, not both")
+        }
+        if self.backendPath == nil {
+            let name = self.backend ?? defaultBackendName
+            guard Storage.builtinBackendNames.contains(name) else {
+                throw ValidationError("\(UnknownBackendError(name: name))")
+            }
+        }
+        guard self.nodeId >= 0 else { throw ValidationError("--node-id must be 0 or more, got \(self.nodeId)") }
+        guard self.defaultPartitions >= 1 else {
+            throw ValidationError("--default-partitions must be at least 1, got \(self.defaultPartitions)")
+        }
+        guard self.messageMaxBytes >= 1 else {
+            throw ValidationError("--message-max-bytes must be at least 1, got \(self.messageMaxBytes)")
+        }
+        guard self.idleTimeoutMs >= 1 else {
+            throw ValidationError("--idle-timeout-ms must be at least 1, got \(self.idleTimeoutMs)")
+        }
+        if let advertised = self.advertisedListener {
+            guard advertised.port >= 1, !advertised.isWildcard else {
+                throw ValidationError(
+                    "--advertised-listener must name a host and port clients can reach, got \(advertised)"
+                )
+            }
+        } else if self.listen.port == 0 {
+            throw ValidationError(
+                "--listen with port 0 needs --advertised-listener: clients must be told the port before it is bound"
+            )
+        }
+        guard (1...Int(Int32.max)).contains(self.maxRequestBytes) else {
+            throw ValidationError("--max-request-bytes must be in 1...\(Int32.max), got \(self.maxRequestBytes)")
+        }
+        guard self.maxInFlightRequests >= 1 else {
+            throw ValidationError("--max-in-flight-requests must be at least 1, got \(self.maxInFlightRequests)")
+        }
+        guard self.maxConnections >= 1 else {
+            throw ValidationError("--max-connections must be at least 1, got \(self.maxConnections)")
+        }
+        // Everything the server checks is covered above; this catches a check added there later.
+        do {
+            try self.serverConfiguration.validate()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    // MARK: Derived configuration
+
+    var backendSelection: BackendSelection {
+        if let backendPath { return .library(path: backendPath) }
+        return .builtin(name: self.backend ?? defaultBackendName)
+    }
+
+    var advertisedAddress: HostPort {
+        if let advertisedListener { return advertisedListener }
+        return HostPort(host: self.listen.isWildcard ? "127.0.0.1" : self.listen.host, port: self.listen.port)
+    }
+
+    var brokerConfiguration: BrokerConfiguration {
+        var configuration = BrokerConfiguration()
+        configuration.nodeId = self.nodeId
+        configuration.advertisedHost = self.advertisedAddress.host
+        configuration.advertisedPort = Int32(self.advertisedAddress.port)
+        configuration.autoCreateTopics = self.autoCreateTopics
+        configuration.defaultPartitions = self.defaultPartitions
+        configuration.messageMaxBytes = self.messageMaxBytes
+        return configuration
+    }
+
+    var serverConfiguration: ServerConfiguration {
+        var configuration = ServerConfiguration()
+        configuration.host = self.listen.host
+        configuration.port = self.listen.port
+        configuration.maxFrameBytes = self.maxRequestBytes
+        configuration.maxInFlightRequestsPerConnection = self.maxInFlightRequests
+        configuration.idleTimeout = .milliseconds(self.idleTimeoutMs)
+        configuration.maxConnections = self.maxConnections
+        return configuration
+    }
+
+    // MARK: Running
+
+    /// Runs the broker until SIGINT or SIGTERM. Returns the process exit status.
+    func runBroker() async -> Int32 {
+        let level = self.logLevel.level
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "fjord")
+        // Installed first, so a signal during startup is not fatal; it is acted on once startup is done.
+        let signals = ShutdownSignals()
+
+        let storage: any OpenedStorage
+        do {
+            storage = try await Storage.open(
+                self.backendSelection,
+                dataDirectory: self.dataDir,
+                logger: Logger(label: "fjord.storage")
+            )
+        } catch {
+            return Self.fail("cannot open storage backend \(self.backendSelection) in \(self.dataDir): \(error)")
+        }
+
+        let broker: any BrokerService
+        do {
+            broker = try await storage.startBroker(
+                configuration: self.brokerConfiguration,
+                logger: Logger(label: "fjord.broker")
+            )
+        } catch {
+            await storage.close()
+            return Self.fail("cannot start the broker: \(error)")
+        }
+
+        let server = KafkaServer(
+            configuration: self.serverConfiguration,
+            handler: broker,
+            logger: Logger(label: "fjord.server"),
+            group: MultiThreadedEventLoopGroup.singleton
+        )
+        let address: SocketAddress
+        do {
+            address = try await server.start()
+        } catch {
+            await broker.shutdown()
+            await storage.close()
+            return Self.fail("cannot listen on \(self.listen): \(Self.describe(error))")
+        }
+
+        let bound = HostPort(host: address.ipAddress ?? self.listen.host, port: address.port ?? self.listen.port)
+        logger.info("fjord listening on \(bound) (backend \(self.backendSelection), data \(self.dataDir))")
+        if self.advertisedAddress != self.listen {
+            logger.info("advertising \(self.advertisedAddress) to clients")
+        }
+
+        let signal = await signals.wait()
+        logger.info("\(ShutdownSignals.name(of: signal)) received: shutting down (send it again to exit at once)")
+        let stopwatch = ContinuousClock.now
+        // Wake long polls first so the server's graceful shutdown does not wait for them.
+        broker.beginShutdown()
+        await server.shutdown()
+        await broker.shutdown()
+        await storage.close()
+        signals.stop()
+        logger.info("fjord stopped after \(ContinuousClock.now - stopwatch)")
+        return 0
+    }
+
+    /// Prints one line on stderr and returns the exit status for a startup failure.
+    static func fail(_ message: String) -> Int32 {
+        printToStandardError("fjord: error: \(message)")
+        return 1
+    }
+
+    /// "address already in use" rather than "bind(descriptor:ptr:bytes:): Address already in use (errno: 98)".
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? IOError {
+            return String(cString: strerror(error.errnoCode))
+        }
+        return "\(error)"
+    }
+}
+
+/// `--log-level` values, as swift-log names them.
+enum LogLevel: String, CaseIterable, ExpressibleByArgument {
+    case trace, debug, info, notice, warning, error, critical
+
+    var level: Logger.Level {
+        // Cannot fail: the cases mirror Logger.Level's raw values.
+        Logger.Level(rawValue: self.rawValue)!
+    }
+}

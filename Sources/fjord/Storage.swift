@@ -1,0 +1,133 @@
+import BrokerCore
+import Logging
+import NIOCore
+import StorageHost
+
+/// The backend `fjord` uses when neither `--backend` nor `--backend-path` is given.
+/// Becomes "file" once the file backend is in.
+let defaultBackendName = "memory"
+
+/// Which storage backend to open: one linked into the binary, or a shared library.
+enum BackendSelection: Sendable, Hashable, CustomStringConvertible {
+    case builtin(name: String)
+    case library(path: String)
+
+    var description: String {
+        switch self {
+        case .builtin(let name): name
+        case .library(let path): path
+        }
+    }
+}
+
+/// An open storage engine as `fjord` drives it: start the broker over it, close it last.
+protocol OpenedStorage: Sendable {
+    func startBroker(configuration: BrokerConfiguration, logger: Logger) async throws -> any BrokerService
+    func close() async
+}
+
+/// The broker as `fjord` drives it.
+protocol BrokerService: KafkaRequestHandler {
+    func beginShutdown()
+    func shutdown() async
+}
+
+extension Broker: BrokerService {}
+
+/// `--backend NAME` that is not linked into this binary.
+struct UnknownBackendError: Error, CustomStringConvertible {
+    var name: String
+    var description: String {
+        "unknown backend '\(name)'; available: \(Storage.builtinBackendNames.joined(separator: ", ")) "
+            + "(or load one with --backend-path)"
+    }
+}
+
+// MERGE: the block below calls the real StorageHost API. It is disabled until StorageHost has
+// `StorageBackend` and `StorageEngine.open`. To enable it, delete the `#if FJORD_STORAGE_HOST` line and
+// everything from `#else` to `#endif` (the placeholder), so only the real calls remain.
+#if FJORD_STORAGE_HOST
+enum Storage {
+    static var builtinBackendNames: [String] { StorageBackend.builtinNames }
+
+    /// Opens the selected backend with `path` = `dataDirectory`.
+    static func open(
+        _ selection: BackendSelection,
+        dataDirectory: String,
+        logger: Logger
+    ) async throws -> any OpenedStorage {
+        let backend: StorageBackend
+        switch selection {
+        case .builtin(let name):
+            guard let builtin = StorageBackend.builtin(named: name) else {
+                throw UnknownBackendError(name: name)
+            }
+            backend = builtin
+        case .library(let path):
+            backend = try StorageBackend.load(path: path)
+        }
+        let engine = try await StorageEngine.open(
+            backend: backend,
+            options: [(key: "path", value: dataDirectory)],
+            logger: logger
+        )
+        return EngineStorage(engine: engine)
+    }
+}
+
+private struct EngineStorage: OpenedStorage {
+    let engine: StorageEngine
+
+    func startBroker(configuration: BrokerConfiguration, logger: Logger) async throws -> any BrokerService {
+        try await Broker.start(configuration: configuration, storage: self.engine, logger: logger)
+    }
+
+    func close() async {
+        await self.engine.close()
+    }
+}
+#else
+/// Placeholder until StorageHost lands: no engine can be opened, so `fjord` serves with a stand-in
+/// that closes every connection's first request, like the placeholder `Broker` does.
+enum Storage {
+    static var builtinBackendNames: [String] { ["memory"] }
+
+    static func open(
+        _ selection: BackendSelection,
+        dataDirectory: String,
+        logger: Logger
+    ) async throws -> any OpenedStorage {
+        switch selection {
+        case .builtin(let name):
+            guard Self.builtinBackendNames.contains(name) else { throw UnknownBackendError(name: name) }
+        case .library(let path):
+            throw StorageUnavailableError(message: "cannot load \(path): backend loading is not built in yet")
+        }
+        logger.warning("this build has no storage host yet: every request is answered by closing the connection")
+        return UnlinkedStorage()
+    }
+}
+
+private struct StorageUnavailableError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { self.message }
+}
+
+private struct UnlinkedStorage: OpenedStorage {
+    func startBroker(configuration: BrokerConfiguration, logger: Logger) async throws -> any BrokerService {
+        UnlinkedBroker()
+    }
+
+    func close() async {}
+}
+
+private struct UnlinkedBroker: BrokerService {
+    func handle(frame: ByteBuffer, context: RequestContext) async -> RequestOutcome {
+        .close(reason: "no storage host in this build")
+    }
+
+    func connectionClosed(_ connection: ConnectionInfo) {}
+    func beginShutdown() {}
+    func shutdown() async {}
+}
+#endif

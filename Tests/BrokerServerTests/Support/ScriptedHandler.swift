@@ -1,0 +1,123 @@
+import BrokerCore
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// What a test request asks the `ScriptedHandler` to do. The request frame body is
+/// `[command: UInt8][tag: UInt32]`, optionally padded; the response body is `[tag: UInt32][sequence: UInt64]`.
+enum Command: UInt8, Sendable {
+    /// Respond at once.
+    case respond = 0
+    /// Respond once the test calls `release(tag:)`.
+    case respondWhenReleased = 1
+    /// `.noResponse` at once.
+    case noResponse = 2
+    /// `.close(reason:)` at once.
+    case close = 3
+}
+
+struct TestRequest: Sendable {
+    var command: Command
+    var tag: UInt32
+    /// Extra body bytes, to build frames of an exact size.
+    var paddingBytes: Int = 0
+
+    /// Body bytes: command, tag, padding.
+    static let headerBytes = 5
+
+    func encodeFrame(into buffer: inout ByteBuffer) {
+        buffer.writeInteger(Int32(Self.headerBytes + self.paddingBytes))
+        buffer.writeInteger(self.command.rawValue)
+        buffer.writeInteger(self.tag)
+        buffer.writeRepeatingByte(0xAB, count: self.paddingBytes)
+    }
+}
+
+struct TestResponse: Sendable, Hashable {
+    var tag: UInt32
+    var sequence: UInt64
+}
+
+/// A fake core: records what the transport does and answers as each request's command says.
+final class ScriptedHandler: KafkaRequestHandler {
+    struct Arrival: Sendable, Hashable {
+        var connectionID: UInt64
+        var sequence: UInt64
+        var tag: UInt32
+    }
+
+    private struct State {
+        var arrivals: [Arrival] = []
+        var running = 0
+        var maxRunning = 0
+        var completedTags: [UInt32] = []
+        var waiting: [UInt32: CheckedContinuation<Void, Never>] = [:]
+        var releasedEarly: Set<UInt32> = []
+        var closedConnections: [UInt64: Int] = [:]
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    var arrivals: [Arrival] { self.state.withLockedValue { $0.arrivals } }
+    var arrivalCount: Int { self.state.withLockedValue { $0.arrivals.count } }
+    /// The most requests that were being handled at the same time.
+    var maxRunning: Int { self.state.withLockedValue { $0.maxRunning } }
+    var completedTags: [UInt32] { self.state.withLockedValue { $0.completedTags } }
+    /// How often `connectionClosed` was called, per connection id.
+    var closedConnections: [UInt64: Int] { self.state.withLockedValue { $0.closedConnections } }
+
+    /// Lets the request with this tag answer (now, or as soon as it arrives).
+    func release(tag: UInt32) {
+        let continuation = self.state.withLockedValue { state in
+            if let continuation = state.waiting.removeValue(forKey: tag) {
+                return Optional(continuation)
+            }
+            state.releasedEarly.insert(tag)
+            return nil
+        }
+        continuation?.resume()
+    }
+
+    func handle(frame: ByteBuffer, context: RequestContext) async -> RequestOutcome {
+        var frame = frame
+        guard let rawCommand = frame.readInteger(as: UInt8.self), let command = Command(rawValue: rawCommand),
+            let tag = frame.readInteger(as: UInt32.self)
+        else {
+            return .close(reason: "test handler: malformed request")
+        }
+        self.state.withLockedValue { state in
+            state.arrivals.append(Arrival(connectionID: context.connection.id, sequence: context.sequence, tag: tag))
+            state.running += 1
+            state.maxRunning = max(state.maxRunning, state.running)
+        }
+        if command == .respondWhenReleased {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let releasedEarly = self.state.withLockedValue { state in
+                    if state.releasedEarly.remove(tag) != nil { return true }
+                    state.waiting[tag] = continuation
+                    return false
+                }
+                if releasedEarly { continuation.resume() }
+            }
+        }
+        self.state.withLockedValue { state in
+            state.running -= 1
+            state.completedTags.append(tag)
+        }
+        switch command {
+        case .respond, .respondWhenReleased:
+            var response = ByteBuffer()
+            response.writeInteger(Int32(12))
+            response.writeInteger(tag)
+            response.writeInteger(context.sequence)
+            return .respond(response)
+        case .noResponse:
+            return .noResponse
+        case .close:
+            return .close(reason: "test asked to close after tag \(tag)")
+        }
+    }
+
+    func connectionClosed(_ connection: ConnectionInfo) {
+        self.state.withLockedValue { $0.closedConnections[connection.id, default: 0] += 1 }
+    }
+}
