@@ -112,7 +112,13 @@ let package = Package(
             resources: [.copy("Golden")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "KafkaRecordsTests", dependencies: ["KafkaRecords"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KafkaRecordsTests",
+            dependencies: ["KafkaRecords"],
+            exclude: ["make_golden_batches.py"],
+            resources: [.copy("Golden")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "StorageHostTests", dependencies: ["StorageHost", "CKStore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BrokerCoreTests",
