@@ -55,6 +55,26 @@ struct CRC32CTests {
         }
     }
 
+    /// The hardware path's three-stream blocks (3 × 256 and 3 × 8192 bytes) merge to the table's result.
+    @Test(
+        "hardware and portable paths agree across the interleaved block sizes",
+        arguments: [767, 768, 769, 1000, 1543, 24_575, 24_576, 24_577, 25_344, 50_000, 100_003, 1 << 20]
+    )
+    func longBuffers(length: Int) {
+        var generator = SplitMix64(seed: UInt64(length))
+        let storage = (0..<(length + 8)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        storage.withUnsafeBytes { all in
+            for start in [0, 1, 5] {
+                let piece = UnsafeRawBufferPointer(rebasing: all[start..<(start + length)])
+                let portable = CRC32C.portableChecksum(piece, seed: 0xDEAD_BEEF)
+                #expect(CRC32C.checksum(piece, seed: 0xDEAD_BEEF) == portable, "length \(length) start \(start)")
+                if let hardware = CRC32C.hardwareChecksum(piece, seed: 0xDEAD_BEEF) {
+                    #expect(hardware == portable, "length \(length) start \(start)")
+                }
+            }
+        }
+    }
+
     /// Seeding with the checksum of a prefix gives the checksum of the whole, for every split point.
     @Test("seed chaining across pieces equals one pass")
     func seedChaining() {
