@@ -41,59 +41,82 @@ struct ByteCursor {
     /// A zig-zag varint of at most 5 bytes (Kafka rejects longer ones: "Varint is too long").
     @inline(__always)
     mutating func readVarint() -> Int32? {
-        guard position < end else { return nil }
-        let first = base.load(fromByteOffset: position, as: UInt8.self)
-        if first < 0x80 {  // the common case: one byte, values -64...63
-            position += 1
-            return Int32(first >> 1) ^ -Int32(first & 1)
-        }
-        return readVarintSlow()
-    }
-
-    @inline(never)
-    mutating func readVarintSlow() -> Int32? {
-        var value: UInt32 = 0
-        var shift: UInt32 = 0
-        var cursor = position
-        while cursor < end && shift < 35 {
-            let byte = base.load(fromByteOffset: cursor, as: UInt8.self)
-            cursor += 1
-            value |= UInt32(byte & 0x7f) << shift
-            if byte < 0x80 {
-                position = cursor
-                return Int32(bitPattern: (value >> 1) ^ (0 &- (value & 1)))
-            }
-            shift += 7
-        }
-        return nil
+        guard let raw = readUnsignedVarint(maxByteCount: 5) else { return nil }
+        // Bits beyond 32 in a fifth byte are dropped, as Kafka's ByteUtils.readVarint does.
+        let value = UInt32(truncatingIfNeeded: raw)
+        return Int32(bitPattern: (value >> 1) ^ (0 &- (value & 1)))
     }
 
     /// A zig-zag varlong of at most 10 bytes.
     @inline(__always)
     mutating func readVarlong() -> Int64? {
+        guard let value = readUnsignedVarint(maxByteCount: 10) else { return nil }
+        return Int64(bitPattern: (value >> 1) ^ (0 &- (value & 1)))
+    }
+
+    /// An unsigned LEB128 value of at most `maxByteCount` bytes.
+    ///
+    /// Records are mostly one- and two-byte varints (lengths, deltas), which take the first two branches; longer
+    /// ones decode from one unaligned 64-bit load without a loop. Only varints of 3+ bytes near the end of the
+    /// buffer, or longer than 8 bytes, take the byte-at-a-time path.
+    @inline(__always)
+    private mutating func readUnsignedVarint(maxByteCount: Int) -> UInt64? {
         guard position < end else { return nil }
         let first = base.load(fromByteOffset: position, as: UInt8.self)
         if first < 0x80 {
             position += 1
-            return Int64(first >> 1) ^ -Int64(first & 1)
+            return UInt64(first)
         }
-        return readVarlongSlow()
+        guard end - position >= 2 else { return nil }
+        let second = base.load(fromByteOffset: position + 1, as: UInt8.self)
+        if second < 0x80 {  // values up to 16383: most lengths and deltas of a record
+            position += 2
+            return UInt64(first & 0x7f) | UInt64(second) << 7
+        }
+        if end - position >= 8 {
+            let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+            // The last byte of a varint is the first one whose top bit is clear.
+            let stops = ~word & 0x8080_8080_8080_8080
+            if stops != 0 {
+                let byteCount = (stops.trailingZeroBitCount + 1) / 8
+                guard byteCount <= maxByteCount else { return nil }
+                let bytes = word & (UInt64.max >> (64 - 8 * byteCount))
+                var value = bytes & 0x7f
+                value |= (bytes >> 1) & (0x7f << 7)
+                value |= (bytes >> 2) & (0x7f << 14)
+                value |= (bytes >> 3) & (0x7f << 21)
+                value |= (bytes >> 4) & (0x7f << 28)
+                value |= (bytes >> 5) & (0x7f << 35)
+                value |= (bytes >> 6) & (0x7f << 42)
+                value |= (bytes >> 7) & (0x7f << 49)
+                position += byteCount
+                return value
+            }
+        }
+        guard let (value, next) = Self.readUnsignedVarintSlow(base, position, end, maxByteCount) else { return nil }
+        position = next
+        return value
     }
 
+    /// The byte-at-a-time decoder. Static and out of line so that the cursor of the caller stays in registers.
     @inline(never)
-    mutating func readVarlongSlow() -> Int64? {
+    private static func readUnsignedVarintSlow(
+        _ base: UnsafeRawPointer,
+        _ position: Int,
+        _ end: Int,
+        _ maxByteCount: Int
+    ) -> (UInt64, Int)? {
         var value: UInt64 = 0
-        var shift: UInt64 = 0
         var cursor = position
-        while cursor < end && shift < 70 {
+        var byteCount = 0
+        while cursor < end && byteCount < maxByteCount {
             let byte = base.load(fromByteOffset: cursor, as: UInt8.self)
+            value |= UInt64(byte & 0x7f) << UInt64(7 * byteCount)
             cursor += 1
-            value |= UInt64(byte & 0x7f) << shift
+            byteCount += 1
             if byte < 0x80 {
-                position = cursor
-                return Int64(bitPattern: (value >> 1) ^ (0 &- (value & 1)))
+                return (value, cursor)
             }
-            shift += 7
         }
         return nil
     }
