@@ -311,3 +311,36 @@ struct MalformedBatchTests {
         expectRejection(batch, code: corrupt, "\(what)")
     }
 }
+
+@Suite("Mutated batches never trap")
+struct MutationTests {
+    /// Seeded random mutations of valid batches (byte changes, with the CRC fixed so parsing is reached, and
+    /// truncations) are either accepted or rejected with one of the four codes; the reader agrees with the validator.
+    @Test("seeded random mutations", arguments: CompressionCodec.allCases)
+    func randomMutations(codec: CompressionCodec) throws {
+        let seed = UInt64(0xF10_7D00) + UInt64(codec.rawValue)
+        var generator = SplitMix64(seed: seed)
+        let original = makeBatch(RecordShape.headers.records(), builder: RecordBatchBuilder(compression: codec))
+        let codes: Set<Int16> = [2, 10, 32, 87]
+        for iteration in 0..<1500 {
+            var mutated = original
+            let changes = 1 + Int(generator.next() % 4)
+            for _ in 0..<changes {
+                let position = RecordBatchLayout.attributes + Int(generator.next() % UInt64(mutated.readableBytes - 21))
+                mutated.setInteger(UInt8(truncatingIfNeeded: generator.next()), at: position)
+            }
+            if generator.next() % 8 == 0 {
+                mutated = mutated.getSlice(at: 0, length: Int(generator.next() % UInt64(mutated.readableBytes)))!
+            } else {
+                fixChecksum(&mutated)
+            }
+            do {
+                _ = try RecordBatchValidator.validateProduceRecords(mutated, policy: permissivePolicy)
+                // Accepted: the reader must be able to read it too.
+                _ = try RecordBatchReader.records(of: mutated, maxDecompressedBytes: 1 << 20)
+            } catch {
+                #expect(codes.contains(error.kafkaErrorCode), "seed \(seed) iteration \(iteration): \(error)")
+            }
+        }
+    }
+}
