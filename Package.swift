@@ -46,7 +46,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "KafkaMessages", dependencies: ["KafkaWire"], swiftSettings: swiftSettings),
-        .target(name: "CKafkaRecords", cSettings: cSettings),
+        // CRC-32C and the batch codecs; needs zlib1g-dev, libsnappy-dev, liblz4-dev, libzstd-dev.
+        .target(
+            name: "CKafkaRecords",
+            cSettings: cSettings,
+            linkerSettings: [
+                .linkedLibrary("z"), .linkedLibrary("snappy"), .linkedLibrary("lz4"), .linkedLibrary("zstd"),
+            ]
+        ),
         .target(
             name: "KafkaRecords",
             dependencies: ["CKafkaRecords", .product(name: "NIOCore", package: "swift-nio")],
@@ -107,7 +114,13 @@ let package = Package(
             resources: [.copy("Golden")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "KafkaRecordsTests", dependencies: ["KafkaRecords"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KafkaRecordsTests",
+            dependencies: ["KafkaRecords"],
+            exclude: ["make_golden_batches.py"],
+            resources: [.copy("Golden")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "StorageHostTests", dependencies: ["StorageHost", "CKStore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BrokerCoreTests",

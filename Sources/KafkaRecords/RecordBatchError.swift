@@ -1,0 +1,86 @@
+/// Why a record batch was rejected, and the Kafka error code a producer expects for it.
+///
+/// The codes follow Kafka's `LogValidator` and `UnifiedLog.analyzeAndValidateRecords`, so a client reacts to Fjord
+/// as it would to a Kafka broker (e.g. it does not retry CORRUPT_MESSAGE with the same bytes, splits a batch on
+/// MESSAGE_TOO_LARGE):
+/// - CORRUPT_MESSAGE (2): sizes that do not add up, a wrong CRC, records that do not parse, an unknown codec,
+///   a compressed payload that does not inflate (or inflates beyond the limit).
+/// - INVALID_RECORD (87): magic other than 2, record count or offset deltas that disagree with the header, more
+///   than one batch, no batch, a control batch from a producer, a producer id without a base sequence.
+/// - INVALID_TIMESTAMP (32): a record timestamp outside the policy, or LogAppendTime set by a producer.
+/// - MESSAGE_TOO_LARGE (10): a batch above `maxBatchBytes`.
+public struct RecordBatchError: Error, Sendable, Hashable, CustomStringConvertible {
+    private enum Kind: Hashable, Sendable {
+        case corruptMessage
+        case invalidRecord
+        case invalidTimestamp
+        case messageTooLarge
+    }
+
+    private let kind: Kind
+
+    /// What was wrong, for logs and the ProduceResponse `error_message`.
+    public let message: String
+
+    /// The 0-based index of the offending record for per-record errors (ProduceResponse v8+ `record_errors`),
+    /// `nil` when the error concerns the whole batch.
+    public let recordIndex: Int?
+
+    private init(_ kind: Kind, _ message: String, recordIndex: Int? = nil) {
+        self.kind = kind
+        self.message = message
+        self.recordIndex = recordIndex
+    }
+
+    /// Kafka's `CORRUPT_MESSAGE` error code.
+    public static let corruptMessageCode: Int16 = 2
+    /// Kafka's `MESSAGE_TOO_LARGE` error code.
+    public static let messageTooLargeCode: Int16 = 10
+    /// Kafka's `INVALID_TIMESTAMP` error code.
+    public static let invalidTimestampCode: Int16 = 32
+    /// Kafka's `INVALID_RECORD` error code.
+    public static let invalidRecordCode: Int16 = 87
+
+    /// The Kafka error code to put in the ProduceResponse partition.
+    public var kafkaErrorCode: Int16 {
+        switch kind {
+        case .corruptMessage: return Self.corruptMessageCode
+        case .invalidRecord: return Self.invalidRecordCode
+        case .invalidTimestamp: return Self.invalidTimestampCode
+        case .messageTooLarge: return Self.messageTooLargeCode
+        }
+    }
+
+    /// Whether a producer may succeed by sending the same batch again. None of these errors is: the bytes are wrong.
+    public var isRetriable: Bool { false }
+
+    public var description: String {
+        let name: String
+        switch kind {
+        case .corruptMessage: name = "CORRUPT_MESSAGE"
+        case .invalidRecord: name = "INVALID_RECORD"
+        case .invalidTimestamp: name = "INVALID_TIMESTAMP"
+        case .messageTooLarge: name = "MESSAGE_TOO_LARGE"
+        }
+        if let recordIndex {
+            return "\(name) (\(kafkaErrorCode)): record \(recordIndex): \(message)"
+        }
+        return "\(name) (\(kafkaErrorCode)): \(message)"
+    }
+
+    static func corrupt(_ message: String, recordIndex: Int? = nil) -> RecordBatchError {
+        RecordBatchError(.corruptMessage, message, recordIndex: recordIndex)
+    }
+
+    static func invalidRecord(_ message: String, recordIndex: Int? = nil) -> RecordBatchError {
+        RecordBatchError(.invalidRecord, message, recordIndex: recordIndex)
+    }
+
+    static func invalidTimestamp(_ message: String, recordIndex: Int? = nil) -> RecordBatchError {
+        RecordBatchError(.invalidTimestamp, message, recordIndex: recordIndex)
+    }
+
+    static func tooLarge(_ message: String) -> RecordBatchError {
+        RecordBatchError(.messageTooLarge, message)
+    }
+}
