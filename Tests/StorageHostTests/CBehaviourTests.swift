@@ -103,6 +103,52 @@ struct CBehaviourTests {
         #expect(state.end_offset == 2 && state.entry_count == 1 && state.byte_count == 64)
     }
 
+    /// Whether a huge malloc returns NULL here (not so under AddressSanitizer unless
+    /// allocator_may_return_null=1).
+    static let hugeAllocationsFail: Bool = {
+        guard dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__asan_init") != nil else { return true }
+        return ProcessInfo.processInfo.environment["ASAN_OPTIONS"]?.contains("allocator_may_return_null=1") == true
+    }()
+
+    /// An append the memory backend cannot allocate answers NO_MEMORY, retryable, without calling
+    /// the callback, and leaves the log unchanged and usable. (The backend allocates before it
+    /// reads the iovec, so the 1 EiB length is never read.)
+    @Test(
+        .enabled(
+            if: hugeAllocationsFail,
+            "AddressSanitizer aborts on huge allocations; set ASAN_OPTIONS=allocator_may_return_null=1"
+        )
+    )
+    func memoryAppendOutOfMemoryChangesNothing() throws {
+        let instance = try CInstance(StorageBackend.builtin(named: "memory"))
+        defer { instance.close() }
+        let log = try instance.openLog("oom", flags: UInt32(KSTORE_OPEN_CREATE))
+        defer { log.pointee.methods.pointee.close(log) }
+        let methods = log.pointee.methods.pointee
+        let counter = CompletionCounter()
+        #expect(Self.append(log, first: 0, last: 0, counter: counter) == KSTORE_OK)
+        var before = kstore_log_state()
+        before.struct_size = UInt32(MemoryLayout<kstore_log_state>.size)
+        #expect(methods.state(log, &before) == KSTORE_OK)
+        let rejected = CompletionCounter()
+        let byte: [UInt8] = [1]
+        let status = byte.withUnsafeBytes { byte in
+            var iovec = kstore_iovec(base: byte.baseAddress, len: 1 << 60)
+            return methods.append(log, 1, 1, -1, &iovec, 1, CompletionCounter.callback, rejected.context)
+        }
+        #expect(status == KSTORE_ERR_NO_MEMORY)
+        #expect(kstore_status_is_retryable(status) != 0)
+        #expect(rejected.count.load(ordering: .acquiring) == 0)
+        #expect(instance.lastError().contains("out of memory"))
+        var after = kstore_log_state()
+        after.struct_size = UInt32(MemoryLayout<kstore_log_state>.size)
+        #expect(methods.state(log, &after) == KSTORE_OK)
+        #expect(after.end_offset == before.end_offset && after.byte_count == before.byte_count)
+        #expect(after.entry_count == before.entry_count)
+        #expect(Self.append(log, first: 1, last: 1, counter: counter) == KSTORE_OK)
+        #expect(counter.wait(for: 2))
+    }
+
     /// sync calls its callback exactly once, after the appends before it.
     @Test(arguments: StorageBackend.builtinNames)
     func syncCallsItsCallbackOnce(name: String) throws {

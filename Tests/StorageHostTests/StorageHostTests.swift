@@ -250,7 +250,7 @@ struct StorageHostBehaviourTests {
     }
 
     /// Engine options are checked before the backend sees them.
-    @Test func engineOpenRejectsBadHostArguments() throws {
+    @Test func engineOpenRejectsBadHostArguments() async throws {
         let backend = try StorageBackend.builtin(named: "memory")
         #expect(throws: StorageError.self) {
             try StorageEngine.open(backend: backend, options: [], logger: quietLogger, blockingThreadCount: 0)
@@ -271,6 +271,8 @@ struct StorageHostBehaviourTests {
             configuration: .init(forceBlockingExecution: true)
         )
         #expect(forced.usesBlockingPool)
+        await engine.close()
+        await forced.close()
     }
 
     /// A small read allocates about what it returns, not maxBytes; a large entry grows the buffer.
