@@ -121,7 +121,15 @@ let package = Package(
             resources: [.copy("Golden")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "StorageHostTests", dependencies: ["StorageHost", "CKStore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "StorageHostTests",
+            dependencies: [
+                "StorageHost", "CKStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "BrokerCoreTests",
             dependencies: ["BrokerCore", "KafkaMessages", "KafkaRecords", "StorageHost"],

@@ -1,2 +1,0 @@
-// Placeholder: the storage host (see the StorageHost brief). `StorageEngine` is an open instance.
-public final class StorageEngine: Sendable {}
