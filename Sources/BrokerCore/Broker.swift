@@ -1,6 +1,14 @@
+import KafkaMessages
 import Logging
 import NIOCore
 import StorageHost
+import Synchronization
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// Broker-wide settings (the `fjord` command line maps onto these).
 public struct BrokerConfiguration: Sendable {
@@ -15,41 +23,273 @@ public struct BrokerConfiguration: Sendable {
     public var defaultPartitions: Int32 = 1
     /// `message.max.bytes`: the largest record batch accepted (Kafka's default, 1 MiB + 12).
     public var messageMaxBytes: Int32 = 1_048_588
+    /// `fetch.max.bytes`: the most record bytes one Fetch response carries (Kafka's default).
+    public var fetchMaxBytes: Int32 = 57_671_680
+    /// `num.partitions` upper bound for one CreateTopics request: a guard against typos.
+    public var partitionsPerTopicMax: Int32 = 10_000
+    /// Broker defaults of the retention and segment topic configs (`log.retention.ms`, …).
+    public var retentionMs: Int64 = 604_800_000
+    public var retentionBytes: Int64 = -1
+    public var segmentBytes: Int32 = 1_073_741_824
+    public var segmentMs: Int64 = 604_800_000
+    /// `producer.id.expiration.ms`: idle idempotent producers are forgotten after this.
+    public var producerIdExpirationMs: Int64 = 86_400_000
+    /// Wall-clock milliseconds since the epoch (record timestamps, producer expiry); tests inject one.
+    public var clock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
 
     public init() {}
 }
 
 /// The sans-I/O Kafka broker: decodes requests, runs handlers over partitions stored through
-/// `StorageHost`, encodes responses.
+/// `StorageHost`, encodes responses. The transport (BrokerServer) owns sockets and framing.
 public final class Broker: KafkaRequestHandler {
+    /// Fjord is a single broker: every partition has one replica and its leader epoch never changes.
+    static let leaderEpoch: Int32 = 0
+
     public let configuration: BrokerConfiguration
     let logger: Logger
+    let storage: StorageEngine
+    let registry: TopicRegistry
+    let metadata: MetadataManager
+    let clusterId: String
+    let allocator = ByteBufferAllocator()
+
+    private let connections = Mutex<[UInt64: ConnectionOrdering]>([:])
+    private let shuttingDown = Atomic<Bool>(false)
+    private let maintenance = Mutex<Task<Void, Never>?>(nil)
 
     /// Opens the broker over an open storage engine: replays the metadata log, opens every
-    /// partition's log and restores its state.
+    /// partition's log and restores its state from what the backend recovered.
     public static func start(
         configuration: BrokerConfiguration,
         storage: StorageEngine,
         logger: Logger
     ) async throws -> Broker {
-        Broker(configuration: configuration, logger: logger)
+        let registry = TopicRegistry()
+        let metadata = try await MetadataManager.open(
+            storage: storage,
+            registry: registry,
+            configuration: configuration,
+            logger: logger
+        )
+        let broker = Broker(
+            configuration: configuration,
+            logger: logger,
+            storage: storage,
+            registry: registry,
+            metadata: metadata,
+            clusterId: metadata.clusterId
+        )
+        broker.startMaintenance()
+        return broker
     }
 
-    init(configuration: BrokerConfiguration, logger: Logger) {
+    private init(
+        configuration: BrokerConfiguration,
+        logger: Logger,
+        storage: StorageEngine,
+        registry: TopicRegistry,
+        metadata: MetadataManager,
+        clusterId: String
+    ) {
         self.configuration = configuration
         self.logger = logger
+        self.storage = storage
+        self.registry = registry
+        self.metadata = metadata
+        self.clusterId = clusterId
     }
+
+    var nowMs: Int64 { configuration.clock() }
+    var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
+
+    // MARK: KafkaRequestHandler
 
     public func handle(frame: ByteBuffer, context: RequestContext) async -> RequestOutcome {
-        .close(reason: "not implemented yet")
+        let ordering = connections.withLock { connections in
+            if let existing = connections[context.connection.id] { return existing }
+            let created = ConnectionOrdering()
+            connections[context.connection.id] = created
+            return created
+        }
+        await ordering.waitForTurn(context.sequence)
+        let turn = Turn(ordering: ordering, sequence: context.sequence)
+        defer { turn.release() }
+        return await dispatch(frame: frame, context: context, turn: turn)
     }
 
-    public func connectionClosed(_ connection: ConnectionInfo) {}
+    public func connectionClosed(_ connection: ConnectionInfo) {
+        _ = connections.withLock { $0.removeValue(forKey: connection.id) }
+    }
 
-    /// Wakes every waiting long poll so in-flight requests finish promptly; new requests are still
-    /// served until the transport stops reading.
-    public func beginShutdown() {}
+    /// Wakes every waiting long poll so in-flight requests finish promptly; new requests are
+    /// still served until the transport stops reading.
+    public func beginShutdown() {
+        shuttingDown.store(true, ordering: .relaxed)
+        for topic in registry.all {
+            for partition in topic.partitions { partition.wakeWaiters() }
+        }
+    }
 
     /// Closes every log and the metadata log. Call after the transport has stopped.
-    public func shutdown() async {}
+    public func shutdown() async {
+        beginShutdown()
+        maintenance.withLock { $0?.cancel() }
+        for topic in registry.all {
+            for partition in topic.partitions { await partition.close() }
+        }
+        await metadata.close()
+    }
+
+    /// Periodic housekeeping: forgetting idle idempotent producers.
+    private func startMaintenance() {
+        let task = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(60))
+                guard let self, !Task.isCancelled else { return }
+                let cutoff = self.nowMs - self.configuration.producerIdExpirationMs
+                for topic in self.registry.all {
+                    for partition in topic.partitions { partition.expireProducers(olderThan: cutoff) }
+                }
+            }
+        }
+        maintenance.withLock { $0 = task }
+    }
+
+    // MARK: Dispatch
+
+    /// The smallest request: api key, api version, correlation id.
+    static let requestHeaderPrefixBytes = 8
+
+    private func dispatch(frame: ByteBuffer, context: RequestContext, turn: Turn) async -> RequestOutcome {
+        guard frame.readableBytes >= Self.requestHeaderPrefixBytes,
+            let rawKey = frame.getInteger(at: frame.readerIndex, as: Int16.self),
+            let version = frame.getInteger(at: frame.readerIndex + 2, as: Int16.self),
+            let correlationId = frame.getInteger(at: frame.readerIndex + 4, as: Int32.self)
+        else {
+            return .close(reason: "request of \(frame.readableBytes) bytes is shorter than a request header")
+        }
+        guard let apiKey = ApiKey(rawValue: rawKey) else {
+            return .close(reason: "unknown API key \(rawKey) (correlation id \(correlationId))")
+        }
+        guard let supported = SupportedApis.versions(of: apiKey), supported.contains(version) else {
+            if apiKey == .apiVersions {
+                // KIP-511: answer an ApiVersions we cannot parse with a v0 body carrying
+                // UNSUPPORTED_VERSION and our range, so the client retries with a version we know.
+                return respond(
+                    ApiVersionsResponse(
+                        errorCode: ErrorCode.unsupportedVersion.rawValue,
+                        apiKeys: [
+                            .init(
+                                apiKey: ApiKey.apiVersions.rawValue,
+                                minVersion: SupportedApis.versions(of: .apiVersions)!.lowerBound,
+                                maxVersion: SupportedApis.versions(of: .apiVersions)!.upperBound
+                            )
+                        ]
+                    ),
+                    version: 0,
+                    correlationId: correlationId
+                )
+            }
+            let range = SupportedApis.versions(of: apiKey).map { "\($0.lowerBound)...\($0.upperBound)" } ?? "none"
+            return .close(
+                reason: "unsupported \(apiKey.name) version \(version) (supported: \(range), correlation id \(correlationId))"
+            )
+        }
+        var body = frame
+        do {
+            let header = try RequestHeader(from: &body, version: apiKey.requestHeaderVersion(for: version))
+            let request = Request(
+                header: header,
+                apiKey: apiKey,
+                version: version,
+                correlationId: correlationId,
+                context: context
+            )
+            return try await route(request, body: &body, turn: turn)
+        } catch {
+            return .close(
+                reason:
+                    "malformed \(apiKey.name) v\(version) request (correlation id \(correlationId)) from \(context.connection): \(error)"
+            )
+        }
+    }
+
+    /// One decoded request header with its transport context.
+    struct Request: Sendable {
+        var header: RequestHeader
+        var apiKey: ApiKey
+        var version: Int16
+        var correlationId: Int32
+        var context: RequestContext
+        var clientId: String { header.clientId ?? "" }
+    }
+
+    private func route(_ request: Request, body: inout ByteBuffer, turn: Turn) async throws -> RequestOutcome {
+        let version = request.version
+        switch request.apiKey {
+        case .apiVersions:
+            return respond(handleApiVersions(try ApiVersionsRequest(from: &body, version: version)), to: request)
+        case .metadata:
+            return respond(await handleMetadata(try MetadataRequest(from: &body, version: version), request), to: request)
+        case .produce:
+            let produce = try ProduceRequest(from: &body, version: version)
+            return await handleProduce(produce, request, turn: turn)
+        case .fetch:
+            let fetch = try FetchRequest(from: &body, version: version)
+            turn.release()
+            return respond(await handleFetch(fetch, request), to: request)
+        case .listOffsets:
+            return respond(await handleListOffsets(try ListOffsetsRequest(from: &body, version: version), request), to: request)
+        case .createTopics:
+            return respond(await handleCreateTopics(try CreateTopicsRequest(from: &body, version: version), request), to: request)
+        case .deleteTopics:
+            return respond(await handleDeleteTopics(try DeleteTopicsRequest(from: &body, version: version), request), to: request)
+        case .describeConfigs:
+            return respond(handleDescribeConfigs(try DescribeConfigsRequest(from: &body, version: version), request), to: request)
+        case .initProducerId:
+            return respond(await handleInitProducerId(try InitProducerIdRequest(from: &body, version: version)), to: request)
+        default:
+            // SupportedApis lists only what is routed here; reaching this is a bug, not bad input.
+            preconditionFailure("\(request.apiKey.name) is advertised but not routed")
+        }
+    }
+
+    // MARK: Responses
+
+    func respond<M: KafkaResponseMessage>(_ message: M, to request: Request) -> RequestOutcome {
+        respond(message, version: request.version, correlationId: request.correlationId)
+    }
+
+    /// Encodes a complete response frame: size prefix, response header, body.
+    func respond<M: KafkaResponseMessage>(_ message: M, version: Int16, correlationId: Int32) -> RequestOutcome {
+        var buffer = allocator.buffer(capacity: 512)
+        buffer.writeInteger(Int32(0))
+        ResponseHeader(correlationId: correlationId).write(
+            to: &buffer,
+            version: M.apiKey.responseHeaderVersion(for: version)
+        )
+        message.write(to: &buffer, version: version)
+        buffer.setInteger(Int32(buffer.readableBytes - 4), at: buffer.readerIndex)
+        return .respond(buffer)
+    }
+}
+
+/// The APIs and versions Fjord advertises in ApiVersions: exactly those it implements. The
+/// version ranges are the generated ones (the codec is generated for the advertised ranges).
+enum SupportedApis {
+    static let implemented: [ApiKey] = [
+        .produce, .fetch, .listOffsets, .metadata, .apiVersions, .createTopics, .deleteTopics,
+        .describeConfigs, .initProducerId,
+    ]
+
+    private static let table: [ApiKey: ClosedRange<Int16>] = Dictionary(
+        uniqueKeysWithValues: implemented.compactMap { key in key.generatedVersions.map { (key, $0) } }
+    )
+
+    static func versions(of apiKey: ApiKey) -> ClosedRange<Int16>? { table[apiKey] }
+
+    static var all: [(ApiKey, ClosedRange<Int16>)] {
+        table.sorted { $0.key.rawValue < $1.key.rawValue }.map { ($0.key, $0.value) }
+    }
 }

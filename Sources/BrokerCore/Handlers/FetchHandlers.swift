@@ -1,0 +1,220 @@
+import KafkaMessages
+import KafkaRecords
+import NIOCore
+
+extension Broker {
+    /// Fetch, sessionless (KIP-227 fetch sessions are not implemented: session id 0 tells the
+    /// client so). Answers at once when there are at least MinBytes or an error; otherwise waits
+    /// up to MaxWaitMs for a high watermark to move (long poll) and reads again.
+    func handleFetch(_ request: FetchRequest, _ context: Request) async -> FetchResponse {
+        if request.sessionId != 0 {
+            return FetchResponse(throttleTimeMs: 0, errorCode: ErrorCode.fetchSessionIdNotFound.rawValue, sessionId: 0)
+        }
+        if request.sessionEpoch > 0 {
+            return FetchResponse(throttleTimeMs: 0, errorCode: ErrorCode.invalidFetchSessionEpoch.rawValue, sessionId: 0)
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: .milliseconds(max(0, Int64(request.maxWaitMs))))
+        while true {
+            let round = await fetchRound(request)
+            if round.bytes >= Int(request.minBytes) || round.hasError || request.maxWaitMs <= 0 || isShuttingDown
+                || clock.now >= deadline
+            {
+                return round.response
+            }
+            // With nothing to watch (an empty request) only the timer wakes the wait.
+            let waiter = FetchWaiter()
+            for (partition, highWatermark) in round.watched {
+                partition.addWaiter(waiter, knownHighWatermark: highWatermark)
+            }
+            let timer = Task {
+                try? await Task.sleep(until: deadline, clock: clock)
+                waiter.fire()
+            }
+            await waiter.wait()
+            timer.cancel()
+            for (partition, _) in round.watched { partition.removeWaiter(waiter) }
+            if clock.now >= deadline || isShuttingDown {
+                // Read once more so data that arrived with the deadline is not left behind.
+                return await fetchRound(request).response
+            }
+        }
+    }
+
+    private struct FetchRound {
+        var response: FetchResponse
+        var bytes: Int
+        var hasError: Bool
+        var watched: [(Partition, Int64)]
+    }
+
+    private func fetchRound(_ request: FetchRequest) async -> FetchRound {
+        let readCommitted = request.isolationLevel == 1
+        var remaining = Int(min(request.maxBytes, configuration.fetchMaxBytes))
+        var round = FetchRound(
+            response: FetchResponse(throttleTimeMs: 0, errorCode: 0, sessionId: 0, responses: []),
+            bytes: 0,
+            hasError: false,
+            watched: []
+        )
+        round.response.responses.reserveCapacity(request.topics.count)
+        for fetchTopic in request.topics {
+            var topicResponse = FetchResponse.FetchableTopicResponse(topic: fetchTopic.topic, partitions: [])
+            topicResponse.partitions.reserveCapacity(fetchTopic.partitions.count)
+            let topic = registry.topic(named: fetchTopic.topic)
+            for fetchPartition in fetchTopic.partitions {
+                var data = FetchResponse.PartitionData(
+                    partitionIndex: fetchPartition.partition,
+                    errorCode: ErrorCode.none.rawValue,
+                    highWatermark: -1,
+                    lastStableOffset: -1,
+                    logStartOffset: -1,
+                    abortedTransactions: readCommitted ? [] : nil,
+                    preferredReadReplica: -1,
+                    records: allocator.buffer(capacity: 0)
+                )
+                defer { topicResponse.partitions.append(data) }
+                guard let partition = topic?.partition(fetchPartition.partition) else {
+                    data.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    round.hasError = true
+                    continue
+                }
+                if fetchPartition.currentLeaderEpoch > Self.leaderEpoch {
+                    data.errorCode = ErrorCode.unknownLeaderEpoch.rawValue
+                    round.hasError = true
+                    continue
+                }
+                // KIP-74: the first batch of the first non-empty partition is returned even when
+                // it is larger than the limits, so a consumer can always make progress.
+                let outcome = await partition.read(
+                    from: fetchPartition.fetchOffset,
+                    maxBytes: min(Int(fetchPartition.partitionMaxBytes), remaining),
+                    minimumOneBatch: round.bytes == 0,
+                    allocator: allocator
+                )
+                switch outcome {
+                case .records(let records, let snapshot):
+                    data.highWatermark = snapshot.highWatermark
+                    // No transactions: the last stable offset is the high watermark.
+                    data.lastStableOffset = snapshot.highWatermark
+                    data.logStartOffset = snapshot.logStartOffset
+                    data.records = records
+                    round.bytes += records.readableBytes
+                    remaining = max(0, remaining - records.readableBytes)
+                    if records.readableBytes == 0 { round.watched.append((partition, snapshot.highWatermark)) }
+                case .error(let code, let snapshot):
+                    data.errorCode = code.rawValue
+                    data.highWatermark = snapshot.highWatermark
+                    data.lastStableOffset = snapshot.highWatermark
+                    data.logStartOffset = snapshot.logStartOffset
+                    round.hasError = true
+                }
+            }
+            round.response.responses.append(topicResponse)
+        }
+        return round
+    }
+
+    /// ListOffsets: earliest (-2), latest (-1, the high watermark, which is also the last stable
+    /// offset), max timestamp (-3, v7+), or the first offset whose record timestamp is at or after
+    /// a timestamp.
+    func handleListOffsets(_ request: ListOffsetsRequest, _ context: Request) async -> ListOffsetsResponse {
+        var response = ListOffsetsResponse(throttleTimeMs: 0, topics: [])
+        for listTopic in request.topics {
+            var topicResponse = ListOffsetsResponse.ListOffsetsTopicResponse(name: listTopic.name, partitions: [])
+            let topic = registry.topic(named: listTopic.name)
+            for listPartition in listTopic.partitions {
+                var answer = ListOffsetsResponse.ListOffsetsPartitionResponse(
+                    partitionIndex: listPartition.partitionIndex,
+                    errorCode: ErrorCode.none.rawValue,
+                    timestamp: -1,
+                    offset: -1,
+                    leaderEpoch: Self.leaderEpoch
+                )
+                defer { topicResponse.partitions.append(answer) }
+                guard let partition = topic?.partition(listPartition.partitionIndex) else {
+                    answer.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    answer.leaderEpoch = -1
+                    continue
+                }
+                if listPartition.currentLeaderEpoch > Self.leaderEpoch {
+                    answer.errorCode = ErrorCode.unknownLeaderEpoch.rawValue
+                    continue
+                }
+                let snapshot = partition.snapshot
+                guard snapshot.isOnline else {
+                    answer.errorCode = ErrorCode.kafkaStorageError.rawValue
+                    continue
+                }
+                switch listPartition.timestamp {
+                case -2:
+                    answer.offset = snapshot.logStartOffset
+                case -1:
+                    answer.offset = snapshot.highWatermark
+                case -3:
+                    if let found = await offsetOfMaxTimestamp(partition, snapshot) {
+                        answer.offset = found.offset
+                        answer.timestamp = found.timestamp
+                    }
+                case let timestamp where timestamp >= 0:
+                    do {
+                        if let found = try await firstRecord(atOrAfter: timestamp, in: partition, snapshot) {
+                            answer.offset = found.offset
+                            answer.timestamp = found.timestamp
+                        }
+                    } catch {
+                        answer.errorCode = ErrorCode.kafkaStorageError.rawValue
+                    }
+                default:
+                    answer.errorCode = ErrorCode.invalidRequest.rawValue
+                }
+            }
+            response.topics.append(topicResponse)
+        }
+        return response
+    }
+
+    /// The first record (offset and timestamp) with a timestamp at or after `timestamp`, below
+    /// the high watermark: the backend's time index finds the batch, the batch is searched.
+    private func firstRecord(atOrAfter timestamp: Int64, in partition: Partition, _ snapshot: Partition.Snapshot)
+        async throws -> (offset: Int64, timestamp: Int64)?
+    {
+        var from = try await partition.log.findOffset(atOrAfterTimestamp: timestamp)
+        // Batch max timestamps need not grow with offsets; search on until a record qualifies.
+        while let offset = from, offset < snapshot.highWatermark {
+            let read = try await partition.log.read(
+                from: max(offset, snapshot.logStartOffset),
+                limit: snapshot.highWatermark,
+                maxBytes: 1,
+                minimumOneEntry: true
+            )
+            guard let batch = RecordBatchReader.batches(in: read.bytes).first else { return nil }
+            let header = try RecordBatchHeader(parsing: batch)
+            if header.maxTimestamp >= timestamp {
+                for record in try RecordBatchReader.records(of: batch, maxDecompressedBytes: Self.decompressedBatchBytesMax) {
+                    let recordOffset = header.baseOffset + Int64(record.offsetDelta)
+                    if record.timestamp >= timestamp, recordOffset >= snapshot.logStartOffset {
+                        return (recordOffset, record.timestamp)
+                    }
+                }
+            }
+            from = read.nextOffset
+        }
+        return nil
+    }
+
+    private func offsetOfMaxTimestamp(_ partition: Partition, _ snapshot: Partition.Snapshot) async
+        -> (offset: Int64, timestamp: Int64)?
+    {
+        guard snapshot.maxTimestamp >= 0, snapshot.highWatermark > snapshot.logStartOffset else { return nil }
+        if snapshot.offsetOfMaxTimestamp >= 0 {
+            return (snapshot.offsetOfMaxTimestamp, snapshot.maxTimestamp)
+        }
+        // Not tracked since the broker started: find it through the time index once.
+        guard let found = try? await firstRecord(atOrAfter: snapshot.maxTimestamp, in: partition, snapshot) else {
+            return nil
+        }
+        partition.noteOffsetOfMaxTimestamp(found.offset, timestamp: found.timestamp)
+        return found
+    }
+}

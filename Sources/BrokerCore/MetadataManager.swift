@@ -1,0 +1,213 @@
+import KafkaMessages
+import Logging
+import NIOCore
+import StorageHost
+
+/// Serializes every change to broker metadata (topic creation and deletion, producer-id blocks)
+/// and makes it durable in the metadata log before it takes effect, so a crash can never
+/// leave a topic that clients saw but the broker forgot.
+actor MetadataManager {
+    static let logName = "__fjord_metadata"
+    /// Producer ids are reserved in blocks; a restart skips the rest of the block.
+    static let producerIdBlockSize: Int64 = 1000
+
+    private let storage: StorageEngine
+    private let log: StorageLog
+    private let registry: TopicRegistry
+    private let configuration: BrokerConfiguration
+    private let logger: Logger
+    private var nextOffset: Int64
+    nonisolated let clusterId: String
+    private var nextProducerId: Int64
+    private var producerIdBlockEnd: Int64
+
+    struct Replayed {
+        var clusterId: String?
+        var topics: [String: (id: KafkaUUID, partitionCount: Int32, configs: [String: String])] = [:]
+        var producerIdBlockEnd: Int64 = 0
+    }
+
+    /// Replays the metadata log and opens every topic's partitions.
+    static func open(
+        storage: StorageEngine,
+        registry: TopicRegistry,
+        configuration: BrokerConfiguration,
+        logger: Logger
+    ) async throws -> MetadataManager {
+        let log = try await storage.openLog(named: logName, create: true)
+        let state = try log.state()
+        var replayed = Replayed()
+        var offset = state.startOffset
+        while offset < state.endOffset {
+            let chunk = try await log.read(from: offset, limit: state.endOffset, maxBytes: 1 << 20, minimumOneEntry: true)
+            guard chunk.entryCount > 0 else { break }
+            for record in try MetadataRecord.decodeAll(chunk.bytes) {
+                switch record {
+                case .clusterId(let id):
+                    replayed.clusterId = id
+                case .topicCreated(let name, let id, let partitionCount, let configs):
+                    replayed.topics[name] = (id, partitionCount, configs)
+                case .topicDeleted(let name, let id):
+                    if replayed.topics[name]?.id == id { replayed.topics.removeValue(forKey: name) }
+                case .producerIdBlock(let end):
+                    replayed.producerIdBlockEnd = max(replayed.producerIdBlockEnd, end)
+                }
+            }
+            offset = chunk.nextOffset
+        }
+        let manager = MetadataManager(
+            storage: storage,
+            log: log,
+            registry: registry,
+            configuration: configuration,
+            logger: logger,
+            nextOffset: state.endOffset,
+            clusterId: replayed.clusterId ?? KafkaUUID.random().description,
+            producerIdBlockEnd: replayed.producerIdBlockEnd
+        )
+        if replayed.clusterId == nil {
+            try await manager.append(.clusterId(manager.clusterId))
+        }
+        for name in replayed.topics.keys.sorted() {
+            let topic = replayed.topics[name]!  // Safe: iterating the dictionary's own keys.
+            try await manager.openTopic(name: name, id: topic.id, partitionCount: topic.partitionCount, configs: topic.configs)
+        }
+        try await manager.deleteOrphanLogs()
+        logger.info(
+            "metadata replayed",
+            metadata: [
+                "topics": "\(replayed.topics.count)", "cluster-id": "\(manager.clusterId)",
+                "metadata-entries": "\(state.endOffset - state.startOffset)",
+            ]
+        )
+        return manager
+    }
+
+    private init(
+        storage: StorageEngine,
+        log: StorageLog,
+        registry: TopicRegistry,
+        configuration: BrokerConfiguration,
+        logger: Logger,
+        nextOffset: Int64,
+        clusterId: String,
+        producerIdBlockEnd: Int64
+    ) {
+        self.storage = storage
+        self.log = log
+        self.registry = registry
+        self.configuration = configuration
+        self.logger = logger
+        self.nextOffset = nextOffset
+        self.clusterId = clusterId
+        self.nextProducerId = producerIdBlockEnd
+        self.producerIdBlockEnd = producerIdBlockEnd
+    }
+
+    /// Appends a record and waits until it is durable (or, on a non-durable backend, stored).
+    private func append(_ record: MetadataRecord) async throws {
+        let entry = record.encode()
+        try await log.append(firstOffset: nextOffset, lastOffset: nextOffset, maxTimestamp: -1, parts: [entry])
+        nextOffset += 1
+        try await log.sync()
+    }
+
+    private func openTopic(name: String, id: KafkaUUID, partitionCount: Int32, configs: [String: String]) async throws
+        -> Topic
+    {
+        let settings = TopicSettings(configs: configs, broker: configuration)
+        var partitions: [Partition] = []
+        partitions.reserveCapacity(Int(partitionCount))
+        do {
+            for index in 0..<partitionCount {
+                let partitionLog = try await storage.openLog(
+                    named: Topic.logName(topic: name, partition: index),
+                    create: true,
+                    options: settings.logOptions
+                )
+                let recovered: StorageLogState
+                do {
+                    recovered = try partitionLog.state()
+                } catch {
+                    await partitionLog.close()
+                    throw error
+                }
+                partitions.append(Partition(topicName: name, index: index, log: partitionLog, recovered: recovered))
+            }
+        } catch {
+            for partition in partitions { await partition.close() }
+            throw error
+        }
+        let topic = Topic(name: name, id: id, partitions: partitions, configs: configs, settings: settings)
+        registry.insert(topic)
+        return topic
+    }
+
+    /// Deletes partition logs that belong to no live topic: the remains of a deletion the
+    /// broker crashed in the middle of (the TopicDeleted record is written first).
+    private func deleteOrphanLogs() async throws {
+        var live: Set<String> = [Self.logName]
+        for topic in registry.all {
+            for partition in topic.partitions { live.insert(partition.log.name) }
+        }
+        for name in try await storage.listLogs() where !live.contains(name) && !name.hasPrefix("__fjord") {
+            logger.warning("deleting log of a deleted topic", metadata: ["log": "\(name)"])
+            try await storage.deleteLog(named: name)
+        }
+    }
+
+    enum CreateError: Error {
+        case alreadyExists
+    }
+
+    /// Creates a topic (the caller validated name, partition count and configs). Durable before
+    /// it becomes visible.
+    func createTopic(name: String, partitionCount: Int32, configs: [String: String]) async throws -> Topic {
+        if registry.topic(named: name) != nil { throw CreateError.alreadyExists }
+        let id = KafkaUUID.random()
+        try await append(.topicCreated(name: name, id: id, partitionCount: partitionCount, configs: configs))
+        let topic = try await openTopic(name: name, id: id, partitionCount: partitionCount, configs: configs)
+        logger.info("created topic", metadata: ["topic": "\(name)", "partitions": "\(partitionCount)", "id": "\(id)"])
+        return topic
+    }
+
+    /// Creates a topic unless it exists already (auto-creation racing with itself or with
+    /// CreateTopics), returning the live one either way.
+    func createTopicIfAbsent(name: String, partitionCount: Int32) async throws -> Topic {
+        if let existing = registry.topic(named: name) { return existing }
+        return try await createTopic(name: name, partitionCount: partitionCount, configs: [:])
+    }
+
+    /// Deletes a topic: durable record first, then it disappears from the registry, its
+    /// partitions stop and their logs are deleted.
+    func deleteTopic(_ topic: Topic) async throws {
+        guard registry.topic(id: topic.id) === topic else { return }
+        try await append(.topicDeleted(name: topic.name, id: topic.id))
+        registry.remove(topic)
+        for partition in topic.partitions {
+            await partition.close()
+            do {
+                try await storage.deleteLog(named: partition.log.name)
+            } catch {
+                // The record is durable; the startup sweep removes what is left.
+                logger.error("could not delete log", metadata: ["log": "\(partition.log.name)", "error": "\(error)"])
+            }
+        }
+        logger.info("deleted topic", metadata: ["topic": "\(topic.name)", "id": "\(topic.id)"])
+    }
+
+    /// A fresh producer id, never handed out before by this broker's data directory.
+    func allocateProducerId() async throws -> Int64 {
+        if nextProducerId >= producerIdBlockEnd {
+            let end = producerIdBlockEnd + Self.producerIdBlockSize
+            try await append(.producerIdBlock(end: end))
+            producerIdBlockEnd = end
+        }
+        defer { nextProducerId += 1 }
+        return nextProducerId
+    }
+
+    func close() async {
+        await log.close()
+    }
+}

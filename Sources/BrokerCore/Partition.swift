@@ -1,0 +1,532 @@
+import KafkaMessages
+import KafkaRecords
+import NIOCore
+import StorageHost
+import Synchronization
+
+/// What one produce to one partition came to.
+struct AppendOutcome: Sendable, Equatable {
+    var errorCode: ErrorCode
+    var baseOffset: Int64
+    var logStartOffset: Int64
+    var errorMessage: String?
+
+    static func failure(_ code: ErrorCode, _ message: String?, logStartOffset: Int64 = -1) -> AppendOutcome {
+        AppendOutcome(errorCode: code, baseOffset: -1, logStartOffset: logStartOffset, errorMessage: message)
+    }
+}
+
+/// A produce waiting for its batch to become visible; completed exactly once, from any thread.
+final class PendingAppend: Sendable {
+    private struct State {
+        var outcome: AppendOutcome?
+        var continuation: CheckedContinuation<AppendOutcome, Never>?
+    }
+    private let state = Mutex(State())
+
+    func complete(_ outcome: AppendOutcome) {
+        let continuation = state.withLock { state -> CheckedContinuation<AppendOutcome, Never>? in
+            guard state.outcome == nil else { return nil }
+            state.outcome = outcome
+            defer { state.continuation = nil }
+            return state.continuation
+        }
+        continuation?.resume(returning: outcome)
+    }
+
+    func wait() async -> AppendOutcome {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> AppendOutcome? in
+                if let outcome = state.outcome { return outcome }
+                state.continuation = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+}
+
+/// A long-poll Fetch waiting for any of its partitions' high watermarks to move.
+final class FetchWaiter: Sendable {
+    private struct State {
+        var fired = false
+        var continuation: CheckedContinuation<Void, Never>?
+    }
+    private let state = Mutex(State())
+
+    func fire() {
+        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard !state.fired else { return nil }
+            state.fired = true
+            defer { state.continuation = nil }
+            return state.continuation
+        }
+        continuation?.resume()
+    }
+
+    var hasFired: Bool { state.withLock { $0.fired } }
+
+    /// Returns when `fire()` was called (before or during the wait).
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let fired = state.withLock { state -> Bool in
+                if state.fired { return true }
+                state.continuation = continuation
+                return false
+            }
+            if fired { continuation.resume() }
+        }
+    }
+}
+
+/// One partition: the single source of truth for its log start, log end and high watermark
+/// (DESIGN §4). ListOffsets, Fetch and Metadata all read this object; it changes only when the
+/// backend acknowledges an append or a sync.
+///
+/// Offsets are assigned and appends submitted under `appendOrder`, so appends reach the backend
+/// in offset order. The short-lived `state` lock is never held while calling the backend, because
+/// a synchronous backend calls our completion before `submitAppend` returns.
+final class Partition: Sendable {
+    let topicName: String
+    let index: Int32
+    let log: StorageLog
+    /// acks=all waits for a sync only where a sync means something.
+    let isDurable: Bool
+
+    private let appendOrder = Mutex(())
+    private let state: Mutex<State>
+
+    struct Snapshot: Sendable, Equatable {
+        var logStartOffset: Int64
+        /// The next offset to be assigned (Kafka's log end offset, including in-flight appends).
+        var logEndOffset: Int64
+        var highWatermark: Int64
+        var maxTimestamp: Int64
+        /// Offset of the record holding `maxTimestamp`, or -1 when not known yet.
+        var offsetOfMaxTimestamp: Int64
+        var isOnline: Bool
+    }
+
+    private struct InFlightBatch {
+        var id: UInt64
+        var firstOffset: Int64
+        var endOffset: Int64
+        var needsSync: Bool
+        var pending: PendingAppend
+        var producerId: Int64
+        var previousProducerEntry: ProducerStateTable.Entry?
+        var maxTimestamp: Int64
+        var offsetOfMaxTimestamp: Int64
+    }
+
+    private struct State {
+        var logStartOffset: Int64
+        var nextOffset: Int64
+        var submittedEnd: Int64
+        var appendedEnd: Int64
+        var durableEnd: Int64
+        var highWatermark: Int64
+        var maxTimestamp: Int64
+        var offsetOfMaxTimestamp: Int64
+        var inFlight: [InFlightBatch] = []
+        var nextBatchId: UInt64 = 0
+        var syncInFlight = false
+        var syncWanted = false
+        var producers = ProducerStateTable()
+        var waiters: [ObjectIdentifier: FetchWaiter] = [:]
+        var isClosed = false
+        /// Set when the backend reported the log failed (I/O error); the partition stays
+        /// offline until the broker restarts and recovery runs.
+        var failure: StorageError?
+
+        /// Moves the high watermark over every leading batch that is appended and, if it asked
+        /// for it, durable. Returns the produces to answer and whether the watermark moved.
+        mutating func advanceVisibility() -> [(PendingAppend, AppendOutcome)] {
+            var completed: [(PendingAppend, AppendOutcome)] = []
+            var count = 0
+            for batch in inFlight {
+                guard batch.endOffset <= appendedEnd, !batch.needsSync || batch.endOffset <= durableEnd else { break }
+                highWatermark = batch.endOffset
+                if batch.maxTimestamp > maxTimestamp {
+                    maxTimestamp = batch.maxTimestamp
+                    offsetOfMaxTimestamp = batch.offsetOfMaxTimestamp
+                }
+                completed.append(
+                    (
+                        batch.pending,
+                        AppendOutcome(
+                            errorCode: .none,
+                            baseOffset: batch.firstOffset,
+                            logStartOffset: logStartOffset,
+                            errorMessage: nil
+                        )
+                    )
+                )
+                count += 1
+            }
+            if count > 0 { inFlight.removeFirst(count) }
+            return completed
+        }
+
+        mutating func takeWaiters() -> [FetchWaiter] {
+            guard !waiters.isEmpty else { return [] }
+            defer { waiters.removeAll(keepingCapacity: true) }
+            return Array(waiters.values)
+        }
+
+        /// Fails the batch `id` and every batch after it, rolls the log end back to its first
+        /// offset and restores the producer state those batches changed (kstore.h: a failed
+        /// append fails every later undelivered one and the log end returns).
+        mutating func failFrom(batchId: UInt64, code: ErrorCode, message: String) -> [(PendingAppend, AppendOutcome)] {
+            guard let position = inFlight.firstIndex(where: { $0.id == batchId }) else { return [] }
+            let failed = inFlight[position...]
+            for batch in failed.reversed() where batch.producerId >= 0 {
+                producers.restore(producerId: batch.producerId, to: batch.previousProducerEntry)
+            }
+            let rollback = inFlight[position].firstOffset
+            nextOffset = min(nextOffset, rollback)
+            submittedEnd = min(submittedEnd, rollback)
+            let outcomes = failed.map {
+                ($0.pending, AppendOutcome.failure(code, message, logStartOffset: logStartOffset))
+            }
+            inFlight.removeSubrange(position...)
+            return outcomes
+        }
+    }
+
+    init(topicName: String, index: Int32, log: StorageLog, recovered: StorageLogState) {
+        self.topicName = topicName
+        self.index = index
+        self.log = log
+        self.isDurable = log.capabilities.contains(.durable)
+        // Everything the backend recovered is on stable storage and becomes visible at once:
+        // the recovered state is the partition's state, with no second source of truth.
+        self.state = Mutex(
+            State(
+                logStartOffset: recovered.startOffset,
+                nextOffset: recovered.endOffset,
+                submittedEnd: recovered.endOffset,
+                appendedEnd: recovered.endOffset,
+                durableEnd: recovered.endOffset,
+                highWatermark: recovered.endOffset,
+                maxTimestamp: recovered.maxTimestamp,
+                offsetOfMaxTimestamp: -1
+            )
+        )
+    }
+
+    var snapshot: Snapshot {
+        state.withLock {
+            Snapshot(
+                logStartOffset: $0.logStartOffset,
+                logEndOffset: $0.nextOffset,
+                highWatermark: $0.highWatermark,
+                maxTimestamp: $0.maxTimestamp,
+                offsetOfMaxTimestamp: $0.offsetOfMaxTimestamp,
+                isOnline: $0.failure == nil && !$0.isClosed
+            )
+        }
+    }
+
+    /// Remembers where the maximum timestamp lies once it has been looked up in the log.
+    func noteOffsetOfMaxTimestamp(_ offset: Int64, timestamp: Int64) {
+        state.withLock {
+            if $0.maxTimestamp == timestamp, $0.offsetOfMaxTimestamp < 0 { $0.offsetOfMaxTimestamp = offset }
+        }
+    }
+
+    enum Submission {
+        case done(AppendOutcome)
+        case pending(PendingAppend)
+    }
+
+    /// Assigns offsets to a validated batch and submits it to the backend. Must be called in the
+    /// order requests arrived on a connection (the caller holds the connection's ordering turn);
+    /// the returned pending append completes when the batch is visible: appended, and durable
+    /// too when `acks` is -1 on a durable backend.
+    func submit(
+        batch: ByteBuffer,
+        validated: ValidatedBatch,
+        acks: Int16,
+        nowMs: Int64
+    ) -> Submission {
+        let header = validated.header
+        let needsSync = acks == -1 && isDurable
+        let pending = PendingAppend()
+        let prepared: (first: Int64, last: Int64, id: UInt64)? = appendOrder.withLock { _ in
+            let decision: Result<(first: Int64, last: Int64, id: UInt64), AppendFailure> = state.withLock { state in
+                if state.isClosed {
+                    return .failure(.init(.unknownTopicOrPartition, "partition \(topicName)-\(index) is being deleted"))
+                }
+                if let failure = state.failure {
+                    return .failure(.init(.kafkaStorageError, "partition \(topicName)-\(index) is offline: \(failure.message)"))
+                }
+                var previous: ProducerStateTable.Entry?
+                if header.producerId >= 0 {
+                    let lastSequence = ProducerStateTable.lastSequence(
+                        first: header.baseSequence,
+                        lastOffsetDelta: header.lastOffsetDelta
+                    )
+                    switch state.producers.check(
+                        producerId: header.producerId,
+                        producerEpoch: header.producerEpoch,
+                        firstSequence: header.baseSequence,
+                        lastSequence: lastSequence
+                    ) {
+                    case .append(let before):
+                        previous = before
+                    case .duplicate(let original):
+                        return .failure(.init(duplicateOf: original))
+                    case .outOfOrderSequence(let message):
+                        return .failure(.init(.outOfOrderSequenceNumber, message))
+                    case .invalidProducerEpoch(let message):
+                        return .failure(.init(.invalidProducerEpoch, message))
+                    }
+                }
+                let first = state.nextOffset
+                let last = first + Int64(header.lastOffsetDelta)
+                state.nextOffset = last + 1
+                if header.producerId >= 0 {
+                    state.producers.record(
+                        producerId: header.producerId,
+                        producerEpoch: header.producerEpoch,
+                        batch: .init(
+                            firstSequence: header.baseSequence,
+                            lastSequence: ProducerStateTable.lastSequence(
+                                first: header.baseSequence,
+                                lastOffsetDelta: header.lastOffsetDelta
+                            ),
+                            firstOffset: first,
+                            lastOffset: last
+                        ),
+                        nowMs: nowMs
+                    )
+                }
+                let id = state.nextBatchId
+                state.nextBatchId += 1
+                state.inFlight.append(
+                    InFlightBatch(
+                        id: id,
+                        firstOffset: first,
+                        endOffset: last + 1,
+                        needsSync: needsSync,
+                        pending: pending,
+                        producerId: header.producerId,
+                        previousProducerEntry: previous,
+                        maxTimestamp: validated.maxTimestamp,
+                        offsetOfMaxTimestamp: first + Int64(validated.offsetDeltaOfMaxTimestamp)
+                    )
+                )
+                return .success((first, last, id))
+            }
+            guard case .success(let assigned) = decision else {
+                if case .failure(let failure) = decision {
+                    let start = state.withLock { $0.logStartOffset }
+                    pending.complete(failure.outcome(logStartOffset: start))
+                }
+                return nil
+            }
+            // The producer's bytes are stored verbatim; only baseOffset and the partition leader
+            // epoch (bytes 0..<16, outside the CRC) are replaced, by gathering a new prefix with
+            // the rest of the batch instead of copying it.
+            let prefix = RecordBatchWriter.rewrittenPrefix(
+                of: header,
+                baseOffset: assigned.first,
+                partitionLeaderEpoch: Broker.leaderEpoch
+            )
+            let rest = batch.getSlice(at: batch.readerIndex + 16, length: validated.byteCount - 16)!
+            log.submitAppend(
+                firstOffset: assigned.first,
+                lastOffset: assigned.last,
+                maxTimestamp: validated.maxTimestamp,
+                parts: [prefix, rest]
+            ) { [self] result in
+                appendCompleted(batchId: assigned.id, endOffset: assigned.last + 1, result: result)
+            }
+            state.withLock { state in
+                // Unless the append already failed and rolled the log back, the backend now holds it.
+                if state.nextOffset > assigned.last { state.submittedEnd = max(state.submittedEnd, assigned.last + 1) }
+            }
+            return assigned
+        }
+        if prepared != nil, needsSync { requestSync() }
+        return .pending(pending)
+    }
+
+    private struct AppendFailure: Error {
+        var code: ErrorCode
+        var message: String?
+        var duplicate: ProducerStateTable.BatchMetadata?
+
+        init(_ code: ErrorCode, _ message: String) {
+            self.code = code
+            self.message = message
+        }
+
+        init(duplicateOf original: ProducerStateTable.BatchMetadata) {
+            self.code = .none
+            self.duplicate = original
+        }
+
+        func outcome(logStartOffset: Int64) -> AppendOutcome {
+            if let duplicate {
+                // A retried batch: answer as the first time, with its original offset.
+                return AppendOutcome(
+                    errorCode: .none,
+                    baseOffset: duplicate.firstOffset,
+                    logStartOffset: logStartOffset,
+                    errorMessage: nil
+                )
+            }
+            return .failure(code, message, logStartOffset: logStartOffset)
+        }
+    }
+
+    private func appendCompleted(batchId: UInt64, endOffset: Int64, result: Result<Void, StorageError>) {
+        let (outcomes, waiters): ([(PendingAppend, AppendOutcome)], [FetchWaiter]) = state.withLock { state in
+            switch result {
+            case .success:
+                // Appends complete in order (kstore.h), so this covers every earlier batch.
+                guard state.inFlight.contains(where: { $0.id == batchId }) else { return ([], []) }
+                state.appendedEnd = max(state.appendedEnd, endOffset)
+                let before = state.highWatermark
+                let done = state.advanceVisibility()
+                return (done, state.highWatermark != before ? state.takeWaiters() : [])
+            case .failure(let error):
+                if error.code == .io || error.code == .corrupt { state.failure = error }
+                let done = state.failFrom(batchId: batchId, code: .kafkaStorageError, message: error.message)
+                return (done, [])
+            }
+        }
+        for (pending, outcome) in outcomes { pending.complete(outcome) }
+        for waiter in waiters { waiter.fire() }
+    }
+
+    /// Group commit within the partition: one sync at a time; syncs requested meanwhile are
+    /// merged into the next one. (A shared-WAL backend merges syncs across partitions too.)
+    private func requestSync() {
+        let cover: Int64? = state.withLock { state in
+            if state.syncInFlight {
+                state.syncWanted = true
+                return nil
+            }
+            state.syncInFlight = true
+            return state.submittedEnd
+        }
+        if let cover { issueSync(covering: cover) }
+    }
+
+    private func issueSync(covering cover: Int64) {
+        log.submitSync { [self] result in
+            syncCompleted(covering: cover, result: result)
+        }
+    }
+
+    private func syncCompleted(covering cover: Int64, result: Result<Void, StorageError>) {
+        let (outcomes, waiters, next): ([(PendingAppend, AppendOutcome)], [FetchWaiter], Int64?) = state.withLock {
+            state in
+            state.syncInFlight = false
+            var outcomes: [(PendingAppend, AppendOutcome)] = []
+            var waiters: [FetchWaiter] = []
+            switch result {
+            case .success:
+                state.durableEnd = max(state.durableEnd, cover)
+                let before = state.highWatermark
+                outcomes = state.advanceVisibility()
+                if state.highWatermark != before { waiters = state.takeWaiters() }
+            case .failure(let error):
+                // The covered entries are not known to be durable and the log is failed
+                // (kstore.h, sync): every produce still waiting on durability gets a storage error.
+                state.failure = error
+                if let first = state.inFlight.first(where: { $0.needsSync }) {
+                    outcomes = state.failFrom(batchId: first.id, code: .kafkaStorageError, message: error.message)
+                }
+            }
+            var next: Int64?
+            if state.syncWanted, state.failure == nil {
+                state.syncWanted = false
+                state.syncInFlight = true
+                next = state.submittedEnd
+            }
+            return (outcomes, waiters, next)
+        }
+        for (pending, outcome) in outcomes { pending.complete(outcome) }
+        for waiter in waiters { waiter.fire() }
+        if let next {
+            // A completion must not call back into the backend (kstore.h); hop off its thread.
+            Task { self.issueSync(covering: next) }
+        }
+    }
+
+    // MARK: Reading
+
+    enum ReadOutcome: Sendable {
+        case records(ByteBuffer, Snapshot)
+        case error(ErrorCode, Snapshot)
+    }
+
+    /// Reads whole batches from `offset` up to the high watermark (Fetch).
+    func read(from offset: Int64, maxBytes: Int, minimumOneBatch: Bool, allocator: ByteBufferAllocator) async -> ReadOutcome {
+        let snapshot = self.snapshot
+        guard snapshot.isOnline else {
+            return .error(state.withLock { $0.isClosed } ? .unknownTopicOrPartition : .kafkaStorageError, snapshot)
+        }
+        if offset < snapshot.logStartOffset || offset > snapshot.logEndOffset {
+            return .error(.offsetOutOfRange, snapshot)
+        }
+        if offset >= snapshot.highWatermark || maxBytes <= 0 && !minimumOneBatch {
+            return .records(allocator.buffer(capacity: 0), snapshot)
+        }
+        do {
+            let result = try await log.read(
+                from: offset,
+                limit: snapshot.highWatermark,
+                maxBytes: max(maxBytes, 0),
+                minimumOneEntry: minimumOneBatch
+            )
+            return .records(result.bytes, snapshot)
+        } catch let error as StorageError {
+            // Retention may have moved the start between the check and the read.
+            return .error(error.code == .outOfRange ? .offsetOutOfRange : .kafkaStorageError, self.snapshot)
+        } catch {
+            return .error(.kafkaStorageError, self.snapshot)
+        }
+    }
+
+    // MARK: Long poll
+
+    /// Registers `waiter` to fire when the high watermark moves past `knownHighWatermark`; fires
+    /// it at once if it already has (so no wake-up is lost between a read and the wait).
+    func addWaiter(_ waiter: FetchWaiter, knownHighWatermark: Int64) {
+        let fireNow = state.withLock { state -> Bool in
+            if state.highWatermark != knownHighWatermark || state.isClosed || state.failure != nil { return true }
+            state.waiters[ObjectIdentifier(waiter)] = waiter
+            return false
+        }
+        if fireNow { waiter.fire() }
+    }
+
+    func removeWaiter(_ waiter: FetchWaiter) {
+        _ = state.withLock { $0.waiters.removeValue(forKey: ObjectIdentifier(waiter)) }
+    }
+
+    /// Wakes long polls (shutdown, deletion).
+    func wakeWaiters() {
+        let waiters = state.withLock { $0.takeWaiters() }
+        for waiter in waiters { waiter.fire() }
+    }
+
+    // MARK: Lifecycle
+
+    /// Stops accepting appends and reads; waits for in-flight appends; closes the log.
+    func close() async {
+        appendOrder.withLock { _ in state.withLock { $0.isClosed = true } }
+        wakeWaiters()
+        await log.close()
+    }
+
+    /// Forgets idle idempotent producers.
+    func expireProducers(olderThan cutoffMs: Int64) {
+        state.withLock { $0.producers.expire(olderThan: cutoffMs) }
+    }
+}
