@@ -43,10 +43,6 @@ struct UnknownBackendError: Error, CustomStringConvertible {
     }
 }
 
-// MERGE: the block below calls the real StorageHost API. It is disabled until StorageHost has
-// `StorageBackend` and `StorageEngine.open`. To enable it, delete the `#if FJORD_STORAGE_HOST` line and
-// everything from `#else` to `#endif` (the placeholder), so only the real calls remain.
-#if FJORD_STORAGE_HOST
 enum Storage {
     static var builtinBackendNames: [String] { StorageBackend.builtinNames }
 
@@ -59,10 +55,10 @@ enum Storage {
         let backend: StorageBackend
         switch selection {
         case .builtin(let name):
-            guard let builtin = StorageBackend.builtin(named: name) else {
+            guard StorageBackend.builtinNames.contains(name) else {
                 throw UnknownBackendError(name: name)
             }
-            backend = builtin
+            backend = try StorageBackend.builtin(named: name)
         case .library(let path):
             backend = try StorageBackend.load(path: path)
         }
@@ -86,48 +82,3 @@ private struct EngineStorage: OpenedStorage {
         await self.engine.close()
     }
 }
-#else
-/// Placeholder until StorageHost lands: no engine can be opened, so `fjord` serves with a stand-in
-/// that closes every connection's first request, like the placeholder `Broker` does.
-enum Storage {
-    static var builtinBackendNames: [String] { ["memory"] }
-
-    static func open(
-        _ selection: BackendSelection,
-        dataDirectory: String,
-        logger: Logger
-    ) async throws -> any OpenedStorage {
-        switch selection {
-        case .builtin(let name):
-            guard Self.builtinBackendNames.contains(name) else { throw UnknownBackendError(name: name) }
-        case .library(let path):
-            throw StorageUnavailableError(message: "cannot load \(path): backend loading is not built in yet")
-        }
-        logger.warning("this build has no storage host yet: every request is answered by closing the connection")
-        return UnlinkedStorage()
-    }
-}
-
-private struct StorageUnavailableError: Error, CustomStringConvertible {
-    var message: String
-    var description: String { self.message }
-}
-
-private struct UnlinkedStorage: OpenedStorage {
-    func startBroker(configuration: BrokerConfiguration, logger: Logger) async throws -> any BrokerService {
-        UnlinkedBroker()
-    }
-
-    func close() async {}
-}
-
-private struct UnlinkedBroker: BrokerService {
-    func handle(frame: ByteBuffer, context: RequestContext) async -> RequestOutcome {
-        .close(reason: "no storage host in this build")
-    }
-
-    func connectionClosed(_ connection: ConnectionInfo) {}
-    func beginShutdown() {}
-    func shutdown() async {}
-}
-#endif
