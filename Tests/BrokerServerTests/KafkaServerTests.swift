@@ -211,7 +211,7 @@ struct KafkaServerTests {
     /// A connection without traffic or requests in flight is closed after the idle timeout.
     @Test func idleConnectionIsClosed() async throws {
         let handler = ScriptedHandler()
-        try await withServer(handler: handler, configuration: .forTest(idleTimeout: .milliseconds(200))) {
+        try await withServer(handler: handler, configuration: .forTest(idleTimeout: .seconds(1))) {
             server,
             address in
             let client = try await TestClient.connect(to: address)
@@ -224,11 +224,13 @@ struct KafkaServerTests {
     /// A request that takes longer than the idle timeout (a long poll) keeps its connection open.
     @Test func connectionWithARequestInFlightIsNotIdle() async throws {
         let handler = ScriptedHandler()
-        try await withServer(handler: handler, configuration: .forTest(idleTimeout: .milliseconds(150))) { _, address in
+        try await withServer(handler: handler, configuration: .forTest(idleTimeout: .seconds(2))) { _, address in
             let client = try await TestClient.connect(to: address)
             try await client.send(TestRequest(command: .respondWhenReleased, tag: 1))
             try await eventually("request started") { handler.arrivalCount == 1 }
-            try await Task.sleep(for: .milliseconds(600))
+            // Two and a half idle timeouts pass while the request is in flight. (The timeout is long
+            // so that a loaded machine still sends the request before the connection idles out.)
+            try await Task.sleep(for: .seconds(5))
             #expect(!client.isClosed)
             handler.release(tag: 1)
             #expect(try await client.waitForResponses(1).map(\.tag) == [1])
@@ -278,7 +280,7 @@ struct KafkaServerTests {
         let handler = ScriptedHandler()
         let configuration = ServerConfiguration.forTest(
             maxFrameBytes: 100,
-            idleTimeout: cause == .idleTimeout ? .milliseconds(100) : nil
+            idleTimeout: cause == .idleTimeout ? .seconds(1) : nil
         )
         let server = KafkaServer(configuration: configuration, handler: handler, logger: LogCapture().logger())
         let address = try await server.start()

@@ -49,7 +49,7 @@ final class LogCapture: Sendable {
 /// Polls `condition` until it holds; records an issue and throws if it does not within `timeout`.
 func eventually(
     _ what: String,
-    timeout: Duration = .seconds(10),
+    timeout: Duration = .seconds(60),
     sourceLocation: SourceLocation = #_sourceLocation,
     _ condition: () -> Bool
 ) async throws {
@@ -150,7 +150,7 @@ final class TestClient: Sendable {
         self.inbox = inbox
     }
 
-    static func connect(to address: SocketAddress, lifetime: Duration = .seconds(20)) async throws -> TestClient {
+    static func connect(to address: SocketAddress, lifetime: Duration = .seconds(120)) async throws -> TestClient {
         let inbox = Inbox()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
