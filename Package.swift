@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(
             name: "KafkaMessagesTests",
             dependencies: ["KafkaMessages", "KafkaCodegen"],
-            exclude: ["capture_first_frame.py"],
+            exclude: ["capture_first_frame.py", "capture_proxy.py"],
             resources: [.copy("Golden")],
             swiftSettings: swiftSettings
         ),

@@ -145,13 +145,107 @@ struct GoldenFrameTests {
         #expect(buffer.readableBytes == 0)
     }
 
+    /// Produce and Fetch requests captured through `capture_proxy.py` while each client produced to
+    /// and consumed from partition 0 of the topic "golden" on a running fjord.
+    static let produce: [GoldenFrame] = [
+        GoldenFrame(name: "kcat-librdkafka-2.0.2-Produce-v7", clientId: "rdkafka", softwareName: "", softwareVersion: "", apiVersion: 7),
+        GoldenFrame(
+            name: "confluent-kafka-2.16.1-librdkafka-2.16.0-Produce-v9",
+            clientId: "rdkafka",
+            softwareName: "",
+            softwareVersion: "",
+            apiVersion: 9
+        ),
+        GoldenFrame(
+            name: "kafka-python-3.0.12-Produce-v9",
+            clientId: "kafka-python-producer-1",
+            softwareName: "",
+            softwareVersion: "",
+            apiVersion: 9
+        ),
+    ]
+
+    static let fetch: [GoldenFrame] = [
+        GoldenFrame(name: "kcat-librdkafka-2.0.2-Fetch-v11", clientId: "rdkafka", softwareName: "", softwareVersion: "", apiVersion: 11),
+        GoldenFrame(
+            name: "confluent-kafka-2.16.1-librdkafka-2.16.0-Fetch-v12",
+            clientId: "rdkafka",
+            softwareName: "",
+            softwareVersion: "",
+            apiVersion: 12
+        ),
+        GoldenFrame(
+            name: "kafka-python-3.0.12-Fetch-v12",
+            clientId: "kafka-python-3.0.12",
+            softwareName: "",
+            softwareVersion: "",
+            apiVersion: 12
+        ),
+    ]
+
+    /// A real client's Produce decodes to one RecordBatch v2 for golden/0 (records kept as a
+    /// zero-copy slice of exactly the batch), consumes the frame and re-encodes byte for byte.
+    @Test(arguments: produce)
+    func produceFrameDecodesAndReencodes(golden: GoldenFrame) throws {
+        let frame = try golden.bytes()
+        var buffer = frame
+        let header = try RequestHeader(decodingFrom: &buffer)
+        #expect(header.requestApiKey == ApiKey.produce.rawValue)
+        #expect(header.requestApiVersion == golden.apiVersion)
+        #expect(header.clientId == golden.clientId)
+        let request = try ProduceRequest(from: &buffer, version: header.requestApiVersion)
+        #expect(buffer.readableBytes == 0)
+        #expect(request.transactionalId == nil)
+        #expect([-1, 1].contains(request.acks))
+        #expect(request.topicData.map(\.name) == ["golden"])
+        let partition = try #require(request.topicData.first?.partitionData.first)
+        #expect(partition.index == 0)
+        let records = try #require(partition.records)
+        // RecordBatch v2: batchLength covers everything after its own field; magic 2 at byte 16.
+        #expect(records.getInteger(at: records.readerIndex + 8, as: Int32.self).map { Int($0) + 12 } == records.readableBytes)
+        #expect(records.getInteger(at: records.readerIndex + 16, as: Int8.self) == 2)
+
+        var reencoded = ByteBuffer()
+        header.write(to: &reencoded, version: ApiKey.produce.requestHeaderVersion(for: golden.apiVersion))
+        request.write(to: &reencoded, version: golden.apiVersion)
+        #expect(reencoded == frame)
+    }
+
+    /// A real client's Fetch for golden/0 decodes (sessionless or new-session fields, limits),
+    /// consumes the frame and re-encodes byte for byte.
+    @Test(arguments: fetch)
+    func fetchFrameDecodesAndReencodes(golden: GoldenFrame) throws {
+        let frame = try golden.bytes()
+        var buffer = frame
+        let header = try RequestHeader(decodingFrom: &buffer)
+        #expect(header.requestApiKey == ApiKey.fetch.rawValue)
+        #expect(header.requestApiVersion == golden.apiVersion)
+        #expect(header.clientId == golden.clientId)
+        let request = try FetchRequest(from: &buffer, version: header.requestApiVersion)
+        #expect(buffer.readableBytes == 0)
+        #expect(request.replicaId == -1)
+        #expect(request.maxWaitMs > 0)
+        #expect(request.sessionId == 0)
+        #expect([-1, 0].contains(request.sessionEpoch))
+        #expect(request.topics.map(\.topic) == ["golden"])
+        let partition = try #require(request.topics.first?.partitions.first)
+        #expect(partition.partition == 0)
+        #expect(partition.fetchOffset >= 0)
+        #expect(partition.partitionMaxBytes > 0)
+
+        var reencoded = ByteBuffer()
+        header.write(to: &reencoded, version: ApiKey.fetch.requestHeaderVersion(for: golden.apiVersion))
+        request.write(to: &reencoded, version: golden.apiVersion)
+        #expect(reencoded == frame)
+    }
+
     /// Every captured file is covered by a test above.
     @Test func everyGoldenFileIsChecked() throws {
         let directory = try #require(Bundle.module.url(forResource: "Golden", withExtension: nil))
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
             .filter { $0.hasSuffix(".hex") }
             .map { String($0.dropLast(4)) }
-        let known = Set((Self.supported + Self.metadata + [Self.unsupported]).map(\.name))
+        let known = Set((Self.supported + Self.metadata + Self.produce + Self.fetch + [Self.unsupported]).map(\.name))
         #expect(Set(names) == known)
     }
 }
