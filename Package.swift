@@ -32,12 +32,15 @@ let package = Package(
         .target(
             name: "CKStore",
             path: "Backends",
-            exclude: ["memory"],
+            exclude: ["memory", "crc32c"],
             sources: ["abi/kstore_abi.c"],
             publicHeadersPath: "include",
             cSettings: cSettings
         ),
         .target(name: "KStoreMemory", dependencies: ["CKStore"], path: "Backends/memory", cSettings: cSettings),
+        // CRC-32C with the CPU's crc32 instruction: shared by KafkaRecords and the durable backends,
+        // which may depend on C targets only.
+        .target(name: "CCRC32C", path: "Backends/crc32c", cSettings: cSettings),
 
         // MARK: Protocol
         .target(
@@ -49,6 +52,7 @@ let package = Package(
         // CRC-32C and the batch codecs; needs zlib1g-dev, libsnappy-dev, liblz4-dev, libzstd-dev.
         .target(
             name: "CKafkaRecords",
+            dependencies: ["CCRC32C"],
             cSettings: cSettings,
             linkerSettings: [
                 .linkedLibrary("z"), .linkedLibrary("snappy"), .linkedLibrary("lz4"), .linkedLibrary("zstd"),

@@ -70,7 +70,12 @@ actor MetadataManager {
         }
         for name in replayed.topics.keys.sorted() {
             let topic = replayed.topics[name]!  // Safe: iterating the dictionary's own keys.
-            try await manager.openTopic(name: name, id: topic.id, partitionCount: topic.partitionCount, configs: topic.configs)
+            _ = try await manager.openTopic(
+                name: name,
+                id: topic.id,
+                partitionCount: topic.partitionCount,
+                configs: topic.configs
+            )
         }
         try await manager.deleteOrphanLogs()
         logger.info(

@@ -1,6 +1,6 @@
 /*
- * CKafkaRecords — the C half of the KafkaRecords module: CRC-32C and the
- * compression codecs Kafka record batches use (gzip, snappy, lz4, zstd).
+ * CKafkaRecords — the C half of the KafkaRecords module: the compression
+ * codecs Kafka record batches use (gzip, snappy, lz4, zstd).
  *
  * Everything exported is prefixed `fjord_`; everything else in the .c files
  * is `static`. Swift is the only caller; no function keeps a pointer it was
@@ -12,35 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* CRC-32C lives in its own target (Backends/crc32c), shared with the storage backends. */
+#include "fjord_crc32c.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* ------------------------------------------------------------------------ */
-/* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78)                     */
-/* ------------------------------------------------------------------------ */
-
-/*
- * CRC-32C of `length` bytes at `bytes`, continuing from `seed` (the result of
- * a previous call, or 0 to start). Pre- and post-inversion are applied, so
- * `fjord_crc32c(fjord_crc32c(0, a, n), b, m)` equals the CRC of a followed by
- * b. Uses the CPU's crc32 instruction when available (chosen once, at load
- * time), the portable slicing-by-8 table otherwise. `bytes` may be NULL when
- * `length` is 0.
- */
-uint32_t fjord_crc32c(uint32_t seed, const void *bytes, size_t length);
-
-/* The portable (table-driven, slicing-by-8) implementation, always available. */
-uint32_t fjord_crc32c_portable(uint32_t seed, const void *bytes, size_t length);
-
-/*
- * The hardware implementation (SSE4.2 `crc32`). Only call it when
- * fjord_crc32c_hardware_available() returns non-zero.
- */
-uint32_t fjord_crc32c_hardware(uint32_t seed, const void *bytes, size_t length);
-
-/* Non-zero when this CPU has the crc32 instruction and fjord_crc32c uses it. */
-int fjord_crc32c_hardware_available(void);
 
 /* ------------------------------------------------------------------------ */
 /* Compression codecs                                                        */

@@ -5,7 +5,7 @@
  * instruction; the slicing-by-8 table is the portable fallback and the
  * reference the hardware path is tested against.
  */
-#include "ckafka_records.h"
+#include "fjord_crc32c.h"
 
 #include <string.h>
 
