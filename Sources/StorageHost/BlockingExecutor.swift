@@ -1,5 +1,4 @@
 import NIOCore
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -134,7 +133,7 @@ final class SerialLane: Sendable {
     }
 
     private let executor: BlockingExecutor
-    private let state = Mutex(State())
+    private let state = LockedState(State())
 
     init(executor: BlockingExecutor) {
         self.executor = executor
@@ -192,33 +191,4 @@ final class SerialLane: Sendable {
         }
         self.executor.schedule(self)
     }
-}
-
-/// A pthread mutex and condition variable (NIOPosix's is off limits here, and
-/// `Synchronization.Mutex` has no condition).
-///
-/// `@unchecked Sendable`: the pthread objects are made for use from many threads; the pointers
-/// are allocated once and freed in deinit.
-final class ConditionLock: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-
-    init() {
-        precondition(pthread_mutex_init(self.mutex, nil) == 0, "pthread_mutex_init failed")
-        precondition(pthread_cond_init(self.condition, nil) == 0, "pthread_cond_init failed")
-    }
-
-    deinit {
-        pthread_cond_destroy(self.condition)
-        pthread_mutex_destroy(self.mutex)
-        self.condition.deallocate()
-        self.mutex.deallocate()
-    }
-
-    func lock() { pthread_mutex_lock(self.mutex) }
-    func unlock() { pthread_mutex_unlock(self.mutex) }
-    /// Waits for `signal`/`broadcast`; the caller holds the lock and re-checks its condition.
-    func wait() { pthread_cond_wait(self.condition, self.mutex) }
-    func signal() { pthread_cond_signal(self.condition) }
-    func broadcast() { pthread_cond_broadcast(self.condition) }
 }

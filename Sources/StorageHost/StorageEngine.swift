@@ -1,7 +1,6 @@
 internal import CKStore
 import Logging
 import NIOCore
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -51,7 +50,7 @@ public final class StorageEngine: Sendable {
     }
 
     let context: InstanceContext
-    private let state = Mutex(State())
+    private let state = LockedState(State())
 
     /// The backend this instance belongs to.
     public var backend: StorageBackend { self.context.backend }
@@ -301,7 +300,7 @@ final class InstanceContext: Sendable {
     let usesBlockingPool: Bool
     let logger: Logger
     let entryMaxTimestamp: (@Sendable (ByteBuffer) -> Int64?)?
-    private let openLogs = Mutex<[ObjectIdentifier: StorageLog]>([:])
+    private let openLogs = LockedState<[ObjectIdentifier: StorageLog]>([:])
 
     init(
         backend: StorageBackend,

@@ -1,7 +1,6 @@
 internal import CKStore
 import Logging
 import NIOCore
-import Synchronization
 
 /// What a log holds (kstore.h `kstore_log_state`).
 public struct StorageLogState: Sendable, Equatable {
@@ -81,13 +80,13 @@ public final class StorageLog: Sendable {
     let context: InstanceContext
     private let operationLane: SerialLane
     private let completionLane: SerialLane
-    private let lifecycle = Mutex(State())
+    private let lifecycle = LockedState(State())
     /// kstore.h "Threading": the host never runs two mutating calls (append, truncate_to,
     /// delete_before, enforce_retention) on one log at once. The caller serializes appends, but
     /// retention or truncation may come from another task, so every mutating call holds this lock
     /// (uncontended on the blocking path, where the lane already serializes them). It is never
     /// held while a completion is delivered, so a completion may submit the next append.
-    private let mutationLock = Mutex(())
+    private let mutationLock = LockedState(())
 
     init(name: String, handle: LogHandle, context: InstanceContext) {
         self.name = name
@@ -702,7 +701,7 @@ final class CompletionContext: Sendable {
         case fired
     }
 
-    private let phase = Mutex(Phase.calling)
+    private let phase = LockedState(Phase.calling)
     private let deliverLater: @Sendable (Int32) -> Void
 
     init(deliverLater: @escaping @Sendable (Int32) -> Void) {

@@ -103,11 +103,15 @@ struct CBehaviourTests {
         #expect(state.end_offset == 2 && state.entry_count == 1 && state.byte_count == 64)
     }
 
-    /// Whether a huge malloc returns NULL here (not so under AddressSanitizer unless
-    /// allocator_may_return_null=1).
+    /// Whether a huge malloc returns NULL here: not so under AddressSanitizer or ThreadSanitizer
+    /// unless their options say allocator_may_return_null=1.
     static let hugeAllocationsFail: Bool = {
-        guard dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__asan_init") != nil else { return true }
-        return ProcessInfo.processInfo.environment["ASAN_OPTIONS"]?.contains("allocator_may_return_null=1") == true
+        let environment = ProcessInfo.processInfo.environment
+        for (runtime, options) in [("__asan_init", "ASAN_OPTIONS"), ("__tsan_init", "TSAN_OPTIONS")]
+        where dlsym(UnsafeMutableRawPointer(bitPattern: 0), runtime) != nil {
+            return environment[options]?.contains("allocator_may_return_null=1") == true
+        }
+        return true
     }()
 
     /// An append the memory backend cannot allocate answers NO_MEMORY, retryable, without calling
@@ -116,7 +120,7 @@ struct CBehaviourTests {
     @Test(
         .enabled(
             if: hugeAllocationsFail,
-            "AddressSanitizer aborts on huge allocations; set ASAN_OPTIONS=allocator_may_return_null=1"
+            "the sanitizer aborts on huge allocations; set ASAN_OPTIONS/TSAN_OPTIONS=allocator_may_return_null=1"
         )
     )
     func memoryAppendOutOfMemoryChangesNothing() throws {
@@ -304,7 +308,7 @@ struct CBehaviourTests {
         let entryCountTotal = 2_000
         let end = Atomic<Int64>(0)
         let done = Atomic<Bool>(false)
-        let failures = Mutex<[String]>([])
+        let failures = LockedState<[String]>([])
         let readCount = Atomic<Int>(0)
         let finished = DispatchGroup()
 

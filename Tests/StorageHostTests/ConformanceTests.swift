@@ -175,7 +175,7 @@ struct ConformanceTests {
                 (3, 3, -2, [entry]),  // timestamp neither -1 nor >= 0
             ]
             for (first, last, timestamp, parts) in rejected {
-                let calls = Mutex<[Result<Void, StorageError>]>([])
+                let calls = LockedState<[Result<Void, StorageError>]>([])
                 log.submitAppend(firstOffset: first, lastOffset: last, maxTimestamp: timestamp, parts: parts) {
                     result in
                     calls.withLock { $0.append(result) }
@@ -685,7 +685,7 @@ struct ConformanceTests {
         try await withHarness(backend, path) { harness in
             let log = try await harness.engine.openLog(named: "y", create: true)
             try await log.sync()  // an empty log syncs too
-            let order = Mutex<[String]>([])
+            let order = LockedState<[String]>([])
             for offset in Int64(0)..<20 {
                 log.submitAppend(
                     firstOffset: offset,

@@ -78,7 +78,7 @@ struct StorageHostBehaviourTests {
     func submitAppendCompletesExactlyOnce(path: ExecutionPath) async throws {
         try await withHarness("memory", path) { harness in
             let log = try await harness.engine.openLog(named: "once", create: true)
-            let calls = Mutex<[Int64: Int]>([:])
+            let calls = LockedState<[Int64: Int]>([:])
             var completedBeforeReturn = 0
             for offset in Int64(0)..<200 {
                 log.submitAppend(
@@ -112,7 +112,7 @@ struct StorageHostBehaviourTests {
             try await withThrowingTaskGroup(of: [Int64].self) { group in
                 for log in logs {
                     group.addTask {
-                        let completed = Mutex<[Int64]>([])
+                        let completed = LockedState<[Int64]>([])
                         for offset in Int64(0)..<Int64(appendCountPerLog) {
                             log.submitAppend(
                                 firstOffset: offset,
@@ -305,8 +305,8 @@ struct StorageHostBehaviourTests {
 
 /// One log shared by several submitters, as the broker shares a partition.
 final class SharedLogState: Sendable {
-    let nextOffset = Mutex<Int64>(0)
-    let completed = Mutex<[Int64]>([])
+    let nextOffset = LockedState<Int64>(0)
+    let completed = LockedState<[Int64]>([])
     let failures = Atomic<Int>(0)
 }
 

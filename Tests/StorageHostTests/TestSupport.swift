@@ -186,7 +186,7 @@ struct LogPlan {
 extension StorageLog {
     /// Appends the plan's entries from `from` on without waiting for each, then waits for all.
     func append(_ plan: LogPlan, from index: Int = 0) async throws {
-        let failures = Mutex<[StorageError]>([])
+        let failures = LockedState<[StorageError]>([])
         for entry in plan.entries[index...] {
             self.submitAppend(
                 firstOffset: entry.firstOffset,
