@@ -44,7 +44,10 @@
  *     before the member returns (a synchronous backend) or later on a backend thread.
  *   - A callback must return quickly and must not call any member of the same instance; the host
  *     hops back to its own executor inside it.
- *   - For one log, append callbacks are called in the order the appends were made.
+ *   - For one log, append callbacks are called in the order the appends were made, and a sync's
+ *     callback comes after the callbacks of every append accepted before that sync.
+ *   - The message of an asynchronous failure can be read with last_error after the callback
+ *     (outside it); with concurrent failures it may describe another one.
  *
  * Buffers and ownership
  *   - A backend never keeps a pointer to caller memory after the call returns. append copies or
@@ -150,7 +153,9 @@ typedef int32_t kstore_status;
  *   "segment.bytes"        roll a new segment when the active one reaches this size (decimal)
  *   "segment.ms"           roll a new segment when the active one is this old (decimal ms)
  * A backend ignores options it does not know, and answers KSTORE_ERR_INVALID_ARGUMENT for a
- * known option with a bad value. */
+ * known option with a bad value. Every backend validates the log options above (positive
+ * decimals), even one without segments that then ignores them, so all backends accept and
+ * refuse alike. */
 typedef struct kstore_option {
     const char *key;
     const char *value;
@@ -233,8 +238,8 @@ struct kstore_log_methods {
     /* REQUIRED, since 1. Appends one entry covering [first_offset, last_offset].
      *   - first_offset must equal the log's current end (including appends accepted but not yet
      *     completed), and last_offset >= first_offset; otherwise KSTORE_ERR_INVALID_ARGUMENT.
-     *   - max_timestamp is the entry's largest timestamp in ms, or -1; it feeds state and
-     *     find_offset_by_time.
+     *   - max_timestamp is the entry's largest timestamp in ms, or -1 (none); it feeds state,
+     *     find_offset_by_time and time retention. Below -1: KSTORE_ERR_INVALID_ARGUMENT.
      *   - The entry's bytes are the concatenation of iov[0..iov_count). iov_count >= 1 and the
      *     total length >= 1. The backend copies or writes them before returning.
      * On KSTORE_OK the completion reports when the entry is readable (not durable: see sync).
@@ -253,10 +258,12 @@ struct kstore_log_methods {
      * its high watermark; INT64_MAX means the log's end). No gaps, no duplicates.
      *   - start <= offset <= end; otherwise KSTORE_ERR_OUT_OF_RANGE.
      *   - offset == end, or offset >= end_offset_limit: KSTORE_OK with no entries.
+     *   - buf may be NULL only when capacity is 0.
      *   - If the first entry is larger than capacity: KSTORE_OK with entry_count 0 and
      *     first_entry_bytes set, so the host can retry with a larger buffer.
      * Finding the first entry must not scan from the start of the log (use an index).
-     * Only entries whose append completed are returned. */
+     * Only entries whose append completed are returned. The host learns entry boundaries from
+     * the entries themselves (they are self-delimiting for it); the backend adds no framing. */
     kstore_status (*read)(kstore_log *log, int64_t offset, int64_t end_offset_limit, void *buf,
                           uint64_t capacity, kstore_read_result *result);
 
@@ -271,8 +278,8 @@ struct kstore_log_methods {
     kstore_status (*state)(kstore_log *log, kstore_log_state *state);
 
     /* OPTIONAL, since 1. Removes every entry whose first offset is >= offset; `offset` must be an
-     * entry boundary in [start, end] (else KSTORE_ERR_OUT_OF_RANGE). Not durable until the next
-     * sync. Host fallback when absent: the host cannot roll back a log and treats an append
+     * entry boundary in [start, end], or start itself (which empties the log even when start lies
+     * inside an entry); otherwise KSTORE_ERR_OUT_OF_RANGE. Not durable until the next sync. Host fallback when absent: the host cannot roll back a log and treats an append
      * failure as fatal for the log. */
     kstore_status (*truncate_to)(kstore_log *log, int64_t offset);
 
@@ -288,14 +295,16 @@ struct kstore_log_methods {
      *   - byte_count exceeds retain_bytes (ignored when negative), or
      *   - every entry of the oldest unit has a max_timestamp below retain_after_timestamp
      *     (ignored when negative),
-     * never deleting the unit that holds the last entry unless it is wholly expired. The new log
-     * start offset (the first offset of the oldest remaining unit, or end) is stored in
-     * *new_start_offset. Host fallback: retention is not enforced and the host logs a warning. */
+     * never deleting the unit that holds the last entry unless it is wholly expired. An entry
+     * whose max_timestamp is -1 never expires by time. The new log start offset — the larger of
+     * the current start and the first offset of the oldest remaining unit (or end when none
+     * remains) — is stored in *new_start_offset; the start never moves backwards. Host fallback: retention is not enforced and the host logs a warning. */
     kstore_status (*enforce_retention)(kstore_log *log, int64_t retain_bytes,
                                        int64_t retain_after_timestamp, int64_t *new_start_offset);
 
     /* OPTIONAL, since 1. Stores in *offset the first offset of the first entry (from start) whose
-     * max_timestamp is >= timestamp, or -1 if there is none. O(log n) through a time index.
+     * max_timestamp is >= timestamp — or start, if that entry begins below start — or -1 if there
+     * is none. O(log n) through a time index.
      * Host fallback: the host scans entries with read. */
     kstore_status (*find_offset_by_time)(kstore_log *log, int64_t timestamp, int64_t *offset);
 
@@ -337,7 +346,8 @@ struct kstore_backend {
     size_t (*last_error)(kstore_instance *instance, char *buf, size_t capacity);
 
     /* REQUIRED, since 1. Opens the log `name` (see KSTORE_LOG_NAME_MAX) with KSTORE_OPEN_* flags
-     * and log options. A log is open at most once at a time: opening an open log answers
+     * and log options. KSTORE_OPEN_EXCLUSIVE without KSTORE_OPEN_CREATE, or an unknown flag bit,
+     * is KSTORE_ERR_INVALID_ARGUMENT. A log is open at most once at a time: opening an open log answers
      * KSTORE_ERR_BUSY. Durable backends run recovery before answering; finding acknowledged data
      * damaged answers KSTORE_ERR_CORRUPT with a message naming the file and position. */
     kstore_status (*open_log)(kstore_instance *instance, const char *name, uint32_t flags,

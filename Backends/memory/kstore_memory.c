@@ -564,7 +564,8 @@ static kstore_status mem_log_enforce_retention(kstore_log *handle, int64_t retai
     size_t index = log->entry_begin;
     while (index < log->entry_end) {
         const mem_entry *entry = &log->entries[index];
-        bool expired = retain_after_timestamp >= 0 && entry->max_timestamp < retain_after_timestamp;
+        /* An entry without timestamps (-1) never expires by time (kstore.h, enforce_retention). */
+        bool expired = retain_after_timestamp >= 0 && entry->max_timestamp >= 0 && entry->max_timestamp < retain_after_timestamp;
         bool over_size = retain_bytes >= 0 && remaining_bytes > (uint64_t)retain_bytes;
         bool is_last = index + 1 == log->entry_end;
         /* The entry holding the last offset goes only when it is wholly expired. */

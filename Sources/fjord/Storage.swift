@@ -62,7 +62,7 @@ enum Storage {
         case .library(let path):
             backend = try StorageBackend.load(path: path)
         }
-        let engine = try await StorageEngine.open(
+        let engine = try StorageEngine.open(
             backend: backend,
             options: [(key: "path", value: dataDirectory)],
             logger: logger
