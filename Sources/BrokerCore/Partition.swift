@@ -335,10 +335,12 @@ final class Partition: Sendable {
                 partitionLeaderEpoch: Broker.leaderEpoch
             )
             let rest = batch.getSlice(at: batch.readerIndex + 16, length: validated.byteCount - 16)!
+            // A batch without timestamps is indexed at its append time, so time retention and
+            // the time index still place it (kstore.h: -1 never expires by time).
             log.submitAppend(
                 firstOffset: assigned.first,
                 lastOffset: assigned.last,
-                maxTimestamp: validated.maxTimestamp,
+                maxTimestamp: validated.maxTimestamp >= 0 ? validated.maxTimestamp : nowMs,
                 parts: [prefix, rest]
             ) { [self] result in
                 appendCompleted(batchId: assigned.id, endOffset: assigned.last + 1, result: result)
