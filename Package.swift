@@ -32,7 +32,7 @@ let package = Package(
         .target(
             name: "CKStore",
             path: "Backends",
-            exclude: ["memory", "crc32c"],
+            exclude: ["memory", "crc32c", "uring"],
             sources: ["abi/kstore_abi.c"],
             publicHeadersPath: "include",
             cSettings: cSettings
@@ -41,6 +41,22 @@ let package = Package(
         // CRC-32C with the CPU's crc32 instruction: shared by KafkaRecords and the durable backends,
         // which may depend on C targets only.
         .target(name: "CCRC32C", path: "Backends/crc32c", cSettings: cSettings),
+        // liburing through pkg-config (Debian: liburing-dev); only the uring backend uses it.
+        .systemLibrary(
+            name: "CLibURing",
+            path: "Backends/uring/liburing",
+            pkgConfig: "liburing",
+            providers: [.apt(["liburing-dev"])]
+        ),
+        // The io_uring write-ahead-log backend (Linux only).
+        .target(
+            name: "KStoreURing",
+            dependencies: ["CKStore", "CCRC32C", "CLibURing"],
+            path: "Backends/uring",
+            exclude: ["liburing"],
+            sources: ["kstore_uring.c"],
+            cSettings: cSettings
+        ),
 
         // MARK: Protocol
         .target(
@@ -72,7 +88,7 @@ let package = Package(
         .target(
             name: "StorageHost",
             dependencies: [
-                "CKStore", "KStoreMemory",
+                "CKStore", "KStoreMemory", "KStoreURing",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -109,6 +125,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Benchmarks
+        .executableTarget(
+            name: "fjord-storage-bench",
+            dependencies: ["StorageHost", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Benchmarks/StorageBench",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire"], swiftSettings: swiftSettings),
         .testTarget(
@@ -128,7 +152,7 @@ let package = Package(
         .testTarget(
             name: "StorageHostTests",
             dependencies: [
-                "StorageHost", "CKStore",
+                "StorageHost", "CKStore", "KStoreURing",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,5 +1,6 @@
 internal import CKStore
 internal import KStoreMemory
+internal import KStoreURing
 
 #if canImport(Glibc)
 import Glibc
@@ -78,7 +79,8 @@ public struct StorageBackend: Sendable {
     /// here (plus its target in Package.swift).
     private static var builtinEntries: [(name: String, entry: () -> UnsafePointer<kstore_backend>?)] {
         [
-            ("memory", { kstore_memory_backend() })
+            ("memory", { kstore_memory_backend() }),
+            ("uring", { kstore_uring_backend() }),
         ]
     }
 

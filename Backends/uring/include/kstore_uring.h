@@ -1,0 +1,68 @@
+/* The io_uring write-ahead-log storage backend: durable, non-blocking, one shared WAL whose group
+ * commit covers every log of the instance. Implements kstore.h. */
+#ifndef KSTORE_URING_H
+#define KSTORE_URING_H
+#include "kstore.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Returns the uring backend's static table (name "uring"). */
+const kstore_backend *kstore_uring_backend(void);
+
+/* Instance options (besides "path", the data directory, which is required):
+ *   "uring.segment.bytes"    size of each preallocated WAL segment file (default 256 MiB;
+ *                            65536 .. 1 GiB, a multiple of 4096)
+ *   "uring.staging.bytes"    bound on staged, not yet written frames (default 64 MiB); append
+ *                            answers KSTORE_ERR_BUSY when it is reached
+ *   "uring.write.bytes"      largest write the I/O thread gathers from staged frames (default 1 MiB)
+ *   "uring.writes.inflight"  writes the I/O thread keeps in flight at once (default 8)
+ *   "uring.test.io_uring_error"  TESTS ONLY: "ENOSYS" or "EPERM" makes open behave as if
+ *                            io_uring_queue_init had failed with that error. */
+
+/* Instance control ops (kstore_backend.control). Unknown ops answer KSTORE_ERR_UNSUPPORTED. */
+
+/* argument: kstore_uring_stats *, struct_size set by the caller; fills the fields that fit. */
+#define KSTORE_URING_CONTROL_STATS 0x55520001
+/* argument: const kstore_uring_fault *: the next `count` WAL writes fail with `error`
+ * (ENOSPC, EDQUOT or EIO) instead of being written. For tests. */
+#define KSTORE_URING_CONTROL_FAIL_WRITES 0x55520002
+/* argument: const kstore_uring_fault *: the next `count` fdatasyncs fail with `error` (EIO)
+ * instead of being issued. For tests. */
+#define KSTORE_URING_CONTROL_FAIL_FSYNCS 0x55520003
+/* argument: const kstore_uring_fault *: the next `count` segment preparations (fallocate) fail
+ * with `error` (ENOSPC). For tests. */
+#define KSTORE_URING_CONTROL_FAIL_SEGMENTS 0x55520004
+
+typedef struct kstore_uring_fault {
+    int32_t count;
+    int32_t error; /* an errno value */
+} kstore_uring_fault;
+
+typedef struct kstore_uring_stats {
+    uint32_t struct_size;
+    uint32_t reserved;
+    uint64_t appends;            /* accepted appends */
+    uint64_t syncs;              /* accepted sync requests (host syncs and internal ones) */
+    uint64_t fsyncs;             /* fdatasync rounds issued (one round may cover 2 segment files) */
+    uint64_t writes;             /* WAL writes submitted */
+    uint64_t bytes_written;      /* WAL bytes written (frames and padding) */
+    uint64_t writes_in_flight_max; /* the most writes that were in flight at once */
+    uint64_t segments;           /* WAL segment files in use (including the prepared spare) */
+    uint64_t segments_created;
+    uint64_t segments_deleted;
+    uint64_t staging_bytes;      /* bytes of staging buffers allocated now */
+    uint64_t staging_bytes_max;  /* the bound (uring.staging.bytes) */
+    uint64_t index_memory_bytes; /* in-memory fine index entries (active segment only) */
+    uint64_t active_generation;  /* generation of the segment the next frame goes to */
+    uint64_t recovery_bytes;     /* WAL bytes scanned by recovery at open */
+    uint64_t recovery_ns;        /* time recovery took at open */
+    uint64_t recovery_frames;    /* frames recovered at open */
+    uint64_t busy_rejections;    /* appends answered KSTORE_ERR_BUSY (staging full) */
+} kstore_uring_stats;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,2 @@
+/* liburing, found with pkg-config (Debian: liburing-dev). Only the uring backend uses it. */
+#include <liburing.h>
