@@ -275,10 +275,24 @@ final class CInstance: @unchecked Sendable {  // The instance pointer is safe to
     let table: kstore_backend
     let pointer: UnsafeMutablePointer<kstore_instance>
 
+    /// A data directory this instance created because the backend is DURABLE and no "path" was
+    /// given (kstore.h: durable backends require it); removed by close().
+    private let ownedDirectory: String?
+
     init(_ backend: StorageBackend, options: [(key: String, value: String)] = []) throws {
         self.table = backend.table.members
         var instance: UnsafeMutablePointer<kstore_instance>? = nil
         let table = self.table
+        var options = options
+        if backend.capabilities.contains(.durable), !options.contains(where: { $0.key == "path" }) {
+            let directory = FileManager.default.temporaryDirectory
+                .appendingPathComponent("fjord-c-\(backend.name)-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            options.append((key: "path", value: directory))
+            self.ownedDirectory = directory
+        } else {
+            self.ownedDirectory = nil
+        }
         let status = try withCOptions(options, what: "test") { options, count in
             table.open(options, count, &instance, nil, 0)
         }
@@ -303,5 +317,8 @@ final class CInstance: @unchecked Sendable {  // The instance pointer is safe to
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    func close() { self.table.close(self.pointer) }
+    func close() {
+        self.table.close(self.pointer)
+        if let ownedDirectory { try? FileManager.default.removeItem(atPath: ownedDirectory) }
+    }
 }

@@ -163,6 +163,9 @@ struct ConformanceTests {
                 maxTimestamp: 10,
                 parts: [TestEntry.make(firstOffset: 0, lastOffset: 2)]
             )
+            // Each case below syncs, which moves durableEndOffset on a DURABLE backend: sync first
+            // so the state captured here is the one every rejected append must leave unchanged.
+            try await log.sync()
             let state = try log.state()
             let entry = TestEntry.make(firstOffset: 3, lastOffset: 3)
             let rejected: [(Int64, Int64, Int64, [ByteBuffer])] = [

@@ -1,0 +1,401 @@
+// fjord-storage-bench: storage throughput, latency, read-back and recovery through StorageHost, the
+// way the broker uses it (submitAppend + submitSync, completions, in-order submission per partition,
+// a bounded number of outstanding appends per partition).
+//
+//   swift run -c release fjord-storage-bench --backend uring --data-dir /tmp/b --partitions 64 \
+//       --batch-bytes 1024 --durable --duration 10
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import StorageHost
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Options {
+    var backend = "memory"
+    var dataDirectory: String? = nil
+    var batchBytes = 1024
+    var partitions = 16
+    var durable = false
+    var durationSeconds = 5.0
+    var totalBytes: Int64? = nil
+    var inflight = 64
+    var json = false
+    var read = true
+    var recovery = true
+    var backendOptions: [(key: String, value: String)] = []
+
+    static let usage = """
+        usage: fjord-storage-bench [--backend memory|file|uring] [--data-dir DIR] [--batch-bytes N]
+               [--partitions N] [--durable] [--duration SECONDS | --total-bytes N] [--inflight N]
+               [--option key=value]... [--no-read] [--no-recovery] [--json]
+        """
+
+    static func parse(_ arguments: [String]) -> Options {
+        var options = Options()
+        var iterator = arguments.makeIterator()
+        func value(_ flag: String) -> String {
+            guard let next = iterator.next() else { fail("\(flag) needs a value") }
+            return next
+        }
+        while let argument = iterator.next() {
+            switch argument {
+            case "--backend": options.backend = value(argument)
+            case "--data-dir": options.dataDirectory = value(argument)
+            case "--batch-bytes": options.batchBytes = Int(value(argument)) ?? 0
+            case "--partitions": options.partitions = Int(value(argument)) ?? 0
+            case "--durable": options.durable = true
+            case "--duration": options.durationSeconds = Double(value(argument)) ?? 0
+            case "--total-bytes": options.totalBytes = Int64(value(argument))
+            case "--inflight": options.inflight = Int(value(argument)) ?? 0
+            case "--json": options.json = true
+            case "--no-read": options.read = false
+            case "--no-recovery": options.recovery = false
+            case "--option":
+                let pair = value(argument).split(separator: "=", maxSplits: 1).map(String.init)
+                guard pair.count == 2 else { fail("--option wants key=value") }
+                options.backendOptions.append((key: pair[0], value: pair[1]))
+            case "--help", "-h":
+                print(usage)
+                exit(0)
+            default: fail("unknown argument \(argument)\n\(usage)")
+            }
+        }
+        guard options.batchBytes >= 64, options.partitions >= 1, options.inflight >= 1 else {
+            fail("--batch-bytes >= 64, --partitions >= 1, --inflight >= 1")
+        }
+        return options
+    }
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("fjord-storage-bench: \(message)\n".utf8))
+    exit(2)
+}
+
+func nowNs() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+/// Log-linear latency histogram: 32 sub-buckets per power of two (≈3% resolution).
+struct Histogram {
+    static let subBits = 5
+    var counts = [UInt64](repeating: 0, count: 64 << subBits)
+    var total: UInt64 = 0
+
+    static func bucket(_ value: UInt64) -> Int {
+        let v = max(value, 1)
+        let exponent = 63 - v.leadingZeroBitCount
+        if exponent < subBits { return Int(v) }
+        let sub = Int((v >> UInt64(exponent - subBits)) & ((1 << subBits) - 1))
+        return ((exponent - subBits + 1) << subBits) + sub
+    }
+
+    static func lowerBound(_ bucket: Int) -> UInt64 {
+        if bucket < (1 << subBits) { return UInt64(bucket) }
+        let exponent = (bucket >> subBits) + subBits - 1
+        let sub = UInt64(bucket & ((1 << subBits) - 1))
+        return (UInt64(1) << UInt64(exponent)) | (sub << UInt64(exponent - subBits))
+    }
+
+    mutating func record(_ value: UInt64) {
+        self.counts[Self.bucket(value)] += 1
+        self.total += 1
+    }
+
+    mutating func merge(_ other: Histogram) {
+        for index in 0..<self.counts.count { self.counts[index] += other.counts[index] }
+        self.total += other.total
+    }
+
+    func percentile(_ p: Double) -> UInt64 {
+        guard self.total > 0 else { return 0 }
+        let rank = UInt64((p / 100 * Double(self.total)).rounded(.up))
+        var seen: UInt64 = 0
+        for (index, count) in self.counts.enumerated() {
+            seen += count
+            if seen >= max(rank, 1) { return Self.lowerBound(index) }
+        }
+        return 0
+    }
+}
+
+/// A recursive pthread mutex: a synchronous backend (memory) completes inside submitAppend, on the
+/// thread that holds the producer's lock.
+final class Lock: @unchecked Sendable {  // The mutex is only used through lock/unlock.
+    private var mutex = pthread_mutex_t()
+    init() {
+        var attributes = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attributes)
+        pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_RECURSIVE))
+        pthread_mutex_init(&self.mutex, &attributes)
+        pthread_mutexattr_destroy(&attributes)
+    }
+    deinit { pthread_mutex_destroy(&self.mutex) }
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&self.mutex)
+        defer { pthread_mutex_unlock(&self.mutex) }
+        return try body()
+    }
+}
+
+/// One partition's producer: submits appends in offset order, at most `inflight` outstanding.
+final class Producer: @unchecked Sendable {  // Mutable state is guarded by `lock`.
+    let log: StorageLog
+    let lock = Lock()
+    let parts: [ByteBuffer]
+    let durable: Bool
+    let inflight: Int
+    let deadlineNs: UInt64
+    let bytesLimit: Int64
+    let done: DispatchGroup
+    var nextOffset: Int64 = 0
+    var outstanding = 0
+    var submittedBytes: Int64 = 0
+    var completedBatches: UInt64 = 0
+    var failures: [String] = []
+    var busyRetries: UInt64 = 0
+    var histogram = Histogram()
+    var finished = false
+    /// Inside pump(): a completion delivered during a submit only updates the counters.
+    var pumping = false
+
+    init(log: StorageLog, batch: ByteBuffer, durable: Bool, inflight: Int, deadlineNs: UInt64, bytesLimit: Int64,
+         done: DispatchGroup)
+    {
+        self.log = log
+        var head = batch
+        let first = head.readSlice(length: 16)!
+        self.parts = [first, head]
+        self.durable = durable
+        self.inflight = inflight
+        self.deadlineNs = deadlineNs
+        self.bytesLimit = bytesLimit
+        self.done = done
+    }
+
+    /// Submits while the window has room and time or bytes remain. Called with the lock held.
+    func pump() {
+        if self.pumping { return }
+        self.pumping = true
+        defer { self.pumping = false }
+        while self.outstanding < self.inflight && self.failures.isEmpty && nowNs() < self.deadlineNs
+            && self.submittedBytes < self.bytesLimit
+        {
+            let offset = self.nextOffset
+            let started = nowNs()
+            self.nextOffset += 1
+            self.outstanding += 1
+            self.submittedBytes += Int64(self.parts[0].readableBytes + self.parts[1].readableBytes)
+            self.log.submitAppend(firstOffset: offset, lastOffset: offset, maxTimestamp: Int64(started / 1_000_000),
+                                  parts: self.parts)
+            { result in
+                if case .failure(let error) = result {
+                    self.completed(started: started, failure: "append \(offset): \(error)")
+                } else if !self.durable {
+                    self.completed(started: started, failure: nil)
+                }
+            }
+            if self.durable {
+                self.log.submitSync { result in
+                    if case .failure(let error) = result {
+                        self.completed(started: started, failure: "sync after \(offset): \(error)")
+                    } else {
+                        self.completed(started: started, failure: nil)
+                    }
+                }
+            }
+        }
+        if self.outstanding == 0 && !self.finished {
+            self.finished = true
+            self.done.leave()
+        }
+    }
+
+
+    func completed(started: UInt64, failure: String?) {
+        let latency = nowNs() &- started
+        self.lock.withLock {
+            self.outstanding -= 1
+            if let failure {
+                self.failures.append(failure)
+            } else {
+                self.completedBatches += 1
+                self.histogram.record(latency)
+            }
+            self.pump()
+        }
+    }
+}
+
+struct RunResult: Encodable {
+    var backend: String
+    var partitions: Int
+    var batchBytes: Int
+    var durable: Bool
+    var seconds: Double
+    var batches: UInt64
+    var megabytesPerSecond: Double
+    var batchesPerSecond: Double
+    var p50Us: Double
+    var p99Us: Double
+    var p999Us: Double
+    var readMegabytesPerSecond: Double?
+    var recoveryMs: Double?
+    var recoveryScanGigabytesPerSecond: Double?
+    var rssMegabytes: Double
+    var fsyncs: UInt64?
+}
+
+func residentMegabytes() -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Double(fields[1]) else { return 0 }
+    return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
+}
+
+func openEngine(_ backend: StorageBackend, _ options: Options, _ directory: String?) throws -> StorageEngine {
+    var engineOptions = options.backendOptions
+    if let directory { engineOptions.append((key: "path", value: directory)) }
+    return try StorageEngine.open(
+        backend: backend,
+        options: engineOptions,
+        logger: Logger(label: "fjord.bench", factory: { _ in SwiftLogNoOpLogHandler() })
+    )
+}
+
+func run(_ options: Options) async throws -> RunResult {
+    let backend = try StorageBackend.builtin(named: options.backend)
+    var directory: String? = nil
+    if backend.capabilities.contains(.durable) {
+        let base = options.dataDirectory ?? NSTemporaryDirectory()
+        directory = (base as NSString).appendingPathComponent("fjord-bench-\(options.backend)-\(getpid())")
+        try? FileManager.default.removeItem(atPath: directory!)
+        try FileManager.default.createDirectory(atPath: directory!, withIntermediateDirectories: true)
+    }
+    defer { if let directory { try? FileManager.default.removeItem(atPath: directory) } }
+    var engine = try openEngine(backend, options, directory)
+    var logs: [StorageLog] = []
+    for index in 0..<options.partitions {
+        logs.append(try await engine.openLog(named: "bench-\(index)", create: true))
+    }
+    var batch = ByteBufferAllocator().buffer(capacity: options.batchBytes)
+    for index in 0..<options.batchBytes { batch.writeInteger(UInt8(truncatingIfNeeded: index &* 31)) }
+
+    let started = nowNs()
+    let deadline = options.totalBytes == nil ? started + UInt64(options.durationSeconds * 1e9) : UInt64.max
+    let perPartitionBytes = options.totalBytes.map { max($0 / Int64(options.partitions), 1) } ?? Int64.max
+    let done = DispatchGroup()
+    let producers = logs.map {
+        Producer(log: $0, batch: batch, durable: options.durable, inflight: options.inflight, deadlineNs: deadline,
+                 bytesLimit: perPartitionBytes, done: done)
+    }
+    for producer in producers {
+        done.enter()
+        producer.lock.withLock { producer.pump() }
+    }
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        done.notify(queue: .global()) { continuation.resume() }
+    }
+    let elapsed = Double(nowNs() - started) / 1e9
+    var histogram = Histogram()
+    var batches: UInt64 = 0
+    for producer in producers {
+        producer.lock.withLock {
+            histogram.merge(producer.histogram)
+            batches += producer.completedBatches
+            if let failure = producer.failures.first { FileHandle.standardError.write(Data("failure: \(failure)\n".utf8)) }
+        }
+    }
+    let rss = residentMegabytes()
+    let bytes = Double(batches) * Double(options.batchBytes)
+
+    var readRate: Double? = nil
+    if options.read {
+        let readStarted = nowNs()
+        var readBytes = 0
+        for log in logs {
+            var offset: Int64 = 0
+            let end = try log.state().endOffset
+            while offset < end {
+                let result = try await log.read(from: offset, limit: .max, maxBytes: 1 << 20, minimumOneEntry: true)
+                readBytes += result.bytes.readableBytes
+                offset = result.nextOffset
+            }
+        }
+        readRate = Double(readBytes) / 1e6 / (Double(nowNs() - readStarted) / 1e9)
+    }
+    var recoveryMs: Double? = nil
+    var scanRate: Double? = nil
+    if options.recovery && backend.capabilities.contains(.durable) {
+        let ends = try logs.map { try $0.state().endOffset }
+        await engine.close()
+        let reopenStarted = nowNs()
+        engine = try openEngine(backend, options, directory)
+        var reopened: [StorageLog] = []
+        for index in 0..<options.partitions {
+            reopened.append(try await engine.openLog(named: "bench-\(index)", create: false))
+        }
+        let reopenNs = nowNs() - reopenStarted
+        recoveryMs = Double(reopenNs) / 1e6
+        for (log, end) in zip(reopened, ends) where try log.state().endOffset != end {
+            fail("recovered log \(log.name) ends at \(try log.state().endOffset), expected \(end)")
+        }
+        // The WAL bytes recovery scanned over its time gives the scan rate (open dominates).
+        if let directory {
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            var walBytes: Double = 0
+            for file in files where file.hasSuffix(".log") {
+                let path = (directory as NSString).appendingPathComponent(file)
+                walBytes += Double((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
+            }
+            scanRate = walBytes / 1e9 / (Double(reopenNs) / 1e9)
+        }
+        logs = reopened
+    }
+    for log in logs { await log.close() }
+    await engine.close()
+    return RunResult(
+        backend: options.backend,
+        partitions: options.partitions,
+        batchBytes: options.batchBytes,
+        durable: options.durable,
+        seconds: elapsed,
+        batches: batches,
+        megabytesPerSecond: bytes / 1e6 / elapsed,
+        batchesPerSecond: Double(batches) / elapsed,
+        p50Us: Double(histogram.percentile(50)) / 1e3,
+        p99Us: Double(histogram.percentile(99)) / 1e3,
+        p999Us: Double(histogram.percentile(99.9)) / 1e3,
+        readMegabytesPerSecond: readRate,
+        recoveryMs: recoveryMs,
+        recoveryScanGigabytesPerSecond: scanRate,
+        rssMegabytes: rss,
+        fsyncs: nil
+    )
+}
+
+let options = Options.parse(Array(CommandLine.arguments.dropFirst()))
+do {
+    let result = try await run(options)
+    if options.json {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        print(String(decoding: try encoder.encode(result), as: UTF8.self))
+    } else {
+        func f(_ value: Double?, _ digits: Int = 1) -> String {
+            value.map { String(format: "%.\(digits)f", $0) } ?? "-"
+        }
+        print(
+            "backend=\(result.backend) partitions=\(result.partitions) batch=\(result.batchBytes)B "
+                + "durable=\(result.durable) seconds=\(f(result.seconds, 2)) MB/s=\(f(result.megabytesPerSecond)) "
+                + "batches/s=\(f(result.batchesPerSecond, 0)) p50=\(f(result.p50Us))us p99=\(f(result.p99Us))us "
+                + "p99.9=\(f(result.p999Us))us read-MB/s=\(f(result.readMegabytesPerSecond)) "
+                + "recovery-ms=\(f(result.recoveryMs)) scan-GB/s=\(f(result.recoveryScanGigabytesPerSecond, 2)) "
+                + "rss-MB=\(f(result.rssMegabytes))"
+        )
+    }
+} catch {
+    fail("\(error)")
+}
