@@ -155,6 +155,8 @@ typedef struct ur_segment {
     bool sealing; /* queued for the maintenance thread */
     bool dirty;   /* written since the last fdatasync was issued */
     bool has_catalog; /* holds catalog frames: deleting it needs a checkpoint first */
+    /* Where the cursor left it for the next segment (a failed next segment rewinds to here). */
+    uint64_t roll_position;
     uint32_t fsyncs_in_flight;
 } ur_segment;
 
@@ -191,6 +193,11 @@ struct ur_log {
     size_t part_count;
     size_t part_capacity;
     _Atomic uint64_t truncate_generation;
+    /* After a rollback (kstore.h append "state after failure"): the end the host may still be
+     * appending at before it sees the failures, and their status. Appends continuing there are
+     * refused with that status (not INVALID_ARGUMENT); an append at end_offset clears it. */
+    int64_t stale_end;
+    kstore_status stale_status;
 
     /* Written by the I/O thread, read anywhere. */
     _Atomic int64_t readable_end;
@@ -268,6 +275,10 @@ struct ur_instance {
     int dir_fd;
     int lock_fd;
     uint64_t segment_bytes;
+    /* The last catalog_reserve_bytes of every segment take catalog frames only, so a catalog
+     * change (a checkpoint before deleting segments, above all) fits even when the next segment
+     * cannot be created because the disk is full. */
+    uint64_t catalog_reserve_bytes;
     uint64_t staging_bytes_max;
     uint64_t write_bytes;
     uint32_t writes_inflight_max;
@@ -817,9 +828,11 @@ static void ur_chunk_release(ur_instance *instance, ur_chunk *chunk) {
     free(chunk);
 }
 
+static void ur_maybe_seal(ur_instance *instance, ur_segment *segment);
+
 /* Finds room for a frame without changing the WAL. */
-static kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, ur_reservation *reservation,
-                                const char **reason) {
+static kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, bool catalog,
+                                ur_reservation *reservation, const char **reason) {
     if (instance->failed_status != KSTORE_OK) {
         *reason = "the write-ahead log failed earlier; reopen the instance";
         return instance->failed_status;
@@ -830,7 +843,10 @@ static kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, ur_
     }
     ur_segment *segment = instance->cursor_segment;
     uint64_t position = instance->cursor_position;
-    if (position + frame_bytes > instance->segment_bytes) {
+    uint64_t limit = catalog ? instance->segment_bytes : instance->segment_bytes - instance->catalog_reserve_bytes;
+    /* Data frames never go into a sealed segment (its index was written): after a rewind into
+     * one, only catalog frames do. */
+    if (position + frame_bytes > limit || (!catalog && segment->sealed)) {
         ur_segment *next = ur_segment_after(instance, segment);
         if (next == NULL) next = ur_segment_add(instance);
         if (next == NULL) {
@@ -840,7 +856,7 @@ static kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, ur_
         segment = next;
         position = 0;
     }
-    if (segment->state == UR_SEGMENT_FAILED) {
+    if (segment != instance->cursor_segment && segment->state == UR_SEGMENT_FAILED) {
         instance->maintenance_poke = true;
         pthread_cond_signal(&instance->maintenance_wake);
         *reason = "no space for the next write-ahead-log segment";
@@ -903,7 +919,11 @@ static bool ur_commit(ur_instance *instance, const ur_reservation *reservation, 
     }
     if (reservation->segment != instance->cursor_segment) {
         /* Rolled: keep one prepared segment ahead of the one being written. */
+        ur_segment *left = instance->cursor_segment;
+        left->roll_position = instance->cursor_position;
         instance->cursor_segment = reservation->segment;
+        /* Its last write may have been delivered already: then it is sealed now. */
+        ur_maybe_seal(instance, left);
         if (ur_segment_after(instance, reservation->segment) == NULL) (void)ur_segment_add(instance);
     }
     uint64_t frame_bytes = ur_frame_bytes(payload_bytes);
@@ -965,7 +985,7 @@ static kstore_status ur_stage_catalog(ur_instance *instance, uint16_t kind, ur_l
     uint32_t iov_count = name != NULL ? 1 : 0;
     uint32_t payload_crc = fjord_crc32c(0, iov.base, iov.len);
     ur_reservation reservation;
-    kstore_status status = ur_reserve(instance, ur_frame_bytes(iov.len), &reservation, reason);
+    kstore_status status = ur_reserve(instance, ur_frame_bytes(iov.len), true, &reservation, reason);
     if (status != KSTORE_OK) return status;
     bool woke = ur_commit(instance, &reservation, kind, log, log_id, offset, offset, -1, payload_crc, &iov,
                           iov_count, iov.len, NULL, NULL, NULL);
@@ -1112,6 +1132,12 @@ static void ur_io_submit_writes(ur_instance *instance) {
         if (chunk->state == UR_CHUNK_OPEN) {
             if (chunk->used == 0) break;
             chunk->state = UR_CHUNK_CLOSED;
+        }
+        if (chunk->segment->state == UR_SEGMENT_FAILED) {
+            /* The segment could not be created (no space): its frames fail and roll back. */
+            chunk->error = chunk->segment->prepare_error != 0 ? chunk->segment->prepare_error : ENOSPC;
+            chunk->state = UR_CHUNK_DONE;
+            break;
         }
         if (chunk->segment->state != UR_SEGMENT_READY) break;
         if (instance->fail_writes_count > 0) {
@@ -1296,6 +1322,15 @@ static void ur_io_rewind(ur_instance *instance, ur_io_state *io) {
     ur_segment *segment = list->segment;
     uint64_t position = list->position;
     uint64_t sequence = list->first_sequence;
+    if (segment->state == UR_SEGMENT_FAILED && position == 0) {
+        /* Back to where the previous segment was left; catalog frames fit in its reserve. */
+        for (size_t index = 1; index < instance->segment_count; index++) {
+            if (instance->segments[index] == segment) {
+                segment = instance->segments[index - 1];
+                position = segment->roll_position;
+            }
+        }
+    }
     pthread_mutex_unlock(&instance->wal_lock);
 
     /* Zero whatever later chunks wrote (they succeeded, but follow the failed one). */
@@ -1345,7 +1380,7 @@ static void ur_io_rewind(ur_instance *instance, ur_io_state *io) {
             kstore_iovec payload = {chunk->bytes + pending->chunk_offset + UR_FRAME_HEADER_BYTES, header.payload_bytes};
             ur_reservation reservation;
             const char *reason = NULL;
-            if (ur_reserve(instance, ur_frame_bytes(header.payload_bytes), &reservation, &reason) != KSTORE_OK) {
+            if (ur_reserve(instance, ur_frame_bytes(header.payload_bytes), true, &reservation, &reason) != KSTORE_OK) {
                 ur_fail_wal(instance, "staging catalog records again after a failed write", ENOMEM);
                 status = KSTORE_ERR_IO;
                 continue;
@@ -1371,6 +1406,8 @@ static void ur_io_rewind(ur_instance *instance, ur_io_state *io) {
         ur_log *log = rollbacks[index].log;
         pthread_rwlock_wrlock(&log->lock);
         if (log->end_offset > rollbacks[index].first_offset) {
+            log->stale_end = log->end_offset;
+            log->stale_status = status;
             (void)ur_log_cut(log, rollbacks[index].first_offset);
             log->end_offset = rollbacks[index].first_offset;
         }
@@ -1612,7 +1649,48 @@ static void *ur_maintenance_main(void *argument) {
     uint64_t last_retry_ns = 0;
     pthread_mutex_lock(&instance->wal_lock);
     while (!instance->maintenance_stop) {
-        /* 1. Prepare the next segment file (retry a failed one when poked, or every 200 ms). */
+        /* 1. Delete segments below the durable checkpoint that no log needs (cheap, and it gives
+         * space back before anything else). */
+        size_t deletable = 0;
+        while (deletable < instance->segment_count) {
+            ur_segment *segment = instance->segments[deletable];
+            if (segment->generation >= instance->gc_ready_below || segment == instance->cursor_segment ||
+                !segment->sealed || segment->sealing || segment->dirty || segment->fsyncs_in_flight > 0) {
+                break;
+            }
+            deletable++;
+        }
+        if (deletable > 0) {
+            ur_segment **victims = malloc(deletable * sizeof(ur_segment *));
+            if (victims != NULL) {
+                memcpy(victims, instance->segments, deletable * sizeof(ur_segment *));
+                memmove(instance->segments, instance->segments + deletable,
+                        (instance->segment_count - deletable) * sizeof(ur_segment *));
+                instance->segment_count -= deletable;
+                instance->stats.segments_deleted += deletable;
+                pthread_mutex_unlock(&instance->wal_lock);
+                for (size_t index = 0; index < deletable; index++) ur_unlink_segment(instance, victims[index]);
+                (void)ur_fsync(instance->dir_fd);
+                free(victims);
+                pthread_mutex_lock(&instance->wal_lock);
+                /* Space came back: a failed segment may be preparable now. */
+                instance->maintenance_poke = true;
+                continue;
+            }
+        }
+        /* 2. Write the index file of a sealed segment. */
+        ur_segment *seal = NULL;
+        for (size_t index = 0; index < instance->segment_count && seal == NULL; index++) {
+            if (instance->segments[index]->sealing) seal = instance->segments[index];
+        }
+        if (seal != NULL) {
+            pthread_mutex_unlock(&instance->wal_lock);
+            (void)ur_write_index(instance, seal);
+            pthread_mutex_lock(&instance->wal_lock);
+            seal->sealing = false;
+            continue;
+        }
+        /* 3. Prepare the next segment file (retry a failed one when poked, or every 200 ms). */
         ur_segment *prepare = NULL;
         bool retry_due = instance->maintenance_poke || ur_now_ns() - last_retry_ns > 200000000ull;
         for (size_t index = 0; index < instance->segment_count && prepare == NULL; index++) {
@@ -1645,7 +1723,7 @@ static void *ur_maintenance_main(void *argument) {
             pthread_mutex_lock(&instance->wal_lock);
             continue;
         }
-        /* 2. Keep spares ahead of the cursor. */
+        /* 4. Keep spares ahead of the cursor. */
         size_t ahead = 0;
         bool failed = false;
         for (size_t index = 0; index < instance->segment_count; index++) {
@@ -1655,46 +1733,6 @@ static void *ur_maintenance_main(void *argument) {
         }
         if (ahead < UR_SPARE_SEGMENTS && !failed && !instance->stopping) {
             if (ur_segment_add(instance) != NULL) continue;
-        }
-        /* 3. Write the index file of a sealed segment. */
-        ur_segment *seal = NULL;
-        for (size_t index = 0; index < instance->segment_count && seal == NULL; index++) {
-            if (instance->segments[index]->sealing) seal = instance->segments[index];
-        }
-        if (seal != NULL) {
-            pthread_mutex_unlock(&instance->wal_lock);
-            (void)ur_write_index(instance, seal);
-            pthread_mutex_lock(&instance->wal_lock);
-            seal->sealing = false;
-            continue;
-        }
-        /* 4. Delete segments below the durable checkpoint that no log needs. */
-        size_t deletable = 0;
-        while (deletable < instance->segment_count) {
-            ur_segment *segment = instance->segments[deletable];
-            if (segment->generation >= instance->gc_ready_below || segment == instance->cursor_segment ||
-                !segment->sealed || segment->sealing || segment->dirty || segment->fsyncs_in_flight > 0) {
-                break;
-            }
-            deletable++;
-        }
-        if (deletable > 0) {
-            ur_segment **victims = malloc(deletable * sizeof(ur_segment *));
-            if (victims != NULL) {
-                memcpy(victims, instance->segments, deletable * sizeof(ur_segment *));
-                memmove(instance->segments, instance->segments + deletable,
-                        (instance->segment_count - deletable) * sizeof(ur_segment *));
-                instance->segment_count -= deletable;
-                instance->stats.segments_deleted += deletable;
-                pthread_mutex_unlock(&instance->wal_lock);
-                for (size_t index = 0; index < deletable; index++) ur_unlink_segment(instance, victims[index]);
-                (void)ur_fsync(instance->dir_fd);
-                free(victims);
-                pthread_mutex_lock(&instance->wal_lock);
-                /* Space came back: a failed segment may be preparable now. */
-                instance->maintenance_poke = true;
-                continue;
-            }
         }
         struct timespec deadline;
         clock_gettime(CLOCK_REALTIME, &deadline);
@@ -1827,7 +1865,8 @@ static kstore_status ur_log_append(kstore_log *handle, int64_t first_offset, int
         ur_set_error(instance, "append to log '%s': the entry is empty", log->name);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
-    if (total_bytes == UINT64_MAX || ur_frame_bytes(total_bytes) > instance->segment_bytes) {
+    if (total_bytes == UINT64_MAX ||
+        ur_frame_bytes(total_bytes) > instance->segment_bytes - instance->catalog_reserve_bytes) {
         ur_set_error(instance,
                      "append to log '%s': the entry (%" PRIu64 " bytes) does not fit in a write-ahead-log segment "
                      "(uring.segment.bytes %" PRIu64 ")",
@@ -1858,15 +1897,27 @@ static kstore_status ur_log_append(kstore_log *handle, int64_t first_offset, int
     }
     if (first_offset != log->end_offset) {
         int64_t end_offset = log->end_offset;
+        if (log->stale_status != KSTORE_OK && first_offset == log->stale_end) {
+            kstore_status stale = log->stale_status;
+            log->stale_end = last_offset + 1;
+            pthread_rwlock_unlock(&log->lock);
+            ur_set_error(instance,
+                         "append [%lld, %lld] to log '%s': an earlier append failed (%s) and the log's end returned "
+                         "to %lld; append again from there",
+                         (long long)first_offset, (long long)last_offset, log->name, kstore_status_name(stale),
+                         (long long)end_offset);
+            return stale;
+        }
         pthread_rwlock_unlock(&log->lock);
         ur_set_error(instance, "append to log '%s': first_offset %lld does not continue the log (end %lld)", log->name,
                      (long long)first_offset, (long long)end_offset);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
+    log->stale_status = KSTORE_OK;
     pthread_mutex_lock(&instance->wal_lock);
     ur_reservation reservation;
     const char *reason = NULL;
-    kstore_status status = ur_reserve(instance, ur_frame_bytes(total_bytes), &reservation, &reason);
+    kstore_status status = ur_reserve(instance, ur_frame_bytes(total_bytes), false, &reservation, &reason);
     if (status == KSTORE_OK && !ur_log_reserve_entry(log, reservation.segment)) {
         if (reservation.new_chunk) ur_chunk_release(instance, reservation.chunk);
         ur_log_unreserve(log);
@@ -2957,6 +3008,8 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
     instance->base.backend = &ur_backend;
     instance->dir_fd = instance->lock_fd = instance->event_fd = -1;
     instance->segment_bytes = segment_bytes;
+    instance->catalog_reserve_bytes = segment_bytes / 8 < (uint64_t)4 * 1024 * 1024 ? segment_bytes / 8
+                                                                                   : (uint64_t)4 * 1024 * 1024;
     instance->staging_bytes_max = staging_bytes;
     instance->write_bytes = write_bytes;
     instance->writes_inflight_max = (uint32_t)writes_inflight;

@@ -1,0 +1,615 @@
+import CKStore
+import Foundation
+import KStoreURing
+import NIOCore
+import Synchronization
+import Testing
+
+@testable import StorageHost
+
+/// A uring instance on its own data directory, with the backend's control ops at hand.
+final class URingFixture: @unchecked Sendable {  // Used by one test task at a time.
+    let directory: String
+    let options: [(key: String, value: String)]
+    private(set) var engine: StorageEngine
+
+    init(directory: String? = nil, options: [(key: String, value: String)] = []) throws {
+        let directory = directory ?? URingFixture.newDirectory()
+        self.directory = directory
+        self.options = [(key: "path", value: directory)] + options
+        self.engine = try URingFixture.open(self.options)
+    }
+
+    static func newDirectory() -> String {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("fjord-uring-\(UUID().uuidString)").path
+        try! FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)  // /tmp is writable.
+        return directory
+    }
+
+    static func open(_ options: [(key: String, value: String)]) throws -> StorageEngine {
+        try StorageEngine.open(
+            backend: StorageBackend.builtin(named: "uring"),
+            options: options,
+            logger: quietLogger,
+            blockingThreadCount: 4
+        )
+    }
+
+    func control(_ op: Int32, _ argument: UnsafeMutableRawPointer?) throws {
+        let control = try #require(self.engine.backend.table.control)
+        let status = control(self.engine.context.instance.pointer, op, argument)
+        guard status == KSTORE_OK else { throw self.engine.context.error(status, "control \(op)") }
+    }
+
+    func stats() throws -> kstore_uring_stats {
+        var stats = kstore_uring_stats()
+        stats.struct_size = UInt32(MemoryLayout<kstore_uring_stats>.size)
+        try withUnsafeMutablePointer(to: &stats) { try self.control(KSTORE_URING_CONTROL_STATS, $0) }
+        return stats
+    }
+
+    func inject(_ op: Int32, count: Int32, error: Int32) throws {
+        var fault = kstore_uring_fault(count: count, error: error)
+        try withUnsafeMutablePointer(to: &fault) { try self.control(op, $0) }
+    }
+
+    func reopen() async throws {
+        await self.engine.close()
+        self.engine = try URingFixture.open(self.options)
+    }
+
+    /// Copies the data directory while this instance still runs: what a crash would leave of
+    /// everything written so far (the copy reads the page cache), without the instance's lock.
+    func copyDirectory() throws -> String {
+        let copy = URingFixture.newDirectory()
+        try FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: self.directory, toPath: copy)
+        return copy
+    }
+
+    func close() async {
+        await self.engine.close()
+        try? FileManager.default.removeItem(atPath: self.directory)
+    }
+
+    var walFiles: [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: self.directory)) ?? []).filter {
+            $0.hasPrefix("wal-") && $0.hasSuffix(".log")
+        }.sorted()
+    }
+}
+
+/// Runs body with a fixture and always closes it.
+func withURing(
+    options: [(key: String, value: String)] = [],
+    _ body: (URingFixture) async throws -> Void
+) async throws {
+    let fixture = try URingFixture(options: options)
+    do {
+        try await body(fixture)
+    } catch {
+        await fixture.close()
+        throw error
+    }
+    await fixture.close()
+}
+
+/// Collects append/sync results submitted without waiting.
+final class Outcomes: Sendable {
+    let results = LockedState<[Int: Result<Void, StorageError>]>([:])
+
+    func record(_ key: Int, _ result: Result<Void, StorageError>) {
+        self.results.withLock { $0[key] = result }
+    }
+
+    func wait(for count: Int, seconds: Double = 30) async -> [Int: Result<Void, StorageError>] {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let snapshot = self.results.withLock { $0 }
+            if snapshot.count >= count { return snapshot }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+        return self.results.withLock { $0 }
+    }
+}
+
+extension StorageLog {
+    func submitEntry(_ offset: Int64, byteCount: Int = 64, _ completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        self.submitAppend(
+            firstOffset: offset,
+            lastOffset: offset,
+            maxTimestamp: offset,
+            parts: Self.split(TestEntry.make(firstOffset: offset, lastOffset: offset, maxTimestamp: offset, byteCount: byteCount)),
+            completion: completion
+        )
+    }
+}
+
+/// The position after the last nonzero byte of a file, rounded up to the frame alignment (8).
+func endOfData(_ path: String) throws -> Int {
+    let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+    var end = bytes.count
+    while end > 0 && bytes[end - 1] == 0 { end -= 1 }
+    return (end + 7) / 8 * 8
+}
+
+func overwrite(_ path: String, at position: Int, with bytes: [UInt8]) throws {
+    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+    try handle.seek(toOffset: UInt64(position))
+    try handle.write(contentsOf: Data(bytes))
+    try handle.close()
+}
+
+/// The uring backend's own behaviour (DESIGN.md §6 "uring"); the shared conformance suite covers
+/// the kstore.h contract.
+@Suite("uring backend", .serialized)
+struct URingTests {
+    // MARK: Group commit and writes
+
+    /// Syncs from many logs at once are covered by far fewer fdatasyncs (group commit).
+    @Test func manyLogsSyncingAtOnceShareFdatasyncs() async throws {
+        try await withURing { fixture in
+            var logs: [StorageLog] = []
+            for index in 0..<32 { logs.append(try await fixture.engine.openLog(named: "g-\(index)", create: true)) }
+            let before = try fixture.stats()
+            let outcomes = Outcomes()
+            let rounds = 10
+            for round in 0..<rounds {
+                for (index, log) in logs.enumerated() {
+                    log.submitEntry(Int64(round)) { _ in }
+                    log.submitSync { outcomes.record(round * 1_000 + index, $0) }
+                }
+                // Let the round reach the backend before the next one, like producers in step.
+                _ = await outcomes.wait(for: (round + 1) * logs.count)
+            }
+            let results = await outcomes.wait(for: rounds * logs.count)
+            #expect(results.count == rounds * logs.count)
+            #expect(results.values.allSatisfy { (try? $0.get()) != nil })
+            let after = try fixture.stats()
+            let fsyncs = after.fsyncs - before.fsyncs
+            let syncs = UInt64(rounds * logs.count)
+            print("group commit: \(syncs) syncs, \(fsyncs) fdatasync rounds")
+            #expect(fsyncs * 4 <= syncs, "\(fsyncs) fdatasyncs for \(syncs) syncs")
+            for log in logs {
+                #expect(try log.state().durableEndOffset == Int64(rounds))
+                await log.close()
+            }
+        }
+    }
+
+    /// With small writes, the I/O thread keeps several of them in flight at once.
+    @Test func severalWritesAreInFlightAtOnce() async throws {
+        try await withURing(options: [(key: "uring.write.bytes", value: "4096"), (key: "uring.writes.inflight", value: "8")]) {
+            fixture in
+            let log = try await fixture.engine.openLog(named: "w", create: true)
+            var plan = LogPlan()
+            for _ in 0..<3_000 { plan.add(offsetCount: 1, byteCount: 1_000) }
+            try await log.append(plan)
+            let stats = try fixture.stats()
+            print("writes: \(stats.writes), most in flight at once: \(stats.writes_in_flight_max)")
+            #expect(stats.writes_in_flight_max >= 2)
+            #expect(try await log.readAll(from: 0) == plan.entries)
+            await log.close()
+        }
+    }
+
+    // MARK: Segments
+
+    /// The WAL rolls into new preallocated segments, and segments no log needs any more are
+    /// deleted after retention (files disappear; the count stays bounded); the rest reopens intact.
+    @Test func segmentsRollAndAreDeletedOnceNoLogNeedsThem() async throws {
+        try await withURing(options: [(key: "uring.segment.bytes", value: "65536")]) { fixture in
+            let a = try await fixture.engine.openLog(named: "a", create: true)
+            let b = try await fixture.engine.openLog(named: "b", create: true)
+            var plan = LogPlan()
+            for index in 0..<300 { plan.add(offsetCount: 1, maxTimestamp: Int64(index), byteCount: 1_000) }
+            // Interleaved, as partitions are: both logs' last entries end up in the last segments.
+            for round in 0..<30 {
+                for log in [a, b] {
+                    try await log.append(LogPlan(entries: Array(plan.entries[..<(round * 10 + 10)])), from: round * 10)
+                }
+            }
+            let rolled = try fixture.stats()
+            print("after 600 KB: \(rolled.segments_created) segments created, files \(fixture.walFiles.count)")
+            #expect(rolled.segments_created >= 8)
+            #expect(fixture.walFiles.count >= 8)
+            // Sealed segments have their index on disk, not in memory.
+            #expect(rolled.index_memory_bytes < 64 * 1_024)
+            #expect(try await a.readAll(from: 0) == plan.entries)
+            #expect(try await a.findOffset(atOrAfterTimestamp: 150) == 150)
+
+            #expect(try await a.enforceRetention(retainBytes: 0, retainAfterTimestamp: -1) == 299)
+            #expect(try await b.enforceRetention(retainBytes: 0, retainAfterTimestamp: -1) == 299)
+            var deleted = try fixture.stats()
+            for _ in 0..<100 where deleted.segments_deleted == 0 || fixture.walFiles.count > 4 {
+                try await Task.sleep(for: .milliseconds(50))
+                deleted = try fixture.stats()
+            }
+            print("after retention: \(deleted.segments_deleted) deleted, files \(fixture.walFiles)")
+            #expect(deleted.segments_deleted >= 6)
+            #expect(fixture.walFiles.count <= 4)
+            #expect(try await a.readAll(from: 299) == [plan.entries[299]])
+            let stateA = try a.state()
+            let stateB = try b.state()
+            await a.close()
+            await b.close()
+            try await fixture.reopen()
+            let reopenedA = try await fixture.engine.openLog(named: "a", create: false)
+            let reopenedB = try await fixture.engine.openLog(named: "b", create: false)
+            #expect(try reopenedA.state() == stateA)
+            #expect(try reopenedB.state() == stateB)
+            #expect(try await reopenedB.readAll(from: 299) == [plan.entries[299]])
+            await reopenedA.close()
+            await reopenedB.close()
+        }
+    }
+
+    // MARK: Recovery
+
+    enum TailDamage: String, CaseIterable, Sendable {
+        case none, tornFrameHeader, garbageAfterEnd, tornLastFrame
+    }
+
+    /// Reopening a copy of an abandoned instance's directory recovers every synced entry; a torn
+    /// tail or garbage after the end is cut and zeroed, a torn last frame loses only that entry.
+    @Test(arguments: TailDamage.allCases)
+    func recoveryAfterAbandoningTheInstance(damage: TailDamage) async throws {
+        try await withURing(options: [(key: "uring.segment.bytes", value: "1048576")]) { fixture in
+            let a = try await fixture.engine.openLog(named: "a", create: true)
+            let b = try await fixture.engine.openLog(named: "b", create: true)
+            var planA = LogPlan()
+            for index in 0..<50 { planA.add(offsetCount: 2, maxTimestamp: Int64(index), byteCount: 300) }
+            var planB = LogPlan()
+            for index in 0..<20 { planB.add(offsetCount: 1, maxTimestamp: Int64(index), byteCount: 500) }
+            try await a.append(planA)
+            try await b.append(planB)
+            let stateA = try a.state()
+            let copy = try fixture.copyDirectory()
+            defer { try? FileManager.default.removeItem(atPath: copy) }
+            let wal = (copy as NSString).appendingPathComponent(fixture.walFiles[0])
+            let end = try endOfData(wal)
+            let generation = UInt64(fixture.walFiles[0].dropFirst(4).prefix(16), radix: 16)!
+            switch damage {
+            case .none:
+                break
+            case .tornFrameHeader:
+                var header = [UInt8](repeating: 0xA5, count: 72 + 50)
+                withUnsafeBytes(of: UInt32(0x3157_4A46).littleEndian) { for i in 0..<4 { header[i] = $0[i] } }
+                withUnsafeBytes(of: UInt32(100).littleEndian) { for i in 0..<4 { header[8 + i] = $0[i] } }
+                header[12] = 1
+                header[13] = 0
+                header[14] = 0
+                header[15] = 0
+                withUnsafeBytes(of: generation.littleEndian) { for i in 0..<8 { header[16 + i] = $0[i] } }
+                try overwrite(wal, at: end, with: header)
+            case .garbageAfterEnd:
+                var generator = SystemRandomNumberGenerator()
+                try overwrite(wal, at: end + 8_192, with: (0..<4_096).map { _ in UInt8.random(in: 1...255, using: &generator) })
+            case .tornLastFrame:
+                try overwrite(wal, at: end - 16, with: [UInt8](repeating: 0x5A, count: 16))
+            }
+            let recovered = try URingFixture(directory: copy)
+            let reopenedA = try await recovered.engine.openLog(named: "a", create: false)
+            let reopenedB = try await recovered.engine.openLog(named: "b", create: false)
+            #expect(try reopenedA.state() == stateA)
+            #expect(try await reopenedA.readAll(from: 0) == planA.entries)
+            let expectedB = damage == .tornLastFrame ? Array(planB.entries.dropLast()) : planB.entries
+            #expect(try reopenedB.state().endOffset == Int64(expectedB.count))
+            #expect(try reopenedB.state().durableEndOffset == Int64(expectedB.count))
+            #expect(try await reopenedB.readAll(from: 0) == expectedB)
+            if damage == .tornFrameHeader {
+                // The torn region was zeroed so no later recovery can misread it.
+                let bytes = try Data(contentsOf: URL(fileURLWithPath: wal))
+                #expect(bytes[end..<(end + 122)].allSatisfy { $0 == 0 })
+            }
+            // The recovered WAL continues: append, reopen, read.
+            try await reopenedB.append(firstOffset: Int64(expectedB.count), lastOffset: Int64(expectedB.count),
+                                       maxTimestamp: 1, parts: [TestEntry.make(firstOffset: Int64(expectedB.count), lastOffset: Int64(expectedB.count))])
+            try await reopenedB.sync()
+            await reopenedA.close()
+            await reopenedB.close()
+            try await recovered.reopen()
+            let again = try await recovered.engine.openLog(named: "b", create: false)
+            #expect(try again.state().endOffset == Int64(expectedB.count + 1))
+            await again.close()
+            await recovered.engine.close()
+            await a.close()
+            await b.close()
+        }
+    }
+
+    /// A damaged frame followed by frames that prove it was acknowledged fails open with
+    /// CORRUPT, naming the file and the byte position.
+    @Test func damageInTheMiddleFailsOpenWithFileAndPosition() async throws {
+        try await withURing(options: [(key: "uring.segment.bytes", value: "1048576")]) { fixture in
+            let log = try await fixture.engine.openLog(named: "x", create: true)
+            for offset in Int64(0)..<3 {
+                try await log.append(firstOffset: offset, lastOffset: offset, maxTimestamp: offset,
+                                     parts: [TestEntry.make(firstOffset: offset, lastOffset: offset, byteCount: 200)])
+                try await log.sync()
+            }
+            let copy = try fixture.copyDirectory()
+            defer { try? FileManager.default.removeItem(atPath: copy) }
+            let wal = (copy as NSString).appendingPathComponent(fixture.walFiles[0])
+            // Frame 0 is the CREATE record of "x" (72 + 1 bytes, padded to 80); entry 0 follows.
+            try overwrite(wal, at: 80 + 72 + 100, with: [0xFF])
+            var failure: StorageError? = nil
+            do {
+                _ = try URingFixture(directory: copy)
+            } catch let error as StorageError {
+                failure = error
+            }
+            let error = try #require(failure)
+            #expect(error.code == .corrupt)
+            #expect(error.isDataLoss)
+            #expect(error.message.contains(fixture.walFiles[0]), "\(error.message)")
+            #expect(error.message.contains("position 80"), "\(error.message)")
+            await log.close()
+        }
+    }
+
+    /// Created and deleted logs, start offsets and truncations survive reopening.
+    @Test func catalogChangesSurviveReopening() async throws {
+        try await withURing { fixture in
+            var plan = LogPlan()
+            for index in 0..<10 { plan.add(offsetCount: 1, maxTimestamp: Int64(index)) }
+            for name in ["a", "b", "c"] {
+                let log = try await fixture.engine.openLog(named: name, create: true)
+                try await log.append(plan)
+                if name == "a" { try await log.deleteBefore(4) }
+                if name == "c" { try await log.truncate(to: 6) }
+                try await log.sync()
+                await log.close()
+            }
+            try await fixture.engine.deleteLog(named: "b")
+            await (try await fixture.engine.openLog(named: "d", create: true)).close()
+            try await fixture.reopen()
+            #expect(try await fixture.engine.listLogs() == ["a", "c", "d"])
+            let a = try await fixture.engine.openLog(named: "a", create: false)
+            #expect(try a.state().startOffset == 4)
+            #expect(try a.state().endOffset == 10)
+            #expect(try await a.readAll(from: 4) == Array(plan.entries[4...]))
+            let c = try await fixture.engine.openLog(named: "c", create: false)
+            #expect(try c.state().endOffset == 6)
+            #expect(try await c.readAll(from: 0) == Array(plan.entries[..<6]))
+            let d = try await fixture.engine.openLog(named: "d", create: false)
+            #expect(try d.state().endOffset == 0)
+            #expect(await storageErrorCode { _ = try await fixture.engine.openLog(named: "b", create: false) } == .notFound)
+            let b = try await fixture.engine.openLog(named: "b", create: true)
+            #expect(try b.state().entryCount == 0)
+            for log in [a, b, c, d] { await log.close() }
+        }
+    }
+
+    // MARK: Data directory and io_uring
+
+    /// A missing, locked or foreign data directory is refused with a status and a clear message.
+    @Test func dataDirectoryProblemsAreReported() async throws {
+        func openError(_ options: [(key: String, value: String)]) -> StorageError? {
+            do {
+                let engine = try URingFixture.open(options)
+                Task { await engine.close() }
+                return nil
+            } catch {
+                return error as? StorageError
+            }
+        }
+        let missing = openError([(key: "path", value: "/nonexistent/fjord-data")])
+        #expect(missing?.code == .notFound)
+        #expect(missing?.message.contains("data directory /nonexistent/fjord-data does not exist") == true)
+        #expect(openError([]).map { $0.code == .invalidArgument && $0.message.contains("path") } == true)
+        try await withURing { fixture in
+            let locked = openError([(key: "path", value: fixture.directory)])
+            #expect(locked?.code == .busy)
+            #expect(locked?.message.contains("locked by another process (pid \(getpid()))") == true, "\(String(describing: locked))")
+        }
+        let foreign = URingFixture.newDirectory()
+        defer { try? FileManager.default.removeItem(atPath: foreign) }
+        try "file 1\n".write(toFile: (foreign as NSString).appendingPathComponent(".fjord-backend"), atomically: true, encoding: .utf8)
+        let refused = openError([(key: "path", value: foreign)])
+        #expect(refused?.code == .invalidArgument)
+        #expect(refused?.message.contains("data directory \(foreign) holds data of backend 'file'") == true)
+    }
+
+    /// Where io_uring is refused (seccomp, io_uring_disabled, old kernels) open answers
+    /// UNSUPPORTED and points at the file backend.
+    @Test(arguments: ["ENOSYS", "EPERM"])
+    func unavailableIoUringIsUnsupported(error: String) throws {
+        let directory = URingFixture.newDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        #expect {
+            _ = try URingFixture.open([(key: "path", value: directory), (key: "uring.test.io_uring_error", value: error)])
+        } throws: { thrown in
+            guard let thrown = thrown as? StorageError else { return false }
+            return thrown.code == .unsupported && thrown.message.contains("io_uring is not available (")
+                && thrown.message.contains("use --backend file")
+        }
+    }
+
+    // MARK: Failures
+
+    /// A write that fails with ENOSPC fails that append and every later one of the log with
+    /// NO_SPACE, the log's end returns to the first failed offset, and appends from there succeed.
+    @Test func injectedNoSpaceRollsBackAndAppendsResume() async throws {
+        try await withURing { fixture in
+            let log = try await fixture.engine.openLog(named: "n", create: true)
+            var plan = LogPlan()
+            for _ in 0..<3 { plan.add(offsetCount: 1) }
+            try await log.append(plan)
+            try fixture.inject(KSTORE_URING_CONTROL_FAIL_WRITES, count: 1, error: ENOSPC)
+            let outcomes = Outcomes()
+            for offset in Int64(3)..<13 { log.submitEntry(offset) { outcomes.record(Int(offset), $0) } }
+            let results = await outcomes.wait(for: 10)
+            let ordered = (3..<13).map { results[$0] }
+            let succeeded = ordered.prefix { (try? $0?.get()) != nil }.count
+            #expect(succeeded < 10)
+            for result in ordered.dropFirst(succeeded) {
+                guard case .failure(let error)? = result else {
+                    Issue.record("an append after the failed one succeeded")
+                    continue
+                }
+                #expect(error.code == .noSpace)
+                #expect(error.isRetriable)
+            }
+            try await log.sync()
+            #expect(try log.state().endOffset == Int64(3 + succeeded))
+            for offset in Int64(3 + succeeded)..<13 {
+                try await log.append(firstOffset: offset, lastOffset: offset, maxTimestamp: offset,
+                                     parts: [TestEntry.make(firstOffset: offset, lastOffset: offset, maxTimestamp: offset)])
+            }
+            try await log.sync()
+            let entries = try await log.readAll(from: 0)
+            #expect(entries.map(\.firstOffset) == Array(0..<13))
+            await log.close()
+            try await fixture.reopen()
+            let reopened = try await fixture.engine.openLog(named: "n", create: false)
+            #expect(try await reopened.readAll(from: 0).map(\.firstOffset) == Array(0..<13))
+            await reopened.close()
+        }
+    }
+
+    /// A failed fdatasync fails the syncs it covered with IO and the log refuses later appends;
+    /// reopening runs recovery and the instance works again.
+    @Test func injectedFsyncFailureFailsTheSyncAndTheLog() async throws {
+        try await withURing { fixture in
+            let log = try await fixture.engine.openLog(named: "f", create: true)
+            try await log.append(firstOffset: 0, lastOffset: 0, maxTimestamp: 0, parts: [TestEntry.make(firstOffset: 0, lastOffset: 0)])
+            try fixture.inject(KSTORE_URING_CONTROL_FAIL_FSYNCS, count: 1, error: EIO)
+            #expect(await storageErrorCode { try await log.sync() } == .io)
+            #expect(
+                await storageErrorCode {
+                    try await log.append(firstOffset: 1, lastOffset: 1, maxTimestamp: 1, parts: [TestEntry.make(firstOffset: 1, lastOffset: 1)])
+                } == .io
+            )
+            #expect(await storageErrorCode { try await log.sync() } == .io)
+            await log.close()
+            try await fixture.reopen()
+            let reopened = try await fixture.engine.openLog(named: "f", create: false)
+            let end = try reopened.state().endOffset
+            #expect(end == 0 || end == 1)
+            try await reopened.append(firstOffset: end, lastOffset: end, maxTimestamp: 0, parts: [TestEntry.make(firstOffset: end, lastOffset: end)])
+            try await reopened.sync()
+            await reopened.close()
+        }
+    }
+
+    /// Whether this process may mount a tmpfs (root in a VM; not in most containers).
+    static let tmpfsMountable: Bool = {
+        let directory = URingFixture.newDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        guard run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", directory]) else { return false }
+        return run("/bin/umount", [directory])
+    }()
+
+    static func run(_ tool: String, _ arguments: [String]) -> Bool {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return false }
+        process.waitUntilExit()
+        return process.terminationStatus == 0
+    }
+
+    /// On a real, small tmpfs the WAL runs out of space: appends fail with NO_SPACE, and once
+    /// retention lets segments go, appends succeed again.
+    @Test(.enabled(if: tmpfsMountable, "mounting a tmpfs is not permitted here"), .timeLimit(.minutes(2)))
+    func realTmpfsRunsOutOfSpaceAndRecovers() async throws {
+        let directory = URingFixture.newDirectory()
+        #expect(Self.run("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", directory]))
+        defer {
+            _ = Self.run("/bin/umount", [directory])
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+        let fixture = try URingFixture(directory: directory, options: [(key: "uring.segment.bytes", value: "262144")])
+        let log = try await fixture.engine.openLog(named: "full", create: true)
+        var end: Int64 = 0
+        var failure: StorageError? = nil
+        while end < 10_000 && failure == nil {
+            do {
+                try await log.append(firstOffset: end, lastOffset: end, maxTimestamp: end,
+                                     parts: [TestEntry.make(firstOffset: end, lastOffset: end, byteCount: 1_024)])
+                end += 1
+            } catch let error as StorageError {
+                failure = error
+            }
+        }
+        let error = try #require(failure)
+        print("tmpfs full after \(end) entries: \(error)")
+        #expect(error.code == .noSpace)
+        #expect(try log.state().endOffset == end)
+        // Retention frees the old segments (after a durable checkpoint in the segment's reserve).
+        _ = try await log.enforceRetention(retainBytes: 0, retainAfterTimestamp: -1)
+        try await log.sync()
+        var resumed = false
+        for _ in 0..<200 where !resumed {
+            do {
+                try await log.append(firstOffset: end, lastOffset: end, maxTimestamp: end,
+                                     parts: [TestEntry.make(firstOffset: end, lastOffset: end, byteCount: 1_024)])
+                end += 1
+                resumed = true
+            } catch let error as StorageError where error.code == .noSpace {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        #expect(resumed)
+        try await log.sync()
+        await log.close()
+        await fixture.engine.close()
+    }
+
+    // MARK: Memory
+
+    static func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        return fields.count > 1 ? (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE))) : 0
+    }
+
+    /// Appending GiBs (with retention keeping the disk bounded) does not grow memory: fine
+    /// indexes of sealed segments live on disk and staging is bounded.
+    @Test(.timeLimit(.minutes(5)))
+    func memoryStaysBoundedWhileAppendingGiB() async throws {
+        let gibibytes = Int(ProcessInfo.processInfo.environment["FJORD_URING_MEMORY_TEST_GIB"] ?? "") ?? 1
+        try await withURing(options: [(key: "uring.segment.bytes", value: "33554432")]) { fixture in
+            let logs = [
+                try await fixture.engine.openLog(named: "m-0", create: true),
+                try await fixture.engine.openLog(named: "m-1", create: true),
+            ]
+            let entryBytes = 16 * 1_024
+            let entries = gibibytes * 1_073_741_824 / entryBytes / logs.count
+            var residentAfterWarmup = 0
+            var residentMax = 0
+            let payload = StorageLog.split(TestEntry.make(firstOffset: 0, lastOffset: 0, byteCount: entryBytes))
+            for batch in stride(from: 0, to: entries, by: 1_024) {
+                for log in logs {
+                    let outcomes = Outcomes()
+                    let count = min(1_024, entries - batch)
+                    for index in 0..<count {
+                        let offset = Int64(batch + index)
+                        log.submitAppend(firstOffset: offset, lastOffset: offset, maxTimestamp: offset, parts: payload) {
+                            outcomes.record(index, $0)
+                        }
+                    }
+                    try await log.sync()
+                    let results = await outcomes.wait(for: count)
+                    #expect(results.values.allSatisfy { (try? $0.get()) != nil })
+                    _ = try await log.enforceRetention(retainBytes: 128 << 20, retainAfterTimestamp: -1)
+                }
+                let resident = Self.residentBytes()
+                if batch == 4_096 { residentAfterWarmup = resident }
+                residentMax = max(residentMax, resident)
+            }
+            let stats = try fixture.stats()
+            print(
+                "appended \(gibibytes) GiB: RSS after warm-up \(residentAfterWarmup >> 20) MiB, max \(residentMax >> 20) MiB, "
+                    + "segments \(stats.segments), index memory \(stats.index_memory_bytes >> 10) KiB, staging \(stats.staging_bytes >> 20) MiB"
+            )
+            #expect(residentMax - residentAfterWarmup < 96 << 20)
+            // 2 logs × 128 MiB retained in 32 MiB segments, the active one and 2 spares.
+            #expect(stats.segments <= 14)
+            for log in logs { await log.close() }
+        }
+    }
+}
