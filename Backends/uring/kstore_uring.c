@@ -280,6 +280,10 @@ struct ur_instance {
      * cannot be created because the disk is full. */
     uint64_t catalog_reserve_bytes;
     uint64_t staging_bytes_max;
+    /* uring.segment.zero=fallocate: leave new segments as unwritten extents (they read as zeros)
+     * instead of writing zeros; halves the disk writes of a growing WAL, at the price of extent
+     * conversions that each fdatasync must journal. */
+    bool zero_by_fallocate;
     uint64_t write_bytes;
     uint32_t writes_inflight_max;
 
@@ -1456,9 +1460,17 @@ static void *ur_io_main(void *argument) {
         bool idle = instance->chunk_head == NULL && !instance->fsync_in_flight && instance->sync_count == 0 &&
                     instance->writes_in_flight == 0;
         bool exit_now = instance->stopping && idle;
-        if (!exit_now) instance->io_waiting = true;
+        /* Completions are delivered only after the next writes and fdatasync were submitted, so
+         * the disk works while the host runs its callbacks (thousands per group commit). A sync's
+         * callback still follows its appends': it comes from a later fdatasync completion. */
+        bool deliver = io.callbacks.count > 0 || io.update_count > 0;
+        if (!exit_now && !deliver) instance->io_waiting = true;
         pthread_mutex_unlock(&instance->wal_lock);
-        ur_io_flush(&io);
+        if (deliver) {
+            io_uring_submit(&instance->ring);
+            ur_io_flush(&io);
+            continue;
+        }
         if (exit_now) break;
 
         int submitted = io_uring_submit_and_wait(&instance->ring, 1);
@@ -1503,7 +1515,6 @@ static void *ur_io_main(void *argument) {
         io_uring_cq_advance(&instance->ring, seen);
         ur_io_deliver(instance, &io);
         pthread_mutex_unlock(&instance->wal_lock);
-        ur_io_flush(&io);
     }
     free(io.callbacks.items);
     free(io.updates);
@@ -1544,7 +1555,8 @@ static int ur_prepare_segment_file(ur_instance *instance, uint64_t generation, i
     }
     /* Real zeros, not unwritten extents: later overwrites then change no extent metadata, so
      * the WAL's fdatasync flushes data only, and the end of valid data reads as zeros. */
-    if (result != 0 || ur_write_zeros(fd, 0, instance->segment_bytes) != 0 || ur_fdatasync(fd) != 0 ||
+    if (result != 0 || (!instance->zero_by_fallocate && ur_write_zeros(fd, 0, instance->segment_bytes) != 0) ||
+        ur_fdatasync(fd) != 0 ||
         ur_fsync(instance->dir_fd) != 0) {
         *error = errno;
         close(fd);
@@ -2951,6 +2963,7 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
     }
     const char *path = NULL;
     const char *simulated_error = NULL;
+    bool zero_by_fallocate = false;
     uint64_t segment_bytes = UR_SEGMENT_BYTES_DEFAULT, staging_bytes = UR_STAGING_BYTES_DEFAULT;
     uint64_t write_bytes = UR_WRITE_BYTES_DEFAULT, writes_inflight = UR_WRITES_INFLIGHT_DEFAULT;
     for (uint32_t index = 0; index < option_count; index++) {
@@ -2962,6 +2975,13 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
         bool bad = false;
         if (strcmp(option->key, "path") == 0) {
             path = option->value;
+        } else if (strcmp(option->key, "uring.segment.zero") == 0) {
+            if (strcmp(option->value, "write") != 0 && strcmp(option->value, "fallocate") != 0) {
+                ur_write_open_error(error_message, error_capacity,
+                                    "uring backend: option uring.segment.zero is 'write' or 'fallocate'");
+                return KSTORE_ERR_INVALID_ARGUMENT;
+            }
+            zero_by_fallocate = strcmp(option->value, "fallocate") == 0;
         } else if (strcmp(option->key, "uring.test.io_uring_error") == 0) {
             simulated_error = option->value;
         } else if (ur_size_option(option, "uring.segment.bytes", UR_SEGMENT_BYTES_MIN, UR_SEGMENT_BYTES_MAX,
@@ -3011,6 +3031,7 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
     instance->catalog_reserve_bytes = segment_bytes / 8 < (uint64_t)4 * 1024 * 1024 ? segment_bytes / 8
                                                                                    : (uint64_t)4 * 1024 * 1024;
     instance->staging_bytes_max = staging_bytes;
+    instance->zero_by_fallocate = zero_by_fallocate;
     instance->write_bytes = write_bytes;
     instance->writes_inflight_max = (uint32_t)writes_inflight;
     instance->next_log_id = 1;
@@ -3138,6 +3159,7 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
         goto failed;
     }
     instance->io_thread_started = true;
+    pthread_setname_np(instance->io_thread, "fjord-uring-io");
     if (pthread_create(&instance->maintenance_thread, NULL, ur_maintenance_main, instance) != 0) {
         pthread_mutex_lock(&instance->wal_lock);
         instance->stopping = true;
@@ -3149,6 +3171,7 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
         goto failed;
     }
     instance->maintenance_thread_started = true;
+    pthread_setname_np(instance->maintenance_thread, "fjord-uring-mnt");
     *instance_out = &instance->base;
     return KSTORE_OK;
 
