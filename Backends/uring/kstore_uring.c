@@ -100,8 +100,10 @@
 #define UR_MARKER_NAME ".fjord-backend"
 #define UR_MARKER_TEXT "uring 1\n"
 #define UR_LOCK_NAME ".lock"
-/* Reads copy frame payloads with preadv, this many iovecs at most per call. */
-#define UR_READ_IOVECS_MAX 256
+/* Deleted segments kept (renamed spare-<generation>.log) to become later segments: their blocks
+ * are written already, so reusing them costs neither zeroing nor new extents. Frames left in them
+ * carry an older generation, which recovery and reads never take for the new one's. */
+#define UR_RECYCLE_MAX 2
 
 enum ur_frame_kind {
     UR_FRAME_DATA = 1,     /* an entry: log_id, offsets, max_timestamp, payload = entry bytes */
@@ -323,6 +325,9 @@ struct ur_instance {
     bool stopping;
     /* Deletion of old segments, waiting for a durable checkpoint. */
     uint64_t generation_floor; /* new segments get at least this generation */
+    /* Generations of retired segment files waiting to be reused (spare-<generation>.log). */
+    uint64_t recycled[UR_RECYCLE_MAX];
+    size_t recycled_count;
     uint64_t gc_scheduled_below;
     uint64_t gc_ready_below;
     /* Faults injected by tests. */
@@ -1539,6 +1544,32 @@ static int ur_prepare_segment_file(ur_instance *instance, uint64_t generation, i
     }
     pthread_mutex_unlock(&instance->wal_lock);
     if (inject) return -1;
+    /* Reuse a retired segment file when one waits. */
+    pthread_mutex_lock(&instance->wal_lock);
+    bool recycle = instance->recycled_count > 0;
+    uint64_t old_generation = recycle ? instance->recycled[--instance->recycled_count] : 0;
+    pthread_mutex_unlock(&instance->wal_lock);
+    if (recycle) {
+        char spare[64];
+        snprintf(spare, sizeof(spare), "spare-%016" PRIx64 ".log", old_generation);
+        struct stat info;
+        if (renameat(instance->dir_fd, spare, instance->dir_fd, name) == 0) {
+            do {
+                fd = openat(instance->dir_fd, name, O_RDWR | O_CLOEXEC);
+            } while (fd < 0 && errno == EINTR);
+            if (fd >= 0 && fstat(fd, &info) == 0 && (uint64_t)info.st_size == instance->segment_bytes &&
+                ur_fsync(instance->dir_fd) == 0) {
+                pthread_mutex_lock(&instance->wal_lock);
+                instance->stats.segments_recycled++;
+                pthread_mutex_unlock(&instance->wal_lock);
+                return fd;
+            }
+            if (fd >= 0) close(fd);
+            unlinkat(instance->dir_fd, name, 0);
+        } else {
+            unlinkat(instance->dir_fd, spare, 0);
+        }
+    }
     do {
         fd = openat(instance->dir_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     } while (fd < 0 && errno == EINTR);
@@ -1656,6 +1687,32 @@ static void ur_unlink_segment(ur_instance *instance, ur_segment *segment) {
     free(segment);
 }
 
+/* Retires a deleted segment: kept for reuse (renamed out of the WAL's name space first, so
+ * recovery never reads it as WAL) while fewer than UR_RECYCLE_MAX wait, else unlinked. Runs on
+ * the maintenance thread without wal_lock. */
+static void ur_retire_segment(ur_instance *instance, ur_segment *segment) {
+    pthread_mutex_lock(&instance->wal_lock);
+    bool keep = instance->recycled_count < UR_RECYCLE_MAX && segment->state == UR_SEGMENT_READY;
+    pthread_mutex_unlock(&instance->wal_lock);
+    if (keep) {
+        char name[64], spare[64];
+        ur_segment_name(name, sizeof(name), segment->generation, "log");
+        snprintf(spare, sizeof(spare), "spare-%016" PRIx64 ".log", segment->generation);
+        if (renameat(instance->dir_fd, name, instance->dir_fd, spare) == 0) {
+            ur_segment_name(name, sizeof(name), segment->generation, "idx");
+            unlinkat(instance->dir_fd, name, 0);
+            if (segment->fd >= 0) close(segment->fd);
+            if (segment->idx_fd >= 0) close(segment->idx_fd);
+            pthread_mutex_lock(&instance->wal_lock);
+            instance->recycled[instance->recycled_count++] = segment->generation;
+            pthread_mutex_unlock(&instance->wal_lock);
+            free(segment);
+            return;
+        }
+    }
+    ur_unlink_segment(instance, segment);
+}
+
 static void *ur_maintenance_main(void *argument) {
     ur_instance *instance = argument;
     uint64_t last_retry_ns = 0;
@@ -1681,7 +1738,7 @@ static void *ur_maintenance_main(void *argument) {
                 instance->segment_count -= deletable;
                 instance->stats.segments_deleted += deletable;
                 pthread_mutex_unlock(&instance->wal_lock);
-                for (size_t index = 0; index < deletable; index++) ur_unlink_segment(instance, victims[index]);
+                for (size_t index = 0; index < deletable; index++) ur_retire_segment(instance, victims[index]);
                 (void)ur_fsync(instance->dir_fd);
                 free(victims);
                 pthread_mutex_lock(&instance->wal_lock);
@@ -2646,6 +2703,16 @@ static kstore_status ur_recover(ur_instance *instance, char *message, size_t cap
     while ((item = readdir(directory)) != NULL) {
         uint64_t generation = 0;
         char suffix[8] = {0};
+        if (sscanf(item->d_name, "spare-%16" SCNx64 ".log", &generation) == 1 && strlen(item->d_name) == 26) {
+            /* A retired segment kept for reuse: reuse it again, or drop it. */
+            if (instance->recycled_count < UR_RECYCLE_MAX) {
+                instance->recycled[instance->recycled_count++] = generation;
+                if (generation >= instance->generation_floor) instance->generation_floor = generation + 1;
+            } else {
+                unlinkat(instance->dir_fd, item->d_name, 0);
+            }
+            continue;
+        }
         if (sscanf(item->d_name, "wal-%16" SCNx64 ".%3s", &generation, suffix) != 2 || strlen(item->d_name) != 24) {
             continue;
         }
@@ -2830,7 +2897,7 @@ static kstore_status ur_recover(ur_instance *instance, char *message, size_t cap
                 ur_unlink_segment(instance, instance->segments[index]);
             }
             instance->segment_count = end_index + 1;
-            instance->generation_floor = max_generation + 1;
+            if (max_generation + 1 > instance->generation_floor) instance->generation_floor = max_generation + 1;
             (void)ur_fsync(instance->dir_fd);
             instance->cursor_segment = end_segment;
             instance->cursor_position = end_position;

@@ -230,6 +230,18 @@ struct URingTests {
             #expect(deleted.segments_deleted >= 6)
             #expect(fixture.walFiles.count <= 4)
             #expect(try await a.readAll(from: 299) == [plan.entries[299]])
+            // New segments now reuse retired files (no zero-filling, no new extents).
+            var more = plan
+            for index in 300..<600 { more.add(offsetCount: 1, maxTimestamp: Int64(index), byteCount: 1_000) }
+            for round in 30..<60 {
+                for log in [a, b] {
+                    try await log.append(LogPlan(entries: Array(more.entries[..<(round * 10 + 10)])), from: round * 10)
+                }
+            }
+            let recycled = try fixture.stats()
+            print("after 600 KB more: \(recycled.segments_recycled) segments made from retired files")
+            #expect(recycled.segments_recycled >= 1)
+            #expect(try await a.readAll(from: 299) == Array(more.entries[299...]))
             let stateA = try a.state()
             let stateB = try b.state()
             await a.close()
@@ -239,7 +251,7 @@ struct URingTests {
             let reopenedB = try await fixture.engine.openLog(named: "b", create: false)
             #expect(try reopenedA.state() == stateA)
             #expect(try reopenedB.state() == stateB)
-            #expect(try await reopenedB.readAll(from: 299) == [plan.entries[299]])
+            #expect(try await reopenedB.readAll(from: 299) == Array(more.entries[299...]))
             await reopenedA.close()
             await reopenedB.close()
         }

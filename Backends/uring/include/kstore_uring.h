@@ -63,6 +63,7 @@ typedef struct kstore_uring_stats {
     uint64_t recovery_ns;        /* time recovery took at open */
     uint64_t recovery_frames;    /* frames recovered at open */
     uint64_t busy_rejections;    /* appends answered KSTORE_ERR_BUSY (staging full) */
+    uint64_t segments_recycled;  /* segments made from a retired segment file (no zeroing) */
 } kstore_uring_stats;
 
 #ifdef __cplusplus
