@@ -331,6 +331,42 @@ struct URingTests {
         }
     }
 
+    /// Reopening scans every frame of the WAL (checksums included) and rebuilds the logs; the
+    /// backend reports what it scanned and how long it took (printed: timing is not asserted).
+    @Test(.timeLimit(.minutes(3)))
+    func recoveryScansEveryFrameAndReportsItsRate() async throws {
+        let mebibytes = Int(ProcessInfo.processInfo.environment["FJORD_URING_RECOVERY_TEST_MIB"] ?? "") ?? 256
+        try await withURing(options: [(key: "uring.segment.bytes", value: "67108864")]) { fixture in
+            var logs: [StorageLog] = []
+            for index in 0..<4 { logs.append(try await fixture.engine.openLog(named: "r-\(index)", create: true)) }
+            let entryBytes = 64 * 1_024
+            let perLog = mebibytes * 1_048_576 / entryBytes / logs.count
+            let payload = StorageLog.split(TestEntry.make(firstOffset: 0, lastOffset: 0, byteCount: entryBytes))
+            for log in logs {
+                for offset in 0..<perLog {
+                    log.submitAppend(firstOffset: Int64(offset), lastOffset: Int64(offset), maxTimestamp: 0, parts: payload) { _ in }
+                }
+            }
+            for log in logs {
+                try await log.sync()
+                await log.close()
+            }
+            try await fixture.reopen()
+            let stats = try fixture.stats()
+            let seconds = Double(stats.recovery_ns) / 1e9
+            print(
+                "recovery: \(stats.recovery_frames) frames, \(stats.recovery_bytes >> 20) MiB scanned in "
+                    + "\(String(format: "%.3f", seconds)) s = \(String(format: "%.2f", Double(stats.recovery_bytes) / 1e9 / seconds)) GB/s"
+            )
+            #expect(stats.recovery_frames >= UInt64(perLog * logs.count))
+            for index in 0..<4 {
+                let log = try await fixture.engine.openLog(named: "r-\(index)", create: false)
+                #expect(try log.state().endOffset == Int64(perLog))
+                await log.close()
+            }
+        }
+    }
+
     /// A damaged frame followed by frames that prove it was acknowledged fails open with
     /// CORRUPT, naming the file and the byte position.
     @Test func damageInTheMiddleFailsOpenWithFileAndPosition() async throws {
