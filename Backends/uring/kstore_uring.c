@@ -104,6 +104,8 @@
  * are written already, so reusing them costs neither zeroing nor new extents. Frames left in them
  * carry an older generation, which recovery and reads never take for the new one's. */
 #define UR_RECYCLE_MAX 2
+/* Reads gather runs of adjacent frames into one preadv of at most this many iovecs. */
+#define UR_READ_IOVECS_MAX 192
 
 enum ur_frame_kind {
     UR_FRAME_DATA = 1,     /* an entry: log_id, offsets, max_timestamp, payload = entry bytes */
@@ -2011,11 +2013,13 @@ static kstore_status ur_log_append(kstore_log *handle, int64_t first_offset, int
     return KSTORE_OK;
 }
 
+static kstore_status ur_check_read(ur_log *log, const ur_part *part, const ur_entry *entry,
+                                   const ur_frame_header *header, const uint8_t *destination);
+
 /* Copies one entry's payload into destination and checks its frame. */
 static kstore_status ur_read_entry(ur_log *log, const ur_part *part, const ur_entry *entry, uint8_t *destination) {
     ur_instance *instance = log->instance;
     ur_frame_header header;
-    struct iovec vectors[2] = {{&header, sizeof(header)}, {destination, entry->payload_bytes}};
     size_t wanted = sizeof(header) + entry->payload_bytes;
     size_t done = 0;
     while (done < wanted) {
@@ -2039,16 +2043,62 @@ static kstore_status ur_read_entry(ur_log *log, const ur_part *part, const ur_en
         }
         done += (size_t)got;
     }
-    (void)vectors;
-    uint32_t crc = ur_frame_crc(fjord_crc32c(0, destination, entry->payload_bytes), &header);
-    if (header.magic != UR_FRAME_MAGIC || header.crc != crc || header.generation != part->segment->generation ||
-        header.log_id != log->id || header.first_offset != entry->first_offset ||
-        header.payload_bytes != entry->payload_bytes) {
-        ur_set_error(instance,
+    return ur_check_read(log, part, entry, &header, destination);
+}
+
+/* Checks a frame read into header + destination against its index entry. */
+static kstore_status ur_check_read(ur_log *log, const ur_part *part, const ur_entry *entry,
+                                   const ur_frame_header *header, const uint8_t *destination) {
+    uint32_t crc = ur_frame_crc(fjord_crc32c(0, destination, entry->payload_bytes), header);
+    if (header->magic != UR_FRAME_MAGIC || header->crc != crc || header->generation != part->segment->generation ||
+        header->log_id != log->id || header->first_offset != entry->first_offset ||
+        header->payload_bytes != entry->payload_bytes) {
+        ur_set_error(log->instance,
                      "read of log '%s' at offset %lld: the frame in wal-%016" PRIx64 ".log at position %u is damaged "
                      "(checksum or header mismatch)",
                      log->name, (long long)entry->first_offset, part->segment->generation, entry->position);
         return KSTORE_ERR_CORRUPT;
+    }
+    return KSTORE_OK;
+}
+
+/* Reads a run of entries whose frames are adjacent in the segment with one preadv: headers and
+ * padding go to scratch, payloads straight into the caller's buffer. */
+static kstore_status ur_read_run(ur_log *log, const ur_part *part, const ur_entry *run, size_t count,
+                                 uint8_t *destination) {
+    if (count == 1) return ur_read_entry(log, part, &run[0], destination);
+    ur_frame_header headers[UR_READ_IOVECS_MAX / 3];
+    uint8_t padding[UR_FRAME_ALIGN_BYTES];
+    struct iovec vectors[UR_READ_IOVECS_MAX];
+    size_t vector_count = 0, total = 0, written = 0;
+    for (size_t index = 0; index < count; index++) {
+        uint64_t frame = ur_frame_bytes(run[index].payload_bytes);
+        vectors[vector_count++] = (struct iovec){&headers[index], UR_FRAME_HEADER_BYTES};
+        vectors[vector_count++] = (struct iovec){destination + written, run[index].payload_bytes};
+        size_t pad = (size_t)(frame - UR_FRAME_HEADER_BYTES - run[index].payload_bytes);
+        if (pad > 0) vectors[vector_count++] = (struct iovec){padding, pad};
+        written += run[index].payload_bytes;
+        total += (size_t)frame;
+    }
+    ssize_t got;
+    do {
+        got = preadv(part->segment->fd, vectors, (int)vector_count, (off_t)run[0].position);
+    } while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)total) {
+        /* Short or failed: read entry by entry, which retries and reports precisely. */
+        size_t offset = 0;
+        for (size_t index = 0; index < count; index++) {
+            kstore_status status = ur_read_entry(log, part, &run[index], destination + offset);
+            if (status != KSTORE_OK) return status;
+            offset += run[index].payload_bytes;
+        }
+        return KSTORE_OK;
+    }
+    size_t offset = 0;
+    for (size_t index = 0; index < count; index++) {
+        kstore_status status = ur_check_read(log, part, &run[index], &headers[index], destination + offset);
+        if (status != KSTORE_OK) return status;
+        offset += run[index].payload_bytes;
     }
     return KSTORE_OK;
 }
@@ -2099,25 +2149,40 @@ static kstore_status ur_log_read(kstore_log *handle, int64_t offset, int64_t end
                     status = KSTORE_ERR_IO;
                     break;
                 }
-                for (size_t k = 0; k < count; k++) {
-                    const ur_entry *entry = &block[k];
-                    if (entry->first_offset >= limit || entry_count == UINT32_MAX) {
+                /* Entries are taken while they fit; runs of adjacent frames are read together. */
+                size_t run_start = 0, run_length = 0;
+                uint64_t run_bytes = 0;
+                for (size_t k = 0; k <= count; k++) {
+                    const ur_entry *entry = k < count ? &block[k] : NULL;
+                    bool take = entry != NULL;
+                    if (take && (entry->first_offset >= limit || entry_count + run_length >= UINT32_MAX)) {
+                        take = false;
                         done = true;
-                        break;
                     }
-                    if (entry->payload_bytes > capacity - byte_count) {
-                        if (entry_count == 0) first_entry_bytes = entry->payload_bytes;
+                    if (take && entry->payload_bytes > capacity - byte_count - run_bytes) {
+                        if (entry_count + run_length == 0) first_entry_bytes = entry->payload_bytes;
+                        take = false;
                         done = true;
-                        break;
                     }
-                    status = ur_read_entry(log, part, entry, destination + byte_count);
-                    if (status != KSTORE_OK) {
-                        done = true;
-                        break;
+                    bool adjacent = take && run_length > 0 && run_length < UR_READ_IOVECS_MAX / 3 &&
+                                    entry->position == block[k - 1].position +
+                                                           ur_frame_bytes(block[k - 1].payload_bytes);
+                    if (run_length > 0 && !adjacent) {
+                        status = ur_read_run(log, part, &block[run_start], run_length, destination + byte_count);
+                        if (status != KSTORE_OK) {
+                            done = true;
+                            break;
+                        }
+                        byte_count += run_bytes;
+                        entry_count += (uint32_t)run_length;
+                        next_offset = block[run_start + run_length - 1].last_offset + 1;
+                        run_length = 0;
+                        run_bytes = 0;
                     }
-                    byte_count += entry->payload_bytes;
-                    entry_count++;
-                    next_offset = entry->last_offset + 1;
+                    if (!take) break;
+                    if (run_length == 0) run_start = k;
+                    run_length++;
+                    run_bytes += entry->payload_bytes;
                 }
                 entry_index += count;
                 if (status != KSTORE_OK) done = true;
@@ -2817,6 +2882,8 @@ static kstore_status ur_recover(ur_instance *instance, char *message, size_t cap
         }
     }
 
+    instance->stats.recovery_replay_bytes = scanned;
+    instance->stats.recovery_replay_ns = ur_now_ns() - started;
     /* 3. The tail: any frame after the end that claims an acknowledged (durable) sequence at or
      * beyond the end means a frame in between was damaged after it was acknowledged. */
     if (status == KSTORE_OK && instance->segment_count > 0) {

@@ -356,7 +356,10 @@ struct URingTests {
             let seconds = Double(stats.recovery_ns) / 1e9
             print(
                 "recovery: \(stats.recovery_frames) frames, \(stats.recovery_bytes >> 20) MiB scanned in "
-                    + "\(String(format: "%.3f", seconds)) s = \(String(format: "%.2f", Double(stats.recovery_bytes) / 1e9 / seconds)) GB/s"
+                    + "\(String(format: "%.3f", seconds)) s = \(String(format: "%.2f", Double(stats.recovery_bytes) / 1e9 / seconds)) GB/s; "
+                    + "frames replayed: \(stats.recovery_replay_bytes >> 20) MiB in "
+                    + "\(String(format: "%.3f", Double(stats.recovery_replay_ns) / 1e9)) s = "
+                    + "\(String(format: "%.2f", Double(stats.recovery_replay_bytes) / Double(max(stats.recovery_replay_ns, 1)))) GB/s"
             )
             #expect(stats.recovery_frames >= UInt64(perLog * logs.count))
             for index in 0..<4 {

@@ -64,6 +64,8 @@ typedef struct kstore_uring_stats {
     uint64_t recovery_frames;    /* frames recovered at open */
     uint64_t busy_rejections;    /* appends answered KSTORE_ERR_BUSY (staging full) */
     uint64_t segments_recycled;  /* segments made from a retired segment file (no zeroing) */
+    uint64_t recovery_replay_bytes; /* of recovery_bytes: the valid frames replayed */
+    uint64_t recovery_replay_ns;    /* of recovery_ns: replaying them (CRC, indexes, index files) */
 } kstore_uring_stats;
 
 #ifdef __cplusplus
