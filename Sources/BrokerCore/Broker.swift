@@ -34,6 +34,19 @@ public struct BrokerConfiguration: Sendable {
     public var segmentMs: Int64 = 604_800_000
     /// `producer.id.expiration.ms`: idle idempotent producers are forgotten after this.
     public var producerIdExpirationMs: Int64 = 86_400_000
+    /// `group.initial.rebalance.delay.ms`: the first rebalance of an empty group waits this long
+    /// for more members (Kafka's default is 3000; Fjord's lets a lone consumer start at once).
+    public var groupInitialRebalanceDelayMs: Int32 = 100
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms` (Kafka's defaults).
+    public var groupMinSessionTimeoutMs: Int32 = 6000
+    public var groupMaxSessionTimeoutMs: Int32 = 1_800_000
+    /// `group.max.size`: members per group.
+    public var groupMaxSize: Int32 = 1000
+    /// `offset.metadata.max.bytes`: the longest metadata string an offset commit may carry.
+    public var offsetMetadataMaxBytes: Int32 = 4096
+    /// The committed-offsets log is compacted once it holds at least this many offset records (and
+    /// twice as many as there are live offsets).
+    public var offsetsCompactionThresholdRecords: Int = 10_000
     /// Wall-clock milliseconds since the epoch (record timestamps, producer expiry); tests inject one.
     public var clock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
 
@@ -51,6 +64,7 @@ public final class Broker: KafkaRequestHandler {
     let storage: StorageEngine
     let registry: TopicRegistry
     let metadata: MetadataManager
+    let groupCoordinator: GroupCoordinator
     let clusterId: String
     let allocator = ByteBufferAllocator()
 
@@ -72,12 +86,14 @@ public final class Broker: KafkaRequestHandler {
             configuration: configuration,
             logger: logger
         )
+        let groupCoordinator = try await openGroupCoordinator(configuration, storage, registry, metadata, logger)
         let broker = Broker(
             configuration: configuration,
             logger: logger,
             storage: storage,
             registry: registry,
             metadata: metadata,
+            groupCoordinator: groupCoordinator,
             clusterId: metadata.clusterId
         )
         broker.startMaintenance()
@@ -90,6 +106,7 @@ public final class Broker: KafkaRequestHandler {
         storage: StorageEngine,
         registry: TopicRegistry,
         metadata: MetadataManager,
+        groupCoordinator: GroupCoordinator,
         clusterId: String
     ) {
         self.configuration = configuration
@@ -97,6 +114,7 @@ public final class Broker: KafkaRequestHandler {
         self.storage = storage
         self.registry = registry
         self.metadata = metadata
+        self.groupCoordinator = groupCoordinator
         self.clusterId = clusterId
     }
 
@@ -129,6 +147,7 @@ public final class Broker: KafkaRequestHandler {
         for topic in registry.all {
             for partition in topic.partitions { partition.wakeWaiters() }
         }
+        groupCoordinator.beginShutdown()
     }
 
     /// Closes every log and the metadata log. Call after the transport has stopped.
@@ -138,6 +157,7 @@ public final class Broker: KafkaRequestHandler {
         for topic in registry.all {
             for partition in topic.partitions { await partition.close() }
         }
+        await groupCoordinator.close()
         await metadata.close()
     }
 
@@ -249,6 +269,29 @@ public final class Broker: KafkaRequestHandler {
             return respond(handleDescribeConfigs(try DescribeConfigsRequest(from: &body, version: version), request), to: request)
         case .initProducerId:
             return respond(await handleInitProducerId(try InitProducerIdRequest(from: &body, version: version)), to: request)
+        case .findCoordinator:
+            return respond(handleFindCoordinator(try FindCoordinatorRequest(from: &body, version: version), request), to: request)
+        case .joinGroup:
+            let join = try JoinGroupRequest(from: &body, version: version)
+            return respond(await handleJoinGroup(join, request, turn: turn), to: request)
+        case .syncGroup:
+            let sync = try SyncGroupRequest(from: &body, version: version)
+            return respond(await handleSyncGroup(sync, request, turn: turn), to: request)
+        case .heartbeat:
+            return respond(handleHeartbeat(try HeartbeatRequest(from: &body, version: version), request), to: request)
+        case .leaveGroup:
+            return respond(handleLeaveGroup(try LeaveGroupRequest(from: &body, version: version), request), to: request)
+        case .offsetCommit:
+            let commit = try OffsetCommitRequest(from: &body, version: version)
+            return respond(await handleOffsetCommit(commit, request, turn: turn), to: request)
+        case .offsetFetch:
+            return respond(handleOffsetFetch(try OffsetFetchRequest(from: &body, version: version), request), to: request)
+        case .describeGroups:
+            return respond(handleDescribeGroups(try DescribeGroupsRequest(from: &body, version: version), request), to: request)
+        case .listGroups:
+            return respond(handleListGroups(try ListGroupsRequest(from: &body, version: version), request), to: request)
+        case .deleteGroups:
+            return respond(await handleDeleteGroups(try DeleteGroupsRequest(from: &body, version: version), request), to: request)
         default:
             // SupportedApis lists only what is routed here; reaching this is a bug, not bad input.
             preconditionFailure("\(request.apiKey.name) is advertised but not routed")
@@ -281,6 +324,9 @@ enum SupportedApis {
     static let implemented: [ApiKey] = [
         .produce, .fetch, .listOffsets, .metadata, .apiVersions, .createTopics, .deleteTopics,
         .describeConfigs, .initProducerId,
+        // The classic group protocol (Groups/, Handlers/GroupHandlers.swift).
+        .findCoordinator, .joinGroup, .syncGroup, .heartbeat, .leaveGroup, .offsetCommit, .offsetFetch,
+        .describeGroups, .listGroups, .deleteGroups,
     ]
 
     private static let table: [ApiKey: ClosedRange<Int16>] = Dictionary(
