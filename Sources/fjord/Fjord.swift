@@ -77,6 +77,15 @@ struct Fjord: AsyncParsableCommand {
     @Option(help: "Open connections allowed at once; more are closed as they arrive.")
     var maxConnections: Int = ServerConfiguration().maxConnections
 
+    @Option(help: "How long the first rebalance of a new consumer group waits for more members, in milliseconds (Kafka's group.initial.rebalance.delay.ms).")
+    var groupInitialRebalanceDelayMs: Int32 = BrokerConfiguration().groupInitialRebalanceDelayMs
+
+    @Option(help: "Smallest consumer session timeout accepted, in milliseconds (Kafka's group.min.session.timeout.ms).")
+    var groupMinSessionTimeoutMs: Int32 = BrokerConfiguration().groupMinSessionTimeoutMs
+
+    @Option(help: "Largest consumer session timeout accepted, in milliseconds (Kafka's group.max.session.timeout.ms).")
+    var groupMaxSessionTimeoutMs: Int32 = BrokerConfiguration().groupMaxSessionTimeoutMs
+
     /// Parses the command line; a usage error prints one line and exits with status 2 (argument-parser
     /// itself would print the usage screen and exit with 64).
     static func main() async {
@@ -143,6 +152,17 @@ struct Fjord: AsyncParsableCommand {
         guard self.maxConnections >= 1 else {
             throw ValidationError("--max-connections must be at least 1, got \(self.maxConnections)")
         }
+        guard self.groupInitialRebalanceDelayMs >= 0 else {
+            throw ValidationError(
+                "--group-initial-rebalance-delay-ms must be 0 or more, got \(self.groupInitialRebalanceDelayMs)"
+            )
+        }
+        guard self.groupMinSessionTimeoutMs >= 1, self.groupMinSessionTimeoutMs <= self.groupMaxSessionTimeoutMs else {
+            throw ValidationError(
+                "--group-min-session-timeout-ms (\(self.groupMinSessionTimeoutMs)) must be at least 1 and at most "
+                    + "--group-max-session-timeout-ms (\(self.groupMaxSessionTimeoutMs))"
+            )
+        }
         // Everything the server checks is covered above; this catches a check added there later.
         do {
             try self.serverConfiguration.validate()
@@ -171,6 +191,9 @@ struct Fjord: AsyncParsableCommand {
         configuration.autoCreateTopics = self.autoCreateTopics
         configuration.defaultPartitions = self.defaultPartitions
         configuration.messageMaxBytes = self.messageMaxBytes
+        configuration.groupInitialRebalanceDelayMs = self.groupInitialRebalanceDelayMs
+        configuration.groupMinSessionTimeoutMs = self.groupMinSessionTimeoutMs
+        configuration.groupMaxSessionTimeoutMs = self.groupMaxSessionTimeoutMs
         return configuration
     }
 
