@@ -34,6 +34,14 @@ public struct BrokerConfiguration: Sendable {
     public var segmentMs: Int64 = 604_800_000
     /// `producer.id.expiration.ms`: idle idempotent producers are forgotten after this.
     public var producerIdExpirationMs: Int64 = 86_400_000
+    /// How many offsets at the end of each partition are re-read at startup to rebuild
+    /// idempotent-producer state (retries of batches older than that are not recognized).
+    public var producerStateRecoveryOffsets: Int64 = 10_000
+    /// `log.retention.check.interval.ms`: how often retention is applied (Kafka's default).
+    public var retentionCheckIntervalMs: Int64 = 300_000
+    /// How often appends not yet covered by a sync (acks=0/1 on a durable backend) are synced:
+    /// the most such data a power loss can take. acks=all is always synced before it is answered.
+    public var flushIntervalMs: Int64 = 1_000
     /// `group.initial.rebalance.delay.ms`: the first rebalance of an empty group waits this long
     /// for more members (Kafka's default is 3000; Fjord's lets a lone consumer start at once).
     public var groupInitialRebalanceDelayMs: Int32 = 100
@@ -70,7 +78,7 @@ public final class Broker: KafkaRequestHandler {
 
     private let connections = Mutex<[UInt64: ConnectionOrdering]>([:])
     private let shuttingDown = Atomic<Bool>(false)
-    private let maintenance = Mutex<Task<Void, Never>?>(nil)
+    private let maintenance = Mutex<[Task<Void, Never>]>([])
 
     /// Opens the broker over an open storage engine: replays the metadata log, opens every
     /// partition's log and restores its state from what the backend recovered.
@@ -153,7 +161,9 @@ public final class Broker: KafkaRequestHandler {
     /// Closes every log and the metadata log. Call after the transport has stopped.
     public func shutdown() async {
         beginShutdown()
-        maintenance.withLock { $0?.cancel() }
+        maintenance.withLock { tasks in
+            for task in tasks { task.cancel() }
+        }
         for topic in registry.all {
             for partition in topic.partitions { await partition.close() }
         }
@@ -161,19 +171,53 @@ public final class Broker: KafkaRequestHandler {
         await metadata.close()
     }
 
-    /// Periodic housekeeping: forgetting idle idempotent producers.
+    /// Periodic housekeeping: flushing acks=0/1 data on durable backends, retention, and
+    /// forgetting idle idempotent producers.
     private func startMaintenance() {
-        let task = Task { [weak self] in
+        let flush = repeatEvery(milliseconds: configuration.flushIntervalMs) { broker in
+            for topic in broker.registry.all {
+                for partition in topic.partitions { partition.flushIfDirty() }
+            }
+        }
+        let retention = repeatEvery(milliseconds: configuration.retentionCheckIntervalMs) { broker in
+            await broker.applyRetention()
+            let cutoff = broker.nowMs - broker.configuration.producerIdExpirationMs
+            for topic in broker.registry.all {
+                for partition in topic.partitions { partition.expireProducers(olderThan: cutoff) }
+            }
+        }
+        maintenance.withLock { $0 = [flush, retention] }
+    }
+
+    private func repeatEvery(milliseconds: Int64, _ work: @escaping @Sendable (Broker) async -> Void) -> Task<Void, Never> {
+        Task { [weak self] in
             while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(60))
-                guard let self, !Task.isCancelled else { return }
-                let cutoff = self.nowMs - self.configuration.producerIdExpirationMs
-                for topic in self.registry.all {
-                    for partition in topic.partitions { partition.expireProducers(olderThan: cutoff) }
+                try? await Task.sleep(for: .milliseconds(max(milliseconds, 1)))
+                guard let self, !Task.isCancelled, !self.isShuttingDown else { return }
+                await work(self)
+            }
+        }
+    }
+
+    /// Applies every topic's retention.ms / retention.bytes once.
+    func applyRetention() async {
+        let now = nowMs
+        for topic in registry.all {
+            for partition in topic.partitions {
+                do {
+                    try await partition.enforceRetention(
+                        retentionMs: topic.settings.retentionMs,
+                        retentionBytes: topic.settings.retentionBytes,
+                        nowMs: now
+                    )
+                } catch {
+                    logger.warning(
+                        "retention failed",
+                        metadata: ["partition": "\(topic.name)-\(partition.index)", "error": "\(error)"]
+                    )
                 }
             }
         }
-        maintenance.withLock { $0 = task }
     }
 
     // MARK: Dispatch

@@ -112,6 +112,10 @@ def backends() -> list[str]:
     return chosen.split(",") if chosen else ["memory"]
 
 
+def durable_backends() -> list[str]:
+    return [backend for backend in backends() if backend != "memory"]
+
+
 @pytest.fixture
 def make_broker(tmp_path):
     """Factory: make_broker(backend=..., extra_args=[...]) → a started Broker, stopped at teardown."""
