@@ -331,6 +331,18 @@ struct GroupProtocolTests {
         #expect(try await test.send(LeaveGroupRequest(groupId: "", memberId: "m"), version: 0).errorCode == invalid)
     }
 
+    /// Group ids up to 32,767 bytes are accepted (the offsets log stores them with a 16-bit length); longer ones are INVALID_GROUP_ID.
+    @Test func groupIdLengthLimit() async throws {
+        let test = try await TestBroker.startForGroups()
+        try await test.createTopic("t")
+        let longest = String(repeating: "g", count: Broker.groupIdBytesMax)
+        let tooLong = longest + "g"
+        #expect(try await test.send(TestBroker.joinRequest(group: longest), version: 7).errorCode == ErrorCode.memberIdRequired.rawValue)
+        #expect(try await test.send(TestBroker.joinRequest(group: tooLong), version: 7).errorCode == ErrorCode.invalidGroupId.rawValue)
+        #expect(try await test.commit(group: longest, [("t", 0, 1)]) == [.none])
+        #expect(try await test.commit(group: tooLong, [("t", 0, 1)]) == [.invalidGroupId])
+    }
+
     /// JoinGroup session timeouts outside the broker's bounds answer INVALID_SESSION_TIMEOUT.
     @Test func sessionTimeoutOutOfBounds() async throws {
         let test = try await TestBroker.startForGroups()
