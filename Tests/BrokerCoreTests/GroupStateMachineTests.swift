@@ -403,6 +403,17 @@ struct GroupStateMachineTests {
         #expect(h.group.state == .stable)
     }
 
+    /// A static member restarting in a full group gets its place back rather than GROUP_MAX_SIZE_REACHED.
+    @Test func staticMemberRejoinsAFullGroup() {
+        var h = GroupHarness(settings: GroupSettings(maxSize: 2))
+        _ = h.stableGroup(members: 2, instances: ["i0", "i1"])
+        let rejoin = h.join(instance: "i1", newId: "i1-new")
+        #expect(h.joins[rejoin]?.errorCode == ErrorCode.none)
+        #expect(h.group.members.count == 2)
+        let stranger = h.join(instance: "i2", newId: "i2")
+        #expect(h.joins[stranger]?.errorCode == .groupMaxSizeReached)
+    }
+
     /// A second JoinGroup from a member replaces its first, which is answered (never left hanging).
     @Test func duplicateJoinAnswersTheFirst() {
         var h = GroupHarness()

@@ -286,7 +286,10 @@ struct ClassicGroup: Sendable {
     /// Handles a JoinGroup; its answer (if it is not parked) is a `.completeJoin` with `token`.
     mutating func join(_ request: JoinGroupParameters, token: UInt64, now: Int64) -> [GroupAction] {
         var actions: [GroupAction] = []
-        if !acceptsJoiningMember(request.memberId) {
+        // A static member coming back takes its own place, so a full group still lets it in (Kafka
+        // refuses it, which keeps a restarted static member out of a full group for good).
+        let isReturningStaticMember = request.groupInstanceId.map { staticMembers[$0] != nil } ?? false
+        if !isReturningStaticMember && !acceptsJoiningMember(request.memberId) {
             remove(request.memberId, now: now, actions: &actions)
             actions.append(.completeJoin(token: token, .error(.groupMaxSizeReached)))
         } else if request.memberId.isEmpty {
@@ -427,7 +430,10 @@ struct ClassicGroup: Sendable {
         actions: inout [GroupAction]
     ) {
         let previousLeader = leaderId
-        guard var member = members.removeValue(forKey: oldMemberId) else { return }
+        guard var member = members.removeValue(forKey: oldMemberId) else {
+            actions.append(.completeJoin(token: token, .error(.unknownMemberId)))
+            return
+        }
         // Whoever still waits under the old id is a fenced duplicate of this instance.
         if let old = member.joinToken {
             actions.append(.completeJoin(token: old, .error(.fencedInstanceId, memberId: oldMemberId)))
