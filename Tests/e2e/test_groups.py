@@ -281,11 +281,12 @@ def test_confluent_static_member_restarts_without_rebalance(broker):
 
 @pytest.mark.parametrize("restart", ["graceful", "kill -9"])
 @pytest.mark.parametrize("backend", backends())
-def test_confluent_commits_survive_a_broker_restart(make_broker, backend, restart):
+def test_confluent_commits_survive_a_broker_restart(make_broker, tmp_path, backend, restart):
     """Offsets committed before the broker restarts (SIGTERM, or SIGKILL right after the commit was
     acknowledged) are where the group resumes afterwards."""
     if backend == "memory":
         pytest.skip("the memory backend keeps nothing across a restart")
+    (tmp_path / "data").mkdir(exist_ok=True)  # durable backends want an existing data directory
     broker = make_broker(backend=backend)
     topic, group = unique_topic("restart"), unique_topic("g")
     create_topic(broker.bootstrap, topic, 3)

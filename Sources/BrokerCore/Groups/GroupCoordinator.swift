@@ -92,6 +92,10 @@ struct OffsetsStoreSettings: Sendable, Equatable {
     /// The offsets log is compacted (snapshot of the live offsets, then delete-before) once it holds
     /// at least this many offset records and twice as many as there are live offsets.
     var compactionThresholdRecords: Int = 10_000
+    /// Segment size of the offsets log (Kafka's `offsets.topic.segment.bytes` is 100 MiB): storage
+    /// is reclaimed only in whole segments below the log start, and compaction keeps the live part
+    /// of this log small, so small segments give the space back soon.
+    var logSegmentBytes: Int = 16 << 20
 }
 
 /// Milliseconds from a monotonic clock; tests inject a manual one.
@@ -156,7 +160,11 @@ final class GroupCoordinator: Sendable {
         logger: Logger,
         clock: GroupClock = .continuous
     ) async throws -> GroupCoordinator {
-        let log = try await storage.openLog(named: logName, create: true)
+        let log = try await storage.openLog(
+            named: logName,
+            create: true,
+            options: [("segment.bytes", String(offsetsSettings.logSegmentBytes))]
+        )
         let replay: OffsetsReplay
         let end: Int64
         do {
