@@ -14,6 +14,8 @@ struct GroupHarness {
     private(set) var syncs: [UInt64: SyncGroupOutcome] = [:]
     /// Tokens answered more than once (must stay empty).
     private(set) var doubleAnswers: [UInt64] = []
+    /// Members the group removed on its own, and why.
+    private(set) var removals: [(String, GroupAction.Removal)] = []
 
     init(settings: GroupSettings = GroupSettings(initialRebalanceDelayMs: 100)) {
         group = ClassicGroup(groupId: "g", settings: settings)
@@ -29,6 +31,8 @@ struct GroupHarness {
                 if joins.updateValue(outcome, forKey: token) != nil { doubleAnswers.append(token) }
             case .completeSync(let token, let outcome):
                 if syncs.updateValue(outcome, forKey: token) != nil { doubleAnswers.append(token) }
+            case .removedMember(let memberId, let reason):
+                removals.append((memberId, reason))
             }
         }
     }
@@ -266,6 +270,8 @@ struct GroupStateMachineTests {
         #expect(h.group.has(ids[1]))
         h.advance(byMs: sessionTimeoutMs - elapsed)
         #expect(!h.group.has(ids[1]))
+        #expect(h.removals.map(\.0) == [ids[1]])
+        #expect(h.removals.map(\.1) == [.sessionExpired])
         #expect(h.group.state == .preparingRebalance)
         #expect(h.heartbeat(ids[1]) == .unknownMemberId)
         let rejoin = h.join(ids[0])
@@ -283,6 +289,7 @@ struct GroupStateMachineTests {
         #expect(h.heartbeat(ids[1]) == .rebalanceInProgress)  // alive but not rejoining
         h.advance(byMs: 1)
         #expect(!h.group.has(ids[1]))
+        #expect(h.removals.map(\.1) == [.didNotRejoin])
         #expect(h.joins[rejoin]?.members.map(\.memberId) == [ids[0], "c"])
         #expect(h.joins[newcomer]?.generationId == 2)
     }
@@ -299,6 +306,7 @@ struct GroupStateMachineTests {
         #expect(h.heartbeat("b") == .none)  // heartbeats do not replace SyncGroup
         h.advance(byMs: 5000)
         #expect(!h.group.has("b"))
+        #expect(h.removals.map(\.1) == [.didNotSync])
         #expect(h.group.state == .preparingRebalance)
     }
 

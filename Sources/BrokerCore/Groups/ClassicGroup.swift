@@ -78,8 +78,16 @@ struct SyncGroupOutcome: Sendable, Equatable {
 /// Requests are parked under a token the driver chose; every token handed to the machine is
 /// answered exactly once (the driver also answers the rest when it unloads the group).
 enum GroupAction: Sendable, Equatable {
+    /// Why the group removed a member on its own (for the operator's log).
+    enum Removal: String, Sendable {
+        case sessionExpired = "its session timed out"
+        case didNotRejoin = "it did not rejoin within the rebalance timeout"
+        case didNotSync = "it did not send SyncGroup within the rebalance timeout"
+    }
+
     case completeJoin(token: UInt64, JoinGroupOutcome)
     case completeSync(token: UInt64, SyncGroupOutcome)
+    case removedMember(memberId: String, Removal)
 }
 
 /// A classic consumer group (Kafka's `GroupMetadata` plus the parts of `GroupCoordinator.scala`
@@ -716,6 +724,7 @@ struct ClassicGroup: Sendable {
             members[memberId]?.heartbeatDeadline = nil
             return
         }
+        actions.append(.removedMember(memberId: memberId, .sessionExpired))
         removeMemberAndUpdateGroup(memberId, now: now, actions: &actions)
     }
 
@@ -739,6 +748,7 @@ struct ClassicGroup: Sendable {
         guard state == .completingRebalance || state == .stable, !pendingSyncMembers.isEmpty else { return }
         // Members that never sent SyncGroup after this generation's JoinGroup are gone.
         for id in memberOrder where pendingSyncMembers.contains(id) {
+            actions.append(.removedMember(memberId: id, .didNotSync))
             remove(id, now: now, actions: &actions)
         }
         prepareRebalance(now: now, actions: &actions)
@@ -787,6 +797,7 @@ struct ClassicGroup: Sendable {
         joinTimer = nil
         for id in memberOrder {
             if let member = members[id], member.joinToken == nil, !member.isStatic {
+                actions.append(.removedMember(memberId: id, .didNotRejoin))
                 remove(id, now: now, actions: &actions)
             }
         }

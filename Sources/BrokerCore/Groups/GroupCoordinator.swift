@@ -225,7 +225,7 @@ final class GroupCoordinator: Sendable {
     /// JoinGroup: returns at once; the reply may come later (after the rebalance), so release the
     /// connection's turn before waiting on it.
     func join(groupId: String, _ parameters: JoinGroupParameters) -> GroupReplyWaiter {
-        park { state, token, now in
+        park(groupId) { state, token, now in
             guard state.acceptingRebalances else {
                 return [.completeJoin(token: token, .error(.notCoordinator, memberId: parameters.memberId))]
             }
@@ -235,7 +235,7 @@ final class GroupCoordinator: Sendable {
 
     /// SyncGroup: as `join`, the reply comes when the leader's assignment arrives.
     func sync(groupId: String, _ parameters: ClassicGroup.SyncParameters) -> GroupReplyWaiter {
-        park { state, token, now in
+        park(groupId) { state, token, now in
             guard state.acceptingRebalances else { return [.completeSync(token: token, .error(.notCoordinator))] }
             return state.machine.sync(groupId: groupId, parameters, token: token, now: now)
         }
@@ -255,7 +255,7 @@ final class GroupCoordinator: Sendable {
 
     func leave(groupId: String, members: [(memberId: String, groupInstanceId: String?)]) -> [ErrorCode] {
         let (errors, completions) = locked.withLock { state in
-            let before = state.machine.groups.mapValues { ($0.state, $0.generationId) }
+            let before = Self.phases(of: [groupId], in: state.machine)
             let (errors, actions) = state.machine.leave(groupId: groupId, members: members, now: clock.nowMs())
             logTransitions(from: before, to: state.machine)
             let completions = Self.resolve(actions, in: &state)
@@ -272,6 +272,7 @@ final class GroupCoordinator: Sendable {
     /// Registers a waiter under a fresh token, runs `operation` under the lock, answers whatever
     /// the operation completed (possibly this waiter), and re-arms the timer.
     private func park(
+        _ groupId: String,
         _ operation: (inout Locked, UInt64, Int64) -> [GroupAction]
     ) -> GroupReplyWaiter {
         let waiter = GroupReplyWaiter()
@@ -279,9 +280,10 @@ final class GroupCoordinator: Sendable {
             let token = state.nextToken
             state.nextToken += 1
             state.waiters[token] = waiter
-            let before = state.machine.groups.mapValues { ($0.state, $0.generationId) }
+            let before = Self.phases(of: [groupId], in: state.machine)
             let actions = operation(&state, token, clock.nowMs())
             logTransitions(from: before, to: state.machine)
+            logRemovals(actions)
             let completions = Self.resolve(actions, in: &state)
             armTimer(&state)
             return completions
@@ -297,6 +299,8 @@ final class GroupCoordinator: Sendable {
                 state.waiters.removeValue(forKey: token).map { ($0, .join(outcome)) }
             case .completeSync(let token, let outcome):
                 state.waiters.removeValue(forKey: token).map { ($0, .sync(outcome)) }
+            case .removedMember:
+                nil
             }
         }
     }
@@ -305,21 +309,43 @@ final class GroupCoordinator: Sendable {
         for (waiter, reply) in completions { waiter.complete(reply) }
     }
 
-    private func logTransitions(from before: [String: (ClassicGroup.State, Int32)], to machine: GroupCoordinatorState) {
+    private func logRemovals(_ actions: [GroupAction]) {
+        for case .removedMember(let memberId, let reason) in actions {
+            logger.info("removed group member: \(reason.rawValue)", metadata: ["member": "\(memberId)"])
+        }
+    }
+
+    /// State and generation of some groups (Empty, generation 0 for a group not held in memory).
+    private static func phases(of groupIds: some Sequence<String>, in machine: GroupCoordinatorState)
+        -> [String: (state: ClassicGroup.State, generationId: Int32)]
+    {
+        var phases: [String: (state: ClassicGroup.State, generationId: Int32)] = [:]
+        for groupId in groupIds {
+            let group = machine.groups[groupId]
+            phases[groupId] = (group?.state ?? .empty, group?.generationId ?? 0)
+        }
+        return phases
+    }
+
+    /// Logs the groups whose state or generation changed: rebalances are what operators look for.
+    private func logTransitions(
+        from before: [String: (state: ClassicGroup.State, generationId: Int32)],
+        to machine: GroupCoordinatorState
+    ) {
         guard logger.logLevel <= .info else { return }
-        for (groupId, group) in machine.groups {
-            let previous = before[groupId]
-            // A group just created for a member that must first get its id stays Empty: not news.
-            let changed = previous.map { $0.0 != group.state || $0.1 != group.generationId } ?? (group.state != .empty)
-            if changed {
-                logger.info(
-                    "group \(group.state.rawValue)",
-                    metadata: [
-                        "group": "\(groupId)", "generation": "\(group.generationId)", "members": "\(group.members.count)",
-                        "protocol": "\(group.protocolName ?? "-")",
-                    ]
-                )
+        for (groupId, previous) in before {
+            let group = machine.groups[groupId]
+            let state = group?.state ?? .empty
+            guard state != previous.state || (group?.generationId ?? previous.generationId) != previous.generationId else {
+                continue
             }
+            logger.info(
+                "group \(state.rawValue)",
+                metadata: [
+                    "group": "\(groupId)", "generation": "\(group?.generationId ?? previous.generationId)",
+                    "members": "\(group?.members.count ?? 0)", "protocol": "\(group?.protocolName ?? "-")",
+                ]
+            )
         }
     }
 
@@ -347,9 +373,12 @@ final class GroupCoordinator: Sendable {
     func tick(firedFor deadline: Int64? = nil) {
         let completions = locked.withLock { state in
             if let deadline, state.timer?.deadline == deadline { state.timer = nil }
-            let before = state.machine.groups.mapValues { ($0.state, $0.generationId) }
-            let actions = state.machine.expire(now: clock.nowMs())
+            let now = clock.nowMs()
+            let due = state.machine.groups.compactMap { id, group in (group.nextDeadline ?? .max) <= now ? id : nil }
+            let before = Self.phases(of: due, in: state.machine)
+            let actions = state.machine.expire(now: now)
             logTransitions(from: before, to: state.machine)
+            logRemovals(actions)
             let completions = Self.resolve(actions, in: &state)
             armTimer(&state)
             return completions
