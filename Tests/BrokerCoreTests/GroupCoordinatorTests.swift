@@ -15,7 +15,11 @@ final class ManualClock: Sendable {
 
 @Suite("Group coordinator with a mock clock")
 struct GroupCoordinatorTests {
-    func open(settings: GroupSettings, clock: ManualClock, engine: StorageEngine? = nil) async throws -> (GroupCoordinator, StorageEngine) {
+    func open(
+        settings: GroupSettings,
+        clock: ManualClock,
+        engine: StorageEngine? = nil
+    ) async throws -> (GroupCoordinator, StorageEngine) {
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let engine = try engine ?? StorageEngine.open(backend: .builtin(named: "memory"), options: [], logger: logger)
@@ -56,7 +60,8 @@ struct GroupCoordinatorTests {
         #expect(first.reply == nil, "a member arrived during the delay: it is extended")
         clock.advance(byMs: 3000)
         coordinator.tick()
-        guard case .join(let leader) = try #require(first.reply), case .join(let follower) = try #require(second.reply) else {
+        guard case .join(let leader) = try #require(first.reply), case .join(let follower) = try #require(second.reply)
+        else {
             Issue.record("not JoinGroup answers")
             return
         }
@@ -72,14 +77,25 @@ struct GroupCoordinatorTests {
         let (coordinator, _) = try await open(settings: GroupSettings(initialRebalanceDelayMs: 0), clock: clock)
         let a = coordinator.join(groupId: "g", join("a", sessionTimeoutMs: 6000))
         guard case .join(let joined) = await a.wait() else { return }
-        let sync = coordinator.sync(groupId: "g", .init(memberId: "a", generationId: joined.generationId, assignments: ["a": [1]]))
-        #expect(await sync.wait() == .sync(SyncGroupOutcome(errorCode: .none, protocolType: "consumer", protocolName: "range", assignment: [1])))
+        let sync = coordinator.sync(
+            groupId: "g",
+            .init(memberId: "a", generationId: joined.generationId, assignments: ["a": [1]])
+        )
+        #expect(
+            await sync.wait()
+                == .sync(
+                    SyncGroupOutcome(errorCode: .none, protocolType: "consumer", protocolName: "range", assignment: [1])
+                )
+        )
         clock.advance(byMs: 5999)
         coordinator.tick()
         #expect(coordinator.heartbeat(groupId: "g", memberId: "a", groupInstanceId: nil, generationId: 1) == .none)
         clock.advance(byMs: 6000)
         coordinator.tick()
-        #expect(coordinator.heartbeat(groupId: "g", memberId: "a", groupInstanceId: nil, generationId: 1) == .unknownMemberId)
+        #expect(
+            coordinator.heartbeat(groupId: "g", memberId: "a", groupInstanceId: nil, generationId: 1)
+                == .unknownMemberId
+        )
         #expect(coordinator.describe(groupId: "g") == .dead)
         await coordinator.close()
     }

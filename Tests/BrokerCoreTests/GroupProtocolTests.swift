@@ -29,7 +29,12 @@ extension TestBroker {
         }
     }
 
-    static func joinRequest(group: String = "g", memberId: String = "", instance: String? = nil, sessionTimeoutMs: Int32 = 10_000)
+    static func joinRequest(
+        group: String = "g",
+        memberId: String = "",
+        instance: String? = nil,
+        sessionTimeoutMs: Int32 = 10_000
+    )
         -> JoinGroupRequest
     {
         JoinGroupRequest(
@@ -86,13 +91,22 @@ extension TestBroker {
         )
     }
 
-    func heartbeat(group: String = "g", generation: Int32, memberId: String, version: Int16 = 4) async throws -> ErrorCode {
+    func heartbeat(
+        group: String = "g",
+        generation: Int32,
+        memberId: String,
+        version: Int16 = 4
+    ) async throws -> ErrorCode {
         ErrorCode(
-            try await send(HeartbeatRequest(groupId: group, generationId: generation, memberId: memberId), version: version).errorCode
+            try await send(
+                HeartbeatRequest(groupId: group, generationId: generation, memberId: memberId),
+                version: version
+            ).errorCode
         )
     }
 
-    func describeGroup(_ group: String = "g", version: Int16 = 5) async throws -> DescribeGroupsResponse.DescribedGroup {
+    func describeGroup(_ group: String = "g", version: Int16 = 5) async throws -> DescribeGroupsResponse.DescribedGroup
+    {
         try await send(DescribeGroupsRequest(groups: [group]), version: version).groups[0]
     }
 
@@ -121,7 +135,12 @@ extension TestBroker {
             }
         }
         let response = try await send(
-            OffsetCommitRequest(groupId: group, generationIdOrMemberEpoch: generation, memberId: memberId, topics: topics),
+            OffsetCommitRequest(
+                groupId: group,
+                generationIdOrMemberEpoch: generation,
+                memberId: memberId,
+                topics: topics
+            ),
             version: version
         )
         #expect(response.topics.map(\.name) == topics.map(\.name))
@@ -129,7 +148,11 @@ extension TestBroker {
     }
 
     /// OffsetFetch of the given partitions (nil: all); returns (topic, partition) → answer.
-    func fetchOffsets(group: String = "g", _ partitions: [(String, Int32)]?, version: Int16 = 7) async throws
+    func fetchOffsets(
+        group: String = "g",
+        _ partitions: [(String, Int32)]?,
+        version: Int16 = 7
+    ) async throws
         -> [String: OffsetFetchResponse.OffsetFetchResponsePartition]
     {
         let topics = partitions.map { list in
@@ -195,7 +218,11 @@ struct GroupProtocolTests {
             #expect(synced.protocolType == "consumer")
             #expect(synced.protocolName == "range")
         }
-        let beat = try await test.heartbeat(generation: joined.generationId, memberId: joined.memberId, version: versions.heartbeat)
+        let beat = try await test.heartbeat(
+            generation: joined.generationId,
+            memberId: joined.memberId,
+            version: versions.heartbeat
+        )
         #expect(beat == .none)
         let stale = try await test.heartbeat(generation: 0, memberId: joined.memberId, version: versions.heartbeat)
         #expect(stale == .illegalGeneration)
@@ -281,7 +308,11 @@ struct GroupProtocolTests {
             context: RequestContext(connection: connection, sequence: joinSequence)
         )
         let heartbeat = await test.broker.handle(
-            frame: TestBroker.frame(HeartbeatRequest(groupId: "g", generationId: 1, memberId: first.memberId), version: 4, correlationId: 2),
+            frame: TestBroker.frame(
+                HeartbeatRequest(groupId: "g", generationId: 1, memberId: first.memberId),
+                version: 4,
+                correlationId: 2
+            ),
             context: RequestContext(connection: connection, sequence: heartbeatSequence)
         )
         let beat = try TestBroker.decode(heartbeat, for: HeartbeatRequest.self, version: 4, correlationId: 2)
@@ -302,7 +333,12 @@ struct GroupProtocolTests {
         let joined = try await test.joinGroup(instance: "instance-a", version: joinVersion)
         #expect(joined.errorCode == 0)
         #expect(joined.memberId.hasPrefix("instance-a-"))
-        _ = try await test.syncGroup(generation: 1, memberId: joined.memberId, instance: "instance-a", assignments: [joined.memberId: [4]])
+        _ = try await test.syncGroup(
+            generation: 1,
+            memberId: joined.memberId,
+            instance: "instance-a",
+            assignments: [joined.memberId: [4]]
+        )
 
         let restarted = try await test.joinGroup(instance: "instance-a", version: joinVersion)
         #expect(restarted.errorCode == 0)
@@ -316,7 +352,10 @@ struct GroupProtocolTests {
         )
         #expect(fenced.errorCode == ErrorCode.fencedInstanceId.rawValue)
         // LeaveGroup v3+ removes a static member by its instance id alone.
-        let left = try await test.send(LeaveGroupRequest(groupId: "g", members: [.init(memberId: "", groupInstanceId: "instance-a")]), version: 4)
+        let left = try await test.send(
+            LeaveGroupRequest(groupId: "g", members: [.init(memberId: "", groupInstanceId: "instance-a")]),
+            version: 4
+        )
         #expect(left.members.map(\.errorCode) == [0])
     }
 
@@ -325,9 +364,18 @@ struct GroupProtocolTests {
         let test = try await TestBroker.startForGroups()
         let invalid = ErrorCode.invalidGroupId.rawValue
         #expect(try await test.send(TestBroker.joinRequest(group: ""), version: 7).errorCode == invalid)
-        #expect(try await test.send(SyncGroupRequest(groupId: "", generationId: 1, memberId: "m"), version: 5).errorCode == invalid)
-        #expect(try await test.send(HeartbeatRequest(groupId: "", generationId: 1, memberId: "m"), version: 4).errorCode == invalid)
-        #expect(try await test.send(LeaveGroupRequest(groupId: "", members: [.init(memberId: "m")]), version: 4).errorCode == invalid)
+        #expect(
+            try await test.send(SyncGroupRequest(groupId: "", generationId: 1, memberId: "m"), version: 5).errorCode
+                == invalid
+        )
+        #expect(
+            try await test.send(HeartbeatRequest(groupId: "", generationId: 1, memberId: "m"), version: 4).errorCode
+                == invalid
+        )
+        #expect(
+            try await test.send(LeaveGroupRequest(groupId: "", members: [.init(memberId: "m")]), version: 4).errorCode
+                == invalid
+        )
         #expect(try await test.send(LeaveGroupRequest(groupId: "", memberId: "m"), version: 0).errorCode == invalid)
     }
 
@@ -337,8 +385,14 @@ struct GroupProtocolTests {
         try await test.createTopic("t")
         let longest = String(repeating: "g", count: Broker.groupIdBytesMax)
         let tooLong = longest + "g"
-        #expect(try await test.send(TestBroker.joinRequest(group: longest), version: 7).errorCode == ErrorCode.memberIdRequired.rawValue)
-        #expect(try await test.send(TestBroker.joinRequest(group: tooLong), version: 7).errorCode == ErrorCode.invalidGroupId.rawValue)
+        #expect(
+            try await test.send(TestBroker.joinRequest(group: longest), version: 7).errorCode
+                == ErrorCode.memberIdRequired.rawValue
+        )
+        #expect(
+            try await test.send(TestBroker.joinRequest(group: tooLong), version: 7).errorCode
+                == ErrorCode.invalidGroupId.rawValue
+        )
         #expect(try await test.commit(group: longest, [("t", 0, 1)]) == [.none])
         #expect(try await test.commit(group: tooLong, [("t", 0, 1)]) == [.invalidGroupId])
     }
@@ -423,10 +477,15 @@ struct GroupProtocolTests {
         #expect(try await test.commit(group: "done", [("t", 0, 10), ("t", 1, 20)]) == [.none, .none])
         let joined = try await test.joinGroup(group: "busy")
         #expect(joined.errorCode == 0)
-        let response = try await test.send(DeleteGroupsRequest(groupsNames: ["done", "busy", "never", "done"]), version: version)
+        let response = try await test.send(
+            DeleteGroupsRequest(groupsNames: ["done", "busy", "never", "done"]),
+            version: version
+        )
         #expect(response.results.map(\.groupId) == ["done", "busy", "never"])
         #expect(
-            response.results.map(\.errorCode) == [0, ErrorCode.nonEmptyGroup.rawValue, ErrorCode.groupIdNotFound.rawValue]
+            response.results.map(\.errorCode) == [
+                0, ErrorCode.nonEmptyGroup.rawValue, ErrorCode.groupIdNotFound.rawValue,
+            ]
         )
         let fetched = try await test.fetchOffsets(group: "done", [("t", 0), ("t", 1)])
         #expect(fetched["t-0"]?.committedOffset == -1)
@@ -450,7 +509,10 @@ struct OffsetCommitFetchTests {
         )
         #expect(errors == [.none, .none, .unknownTopicOrPartition, .unknownTopicOrPartition])
         for fetchVersion in Int16(1)...7 {
-            let answers = try await test.fetchOffsets([("t", 0), ("t", 1), ("t", 2), ("nope", 0)], version: fetchVersion)
+            let answers = try await test.fetchOffsets(
+                [("t", 0), ("t", 1), ("t", 2), ("nope", 0)],
+                version: fetchVersion
+            )
             #expect(answers["t-0"]?.committedOffset == 42)
             #expect(answers["t-0"]?.metadata == "meta")
             #expect(answers["t-0"]?.errorCode == 0)
@@ -478,7 +540,11 @@ struct OffsetCommitFetchTests {
         let test = try await TestBroker.startForGroups { $0.offsetMetadataMaxBytes = 16 }
         try await test.createTopic("t")
         #expect(try await test.commit([("t", 0, 1)], metadata: String(repeating: "x", count: 16)) == [.none])
-        #expect(try await test.commit([("t", 0, 2)], metadata: String(repeating: "x", count: 17)) == [.offsetMetadataTooLarge])
+        #expect(
+            try await test.commit([("t", 0, 2)], metadata: String(repeating: "x", count: 17)) == [
+                .offsetMetadataTooLarge
+            ]
+        )
         #expect(try await test.fetchOffsets([("t", 0)])["t-0"]?.committedOffset == 1)
         #expect(try await test.commit([("t", 0, 3)], metadata: nil) == [.none])
         #expect(try await test.fetchOffsets([("t", 0)])["t-0"]?.metadata == "")
@@ -488,15 +554,22 @@ struct OffsetCommitFetchTests {
     @Test func memberCommitsAreValidated() async throws {
         let test = try await TestBroker.startForGroups()
         try await test.createTopic("t")
-        #expect(try await test.commit(group: "unknown", [("t", 0, 1)], generation: 3, memberId: "m") == [.illegalGeneration])
+        #expect(
+            try await test.commit(group: "unknown", [("t", 0, 1)], generation: 3, memberId: "m") == [.illegalGeneration]
+        )
         let joined = try await test.joinGroup()
         // Joined but not synced: the member must finish the rebalance first.
-        #expect(try await test.commit([("t", 0, 1)], generation: 1, memberId: joined.memberId) == [.rebalanceInProgress])
+        #expect(
+            try await test.commit([("t", 0, 1)], generation: 1, memberId: joined.memberId) == [.rebalanceInProgress]
+        )
         _ = try await test.syncGroup(generation: 1, memberId: joined.memberId, assignments: [joined.memberId: [1]])
         #expect(try await test.commit([("t", 0, 5)], generation: 1, memberId: joined.memberId) == [.none])
         #expect(try await test.commit([("t", 0, 6)], generation: 2, memberId: joined.memberId) == [.illegalGeneration])
         #expect(try await test.commit([("t", 0, 6)], generation: 1, memberId: "stranger") == [.unknownMemberId])
-        #expect(try await test.commit([("t", 0, 6)]) == [.unknownMemberId], "a group with members takes no simple commits")
+        #expect(
+            try await test.commit([("t", 0, 6)]) == [.unknownMemberId],
+            "a group with members takes no simple commits"
+        )
         #expect(try await test.fetchOffsets([("t", 0)])["t-0"]?.committedOffset == 5)
     }
 }
@@ -507,7 +580,11 @@ struct GroupOffsetsStoreTests {
     @Test func offsetsSurviveABrokerRestart() async throws {
         let first = try await TestBroker.startForGroups()
         try await first.createTopic("t", partitions: 2)
-        #expect(try await first.commit(group: "kept", [("t", 0, 11), ("t", 1, 12)], metadata: "m", leaderEpoch: 2) == [.none, .none])
+        #expect(
+            try await first.commit(group: "kept", [("t", 0, 11), ("t", 1, 12)], metadata: "m", leaderEpoch: 2) == [
+                .none, .none,
+            ]
+        )
         #expect(try await first.commit(group: "kept", [("t", 0, 13)]) == [.none])
         #expect(try await first.commit(group: "dropped", [("t", 0, 99)]) == [.none])
         _ = try await first.send(DeleteGroupsRequest(groupsNames: ["dropped"]), version: 2)
@@ -530,7 +607,10 @@ struct GroupOffsetsStoreTests {
         let first = try await TestBroker.startForGroups { $0.offsetsCompactionThresholdRecords = thresholdRecords }
         try await first.createTopic("t", partitions: 3)
         for round in Int64(1)...200 {
-            let errors = try await first.commit(group: "busy", [("t", 0, round), ("t", 1, round * 2), ("t", 2, round * 3)])
+            let errors = try await first.commit(
+                group: "busy",
+                [("t", 0, round), ("t", 1, round * 2), ("t", 2, round * 3)]
+            )
             #expect(errors == [.none, .none, .none])
             if round % 50 == 0 { #expect(try await first.commit(group: "g\(round)", [("t", 0, round)]) == [.none]) }
         }
@@ -553,8 +633,16 @@ struct GroupOffsetsStoreTests {
 
     /// Offsets log records encode and decode losslessly; a truncated entry is an error.
     @Test func recordsRoundTrip() throws {
-        let committed = CommittedOffset(offset: 5, leaderEpoch: 2, metadata: "häh", commitTimestampMs: 1_700_000_000_000)
-        let entry = OffsetsLogRecord.Entry(topicPartition: TopicPartition(topic: "t", partition: 3), committed: committed)
+        let committed = CommittedOffset(
+            offset: 5,
+            leaderEpoch: 2,
+            metadata: "häh",
+            commitTimestampMs: 1_700_000_000_000
+        )
+        let entry = OffsetsLogRecord.Entry(
+            topicPartition: TopicPartition(topic: "t", partition: 3),
+            committed: committed
+        )
         let records: [OffsetsLogRecord] = [
             .commit(.init(group: "g", entries: [entry, entry])),
             .groupDeleted(group: "gone"),
@@ -579,12 +667,25 @@ struct GroupOffsetsStoreTests {
             .commit(
                 .init(
                     group: group,
-                    entries: [.init(topicPartition: .init(topic: "t", partition: 0), committed: .init(offset: offset, leaderEpoch: -1, metadata: "", commitTimestampMs: 0))]
+                    entries: [
+                        .init(
+                            topicPartition: .init(topic: "t", partition: 0),
+                            committed: .init(offset: offset, leaderEpoch: -1, metadata: "", commitTimestampMs: 0)
+                        )
+                    ]
                 )
             )
         }
         var live = CommittedOffsets()
-        live.store(group: "a", OffsetsReplay.table([.init(topicPartition: .init(topic: "t", partition: 0), committed: .init(offset: 1, leaderEpoch: -1, metadata: "", commitTimestampMs: 0))]))
+        live.store(
+            group: "a",
+            OffsetsReplay.table([
+                .init(
+                    topicPartition: .init(topic: "t", partition: 0),
+                    committed: .init(offset: 1, leaderEpoch: -1, metadata: "", commitTimestampMs: 0)
+                )
+            ])
+        )
         let snapshot = OffsetsLogRecord.snapshot(id: 7, of: live, chunkOffsetsMax: 1)
 
         var complete = OffsetsReplay()
@@ -593,7 +694,9 @@ struct GroupOffsetsStoreTests {
         #expect(complete.recordCount == 2)
 
         var cut = OffsetsReplay()
-        for record in [commit("a", 0), commit("stale", 3)] + snapshot.dropLast() + [commit("b", 2)] { cut.apply(record) }
+        for record in [commit("a", 0), commit("stale", 3)] + snapshot.dropLast() + [commit("b", 2)] {
+            cut.apply(record)
+        }
         #expect(cut.offsets.byGroup.keys.sorted() == ["a", "b", "stale"], "an unfinished snapshot changes nothing")
         #expect(cut.offsets.offsets(of: "a")?.values.first?.offset == 0)
     }
@@ -605,7 +708,12 @@ struct GroupOffsetsStoreTests {
         for group in ["x", "y"] {
             var table: [TopicPartition: CommittedOffset] = [:]
             for partition in Int32(0)..<3 {
-                table[TopicPartition(topic: "t", partition: partition)] = CommittedOffset(offset: 1, leaderEpoch: -1, metadata: "", commitTimestampMs: 0)
+                table[TopicPartition(topic: "t", partition: partition)] = CommittedOffset(
+                    offset: 1,
+                    leaderEpoch: -1,
+                    metadata: "",
+                    commitTimestampMs: 0
+                )
             }
             live.store(group: group, table)
         }

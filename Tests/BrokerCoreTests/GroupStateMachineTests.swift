@@ -90,7 +90,12 @@ struct GroupHarness {
     }
 
     mutating func heartbeat(_ memberId: String, generation: Int32? = nil, instance: String? = nil) -> ErrorCode {
-        group.heartbeat(memberId: memberId, groupInstanceId: instance, generationId: generation ?? group.generationId, now: now)
+        group.heartbeat(
+            memberId: memberId,
+            groupInstanceId: instance,
+            generationId: generation ?? group.generationId,
+            now: now
+        )
     }
 
     mutating func leave(_ memberId: String, instance: String? = nil) -> ErrorCode {
@@ -115,10 +120,16 @@ struct GroupHarness {
 
     /// Joins `count` members at once and completes the first generation with the leader's
     /// assignment: member i gets [i]. Returns the member ids in join order.
-    mutating func stableGroup(members count: Int, sessionTimeoutMs: Int32 = 10_000, instances: [String?]? = nil) -> [String] {
+    mutating func stableGroup(
+        members count: Int,
+        sessionTimeoutMs: Int32 = 10_000,
+        instances: [String?]? = nil
+    ) -> [String] {
         var tokens: [UInt64] = []
         for index in 0..<count {
-            tokens.append(join(instance: instances?[index] ?? nil, sessionTimeoutMs: sessionTimeoutMs, newId: "m\(index)"))
+            tokens.append(
+                join(instance: instances?[index] ?? nil, sessionTimeoutMs: sessionTimeoutMs, newId: "m\(index)")
+            )
         }
         completeJoinPhase()
         let ids = tokens.compactMap { joins[$0]?.memberId }
@@ -154,7 +165,15 @@ struct GroupStateMachineTests {
         #expect(outcome.members.map(\.memberId) == ["a"])
         #expect(outcome.members.first?.metadata == [1])
         let sync = h.sync("a", assignments: ["a": [9, 9]])
-        #expect(h.syncs[sync] == SyncGroupOutcome(errorCode: .none, protocolType: "consumer", protocolName: "range", assignment: [9, 9]))
+        #expect(
+            h.syncs[sync]
+                == SyncGroupOutcome(
+                    errorCode: .none,
+                    protocolType: "consumer",
+                    protocolName: "range",
+                    assignment: [9, 9]
+                )
+        )
         #expect(h.group.state == .stable)
         #expect(h.heartbeat("a") == .none)
         #expect(h.doubleAnswers.isEmpty)
@@ -215,7 +234,9 @@ struct GroupStateMachineTests {
         #expect(h.group.state == .preparingRebalance)
         #expect(h.heartbeat(ids[0]) == .rebalanceInProgress)
         // Commits are still accepted while the group prepares to rebalance.
-        #expect(h.group.validateOffsetCommit(memberId: ids[1], groupInstanceId: nil, generationId: 1, now: h.now) == nil)
+        #expect(
+            h.group.validateOffsetCommit(memberId: ids[1], groupInstanceId: nil, generationId: 1, now: h.now) == nil
+        )
         let rejoins = ids.map { h.join($0) }
         #expect(h.group.state == .completingRebalance)
         #expect(h.group.generationId == 2)
@@ -224,7 +245,10 @@ struct GroupStateMachineTests {
         // A follower's SyncGroup waits for the leader's.
         let follower = h.sync("c")
         #expect(h.syncs[follower] == nil)
-        #expect(h.group.validateOffsetCommit(memberId: "c", groupInstanceId: nil, generationId: 2, now: h.now) == .rebalanceInProgress)
+        #expect(
+            h.group.validateOffsetCommit(memberId: "c", groupInstanceId: nil, generationId: 2, now: h.now)
+                == .rebalanceInProgress
+        )
         h.sync("m0", assignments: ["m0": [0], "m1": [1], "c": [2]])
         #expect(h.syncs[follower]?.assignment == [2])
         #expect(h.group.state == .stable)
@@ -364,9 +388,17 @@ struct GroupStateMachineTests {
         #expect(h.syncs[strangerSync]?.errorCode == .unknownMemberId)
         let strangerJoin = h.join("stranger")
         #expect(h.joins[strangerJoin] == .error(.unknownMemberId, memberId: "stranger"))
-        #expect(h.group.validateOffsetCommit(memberId: ids[0], groupInstanceId: nil, generationId: 0, now: h.now) == .illegalGeneration)
-        #expect(h.group.validateOffsetCommit(memberId: "", groupInstanceId: nil, generationId: -1, now: h.now) == .unknownMemberId)
-        #expect(h.group.validateOffsetCommit(memberId: ids[0], groupInstanceId: "i0", generationId: 1, now: h.now) == nil)
+        #expect(
+            h.group.validateOffsetCommit(memberId: ids[0], groupInstanceId: nil, generationId: 0, now: h.now)
+                == .illegalGeneration
+        )
+        #expect(
+            h.group.validateOffsetCommit(memberId: "", groupInstanceId: nil, generationId: -1, now: h.now)
+                == .unknownMemberId
+        )
+        #expect(
+            h.group.validateOffsetCommit(memberId: ids[0], groupInstanceId: "i0", generationId: 1, now: h.now) == nil
+        )
     }
 
     /// Protocols must share a type and a protocol every member supports, else INCONSISTENT_GROUP_PROTOCOL.
@@ -460,7 +492,11 @@ struct GroupStateMachineTests {
 
 @Suite("Group coordinator state")
 struct GroupCoordinatorStateTests {
-    func parameters(_ memberId: String = "", sessionTimeoutMs: Int32 = 10_000, newId: String = "m") -> JoinGroupParameters {
+    func parameters(
+        _ memberId: String = "",
+        sessionTimeoutMs: Int32 = 10_000,
+        newId: String = "m"
+    ) -> JoinGroupParameters {
         JoinGroupParameters(
             memberId: memberId,
             groupInstanceId: nil,
@@ -476,7 +512,10 @@ struct GroupCoordinatorStateTests {
     }
 
     /// Session timeouts outside the broker's bounds are refused with INVALID_SESSION_TIMEOUT (bounds inclusive).
-    @Test(arguments: [(Int32(5999), ErrorCode.invalidSessionTimeout), (6000, .none), (1_800_000, .none), (1_800_001, .invalidSessionTimeout)])
+    @Test(arguments: [
+        (Int32(5999), ErrorCode.invalidSessionTimeout), (6000, .none), (1_800_000, .none),
+        (1_800_001, .invalidSessionTimeout),
+    ])
     func sessionTimeoutBounds(sessionTimeoutMs: Int32, expected: ErrorCode) {
         var state = GroupCoordinatorState(settings: GroupSettings(initialRebalanceDelayMs: 0))
         let actions = state.join(groupId: "g", parameters(sessionTimeoutMs: sessionTimeoutMs), token: 1, now: 0)
@@ -493,17 +532,40 @@ struct GroupCoordinatorStateTests {
         let actions = state.join(groupId: "g", parameters("old-id"), token: 1, now: 0)
         #expect(actions == [.completeJoin(token: 1, .error(.unknownMemberId, memberId: "old-id"))])
         #expect(!state.exists("g"))
-        #expect(state.sync(groupId: "g", .init(memberId: "x", generationId: 1), token: 2, now: 0) == [.completeSync(token: 2, .error(.unknownMemberId))])
-        #expect(state.heartbeat(groupId: "g", memberId: "x", groupInstanceId: nil, generationId: 1, now: 0) == .unknownMemberId)
+        #expect(
+            state.sync(groupId: "g", .init(memberId: "x", generationId: 1), token: 2, now: 0) == [
+                .completeSync(token: 2, .error(.unknownMemberId))
+            ]
+        )
+        #expect(
+            state.heartbeat(groupId: "g", memberId: "x", groupInstanceId: nil, generationId: 1, now: 0)
+                == .unknownMemberId
+        )
         #expect(state.describe("g") == .dead)
     }
 
     /// Offsets can be committed without membership (generation -1) and make the group exist; a generation for an unknown group is ILLEGAL_GENERATION.
     @Test func simpleCommitsCreateGroups() {
         var state = GroupCoordinatorState(settings: GroupSettings())
-        #expect(state.validateOffsetCommit(groupId: "g", memberId: "m", groupInstanceId: nil, generationId: 3, now: 0) == .illegalGeneration)
-        #expect(state.validateOffsetCommit(groupId: "g", memberId: "", groupInstanceId: nil, generationId: -1, now: 0) == nil)
-        state.storeOffsets(groupId: "g", [TopicPartition(topic: "t", partition: 0): CommittedOffset(offset: 5, leaderEpoch: -1, metadata: "", commitTimestampMs: 1)])
+        #expect(
+            state.validateOffsetCommit(groupId: "g", memberId: "m", groupInstanceId: nil, generationId: 3, now: 0)
+                == .illegalGeneration
+        )
+        #expect(
+            state.validateOffsetCommit(groupId: "g", memberId: "", groupInstanceId: nil, generationId: -1, now: 0)
+                == nil
+        )
+        state.storeOffsets(
+            groupId: "g",
+            [
+                TopicPartition(topic: "t", partition: 0): CommittedOffset(
+                    offset: 5,
+                    leaderEpoch: -1,
+                    metadata: "",
+                    commitTimestampMs: 1
+                )
+            ]
+        )
         #expect(state.exists("g"))
         #expect(state.list(statesFilter: []) == [GroupOverview(groupId: "g", protocolType: "", state: "Empty")])
         #expect(state.list(statesFilter: ["STABLE"]).isEmpty)

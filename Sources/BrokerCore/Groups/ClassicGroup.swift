@@ -262,7 +262,8 @@ struct ClassicGroup: Sendable {
         }
     }
 
-    private func currentGeneration(for memberId: String, members: [JoinedMember], leaderId: String?) -> JoinGroupOutcome {
+    private func currentGeneration(for memberId: String, members: [JoinedMember], leaderId: String?) -> JoinGroupOutcome
+    {
         JoinGroupOutcome(
             errorCode: .none,
             generationId: generationId,
@@ -328,7 +329,14 @@ struct ClassicGroup: Sendable {
         let newMemberId = request.generatedMemberId
         if let instanceId = request.groupInstanceId {
             if let oldMemberId = staticMembers[instanceId] {
-                replaceStaticMember(request, oldMemberId: oldMemberId, newMemberId: newMemberId, token: token, now: now, actions: &actions)
+                replaceStaticMember(
+                    request,
+                    oldMemberId: oldMemberId,
+                    newMemberId: newMemberId,
+                    token: token,
+                    now: now,
+                    actions: &actions
+                )
             } else {
                 addMemberAndRebalance(request, memberId: newMemberId, token: token, now: now, actions: &actions)
             }
@@ -380,7 +388,9 @@ struct ClassicGroup: Sendable {
             if member.matches(request.protocols) {
                 // The member lost the JoinGroup response: send this generation's again.
                 let list = leaderId == memberId ? currentMemberMetadata : []
-                actions.append(.completeJoin(token: token, currentGeneration(for: memberId, members: list, leaderId: leaderId)))
+                actions.append(
+                    .completeJoin(token: token, currentGeneration(for: memberId, members: list, leaderId: leaderId))
+                )
             } else {
                 updateMember(memberId, request, token: token, actions: &actions)
                 maybePrepareRebalance(now: now, actions: &actions)
@@ -392,7 +402,9 @@ struct ClassicGroup: Sendable {
                 updateMember(memberId, request, token: token, actions: &actions)
                 maybePrepareRebalance(now: now, actions: &actions)
             } else {
-                actions.append(.completeJoin(token: token, currentGeneration(for: memberId, members: [], leaderId: leaderId)))
+                actions.append(
+                    .completeJoin(token: token, currentGeneration(for: memberId, members: [], leaderId: leaderId))
+                )
             }
         case .empty, .dead:
             actions.append(.completeJoin(token: token, .error(.unknownMemberId, memberId: memberId)))
@@ -466,7 +478,12 @@ struct ClassicGroup: Sendable {
                 // Answer with the previous leader id so that a replaced leader does not run the
                 // assignor: a Stable group would not pass its new assignment on anyway.
                 members[newMemberId]?.joinToken = nil
-                actions.append(.completeJoin(token: token, currentGeneration(for: newMemberId, members: [], leaderId: previousLeader)))
+                actions.append(
+                    .completeJoin(
+                        token: token,
+                        currentGeneration(for: newMemberId, members: [], leaderId: previousLeader)
+                    )
+                )
             } else {
                 maybePrepareRebalance(now: now, actions: &actions)
             }
@@ -522,11 +539,26 @@ struct ClassicGroup: Sendable {
     mutating func sync(_ request: SyncParameters, token: UInt64, now: Int64) -> [GroupAction] {
         var actions: [GroupAction] = []
         func reply(_ outcome: SyncGroupOutcome) { actions.append(.completeSync(token: token, outcome)) }
-        if state == .dead { reply(.error(.coordinatorNotAvailable)); return actions }
-        if let error = validateCurrentMember(request.memberId, request.groupInstanceId) { reply(.error(error)); return actions }
-        if request.generationId != generationId { reply(.error(.illegalGeneration)); return actions }
-        if let type = request.protocolType, type != protocolType { reply(.error(.inconsistentGroupProtocol)); return actions }
-        if let name = request.protocolName, name != protocolName { reply(.error(.inconsistentGroupProtocol)); return actions }
+        if state == .dead {
+            reply(.error(.coordinatorNotAvailable))
+            return actions
+        }
+        if let error = validateCurrentMember(request.memberId, request.groupInstanceId) {
+            reply(.error(error))
+            return actions
+        }
+        if request.generationId != generationId {
+            reply(.error(.illegalGeneration))
+            return actions
+        }
+        if let type = request.protocolType, type != protocolType {
+            reply(.error(.inconsistentGroupProtocol))
+            return actions
+        }
+        if let name = request.protocolName, name != protocolName {
+            reply(.error(.inconsistentGroupProtocol))
+            return actions
+        }
         switch state {
         case .empty, .dead:
             reply(.error(.unknownMemberId))
@@ -572,7 +604,12 @@ struct ClassicGroup: Sendable {
             if let token = member.syncToken {
                 let outcome =
                     error == .none
-                    ? SyncGroupOutcome(errorCode: .none, protocolType: protocolType, protocolName: protocolName, assignment: member.assignment)
+                    ? SyncGroupOutcome(
+                        errorCode: .none,
+                        protocolType: protocolType,
+                        protocolName: protocolName,
+                        assignment: member.assignment
+                    )
                     : SyncGroupOutcome.error(error)
                 actions.append(.completeSync(token: token, outcome))
                 member.syncToken = nil
@@ -604,9 +641,16 @@ struct ClassicGroup: Sendable {
 
     /// Handles one member of a LeaveGroup (v3+ batches them; a static member can be removed by
     /// its instance id alone, with an empty member id).
-    mutating func leave(memberId: String, groupInstanceId: String?, now: Int64, actions: inout [GroupAction]) -> ErrorCode {
+    mutating func leave(
+        memberId: String,
+        groupInstanceId: String?,
+        now: Int64,
+        actions: inout [GroupAction]
+    ) -> ErrorCode {
         if memberId.isEmpty {
-            guard let instanceId = groupInstanceId, let current = staticMembers[instanceId] else { return .unknownMemberId }
+            guard let instanceId = groupInstanceId, let current = staticMembers[instanceId] else {
+                return .unknownMemberId
+            }
             removeMemberAndUpdateGroup(current, now: now, actions: &actions)
             return .none
         }
@@ -622,7 +666,12 @@ struct ClassicGroup: Sendable {
 
     /// Kafka's `validateOffsetCommit` for OffsetCommit: nil when the commit may be stored. A
     /// commit from a member also renews its session.
-    mutating func validateOffsetCommit(memberId: String, groupInstanceId: String?, generationId: Int32, now: Int64) -> ErrorCode? {
+    mutating func validateOffsetCommit(
+        memberId: String,
+        groupInstanceId: String?,
+        generationId: Int32,
+        now: Int64
+    ) -> ErrorCode? {
         if state == .dead { return .coordinatorNotAvailable }
         if generationId < 0 && state == .empty {
             // The admin client, or a consumer that assigns partitions itself: allowed while the
@@ -822,7 +871,9 @@ struct ClassicGroup: Sendable {
             guard var member = members[id] else { continue }
             if let token = member.joinToken {
                 let list = id == leaderId ? memberList : []
-                actions.append(.completeJoin(token: token, currentGeneration(for: id, members: list, leaderId: leaderId)))
+                actions.append(
+                    .completeJoin(token: token, currentGeneration(for: id, members: list, leaderId: leaderId))
+                )
                 member.joinToken = nil
             }
             member.heartbeatDeadline = now + Int64(member.sessionTimeoutMs)

@@ -102,7 +102,11 @@ enum OffsetsLogRecord: Sendable, Equatable {
     }
 
     /// The records of a snapshot of `offsets`: begin, chunks of at most `chunkOffsetsMax` offsets, end.
-    static func snapshot(id: Int64, of offsets: CommittedOffsets, chunkOffsetsMax: Int = snapshotChunkOffsetsMax)
+    static func snapshot(
+        id: Int64,
+        of offsets: CommittedOffsets,
+        chunkOffsetsMax: Int = snapshotChunkOffsetsMax
+    )
         -> [OffsetsLogRecord]
     {
         precondition(chunkOffsetsMax > 0)
@@ -180,7 +184,8 @@ enum OffsetsLogRecord: Sendable, Equatable {
         var buffer = buffer
         var records: [OffsetsLogRecord] = []
         while buffer.readableBytes > 0 {
-            guard let length = buffer.readInteger(as: UInt32.self), var body = buffer.readSlice(length: Int(length)) else {
+            guard let length = buffer.readInteger(as: UInt32.self), var body = buffer.readSlice(length: Int(length))
+            else {
                 throw DecodeError(description: "offsets log entry truncated")
             }
             records.append(try decode(&body))
@@ -238,13 +243,19 @@ enum OffsetsLogRecord: Sendable, Equatable {
         for _ in 0..<count {
             guard let topic = body.readShortString(), let partition = body.readInteger(as: Int32.self),
                 let offset = body.readInteger(as: Int64.self), let leaderEpoch = body.readInteger(as: Int32.self),
-                let timestamp = body.readInteger(as: Int64.self), let metadataLength = body.readInteger(as: UInt32.self),
+                let timestamp = body.readInteger(as: Int64.self),
+                let metadataLength = body.readInteger(as: UInt32.self),
                 let metadata = body.readString(length: Int(metadataLength))
             else { return nil }
             entries.append(
                 Entry(
                     topicPartition: TopicPartition(topic: topic, partition: partition),
-                    committed: CommittedOffset(offset: offset, leaderEpoch: leaderEpoch, metadata: metadata, commitTimestampMs: timestamp)
+                    committed: CommittedOffset(
+                        offset: offset,
+                        leaderEpoch: leaderEpoch,
+                        metadata: metadata,
+                        commitTimestampMs: timestamp
+                    )
                 )
             )
         }

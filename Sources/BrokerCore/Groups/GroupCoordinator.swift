@@ -61,7 +61,8 @@ final class PendingOffsetsWrite: Sendable {
     }
 
     func completed(_ result: Result<Void, StorageError>) {
-        let (continuation, final) = state.withLock { state -> (CheckedContinuation<Result<Void, StorageError>, Never>?, Result<Void, StorageError>?) in
+        let (continuation, final) = state.withLock {
+            state -> (CheckedContinuation<Result<Void, StorageError>, Never>?, Result<Void, StorageError>?) in
             if case .failure(let error) = result, state.failure == nil { state.failure = error }
             state.remaining -= 1
             guard state.remaining == 0 else { return (nil, nil) }
@@ -173,7 +174,12 @@ final class GroupCoordinator: Sendable {
             var replaying = OffsetsReplay()
             var offset = state.startOffset
             while offset < state.endOffset {
-                let chunk = try await log.read(from: offset, limit: state.endOffset, maxBytes: 1 << 20, minimumOneEntry: true)
+                let chunk = try await log.read(
+                    from: offset,
+                    limit: state.endOffset,
+                    maxBytes: 1 << 20,
+                    minimumOneEntry: true
+                )
                 guard chunk.entryCount > 0 else { break }
                 for record in try OffsetsLogRecord.decodeAll(chunk.bytes) { replaying.apply(record) }
                 offset = chunk.nextOffset
@@ -316,7 +322,10 @@ final class GroupCoordinator: Sendable {
     }
 
     /// State and generation of some groups (Empty, generation 0 for a group not held in memory).
-    private static func phases(of groupIds: some Sequence<String>, in machine: GroupCoordinatorState)
+    private static func phases(
+        of groupIds: some Sequence<String>,
+        in machine: GroupCoordinatorState
+    )
         -> [String: (state: ClassicGroup.State, generationId: Int32)]
     {
         var phases: [String: (state: ClassicGroup.State, generationId: Int32)] = [:]
@@ -336,7 +345,8 @@ final class GroupCoordinator: Sendable {
         for (groupId, previous) in before {
             let group = machine.groups[groupId]
             let state = group?.state ?? .empty
-            guard state != previous.state || (group?.generationId ?? previous.generationId) != previous.generationId else {
+            guard state != previous.state || (group?.generationId ?? previous.generationId) != previous.generationId
+            else {
                 continue
             }
             logger.info(
@@ -417,7 +427,9 @@ final class GroupCoordinator: Sendable {
             }
             guard !offsets.isEmpty else { return .done(.none) }
             state.machine.storeOffsets(groupId: groupId, offsets)
-            let entries = offsets.keys.sorted().map { OffsetsLogRecord.Entry(topicPartition: $0, committed: offsets[$0]!) }  // Safe: own keys.
+            let entries = offsets.keys.sorted().map {
+                OffsetsLogRecord.Entry(topicPartition: $0, committed: offsets[$0]!)
+            }  // Safe: own keys.
             return .pending(submit([.commit(.init(group: groupId, entries: entries))], &state))
         }
     }
@@ -532,7 +544,10 @@ final class GroupCoordinator: Sendable {
         case .success:
             do {
                 try await log.deleteBefore(snapshotOffset)
-                logger.debug("compacted the group offsets log", metadata: ["offsets": "\(liveCount)", "start": "\(snapshotOffset)"])
+                logger.debug(
+                    "compacted the group offsets log",
+                    metadata: ["offsets": "\(liveCount)", "start": "\(snapshotOffset)"]
+                )
             } catch {
                 // The snapshot is durable; replay of the longer log gives the same state.
                 logger.warning("could not delete compacted group offsets", metadata: ["error": "\(error)"])
@@ -556,7 +571,9 @@ final class GroupCoordinator: Sendable {
 
     func describe(groupId: String) -> GroupSummary { locked.withLock { $0.machine.describe(groupId) } }
 
-    func list(statesFilter: [String]) -> [GroupOverview] { locked.withLock { $0.machine.list(statesFilter: statesFilter) } }
+    func list(statesFilter: [String]) -> [GroupOverview] {
+        locked.withLock { $0.machine.list(statesFilter: statesFilter) }
+    }
 
     // MARK: Shutdown
 

@@ -17,7 +17,12 @@ struct GroupSummary: Sendable, Equatable {
     var members: [Member]
 
     /// A group this coordinator does not know (Kafka answers it as Dead, without an error, up to v5).
-    static let dead = GroupSummary(state: ClassicGroup.State.dead.rawValue, protocolType: "", protocolName: "", members: [])
+    static let dead = GroupSummary(
+        state: ClassicGroup.State.dead.rawValue,
+        protocolType: "",
+        protocolName: "",
+        members: []
+    )
 }
 
 /// What ListGroups reports for one group.
@@ -88,7 +93,9 @@ struct GroupCoordinatorState: Sendable {
     // MARK: Membership
 
     mutating func join(groupId: String, _ parameters: JoinGroupParameters, token: UInt64, now: Int64) -> [GroupAction] {
-        if parameters.sessionTimeoutMs < settings.minSessionTimeoutMs || parameters.sessionTimeoutMs > settings.maxSessionTimeoutMs {
+        if parameters.sessionTimeoutMs < settings.minSessionTimeoutMs
+            || parameters.sessionTimeoutMs > settings.maxSessionTimeoutMs
+        {
             return [.completeJoin(token: token, .error(.invalidSessionTimeout, memberId: parameters.memberId))]
         }
         // Only a member without an id creates a group; a member id for an unknown group is stale.
@@ -101,7 +108,12 @@ struct GroupCoordinatorState: Sendable {
         return actions
     }
 
-    mutating func sync(groupId: String, _ parameters: ClassicGroup.SyncParameters, token: UInt64, now: Int64) -> [GroupAction] {
+    mutating func sync(
+        groupId: String,
+        _ parameters: ClassicGroup.SyncParameters,
+        token: UInt64,
+        now: Int64
+    ) -> [GroupAction] {
         guard var group = groups[groupId] else {
             return [.completeSync(token: token, .error(.unknownMemberId))]
         }
@@ -110,17 +122,32 @@ struct GroupCoordinatorState: Sendable {
         return actions
     }
 
-    mutating func heartbeat(groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32, now: Int64)
+    mutating func heartbeat(
+        groupId: String,
+        memberId: String,
+        groupInstanceId: String?,
+        generationId: Int32,
+        now: Int64
+    )
         -> ErrorCode
     {
         guard var group = groups[groupId] else { return .unknownMemberId }
-        let error = group.heartbeat(memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId, now: now)
+        let error = group.heartbeat(
+            memberId: memberId,
+            groupInstanceId: groupInstanceId,
+            generationId: generationId,
+            now: now
+        )
         put(group)
         return error
     }
 
     /// LeaveGroup: one error per leaving member, in order.
-    mutating func leave(groupId: String, members: [(memberId: String, groupInstanceId: String?)], now: Int64)
+    mutating func leave(
+        groupId: String,
+        members: [(memberId: String, groupInstanceId: String?)],
+        now: Int64
+    )
         -> (errors: [ErrorCode], actions: [GroupAction])
     {
         guard var group = groups[groupId] else {
@@ -157,7 +184,13 @@ struct GroupCoordinatorState: Sendable {
     // MARK: Offsets
 
     /// Whether an OffsetCommit may store offsets now (nil) or the error for all its partitions.
-    mutating func validateOffsetCommit(groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32, now: Int64)
+    mutating func validateOffsetCommit(
+        groupId: String,
+        memberId: String,
+        groupInstanceId: String?,
+        generationId: Int32,
+        now: Int64
+    )
         -> ErrorCode?
     {
         if !exists(groupId) {
@@ -166,7 +199,12 @@ struct GroupCoordinatorState: Sendable {
             return generationId < 0 ? nil : .illegalGeneration
         }
         var group = group(groupId)
-        let error = group.validateOffsetCommit(memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId, now: now)
+        let error = group.validateOffsetCommit(
+            memberId: memberId,
+            groupInstanceId: groupInstanceId,
+            generationId: generationId,
+            now: now
+        )
         put(group)
         return error
     }

@@ -86,7 +86,14 @@ extension Broker {
     // MARK: FindCoordinator
 
     func handleFindCoordinator(_ request: FindCoordinatorRequest, _ context: Request) -> FindCoordinatorResponse {
-        var response = FindCoordinatorResponse(throttleTimeMs: 0, errorCode: 0, errorMessage: nil, nodeId: -1, host: "", port: -1)
+        var response = FindCoordinatorResponse(
+            throttleTimeMs: 0,
+            errorCode: 0,
+            errorMessage: nil,
+            nodeId: -1,
+            host: "",
+            port: -1
+        )
         switch request.keyType {
         case 0:
             // Every group's coordinator is this broker.
@@ -220,7 +227,11 @@ extension Broker {
 
     /// OffsetCommit: partitions of unknown topics and oversized metadata are refused one by one;
     /// the rest are validated against the group, applied, and answered once durable.
-    func handleOffsetCommit(_ request: OffsetCommitRequest, _ context: Request, turn: Turn) async -> OffsetCommitResponse {
+    func handleOffsetCommit(
+        _ request: OffsetCommitRequest,
+        _ context: Request,
+        turn: Turn
+    ) async -> OffsetCommitResponse {
         let version = context.version
         let commitTimestampMs = nowMs
         var errors: [[ErrorCode]] = []
@@ -233,7 +244,9 @@ extension Broker {
                     if !groupIdValid { return .invalidGroupId }
                     guard known?.partition(partition.partitionIndex) != nil else { return .unknownTopicOrPartition }
                     let metadata = partition.committedMetadata ?? ""
-                    guard metadata.utf8.count <= groupCoordinator.offsetsSettings.metadataMaxBytes else { return .offsetMetadataTooLarge }
+                    guard metadata.utf8.count <= groupCoordinator.offsetsSettings.metadataMaxBytes else {
+                        return .offsetMetadataTooLarge
+                    }
                     valid[TopicPartition(topic: topic.name, partition: partition.partitionIndex)] = CommittedOffset(
                         offset: partition.committedOffset,
                         leaderEpoch: version >= 6 ? partition.committedLeaderEpoch : -1,
@@ -266,7 +279,10 @@ extension Broker {
                 .init(
                     name: topic.name,
                     partitions: zip(topic.partitions, partitionErrors).map { partition, error in
-                        .init(partitionIndex: partition.partitionIndex, errorCode: (error == .none ? groupError : error).rawValue)
+                        .init(
+                            partitionIndex: partition.partitionIndex,
+                            errorCode: (error == .none ? groupError : error).rawValue
+                        )
                     }
                 )
             }
@@ -330,7 +346,8 @@ extension Broker {
                             memberAssignment: $0.assignment
                         )
                     },
-                    authorizedOperations: request.includeAuthorizedOperations ? Self.groupAuthorizedOperations : Int32.min
+                    authorizedOperations: request.includeAuthorizedOperations
+                        ? Self.groupAuthorizedOperations : Int32.min
                 )
             }
         )
