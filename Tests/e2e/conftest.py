@@ -46,6 +46,8 @@ class Broker:
         if not os.path.exists(BINARY):
             raise RuntimeError(f"fjord binary not found at {BINARY}; build it first (scripts/test does)")
         self.starts += 1
+        # Durable backends refuse a missing data directory (an operator error); tests create it.
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         log.write(f"\n==== start #{self.starts} ====\n".encode())
         log.flush()
