@@ -104,6 +104,10 @@ public final class Broker: KafkaRequestHandler {
             groupCoordinator: groupCoordinator,
             clusterId: metadata.clusterId
         )
+        // A crash between a topic's deletion and its offsets' deletion leaves offsets of a topic
+        // that no longer exists: drop them now.
+        let gone = groupCoordinator.topicsWithOffsets.filter { registry.topic(named: $0) == nil }
+        if !gone.isEmpty { await groupCoordinator.deleteOffsets(ofTopics: gone.sorted()) }
         broker.startMaintenance()
         return broker
     }

@@ -728,3 +728,33 @@ struct GroupOffsetsStoreTests {
         #expect(replay.offsets == live)
     }
 }
+
+@Suite("Committed offsets of deleted topics")
+struct DeletedTopicOffsetsTests {
+    /// Deleting a topic deletes every group's committed offsets of it, durably: a topic recreated
+    /// under the same name starts without them, also after a restart; other topics keep theirs.
+    @Test func offsetsGoWithTheirTopic() async throws {
+        let first = try await TestBroker.startForGroups()
+        try await first.createTopic("doomed", partitions: 2)
+        try await first.createTopic("kept")
+        #expect(try await first.commit([("doomed", 0, 5), ("doomed", 1, 7), ("kept", 0, 3)]) == [.none, .none, .none])
+        _ = try await first.send(DeleteTopicsRequest(topicNames: ["doomed"], timeoutMs: 1000), version: 5)
+        try await first.createTopic("doomed", partitions: 2)
+        var answers = try await first.fetchOffsets([("doomed", 0), ("kept", 0)])
+        #expect(answers["doomed-0"]?.committedOffset == -1)
+        #expect(answers["kept-0"]?.committedOffset == 3)
+        await first.broker.shutdown()
+
+        let second = try await TestBroker.start(engine: first.engine)
+        answers = try await second.fetchOffsets([("doomed", 0), ("doomed", 1), ("kept", 0)])
+        #expect(answers["doomed-0"]?.committedOffset == -1)
+        #expect(answers["doomed-1"]?.committedOffset == -1)
+        #expect(answers["kept-0"]?.committedOffset == 3)
+    }
+
+    /// The offsets record of a deleted topic encodes and decodes losslessly.
+    @Test func topicDeletedRecordRoundTrips() throws {
+        let record = OffsetsLogRecord.topicDeleted(topic: "t")
+        #expect(try OffsetsLogRecord.decodeAll(record.encode()) == [record])
+    }
+}

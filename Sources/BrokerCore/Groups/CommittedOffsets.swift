@@ -40,6 +40,29 @@ struct CommittedOffsets: Sendable, Equatable {
         byGroup[group] = current
     }
 
+    /// Removes every group's offsets of a topic (the topic was deleted); returns how many there were.
+    @discardableResult
+    mutating func removeTopic(_ topic: String) -> Int {
+        var removed = 0
+        for (group, offsets) in byGroup {
+            let kept = offsets.filter { $0.key.topic != topic }
+            guard kept.count != offsets.count else { continue }
+            removed += offsets.count - kept.count
+            byGroup[group] = kept.isEmpty ? nil : kept
+        }
+        count -= removed
+        return removed
+    }
+
+    /// Topics that have committed offsets in any group.
+    var topics: Set<String> {
+        var topics = Set<String>()
+        for offsets in byGroup.values {
+            for partition in offsets.keys { topics.insert(partition.topic) }
+        }
+        return topics
+    }
+
     /// Removes every offset of a group; returns how many there were.
     @discardableResult
     mutating func removeGroup(_ group: String) -> Int {
@@ -75,6 +98,8 @@ enum OffsetsLogRecord: Sendable, Equatable {
 
     case commit(GroupOffsets)
     case groupDeleted(group: String)
+    /// The topic was deleted: every group's offsets of it go (Kafka's onPartitionsDeleted).
+    case topicDeleted(topic: String)
     case snapshotBegin(id: Int64)
     case snapshotChunk(id: Int64, groups: [GroupOffsets])
     case snapshotEnd(id: Int64, offsetCount: Int64)
@@ -84,7 +109,7 @@ enum OffsetsLogRecord: Sendable, Equatable {
     static let snapshotChunkOffsetsMax = 2000
 
     private enum Kind: UInt8 {
-        case commit = 1, groupDeleted = 2, snapshotBegin = 3, snapshotChunk = 4, snapshotEnd = 5
+        case commit = 1, groupDeleted = 2, snapshotBegin = 3, snapshotChunk = 4, snapshotEnd = 5, topicDeleted = 6
     }
 
     struct DecodeError: Error, CustomStringConvertible {
@@ -95,7 +120,7 @@ enum OffsetsLogRecord: Sendable, Equatable {
     var offsetRecordCount: Int {
         switch self {
         case .commit(let group): group.entries.count
-        case .groupDeleted: 1
+        case .groupDeleted, .topicDeleted: 1
         case .snapshotBegin, .snapshotEnd: 0
         case .snapshotChunk(_, let groups): groups.reduce(0) { $0 + $1.entries.count }
         }
@@ -146,6 +171,9 @@ enum OffsetsLogRecord: Sendable, Equatable {
         case .groupDeleted(let group):
             body.writeInteger(Kind.groupDeleted.rawValue)
             body.writeShortString(group)
+        case .topicDeleted(let topic):
+            body.writeInteger(Kind.topicDeleted.rawValue)
+            body.writeShortString(topic)
         case .snapshotBegin(let id):
             body.writeInteger(Kind.snapshotBegin.rawValue)
             body.writeInteger(id)
@@ -209,6 +237,9 @@ enum OffsetsLogRecord: Sendable, Equatable {
         case .groupDeleted:
             guard let group = body.readShortString() else { throw truncated }
             record = .groupDeleted(group: group)
+        case .topicDeleted:
+            guard let topic = body.readShortString() else { throw truncated }
+            record = .topicDeleted(topic: topic)
         case .snapshotBegin:
             guard let id = body.readInteger(as: Int64.self) else { throw truncated }
             record = .snapshotBegin(id: id)
@@ -279,6 +310,9 @@ struct OffsetsReplay: Sendable {
         case .groupDeleted(let group):
             staging = nil
             offsets.removeGroup(group)
+        case .topicDeleted(let topic):
+            staging = nil
+            offsets.removeTopic(topic)
         case .snapshotBegin(let id):
             staging = (id, CommittedOffsets())
         case .snapshotChunk(let id, let groups):

@@ -486,6 +486,28 @@ final class GroupCoordinator: Sendable {
         return errors
     }
 
+    /// Forgets every group's committed offsets of topics that were deleted, durably, so a topic
+    /// recreated under the same name does not inherit positions from the old one.
+    func deleteOffsets(ofTopics topics: [String]) async {
+        let pending = locked.withLock { state -> PendingOffsetsWrite? in
+            guard !state.isClosed else { return nil }
+            let records: [OffsetsLogRecord] = topics.compactMap { topic in
+                state.machine.removeOffsets(ofTopic: topic) > 0 ? .topicDeleted(topic: topic) : nil
+            }
+            return records.isEmpty ? nil : submit(records, &state)
+        }
+        guard let pending else { return }
+        if case .failure(let error) = await pending.wait() {
+            offsetsWriteFailed(pending, error)
+            return
+        }
+        logger.info("deleted committed offsets of deleted topics", metadata: ["topics": "\(topics)"])
+        maybeCompact()
+    }
+
+    /// Topics that have committed offsets in some group.
+    var topicsWithOffsets: Set<String> { locked.withLock { $0.machine.offsets.topics } }
+
     /// Submits records as consecutive log entries, then a sync. Called under the lock, so entries
     /// reach the log in the order their changes were applied.
     private func submit(_ records: [OffsetsLogRecord], _ state: inout Locked) -> PendingOffsetsWrite {

@@ -213,6 +213,11 @@ struct GroupCoordinatorState: Sendable {
         offsets.store(group: groupId, committed)
     }
 
+    /// Removes every group's offsets of a deleted topic; returns how many there were.
+    mutating func removeOffsets(ofTopic topic: String) -> Int {
+        offsets.removeTopic(topic)
+    }
+
     /// DeleteGroups for one group: only groups without members can be deleted; their offsets go too.
     mutating func deleteGroup(_ groupId: String) -> ErrorCode {
         guard exists(groupId) else { return .groupIdNotFound }
