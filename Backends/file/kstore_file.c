@@ -769,7 +769,7 @@ static bool fl_frame_decode(const uint8_t *header, fl_frame *frame) {
     frame->first_offset = (int64_t)fl_get64(header + 16);
     frame->last_offset = (int64_t)fl_get64(header + 24);
     frame->max_timestamp = (int64_t)fl_get64(header + 32);
-    frame->header_crc = fjord_crc32c(0, header + 8, FL_FRAME_HEADER_BYTES - 8);
+    frame->header_crc = 0;
     return frame->payload_bytes >= 1 && frame->first_offset >= 0 && frame->last_offset >= frame->first_offset &&
            frame->last_offset < INT64_MAX && frame->max_timestamp >= -1;
 }
@@ -1148,6 +1148,7 @@ static kstore_status fl_read_header(fl_log *log, const fl_segment *segment, fl_r
     if (!fl_frame_decode(bytes, frame)) {
         return fl_frame_error(log, segment->base_offset, position, "bad frame header");
     }
+    frame->header_crc = fjord_crc32c(0, bytes + 8, FL_FRAME_HEADER_BYTES - 8);
     if (position + FL_FRAME_HEADER_BYTES + frame->payload_bytes > reader->limit) {
         return fl_frame_error(log, segment->base_offset, position, "frame of %u bytes extends past the end of the data",
                               frame->payload_bytes);
@@ -1579,8 +1580,19 @@ static kstore_status fl_verify_segment(fl_log *log, fl_segment *segment, fl_buil
                      frame.payload_bytes);
             break;
         }
-        uint32_t crc = frame.header_crc;
-        if (!fl_reader_crc(reader, position + FL_FRAME_HEADER_BYTES, frame.payload_bytes, &crc)) {
+        /* One CRC pass over header and payload when the window holds the whole frame. */
+        uint64_t frame_bytes = FL_FRAME_HEADER_BYTES + (uint64_t)frame.payload_bytes;
+        uint32_t crc = 0;
+        bool read_ok = true;
+        if (frame_bytes <= reader->capacity) {
+            const uint8_t *whole = fl_reader_get(reader, position, (size_t)frame_bytes);
+            read_ok = whole != NULL;
+            if (read_ok) crc = fjord_crc32c(0, whole + 8, (size_t)frame_bytes - 8);
+        } else {
+            crc = fjord_crc32c(0, bytes + 8, FL_FRAME_HEADER_BYTES - 8);
+            read_ok = fl_reader_crc(reader, position + FL_FRAME_HEADER_BYTES, frame.payload_bytes, &crc);
+        }
+        if (!read_ok) {
             status = fl_errno_error(instance, reader->error != 0 ? reader->error : EIO,
                                     "log '%s': reading %s/%020lld.log at position %llu failed", log->name, log->path,
                                     (long long)base_offset, (unsigned long long)position);
@@ -1635,7 +1647,7 @@ static bool fl_valid_frame_at(fl_reader *reader, uint64_t position, uint64_t fil
     fl_frame frame;
     if (bytes == NULL || !fl_frame_decode(bytes, &frame)) return false;
     if (frame.payload_bytes > file_size - position - FL_FRAME_HEADER_BYTES) return false;
-    uint32_t crc = frame.header_crc;
+    uint32_t crc = fjord_crc32c(0, bytes + 8, FL_FRAME_HEADER_BYTES - 8);
     return fl_reader_crc(reader, position + FL_FRAME_HEADER_BYTES, frame.payload_bytes, &crc) && crc == frame.crc;
 }
 
@@ -3043,6 +3055,7 @@ static kstore_status fl_check_marker(fl_instance *instance, char *error_message,
         memcpy(owner, text, length);
         owner[length] = '\0';
         if (strcmp(owner, "file") == 0) {
+            text[strcspn(text, "\n")] = '\0';
             fl_open_failed(error_message, error_capacity,
                            "data directory %s holds data of backend 'file' in format '%s', which this build cannot "
                            "read (it reads format 1)",

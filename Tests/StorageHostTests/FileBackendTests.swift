@@ -56,7 +56,7 @@ struct FileBackendTests {
 
         let last = scratch.file("logs/t/" + segmentFiles(scratch.path, log: "t").last!)
         let size = fileSize(last)
-        let segment = [UInt8](try Data(contentsOf: URL(fileURLWithPath: last)))
+        let segment = try readFileBytes(last)
         var generator = SeededGenerator(seed: 7)
         let garbage: [UInt8]
         switch tail {

@@ -127,6 +127,32 @@ func fileSize(_ path: String) -> Int {
     ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber)?.intValue ?? -1
 }
 
+/// The bytes of the file at `path`, read with POSIX calls. (Under AddressSanitizer,
+/// `Data(contentsOf:)` reports its buffers as leaked, which would bury real findings.)
+func readFileBytes(_ path: String) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    defer { close(fd) }
+    var status = stat()
+    guard fstat(fd, &status) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    let size = Int(status.st_size)
+    var failure: Int32 = 0
+    let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+        count = 0
+        while count < size {
+            let got = read(fd, buffer.baseAddress! + count, size - count)
+            if got < 0 && errno == EINTR { continue }
+            if got <= 0 {
+                failure = got < 0 ? errno : 0
+                break
+            }
+            count += got
+        }
+    }
+    if failure != 0 { throw POSIXError(POSIXErrorCode(rawValue: failure) ?? .EIO) }
+    return bytes
+}
+
 /// Appends `bytes` to the file at `path`.
 func appendBytes(_ bytes: [UInt8], to path: String) throws {
     let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))

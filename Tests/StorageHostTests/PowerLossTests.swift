@@ -35,7 +35,7 @@ struct DirectoryImage: Sendable {
                 continue
             }
             guard (status.st_mode & S_IFMT) == S_IFREG else { continue }
-            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            let bytes = try readFileBytes(path)
             var file = File(inode: UInt64(status.st_ino), bytes: bytes)
             if let old = previous?.files[relative], old == file { file = old }
             image.files[relative] = file
@@ -296,7 +296,7 @@ struct PowerLossTests {
         ).prefix(TestEntry.headerBytes)
         var hits: [(file: String, position: Int)] = []
         for file in filesBelow(copy.path) {
-            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: copy.file(file))))
+            let bytes = try readFileBytes(copy.file(file))
             var position = 0
             while position + needle.count <= bytes.count {
                 if bytes[position..<(position + needle.count)].elementsEqual(needle) { hits.append((file, position)) }
