@@ -496,7 +496,9 @@ struct FileBackendTests {
     /// recovery verifies every byte with large sequential reads. Prints the figures.
     @Test(.timeLimit(.minutes(15)))
     func memoryStaysBoundedWhileGigabytesAreAppended() async throws {
-        let gibibytes = Int(ProcessInfo.processInfo.environment["FJORD_FILE_RSS_GIB"] ?? "") ?? 2
+        // 1 GiB by default, to keep the whole test run (timing-sensitive server suites run alongside)
+        // responsive on small machines; FJORD_FILE_RSS_GIB=2 (or more) for the full measurement.
+        let gibibytes = Int(ProcessInfo.processInfo.environment["FJORD_FILE_RSS_GIB"] ?? "") ?? 1
         let entryBytes = 1 << 20
         let entryCount = gibibytes * 1_024
         let scratch = try ScratchDirectory("file-rss")
