@@ -579,7 +579,9 @@ static kstore_status fy_open_in_slot(size_t slot, const kstore_option *options, 
     fy_instance *instance = calloc(1, sizeof(fy_instance));
     if (instance == NULL) {
         inner->close(inner_instance);
-        if (error_message != NULL && error_capacity > 0) snprintf(error_message, error_capacity, "faulty: out of memory");
+        if (error_message != NULL && error_capacity > 0) {
+            snprintf(error_message, error_capacity, "faulty: out of memory");
+        }
         return KSTORE_ERR_NO_MEMORY;
     }
     instance->base.backend = &fy_slots[slot].table;
@@ -599,7 +601,8 @@ static kstore_status fy_open_in_slot(size_t slot, const kstore_option *options, 
                                      char *message, size_t capacity) {                                             \
         return fy_open_in_slot(n, options, option_count, out, message, capacity);                                  \
     }
-#define FY_OPEN8(a, b, c, d, e, f, g, h) FY_OPEN(a) FY_OPEN(b) FY_OPEN(c) FY_OPEN(d) FY_OPEN(e) FY_OPEN(f) FY_OPEN(g) FY_OPEN(h)
+#define FY_OPEN8(a, b, c, d, e, f, g, h) \
+    FY_OPEN(a) FY_OPEN(b) FY_OPEN(c) FY_OPEN(d) FY_OPEN(e) FY_OPEN(f) FY_OPEN(g) FY_OPEN(h)
 FY_OPEN8(0, 1, 2, 3, 4, 5, 6, 7)
 FY_OPEN8(8, 9, 10, 11, 12, 13, 14, 15)
 FY_OPEN8(16, 17, 18, 19, 20, 21, 22, 23)
@@ -666,7 +669,8 @@ static kstore_status fy_open_log(kstore_instance *handle, const char *name, uint
     }
     pthread_mutex_lock(&instance->mutex);
     fy_record *record = fy_record_for(instance, name);
-    kstore_status injected = record == NULL ? KSTORE_ERR_NO_MEMORY : fy_decide(instance, record, KSTORE_FAULTY_OP_OPEN_LOG);
+    kstore_status injected =
+        record == NULL ? KSTORE_ERR_NO_MEMORY : fy_decide(instance, record, KSTORE_FAULTY_OP_OPEN_LOG);
     if (record != NULL && injected != KSTORE_OK) instance->stats.open_log_failures++;
     pthread_mutex_unlock(&instance->mutex);
     if (injected != KSTORE_OK) {
@@ -682,9 +686,10 @@ static kstore_status fy_open_log(kstore_instance *handle, const char *name, uint
     memset(&state, 0, sizeof(state));
     state.struct_size = sizeof(state);
     fy_log *log = calloc(1, sizeof(fy_log));
-    if (methods == NULL || !FY_HAS(methods, kstore_log_methods, close) || !FY_HAS(methods, kstore_log_methods, append) ||
-        !FY_HAS(methods, kstore_log_methods, read) || !FY_HAS(methods, kstore_log_methods, sync) ||
-        !FY_HAS(methods, kstore_log_methods, state) || log == NULL || methods->state(inner_log, &state) != KSTORE_OK) {
+    if (methods == NULL || !FY_HAS(methods, kstore_log_methods, close) ||
+        !FY_HAS(methods, kstore_log_methods, append) || !FY_HAS(methods, kstore_log_methods, read) ||
+        !FY_HAS(methods, kstore_log_methods, sync) || !FY_HAS(methods, kstore_log_methods, state) || log == NULL ||
+        methods->state(inner_log, &state) != KSTORE_OK) {
         if (methods != NULL && FY_HAS(methods, kstore_log_methods, close)) methods->close(inner_log);
         free(log);
         fy_set_error(instance, "faulty: open_log '%s': the inner log is unusable or memory ran out", name);
@@ -781,7 +786,8 @@ static kstore_status fy_crash(fy_instance *instance) {
     instance->stats.crashes++;
     pthread_mutex_unlock(&instance->mutex);
     if (result != KSTORE_OK) {
-        fy_set_error(instance, "faulty: crash could not drop every unsynced entry (%s; the inner logs need truncate_to)",
+        fy_set_error(instance,
+                     "faulty: crash could not drop every unsynced entry (%s; the inner logs need truncate_to)",
                      kstore_status_name(result));
     }
     return result;

@@ -1140,7 +1140,8 @@ static kstore_status fl_read_header(fl_log *log, const fl_segment *segment, fl_r
     const uint8_t *bytes = fl_reader_get(reader, position, FL_FRAME_HEADER_BYTES);
     if (bytes == NULL) {
         if (reader->error != 0) {
-            return fl_errno_error(log->instance, reader->error, "log '%s': reading %s/%020lld.log at position %llu failed",
+            return fl_errno_error(log->instance, reader->error,
+                                  "log '%s': reading %s/%020lld.log at position %llu failed",
                                   log->name, log->path, (long long)segment->base_offset, (unsigned long long)position);
         }
         return fl_frame_error(log, segment->base_offset, position, "frame header extends past the end of the data");
@@ -1219,7 +1220,8 @@ static kstore_status fl_locate(fl_log *log, const fl_segment *segment, fl_files 
                 return fl_frame_error(log, segment->base_offset, position, "offset %lld is missing from the segment",
                                       (long long)offset);
             }
-            return fl_frame_error(log, segment->base_offset, position, "frame holds offset %lld where %lld was expected",
+            return fl_frame_error(log, segment->base_offset, position,
+                                  "frame holds offset %lld where %lld was expected",
                                   (long long)frame.first_offset, (long long)expected);
         }
         if (frame.last_offset >= offset) {
@@ -1299,8 +1301,8 @@ static kstore_status fl_walk(fl_log *log, const fl_segment *segment, fl_files *f
     if (!damaged && k < count && !FL_RECORD_AT(k, &previous)) damaged = true;
     if (!damaged) {
         uint64_t partial_end = k < count ? previous.position : segment->size_bytes;
-        status = fl_scan_headers(log, segment, reader, position, partial_end, searching, threshold, max_timestamp, found,
-                                 found_frame);
+        status = fl_scan_headers(log, segment, reader, position, partial_end, searching, threshold, max_timestamp,
+                                 found, found_frame);
         for (uint64_t j = k + 1; status == KSTORE_OK && !*found && !damaged && j < count; j++) {
             if (!FL_RECORD_AT(j, &record) || record.position <= previous.position) {
                 damaged = true;
@@ -1786,7 +1788,8 @@ static kstore_status fl_list_segments(fl_log *log, int64_t **bases_out, size_t *
         } else if (length > 4 && strcmp(name + length - 4, ".tmp") == 0) {
             unlinkat(log->dir_fd, name, 0);
             *changed = true;
-        } else if (length >= 26 && length <= 30 && (strcmp(name + 20, ".index") == 0 || strcmp(name + 20, ".timeindex") == 0)) {
+        } else if (length >= 26 && length <= 30 &&
+                   (strcmp(name + 20, ".index") == 0 || strcmp(name + 20, ".timeindex") == 0)) {
             char segment_name[FL_FILE_NAME_BYTES];
             memcpy(segment_name, name, 20);
             memcpy(segment_name + 20, ".log", 5);
@@ -1911,7 +1914,8 @@ static kstore_status fl_recover(fl_log *log, bool trusted) {
                     if (status == KSTORE_OK) {
                         /* A torn write: cut it off, with any later (garbage-only) segments. */
                         if (fl_io_ftruncate(instance, log_fd, bad) != 0 || fl_io_fdatasync(instance, log_fd) != 0) {
-                            status = fl_errno_error(instance, errno, "log '%s': truncating %s/%020lld.log to %llu failed",
+                            status = fl_errno_error(instance, errno,
+                                                    "log '%s': truncating %s/%020lld.log to %llu failed",
                                                     log->name, log->path, (long long)bases[i], (unsigned long long)bad);
                         }
                         log->recovery.truncated_bytes += file_size - bad;
@@ -2077,7 +2081,8 @@ static void fl_seal_active(fl_log *log) {
     }
     ok = ok && fl_write_summary(log, log->active_index_fd, active);
     if (ok) log->active_index_bytes = fl_max64((int64_t)log->active_index_bytes, FL_INDEX_HEADER_BYTES);
-    ok = ok && fl_io_fdatasync(instance, log->active_index_fd) == 0 && fl_io_fdatasync(instance, log->active_time_fd) == 0;
+    ok = ok && fl_io_fdatasync(instance, log->active_index_fd) == 0 &&
+         fl_io_fdatasync(instance, log->active_time_fd) == 0;
     if (!ok) atomic_store(&log->index_suspect, 1);
 }
 
@@ -2258,8 +2263,12 @@ static kstore_status fl_append_locked(fl_log *log, int64_t first_offset, int64_t
                                               log->name, what, (long long)first_offset, (long long)last_offset,
                                               log->path, (long long)active->base_offset, (unsigned long long)position);
         bool restored = fl_io_ftruncate(instance, log->active_fd, position) == 0;
-        if (restored && emit_index) restored = fl_io_ftruncate(instance, log->active_index_fd, log->active_index_bytes) == 0;
-        if (restored && emit_time) restored = fl_io_ftruncate(instance, log->active_time_fd, log->active_time_bytes) == 0;
+        if (restored && emit_index) {
+            restored = fl_io_ftruncate(instance, log->active_index_fd, log->active_index_bytes) == 0;
+        }
+        if (restored && emit_time) {
+            restored = fl_io_ftruncate(instance, log->active_time_fd, log->active_time_bytes) == 0;
+        }
         if (!restored) {
             fl_set_error(instance,
                          "log '%s': %s [%lld, %lld] at %s/%020lld.log position %llu failed (%s), and cutting the "
@@ -2309,8 +2318,8 @@ static kstore_status fl_log_append(kstore_log *handle, int64_t first_offset, int
         }
         total_bytes += iov[index].len;
         if (total_bytes > UINT32_MAX) {
-            fl_set_error(instance, "append to log '%s': the entry is larger than %u bytes, the largest frame", log->name,
-                         UINT32_MAX);
+            fl_set_error(instance, "append to log '%s': the entry is larger than %u bytes, the largest frame",
+                         log->name, UINT32_MAX);
             return KSTORE_ERR_INVALID_ARGUMENT;
         }
     }
@@ -2566,7 +2575,8 @@ static kstore_status fl_truncate_inside(fl_log *log, int64_t offset) {
         int time_fd = segment->time_count > 0 ? fl_files_time(log, segment, &files) : -1;
         indexes_ok = (segment->index_count == 0 ||
                       (index_fd >= 0 &&
-                       fl_count_records_below(log, index_fd, segment->index_count, false, place.position, &index_below))) &&
+                       fl_count_records_below(log, index_fd, segment->index_count, false, place.position,
+                                              &index_below))) &&
                      (segment->time_count == 0 ||
                       (time_fd >= 0 &&
                        fl_count_records_below(log, time_fd, segment->time_count, true, place.position, &time_below)));
@@ -2591,8 +2601,8 @@ static kstore_status fl_truncate_inside(fl_log *log, int64_t offset) {
         log->active_index_fd = fl_open_segment_file(log, segment->base_offset, ".index", O_RDWR | O_CREAT);
         log->active_time_fd = fl_open_segment_file(log, segment->base_offset, ".timeindex", O_RDWR | O_CREAT);
         if (log->active_fd < 0 || log->active_index_fd < 0 || log->active_time_fd < 0) {
-            status = fl_errno_error(instance, errno, "truncate_to of log '%s': opening %s/%020lld.log failed", log->name,
-                                    log->path, (long long)segment->base_offset);
+            status = fl_errno_error(instance, errno, "truncate_to of log '%s': opening %s/%020lld.log failed",
+                                    log->name, log->path, (long long)segment->base_offset);
         }
     }
     log->segment_count = segment_index + 1;
@@ -2615,10 +2625,11 @@ static kstore_status fl_truncate_inside(fl_log *log, int64_t offset) {
         segment->time_count = time_below;
         if (segment->entry_count == 0) segment->created_ms = 0;
         if (!indexes_ok ||
-            !fl_restore_builder(log, segment, log->active_fd, log->active_index_fd, log->active_time_fd, true, &reader)) {
+            !fl_restore_builder(log, segment, log->active_fd, log->active_index_fd, log->active_time_fd, true,
+                                &reader)) {
             fl_verify verify;
-            status = fl_verify_segment(log, segment, &log->builder, log->active_fd, place.position, log->active_index_fd,
-                                       log->active_time_fd, &reader, &verify);
+            status = fl_verify_segment(log, segment, &log->builder, log->active_fd, place.position,
+                                       log->active_index_fd, log->active_time_fd, &reader, &verify);
             if (status == KSTORE_OK && verify.bad) {
                 status = fl_frame_error(log, segment->base_offset, verify.valid_bytes, "%s", verify.reason);
             }
@@ -3045,7 +3056,8 @@ static kstore_status fl_check_marker(fl_instance *instance, char *error_message,
         ssize_t got = fl_io_pread(instance, fd, text, sizeof(text) - 1, 0);
         fl_close_fd(fd);
         if (got < 0) {
-            fl_open_failed(error_message, error_capacity, "reading %s/.fjord-backend failed: %s", path, strerror(errno));
+            fl_open_failed(error_message, error_capacity, "reading %s/.fjord-backend failed: %s", path,
+                           strerror(errno));
             return KSTORE_ERR_IO;
         }
         text[got] = '\0';
@@ -3107,7 +3119,8 @@ static kstore_status fl_open(const kstore_option *options, uint32_t option_count
         if (strcmp(options[index].key, "path") == 0) path = options[index].value;
     }
     if (path == NULL || path[0] == '\0') {
-        fl_open_failed(error_message, error_capacity, "file backend: the option 'path' (the data directory) is required");
+        fl_open_failed(error_message, error_capacity,
+                       "file backend: the option 'path' (the data directory) is required");
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     struct stat status;
@@ -3117,7 +3130,8 @@ static kstore_status fl_open(const kstore_option *options, uint32_t option_count
             fl_open_failed(error_message, error_capacity, "data directory %s does not exist", path);
             return KSTORE_ERR_NOT_FOUND;
         }
-        fl_open_failed(error_message, error_capacity, "data directory %s cannot be examined: %s", path, strerror(error));
+        fl_open_failed(error_message, error_capacity, "data directory %s cannot be examined: %s", path,
+                       strerror(error));
         return fl_status_for_errno(error);
     }
     if (!S_ISDIR(status.st_mode)) {
@@ -3167,8 +3181,8 @@ static kstore_status fl_open(const kstore_option *options, uint32_t option_count
             ssize_t got = pread(instance->lock_fd, pid, sizeof(pid) - 1, 0);
             pid[got > 0 ? got : 0] = '\0';
             pid[strcspn(pid, "\n")] = '\0';
-            fl_open_failed(error_message, error_capacity, "data directory %s is locked by another process (pid %s)", path,
-                           pid[0] != '\0' ? pid : "unknown");
+            fl_open_failed(error_message, error_capacity, "data directory %s is locked by another process (pid %s)",
+                           path, pid[0] != '\0' ? pid : "unknown");
             result = KSTORE_ERR_BUSY;
         } else {
             fl_open_failed(error_message, error_capacity, "locking %s/.lock failed: %s", path, strerror(error));
@@ -3299,8 +3313,8 @@ static kstore_status fl_open_log(kstore_instance *handle, const char *name, uint
                           : strcmp(option->key, "index.interval.bytes") == 0 ? &interval_bytes
                                                                              : NULL;
         if (target != NULL && !fl_parse_positive(option->value, target)) {
-            fl_set_error(instance, "open_log '%s': option %s has bad value '%s' (a positive decimal)", name, option->key,
-                         option->value);
+            fl_set_error(instance, "open_log '%s': option %s has bad value '%s' (a positive decimal)", name,
+                         option->key, option->value);
             return KSTORE_ERR_INVALID_ARGUMENT;
         }
     }
@@ -3319,7 +3333,8 @@ static kstore_status fl_open_log(kstore_instance *handle, const char *name, uint
     }
     bool exists = fstatat(instance->logs_fd, name, &entry, AT_SYMLINK_NOFOLLOW) == 0;
     if (!exists && errno != ENOENT) {
-        status = fl_errno_error(instance, errno, "open_log '%s': examining %s/logs/%s failed", name, instance->path, name);
+        status = fl_errno_error(instance, errno, "open_log '%s': examining %s/logs/%s failed", name, instance->path,
+                                name);
     } else if (exists && !S_ISDIR(entry.st_mode)) {
         fl_set_error(instance, "open_log '%s': %s/logs/%s is not a directory", name, instance->path, name);
         status = KSTORE_ERR_IO;
@@ -3330,7 +3345,8 @@ static kstore_status fl_open_log(kstore_instance *handle, const char *name, uint
         fl_set_error(instance, "open_log '%s': the log exists (exclusive create)", name);
         status = KSTORE_ERR_EXISTS;
     } else if (!exists && mkdirat(instance->logs_fd, name, 0755) != 0) {
-        status = fl_errno_error(instance, errno, "open_log '%s': creating %s/logs/%s failed", name, instance->path, name);
+        status = fl_errno_error(instance, errno, "open_log '%s': creating %s/logs/%s failed", name, instance->path,
+                                name);
     }
     if (status != KSTORE_OK) {
         fl_release_name(instance, name);
@@ -3409,7 +3425,8 @@ static kstore_status fl_delete_log(kstore_instance *handle, const char *name) {
     }
     kstore_status status = fl_claim_name(instance, name);
     if (status != KSTORE_OK) {
-        fl_set_error(instance, status == KSTORE_ERR_BUSY ? "delete_log '%s': the log is open" : "delete_log '%s': out of memory",
+        fl_set_error(instance,
+                     status == KSTORE_ERR_BUSY ? "delete_log '%s': the log is open" : "delete_log '%s': out of memory",
                      name);
         return status;
     }
@@ -3432,7 +3449,8 @@ static kstore_status fl_delete_log(kstore_instance *handle, const char *name) {
     snprintf(target, sizeof(target), "%d-%llu-%llu.deleted", (int)getpid(), (unsigned long long)sequence,
              (unsigned long long)fl_monotonic_ns());
     if (renameat(instance->logs_fd, name, instance->deleted_fd, target) != 0) {
-        status = fl_errno_error(instance, errno, "delete_log '%s': renaming %s/logs/%s failed", name, instance->path, name);
+        status = fl_errno_error(instance, errno, "delete_log '%s': renaming %s/logs/%s failed", name, instance->path,
+                                name);
     } else if (fl_io_fsync(instance, instance->logs_fd) != 0 || fl_io_fsync(instance, instance->deleted_fd) != 0) {
         status = fl_errno_error(instance, errno, "delete_log '%s': fsync of %s/logs failed", name, instance->path);
     } else {

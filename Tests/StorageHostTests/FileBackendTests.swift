@@ -153,7 +153,9 @@ struct FileBackendTests {
                     try overwrite(path, at: 64 + 32 * 3, with: [UInt8](repeating: 0xAB, count: 32 * 6))
                 }
             case .timeEntriesOverwritten:
-                if isTime && fileSize(path) > 32 * 8 { try overwrite(path, at: 32, with: [UInt8](repeating: 0x5C, count: 32 * 4)) }
+                if isTime && fileSize(path) > 32 * 8 {
+                    try overwrite(path, at: 32, with: [UInt8](repeating: 0x5C, count: 32 * 4))
+                }
             }
         }
 
@@ -228,7 +230,11 @@ struct FileBackendTests {
         plan.add(offsetCount: 1, maxTimestamp: 2)
         plan.add(offsetCount: 1, maxTimestamp: 3)
         try await log.append(plan, from: 3)
-        #expect(segmentFiles(scratch.path, log: "t") == [String(format: "%020lld.log", 0), String(format: "%020lld.log", 6)])
+        #expect(
+            segmentFiles(scratch.path, log: "t") == [
+                String(format: "%020lld.log", 0), String(format: "%020lld.log", 6),
+            ]
+        )
         #expect(try await log.readAll(from: 0) == plan.entries)
         await log.close()
         await engine.close()
@@ -256,7 +262,9 @@ struct FileBackendTests {
         #expect(try log.state().byteCount == kept.reduce(0) { $0 + UInt64($1.byteCount) })
         #expect(try log.state().byteCount <= plan.byteCount / 2)
         #expect(
-            await storageErrorCode { _ = try await log.read(from: bySize - 1, limit: .max, maxBytes: 100, minimumOneEntry: true) }
+            await storageErrorCode {
+                _ = try await log.read(from: bySize - 1, limit: .max, maxBytes: 100, minimumOneEntry: true)
+            }
                 == .outOfRange
         )
         #expect(try await log.readAll(from: bySize) == kept)
@@ -269,7 +277,12 @@ struct FileBackendTests {
         #expect(byTime == firstKept && byTime > bySize)
         // The first remaining segment holds an entry at or above the threshold or without a timestamp.
         let nextBase = after.dropFirst().first.flatMap { Int64($0.dropLast(4)) } ?? plan.endOffset
-        #expect(plan.entries.contains { $0.firstOffset >= byTime && $0.firstOffset < nextBase && ($0.maxTimestamp >= threshold || $0.maxTimestamp < 0) })
+        #expect(
+            plan.entries.contains {
+                $0.firstOffset >= byTime && $0.firstOffset < nextBase
+                    && ($0.maxTimestamp >= threshold || $0.maxTimestamp < 0)
+            }
+        )
         #expect(try await log.readAll(from: byTime) == plan.entries.filter { $0.firstOffset >= byTime })
 
         // delete_before inside a segment is kept in the start-offset file.
@@ -327,7 +340,9 @@ struct FileBackendTests {
         } throws: { error in
             guard let error = error as? StorageError else { return false }
             return error.code == .busy && error.isRetriable
-                && error.message.contains("data directory \(scratch.path) is locked by another process (pid \(getpid()))")
+                && error.message.contains(
+                    "data directory \(scratch.path) is locked by another process (pid \(getpid()))"
+                )
         }
         await first.close()
         let second = try Self.open(scratch)
@@ -377,7 +392,9 @@ struct FileBackendTests {
         }
         let error = try #require(failure)
         #expect(error.code == .noSpace && error.isRetriable)
-        print("file backend: a 2 MiB tmpfs took \(plan.entries.count) entries (\(plan.byteCount) bytes) before NO_SPACE")
+        print(
+            "file backend: a 2 MiB tmpfs took \(plan.entries.count) entries (\(plan.byteCount) bytes) before NO_SPACE"
+        )
         #expect(try log.state().endOffset == plan.endOffset)
         #expect(try await log.readAll(from: 0) == plan.entries)
         // Still full: the same append fails the same way and changes nothing.
@@ -511,7 +528,12 @@ struct FileBackendTests {
         buffer.writeBytes((0..<entryBytes).map { _ in UInt8.random(in: 0...255, using: &generator) })
         func append(_ index: Int) async throws {
             buffer.setInteger(Int64(index), at: 0)
-            try await log.append(firstOffset: Int64(index), lastOffset: Int64(index), maxTimestamp: Int64(index), parts: [buffer])
+            try await log.append(
+                firstOffset: Int64(index),
+                lastOffset: Int64(index),
+                maxTimestamp: Int64(index),
+                parts: [buffer]
+            )
         }
         for index in 0..<16 { try await append(index) }
         try await log.sync()
@@ -535,10 +557,18 @@ struct FileBackendTests {
         #expect(residentAfter - residentBefore < dataBytes / 16)
         // A few entries from different segments read back exactly.
         for index in [0, entryCount / 3, entryCount - 1] {
-            let result = try await log.read(from: Int64(index), limit: .max, maxBytes: entryBytes, minimumOneEntry: true)
+            let result = try await log.read(
+                from: Int64(index),
+                limit: .max,
+                maxBytes: entryBytes,
+                minimumOneEntry: true
+            )
             #expect(result.entryCount == 1 && result.bytes.readableBytes == entryBytes)
             #expect(result.bytes.getInteger(at: result.bytes.readerIndex, as: Int64.self) == Int64(index))
-            #expect(result.bytes.getBytes(at: result.bytes.readerIndex + 8, length: 64) == buffer.getBytes(at: 8, length: 64))
+            #expect(
+                result.bytes.getBytes(at: result.bytes.readerIndex + 8, length: 64)
+                    == buffer.getBytes(at: 8, length: 64)
+            )
         }
         let state = try log.state()
         await log.close()

@@ -18,7 +18,8 @@ struct ScratchDirectory: Sendable {
     let path: String
 
     init(_ label: String) throws {
-        self.path = FileManager.default.temporaryDirectory
+        self.path =
+            FileManager.default.temporaryDirectory
             .appendingPathComponent("fjord-\(label)-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: self.path, withIntermediateDirectories: true)
     }
@@ -50,7 +51,13 @@ extension StorageEngine {
     }
 
     /// Arms a fault in the file backend's I/O layer (kstore_file.h).
-    func injectFault(operation: Int32, fault: Int32, skip: UInt32 = 0, fail: UInt32 = 1, partial: Bool = false)
+    func injectFault(
+        operation: Int32,
+        fault: Int32,
+        skip: UInt32 = 0,
+        fail: UInt32 = 1,
+        partial: Bool = false
+    )
         -> Int32
     {
         var argument = kstore_file_fault(

@@ -179,7 +179,9 @@ struct FaultyShimTests {
             // The process is dead: its handles answer IO.
             #expect(await storageErrorCode { try await open.appendEntry(Self.plan(from: 100, count: 1)[0]) } == .io)
             #expect(
-                await storageErrorCode { _ = try await open.read(from: 0, limit: .max, maxBytes: 100, minimumOneEntry: true) }
+                await storageErrorCode {
+                    _ = try await open.read(from: 0, limit: .max, maxBytes: 100, minimumOneEntry: true)
+                }
                     == .io
             )
             await open.close()
@@ -245,7 +247,10 @@ struct FaultyShimTests {
                 #expect(outcome.count == burst.count, "round \(round)")
                 let firstFailure = outcome.firstIndex { if case .failure = $0 { true } else { false } }
                 let succeeded = firstFailure ?? burst.count
-                #expect(outcome[succeeded...].allSatisfy { if case .failure = $0 { true } else { false } }, "round \(round)")
+                #expect(
+                    outcome[succeeded...].allSatisfy { if case .failure = $0 { true } else { false } },
+                    "round \(round)"
+                )
                 committed += burst[..<succeeded]
                 end = committed.last.map { $0.lastOffset + 1 } ?? 0
                 #expect(try log.state().endOffset == end, "round \(round)")
@@ -258,7 +263,9 @@ struct FaultyShimTests {
                 }
                 if mustReopen {
                     // IO failed the log: every mutating call answers IO until it is reopened.
-                    #expect(await storageErrorCode { try await log.appendEntry(Self.plan(from: end, count: 1)[0]) } == .io)
+                    #expect(
+                        await storageErrorCode { try await log.appendEntry(Self.plan(from: end, count: 1)[0]) } == .io
+                    )
                     await log.close()
                     log = try await harness.openLog("s", create: false)
                     #expect(try log.state().endOffset == end)
@@ -276,8 +283,9 @@ struct FaultyShimTests {
             let stats = harness.stats()
             #expect(Int(stats.append_failures) >= failures)
             print(
-                "faulty shim: inner '\(inner)' seed \(seed): \(committed.count) entries committed; injected \(stats.append_failures) append, "
-                    + "\(stats.sync_failures) sync, \(stats.read_failures) read and \(stats.open_log_failures) open_log failures"
+                "faulty shim: inner '\(inner)' seed \(seed): \(committed.count) entries committed; injected "
+                    + "\(stats.append_failures) append, \(stats.sync_failures) sync, \(stats.read_failures) read "
+                    + "and \(stats.open_log_failures) open_log failures"
             )
             await log.close()
         } catch {

@@ -163,7 +163,8 @@ struct PowerLossTests {
             let segmentBytes = [600, 1_500, 4_096, 1 << 20].randomElement(using: &random)!
             let interval = [64, 256, 4_096].randomElement(using: &random)!
             let options = [
-                (key: "segment.bytes", value: String(segmentBytes)), (key: "index.interval.bytes", value: String(interval)),
+                (key: "segment.bytes", value: String(segmentBytes)),
+                (key: "index.interval.bytes", value: String(interval)),
             ]
             models.append(Model(name: "p-\(index)", options: options))
             logs.append(try await engine.openLog(named: "p-\(index)", create: true, options: options))
@@ -239,7 +240,9 @@ struct PowerLossTests {
             if state.startOffset < model.syncedEnd {
                 #expect(state.endOffset >= model.syncedEnd, "synced entries lost: \(context), \(state)")
             }
-            let expected = model.entries.filter { $0.lastOffset >= state.startOffset && $0.firstOffset < state.endOffset }
+            let expected = model.entries.filter {
+                $0.lastOffset >= state.startOffset && $0.firstOffset < state.endOffset
+            }
             let entries = state.startOffset < state.endOffset ? try await log.readAll(from: state.startOffset) : []
             #expect(entries == expected, "\(context)")
             #expect((expected.last.map { $0.lastOffset + 1 } ?? state.startOffset) == state.endOffset, "\(context)")
