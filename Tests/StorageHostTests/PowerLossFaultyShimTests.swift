@@ -6,20 +6,41 @@ import Testing
 
 @testable import StorageHost
 
+/// One shim table per inner backend for the whole test process: the shim has a fixed number of
+/// table slots and tests run in parallel, so each instance gets its schedule with
+/// KSTORE_FAULTY_CONTROL_SET_CONFIG instead of a table of its own.
+enum FaultyTables {
+    private static let tables = LockedState<[UInt: UInt]>([:])
+
+    static func table(wrapping inner: UnsafePointer<kstore_backend>) throws -> UnsafePointer<kstore_backend> {
+        let address = try tables.withLock { tables -> UInt in
+            let key = UInt(bitPattern: inner)
+            if let table = tables[key] { return table }
+            var config = faultyConfig(seed: 0)
+            let table = try #require(kstore_faulty_wrap(inner, &config))
+            tables[key] = UInt(bitPattern: table)
+            return UInt(bitPattern: table)
+        }
+        return UnsafePointer(bitPattern: address)!
+    }
+}
+
 /// A faulty shim (Backends/faulty) over a built-in backend, opened through the host on a scratch
-/// directory. `close()` closes the engine, releases the shim's table and removes the directory.
+/// directory with its own seeded schedule. `close()` closes the engine and removes the directory.
 final class FaultyHarness: @unchecked Sendable {  // Used by one test task at a time.
     let table: UnsafePointer<kstore_backend>
     let backend: StorageBackend
     let scratch: ScratchDirectory
+    let config: kstore_faulty_config
     private(set) var engine: StorageEngine
 
     init(inner: UnsafePointer<kstore_backend>, config: kstore_faulty_config, label: String) throws {
-        var config = config
-        self.table = try #require(kstore_faulty_wrap(inner, &config))
+        self.table = try FaultyTables.table(wrapping: inner)
         self.backend = try StorageBackend(validating: self.table, origin: "faulty shim (\(label))")
         self.scratch = try ScratchDirectory("faulty-\(label)")
+        self.config = config
         self.engine = try openEngine(self.backend, path: self.scratch.path)
+        try #require(self.setConfig(config) == KSTORE_OK)
     }
 
     convenience init(inner name: String, config: kstore_faulty_config) throws {
@@ -30,11 +51,11 @@ final class FaultyHarness: @unchecked Sendable {  // Used by one test task at a 
     func reopen() async throws {
         await self.engine.close()
         self.engine = try openEngine(self.backend, path: self.scratch.path)
+        try #require(self.setConfig(self.config) == KSTORE_OK)
     }
 
     func close() async {
         await self.engine.close()
-        kstore_faulty_release(self.table)
         self.scratch.remove()
     }
 
@@ -322,6 +343,22 @@ struct FaultyShimTests {
         #expect(try await run(0xF1) == first)
         #expect(try await run(0xF2) != first)
         #expect(first.contains(true) && first.contains(false))
+    }
+
+    /// A released table's slot is free again, and the released table no longer opens instances.
+    @Test func releasedTablesFreeTheirSlot() throws {
+        let memory = try StorageBackend.builtin(named: "memory").table.pointer
+        var config = faultyConfig(seed: 9)
+        let table = try #require(kstore_faulty_wrap(memory, &config))
+        #expect(String(cString: table.pointee.name) == "faulty")
+        kstore_faulty_release(table)
+        var instance: UnsafeMutablePointer<kstore_instance>? = nil
+        var reason = [CChar](repeating: 0, count: 128)
+        #expect(table.pointee.open!(nil, 0, &instance, &reason, reason.count) == KSTORE_ERR_INVALID_ARGUMENT)
+        let text = String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        #expect(instance == nil && text.contains("released"))
+        let again = try #require(kstore_faulty_wrap(memory, &config))
+        kstore_faulty_release(again)
     }
 
     /// The shim's tables have exactly the members the inner backend's have: a log table without

@@ -47,7 +47,9 @@ typedef struct kstore_faulty_config {
 /* Returns a backend table named "faulty" whose instances wrap instances of `inner` (opened with the
  * same options), injecting failures per `config` (copied; NULL: inject nothing). The table stays
  * valid until kstore_faulty_release. NULL when `inner` lacks a REQUIRED member or every one of the
- * shim's 64 table slots is in use. */
+ * shim's 64 table slots is in use (kstore_backend.open gets no table pointer, so each table needs an
+ * open function of its own). A table serves any number of instances: to give instances different
+ * schedules, wrap once and use KSTORE_FAULTY_CONTROL_SET_CONFIG on each instance. */
 const kstore_backend *kstore_faulty_wrap(const kstore_backend *inner, const kstore_faulty_config *config);
 
 /* Frees a table from kstore_faulty_wrap. Call it only after every instance of the table is closed. */
