@@ -1,4 +1,5 @@
 internal import CKStore
+internal import KStoreFile
 internal import KStoreMemory
 
 #if canImport(Glibc)
@@ -78,7 +79,8 @@ public struct StorageBackend: Sendable {
     /// here (plus its target in Package.swift).
     private static var builtinEntries: [(name: String, entry: () -> UnsafePointer<kstore_backend>?)] {
         [
-            ("memory", { kstore_memory_backend() })
+            ("memory", { kstore_memory_backend() }),
+            ("file", { kstore_file_backend() }),
         ]
     }
 

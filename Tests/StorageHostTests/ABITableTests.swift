@@ -274,15 +274,29 @@ struct ABITableTests {
 final class CInstance: @unchecked Sendable {  // The instance pointer is safe to share (kstore.h "Threading").
     let table: kstore_backend
     let pointer: UnsafeMutablePointer<kstore_instance>
+    /// The data directory made for a DURABLE backend opened without "path" (kstore.h: durable
+    /// backends require it); removed by close.
+    let temporaryDirectory: String?
 
     init(_ backend: StorageBackend, options: [(key: String, value: String)] = []) throws {
         self.table = backend.table.members
+        var options = options
+        var temporaryDirectory: String? = nil
+        if backend.capabilities.contains(.durable) && !options.contains(where: { $0.key == "path" }) {
+            let directory = FileManager.default.temporaryDirectory
+                .appendingPathComponent("fjord-c-\(backend.name)-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            options.append((key: "path", value: directory))
+            temporaryDirectory = directory
+        }
+        self.temporaryDirectory = temporaryDirectory
         var instance: UnsafeMutablePointer<kstore_instance>? = nil
         let table = self.table
         let status = try withCOptions(options, what: "test") { options, count in
             table.open(options, count, &instance, nil, 0)
         }
         guard status == KSTORE_OK, let instance else {
+            if let temporaryDirectory { try? FileManager.default.removeItem(atPath: temporaryDirectory) }
             throw StorageError(code: StorageError.Code(status: status), message: "open failed")
         }
         self.pointer = instance
@@ -303,5 +317,8 @@ final class CInstance: @unchecked Sendable {  // The instance pointer is safe to
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    func close() { self.table.close(self.pointer) }
+    func close() {
+        self.table.close(self.pointer)
+        if let temporaryDirectory { try? FileManager.default.removeItem(atPath: temporaryDirectory) }
+    }
 }
