@@ -32,12 +32,16 @@ let package = Package(
         .target(
             name: "CKStore",
             path: "Backends",
-            exclude: ["memory", "crc32c", "uring"],
+            exclude: ["memory", "crc32c", "file", "faulty", "uring"],
             sources: ["abi/kstore_abi.c"],
             publicHeadersPath: "include",
             cSettings: cSettings
         ),
         .target(name: "KStoreMemory", dependencies: ["CKStore"], path: "Backends/memory", cSettings: cSettings),
+        // Plain files: segments, sparse indexes, pwrite + fdatasync, CRC-checked recovery.
+        .target(name: "KStoreFile", dependencies: ["CKStore", "CCRC32C"], path: "Backends/file", cSettings: cSettings),
+        // Test-only shim: seeded error injection and a crash model over any backend table.
+        .target(name: "KStoreFaulty", dependencies: ["CKStore"], path: "Backends/faulty", cSettings: cSettings),
         // CRC-32C with the CPU's crc32 instruction: shared by KafkaRecords and the durable backends,
         // which may depend on C targets only.
         .target(name: "CCRC32C", path: "Backends/crc32c", cSettings: cSettings),
@@ -88,7 +92,7 @@ let package = Package(
         .target(
             name: "StorageHost",
             dependencies: [
-                "CKStore", "KStoreMemory", "KStoreURing",
+                "CKStore", "KStoreMemory", "KStoreFile", "KStoreURing",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -152,7 +156,7 @@ let package = Package(
         .testTarget(
             name: "StorageHostTests",
             dependencies: [
-                "StorageHost", "CKStore", "KStoreURing",
+                "StorageHost", "CKStore", "KStoreFile", "KStoreFaulty", "KStoreURing",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

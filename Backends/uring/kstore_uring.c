@@ -113,6 +113,10 @@ enum ur_frame_kind {
     UR_FRAME_DELETE = 3,   /* a log was deleted: log_id */
     UR_FRAME_START = 4,    /* delete_before/retention: log_id, first_offset = new start */
     UR_FRAME_TRUNCATE = 5, /* truncate_to: log_id, first_offset = the new end */
+    /* After every group commit: no payload; its durable_sequence records what the fdatasync made
+     * durable, so a damaged frame followed by a mark is known to be acknowledged data even when no
+     * append followed the sync. Written, never synced on its own (losing one loses no data). */
+    UR_FRAME_MARK = 6,
 };
 
 typedef struct ur_frame_header {
@@ -150,6 +154,10 @@ enum ur_segment_state { UR_SEGMENT_PREPARING, UR_SEGMENT_READY, UR_SEGMENT_FAILE
 
 typedef struct ur_segment {
     uint64_t generation;
+    /* Bytes frames may use: grows from 1 MiB to uring.segment.bytes over an instance's first
+     * segments (a young or small instance does not preallocate 3 x 256 MiB); an existing file's
+     * size after recovery. */
+    uint64_t capacity;
     int fd;     /* -1 until READY */
     int idx_fd; /* -1 until the index file is written */
     enum ur_segment_state state;
@@ -279,10 +287,6 @@ struct ur_instance {
     int dir_fd;
     int lock_fd;
     uint64_t segment_bytes;
-    /* The last catalog_reserve_bytes of every segment take catalog frames only, so a catalog
-     * change (a checkpoint before deleting segments, above all) fits even when the next segment
-     * cannot be created because the disk is full. */
-    uint64_t catalog_reserve_bytes;
     uint64_t staging_bytes_max;
     /* uring.segment.zero=fallocate: leave new segments as unwritten extents (they read as zeros)
      * instead of writing zeros; halves the disk writes of a growing WAL, at the price of extent
@@ -323,7 +327,9 @@ struct ur_instance {
     size_t sync_capacity;
     bool io_waiting;
     bool rewinding;
-    kstore_status failed_status; /* KSTORE_OK, or KSTORE_ERR_IO once the WAL failed */
+    kstore_status failed_status; /* KSTORE_OK; KSTORE_ERR_IO once the WAL failed; KSTORE_ERR_CORRUPT
+                                  * when recovery found acknowledged data damaged */
+    char corrupt_message[UR_ERROR_BYTES_MAX];
     bool stopping;
     /* Deletion of old segments, waiting for a durable checkpoint. */
     uint64_t generation_floor; /* new segments get at least this generation */
@@ -753,6 +759,23 @@ static size_t ur_log_find_part(const ur_log *log, int64_t offset) {
 
 /* MARK: - WAL staging (caller holds wal_lock) */
 
+/* The first segment's size; each next one doubles up to uring.segment.bytes. */
+#define UR_SEGMENT_BYTES_FIRST ((uint64_t)1024 * 1024)
+
+static uint64_t ur_capacity_for(const ur_instance *instance, uint64_t generation) {
+    uint64_t capacity = UR_SEGMENT_BYTES_FIRST < instance->segment_bytes ? UR_SEGMENT_BYTES_FIRST
+                                                                         : instance->segment_bytes;
+    for (uint64_t step = 1; step < generation && capacity < instance->segment_bytes; step++) capacity *= 2;
+    return capacity < instance->segment_bytes ? capacity : instance->segment_bytes;
+}
+
+/* The last bytes of every segment take catalog frames only, so a catalog change (a checkpoint
+ * before deleting segments, above all) fits even when the next segment cannot be created because
+ * the disk is full: 1/8 of the segment, at most 4 MiB. */
+static uint64_t ur_catalog_reserve(uint64_t capacity) {
+    return capacity / 8 < (uint64_t)4 * 1024 * 1024 ? capacity / 8 : (uint64_t)4 * 1024 * 1024;
+}
+
 static ur_segment *ur_segment_after(ur_instance *instance, const ur_segment *segment) {
     for (size_t index = 0; index < instance->segment_count; index++) {
         if (instance->segments[index] == segment) {
@@ -773,6 +796,7 @@ static ur_segment *ur_segment_add(ur_instance *instance) {
     if (segment == NULL) return NULL;
     uint64_t last = instance->segment_count > 0 ? instance->segments[instance->segment_count - 1]->generation : 0;
     segment->generation = last + 1 > instance->generation_floor ? last + 1 : instance->generation_floor;
+    segment->capacity = ur_capacity_for(instance, segment->generation);
     segment->fd = -1;
     segment->idx_fd = -1;
     segment->state = UR_SEGMENT_PREPARING;
@@ -854,7 +878,7 @@ static kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, boo
     }
     ur_segment *segment = instance->cursor_segment;
     uint64_t position = instance->cursor_position;
-    uint64_t limit = catalog ? instance->segment_bytes : instance->segment_bytes - instance->catalog_reserve_bytes;
+    uint64_t limit = catalog ? segment->capacity : segment->capacity - ur_catalog_reserve(segment->capacity);
     /* Data frames never go into a sealed segment (its index was written): after a rewind into
      * one, only catalog frames do. */
     if (position + frame_bytes > limit || (!catalog && segment->sealed)) {
@@ -866,6 +890,12 @@ static kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, boo
         }
         segment = next;
         position = 0;
+        /* An entry larger than a young segment: that segment grows (a write past its
+         * preallocated end extends the file). */
+        uint64_t needed = frame_bytes + frame_bytes / 7 + UR_FRAME_ALIGN_BYTES;
+        if (!catalog && segment->capacity - ur_catalog_reserve(segment->capacity) < frame_bytes) {
+            segment->capacity = needed > segment->capacity ? needed : segment->capacity;
+        }
     }
     if (segment != instance->cursor_segment && segment->state == UR_SEGMENT_FAILED) {
         instance->maintenance_poke = true;
@@ -964,7 +994,7 @@ static bool ur_commit(ur_instance *instance, const ur_reservation *reservation, 
     }
     /* Zero the padding: persisted bytes are never left uninitialized (STYLE.md rule 15). */
     memset(destination + copied, 0, frame_bytes - copied);
-    if (kind != UR_FRAME_DATA) reservation->segment->has_catalog = true;
+    if (kind != UR_FRAME_DATA && kind != UR_FRAME_MARK) reservation->segment->has_catalog = true;
     chunk->pending[chunk->pending_count++] = (ur_pending){
         .log = log,
         .completion = completion,
@@ -1277,6 +1307,12 @@ static void ur_io_fsync_done(ur_instance *instance, ur_io_state *io) {
         ur_io_update(io, log, log->fsync_end, log->fsync_truncate_generation, true);
     }
     instance->fsync_log_count = 0;
+    /* The durable mark (best effort: without room it is simply not written). */
+    ur_reservation reservation;
+    const char *reason = NULL;
+    if (ur_reserve(instance, ur_frame_bytes(0), true, &reservation, &reason) == KSTORE_OK) {
+        (void)ur_commit(instance, &reservation, UR_FRAME_MARK, NULL, 0, 0, 0, -1, 0, NULL, 0, 0, NULL, NULL, NULL);
+    }
     pthread_cond_broadcast(&instance->wal_changed);
     ur_io_complete_syncs(instance, io, KSTORE_OK);
 }
@@ -1534,11 +1570,13 @@ static void *ur_io_main(void *argument) {
 #define UR_SPARE_SEGMENTS 2
 
 /* Creates, preallocates and zero-fills a segment file; returns its fd or -1 with *error. */
-static int ur_prepare_segment_file(ur_instance *instance, uint64_t generation, int *error) {
+static int ur_prepare_segment_file(ur_instance *instance, ur_segment *segment, int *error) {
     char name[64];
-    ur_segment_name(name, sizeof(name), generation, "log");
     int fd = -1;
     pthread_mutex_lock(&instance->wal_lock);
+    uint64_t generation = segment->generation;
+    uint64_t capacity = segment->capacity;
+    ur_segment_name(name, sizeof(name), generation, "log");
     bool inject = instance->fail_segments_count > 0;
     if (inject) {
         instance->fail_segments_count--;
@@ -1559,9 +1597,11 @@ static int ur_prepare_segment_file(ur_instance *instance, uint64_t generation, i
             do {
                 fd = openat(instance->dir_fd, name, O_RDWR | O_CLOEXEC);
             } while (fd < 0 && errno == EINTR);
-            if (fd >= 0 && fstat(fd, &info) == 0 && (uint64_t)info.st_size == instance->segment_bytes &&
+            if (fd >= 0 && fstat(fd, &info) == 0 && (uint64_t)info.st_size >= capacity &&
                 ur_fsync(instance->dir_fd) == 0) {
                 pthread_mutex_lock(&instance->wal_lock);
+                /* A larger file only gives the segment more room. */
+                if ((uint64_t)info.st_size > segment->capacity) segment->capacity = (uint64_t)info.st_size;
                 instance->stats.segments_recycled++;
                 pthread_mutex_unlock(&instance->wal_lock);
                 return fd;
@@ -1581,14 +1621,14 @@ static int ur_prepare_segment_file(ur_instance *instance, uint64_t generation, i
     }
     int result;
     do {
-        result = fallocate(fd, 0, 0, (off_t)instance->segment_bytes);
+        result = fallocate(fd, 0, 0, (off_t)capacity);
     } while (result != 0 && errno == EINTR);
     if (result != 0 && errno == EOPNOTSUPP) {
-        result = ftruncate(fd, (off_t)instance->segment_bytes);
+        result = ftruncate(fd, (off_t)capacity);
     }
     /* Real zeros, not unwritten extents: later overwrites then change no extent metadata, so
      * the WAL's fdatasync flushes data only, and the end of valid data reads as zeros. */
-    if (result != 0 || (!instance->zero_by_fallocate && ur_write_zeros(fd, 0, instance->segment_bytes) != 0) ||
+    if (result != 0 || (!instance->zero_by_fallocate && ur_write_zeros(fd, 0, capacity) != 0) ||
         ur_fdatasync(fd) != 0 ||
         ur_fsync(instance->dir_fd) != 0) {
         *error = errno;
@@ -1776,7 +1816,7 @@ static void *ur_maintenance_main(void *argument) {
             uint64_t generation = prepare->generation;
             pthread_mutex_unlock(&instance->wal_lock);
             int error = 0;
-            int fd = ur_prepare_segment_file(instance, generation, &error);
+            int fd = ur_prepare_segment_file(instance, prepare, &error);
             pthread_mutex_lock(&instance->wal_lock);
             if (fd >= 0) {
                 prepare->fd = fd;
@@ -1937,7 +1977,7 @@ static kstore_status ur_log_append(kstore_log *handle, int64_t first_offset, int
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     if (total_bytes == UINT64_MAX ||
-        ur_frame_bytes(total_bytes) > instance->segment_bytes - instance->catalog_reserve_bytes) {
+        ur_frame_bytes(total_bytes) > instance->segment_bytes - ur_catalog_reserve(instance->segment_bytes)) {
         ur_set_error(instance,
                      "append to log '%s': the entry (%" PRIu64 " bytes) does not fit in a write-ahead-log segment "
                      "(uring.segment.bytes %" PRIu64 ")",
@@ -2632,7 +2672,7 @@ static bool ur_scan_frame(ur_scan *scan, uint64_t position, uint64_t generation,
     ur_frame_header header;
     memcpy(&header, bytes, sizeof(header));
     if (header.magic != UR_FRAME_MAGIC || header.generation != generation || header.reserved != 0 ||
-        header.kind < UR_FRAME_DATA || header.kind > UR_FRAME_TRUNCATE ||
+        header.kind < UR_FRAME_DATA || header.kind > UR_FRAME_MARK ||
         position + ur_frame_bytes(header.payload_bytes) > scan->file_bytes) {
         return false;
     }
@@ -2678,6 +2718,7 @@ static ur_log *ur_recovery_log(ur_instance *instance, ur_recovery *recovery, uin
 /* Applies one recovered frame to the logs. */
 static bool ur_recovery_apply(ur_instance *instance, ur_recovery *recovery, ur_segment *segment, uint64_t position,
                               const ur_frame_header *header, const uint8_t *payload) {
+    if (header->kind == UR_FRAME_MARK) return true;
     ur_log *log = ur_recovery_log(instance, recovery, header->log_id);
     if (log == NULL) return false;
     switch (header->kind) {
@@ -2732,7 +2773,7 @@ static bool ur_check_frame_at(int fd, uint64_t file_bytes, uint64_t position, ui
     if (ur_pread_all(fd, header, sizeof(*header), position) != (ssize_t)sizeof(*header)) return false;
     if (header->magic != UR_FRAME_MAGIC) return false;
     if (header->generation != generation || header->reserved != 0 || header->kind < UR_FRAME_DATA ||
-        header->kind > UR_FRAME_TRUNCATE || position + ur_frame_bytes(header->payload_bytes) > file_bytes) {
+        header->kind > UR_FRAME_MARK || position + ur_frame_bytes(header->payload_bytes) > file_bytes) {
         return true;
     }
     uint8_t *payload = malloc(header->payload_bytes > 0 ? header->payload_bytes : 1);
@@ -2820,6 +2861,7 @@ static kstore_status ur_recover(ur_instance *instance, char *message, size_t cap
             break;
         }
         segment->generation = generations[index];
+        segment->capacity = (uint64_t)info.st_size;
         segment->fd = fd;
         segment->idx_fd = -1;
         segment->state = UR_SEGMENT_READY;
@@ -2850,7 +2892,7 @@ static kstore_status ur_recover(ur_instance *instance, char *message, size_t cap
                 status = KSTORE_ERR_NO_MEMORY;
                 break;
             }
-            if (header.kind != UR_FRAME_DATA) segment->has_catalog = true;
+            if (header.kind != UR_FRAME_DATA && header.kind != UR_FRAME_MARK) segment->has_catalog = true;
             expected = header.sequence + 1;
             position += ur_frame_bytes(header.payload_bytes);
             frames++;
@@ -2993,7 +3035,7 @@ static kstore_status ur_recover(ur_instance *instance, char *message, size_t cap
     if (instance->segment_count == 0) {
         ur_segment *segment = ur_segment_add(instance);
         int error = 0;
-        int fd = segment != NULL ? ur_prepare_segment_file(instance, segment->generation, &error) : -1;
+        int fd = segment != NULL ? ur_prepare_segment_file(instance, segment, &error) : -1;
         if (fd < 0) {
             snprintf(message, capacity, "cannot create the first write-ahead-log segment in %s: %s", instance->path,
                      strerror(segment != NULL ? error : ENOMEM));
@@ -3162,8 +3204,6 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
     instance->base.backend = &ur_backend;
     instance->dir_fd = instance->lock_fd = instance->event_fd = -1;
     instance->segment_bytes = segment_bytes;
-    instance->catalog_reserve_bytes = segment_bytes / 8 < (uint64_t)4 * 1024 * 1024 ? segment_bytes / 8
-                                                                                   : (uint64_t)4 * 1024 * 1024;
     instance->staging_bytes_max = staging_bytes;
     instance->zero_by_fallocate = zero_by_fallocate;
     instance->write_bytes = write_bytes;
@@ -3286,6 +3326,16 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
         goto failed;
     }
     status = ur_recover(instance, message, sizeof(message));
+    if (status == KSTORE_ERR_CORRUPT) {
+        /* Acknowledged data is damaged. The instance opens, writes nothing, and every open_log
+         * answers CORRUPT with the file and position (kstore.h open_log), so the operator sees
+         * which log and where rather than a broker that cannot start. */
+        instance->failed_status = KSTORE_ERR_CORRUPT;
+        snprintf(instance->corrupt_message, sizeof(instance->corrupt_message), "%s", message);
+        ur_set_error(instance, "%s", message);
+        *instance_out = &instance->base;
+        return KSTORE_OK;
+    }
     if (status != KSTORE_OK) goto failed;
     if (pthread_create(&instance->io_thread, NULL, ur_io_main, instance) != 0) {
         snprintf(message, sizeof(message), "cannot start the I/O thread");
@@ -3385,6 +3435,10 @@ static kstore_status ur_open_log(kstore_instance *handle, const char *name, uint
                          option->value);
             return KSTORE_ERR_INVALID_ARGUMENT;
         }
+    }
+    if (instance->failed_status == KSTORE_ERR_CORRUPT) {
+        ur_set_error(instance, "open_log '%s': %s", name, instance->corrupt_message);
+        return KSTORE_ERR_CORRUPT;
     }
     pthread_mutex_lock(&instance->catalog_lock);
     bool found = false;
@@ -3545,7 +3599,7 @@ static kstore_status ur_control(kstore_instance *handle, int32_t op, void *argum
         copy.staging_bytes = instance->staging_bytes;
         copy.staging_bytes_max = instance->staging_bytes_max;
         copy.index_memory_bytes = index_bytes;
-        copy.active_generation = instance->cursor_segment->generation;
+        copy.active_generation = instance->cursor_segment != NULL ? instance->cursor_segment->generation : 0;
         pthread_mutex_unlock(&instance->wal_lock);
         size_t size = stats->struct_size < sizeof(copy) ? stats->struct_size : sizeof(copy);
         copy.struct_size = stats->struct_size;

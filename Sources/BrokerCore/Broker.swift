@@ -34,6 +34,27 @@ public struct BrokerConfiguration: Sendable {
     public var segmentMs: Int64 = 604_800_000
     /// `producer.id.expiration.ms`: idle idempotent producers are forgotten after this.
     public var producerIdExpirationMs: Int64 = 86_400_000
+    /// How many offsets at the end of each partition are re-read at startup to rebuild
+    /// idempotent-producer state (retries of batches older than that are not recognized).
+    public var producerStateRecoveryOffsets: Int64 = 10_000
+    /// `log.retention.check.interval.ms`: how often retention is applied (Kafka's default).
+    public var retentionCheckIntervalMs: Int64 = 300_000
+    /// How often appends not yet covered by a sync (acks=0/1 on a durable backend) are synced:
+    /// the most such data a power loss can take. acks=all is always synced before it is answered.
+    public var flushIntervalMs: Int64 = 1_000
+    /// `group.initial.rebalance.delay.ms`: the first rebalance of an empty group waits this long
+    /// for more members (Kafka's default is 3000; Fjord's lets a lone consumer start at once).
+    public var groupInitialRebalanceDelayMs: Int32 = 100
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms` (Kafka's defaults).
+    public var groupMinSessionTimeoutMs: Int32 = 6000
+    public var groupMaxSessionTimeoutMs: Int32 = 1_800_000
+    /// `group.max.size`: members per group.
+    public var groupMaxSize: Int32 = 1000
+    /// `offset.metadata.max.bytes`: the longest metadata string an offset commit may carry.
+    public var offsetMetadataMaxBytes: Int32 = 4096
+    /// The committed-offsets log is compacted once it holds at least this many offset records (and
+    /// twice as many as there are live offsets).
+    public var offsetsCompactionThresholdRecords: Int = 10_000
     /// Wall-clock milliseconds since the epoch (record timestamps, producer expiry); tests inject one.
     public var clock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
 
@@ -51,12 +72,13 @@ public final class Broker: KafkaRequestHandler {
     let storage: StorageEngine
     let registry: TopicRegistry
     let metadata: MetadataManager
+    let groupCoordinator: GroupCoordinator
     let clusterId: String
     let allocator = ByteBufferAllocator()
 
     private let connections = Mutex<[UInt64: ConnectionOrdering]>([:])
     private let shuttingDown = Atomic<Bool>(false)
-    private let maintenance = Mutex<Task<Void, Never>?>(nil)
+    private let maintenance = Mutex<[Task<Void, Never>]>([])
 
     /// Opens the broker over an open storage engine: replays the metadata log, opens every
     /// partition's log and restores its state from what the backend recovered.
@@ -72,14 +94,20 @@ public final class Broker: KafkaRequestHandler {
             configuration: configuration,
             logger: logger
         )
+        let groupCoordinator = try await openGroupCoordinator(configuration, storage, registry, metadata, logger)
         let broker = Broker(
             configuration: configuration,
             logger: logger,
             storage: storage,
             registry: registry,
             metadata: metadata,
+            groupCoordinator: groupCoordinator,
             clusterId: metadata.clusterId
         )
+        // A crash between a topic's deletion and its offsets' deletion leaves offsets of a topic
+        // that no longer exists: drop them now.
+        let gone = groupCoordinator.topicsWithOffsets.filter { registry.topic(named: $0) == nil }
+        if !gone.isEmpty { await groupCoordinator.deleteOffsets(ofTopics: gone.sorted()) }
         broker.startMaintenance()
         return broker
     }
@@ -90,6 +118,7 @@ public final class Broker: KafkaRequestHandler {
         storage: StorageEngine,
         registry: TopicRegistry,
         metadata: MetadataManager,
+        groupCoordinator: GroupCoordinator,
         clusterId: String
     ) {
         self.configuration = configuration
@@ -97,6 +126,7 @@ public final class Broker: KafkaRequestHandler {
         self.storage = storage
         self.registry = registry
         self.metadata = metadata
+        self.groupCoordinator = groupCoordinator
         self.clusterId = clusterId
     }
 
@@ -129,31 +159,69 @@ public final class Broker: KafkaRequestHandler {
         for topic in registry.all {
             for partition in topic.partitions { partition.wakeWaiters() }
         }
+        groupCoordinator.beginShutdown()
     }
 
     /// Closes every log and the metadata log. Call after the transport has stopped.
     public func shutdown() async {
         beginShutdown()
-        maintenance.withLock { $0?.cancel() }
+        maintenance.withLock { tasks in
+            for task in tasks { task.cancel() }
+        }
         for topic in registry.all {
             for partition in topic.partitions { await partition.close() }
         }
+        await groupCoordinator.close()
         await metadata.close()
     }
 
-    /// Periodic housekeeping: forgetting idle idempotent producers.
+    /// Periodic housekeeping: flushing acks=0/1 data on durable backends, retention, and
+    /// forgetting idle idempotent producers.
     private func startMaintenance() {
-        let task = Task { [weak self] in
+        let flush = repeatEvery(milliseconds: configuration.flushIntervalMs) { broker in
+            for topic in broker.registry.all {
+                for partition in topic.partitions { partition.flushIfDirty() }
+            }
+        }
+        let retention = repeatEvery(milliseconds: configuration.retentionCheckIntervalMs) { broker in
+            await broker.applyRetention()
+            let cutoff = broker.nowMs - broker.configuration.producerIdExpirationMs
+            for topic in broker.registry.all {
+                for partition in topic.partitions { partition.expireProducers(olderThan: cutoff) }
+            }
+        }
+        maintenance.withLock { $0 = [flush, retention] }
+    }
+
+    private func repeatEvery(milliseconds: Int64, _ work: @escaping @Sendable (Broker) async -> Void) -> Task<Void, Never> {
+        Task { [weak self] in
             while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(60))
-                guard let self, !Task.isCancelled else { return }
-                let cutoff = self.nowMs - self.configuration.producerIdExpirationMs
-                for topic in self.registry.all {
-                    for partition in topic.partitions { partition.expireProducers(olderThan: cutoff) }
+                try? await Task.sleep(for: .milliseconds(max(milliseconds, 1)))
+                guard let self, !Task.isCancelled, !self.isShuttingDown else { return }
+                await work(self)
+            }
+        }
+    }
+
+    /// Applies every topic's retention.ms / retention.bytes once.
+    func applyRetention() async {
+        let now = nowMs
+        for topic in registry.all {
+            for partition in topic.partitions {
+                do {
+                    try await partition.enforceRetention(
+                        retentionMs: topic.settings.retentionMs,
+                        retentionBytes: topic.settings.retentionBytes,
+                        nowMs: now
+                    )
+                } catch {
+                    logger.warning(
+                        "retention failed",
+                        metadata: ["partition": "\(topic.name)-\(partition.index)", "error": "\(error)"]
+                    )
                 }
             }
         }
-        maintenance.withLock { $0 = task }
     }
 
     // MARK: Dispatch
@@ -249,6 +317,29 @@ public final class Broker: KafkaRequestHandler {
             return respond(handleDescribeConfigs(try DescribeConfigsRequest(from: &body, version: version), request), to: request)
         case .initProducerId:
             return respond(await handleInitProducerId(try InitProducerIdRequest(from: &body, version: version)), to: request)
+        case .findCoordinator:
+            return respond(handleFindCoordinator(try FindCoordinatorRequest(from: &body, version: version), request), to: request)
+        case .joinGroup:
+            let join = try JoinGroupRequest(from: &body, version: version)
+            return respond(await handleJoinGroup(join, request, turn: turn), to: request)
+        case .syncGroup:
+            let sync = try SyncGroupRequest(from: &body, version: version)
+            return respond(await handleSyncGroup(sync, request, turn: turn), to: request)
+        case .heartbeat:
+            return respond(handleHeartbeat(try HeartbeatRequest(from: &body, version: version), request), to: request)
+        case .leaveGroup:
+            return respond(handleLeaveGroup(try LeaveGroupRequest(from: &body, version: version), request), to: request)
+        case .offsetCommit:
+            let commit = try OffsetCommitRequest(from: &body, version: version)
+            return respond(await handleOffsetCommit(commit, request, turn: turn), to: request)
+        case .offsetFetch:
+            return respond(handleOffsetFetch(try OffsetFetchRequest(from: &body, version: version), request), to: request)
+        case .describeGroups:
+            return respond(handleDescribeGroups(try DescribeGroupsRequest(from: &body, version: version), request), to: request)
+        case .listGroups:
+            return respond(handleListGroups(try ListGroupsRequest(from: &body, version: version), request), to: request)
+        case .deleteGroups:
+            return respond(await handleDeleteGroups(try DeleteGroupsRequest(from: &body, version: version), request), to: request)
         default:
             // SupportedApis lists only what is routed here; reaching this is a bug, not bad input.
             preconditionFailure("\(request.apiKey.name) is advertised but not routed")
@@ -281,6 +372,9 @@ enum SupportedApis {
     static let implemented: [ApiKey] = [
         .produce, .fetch, .listOffsets, .metadata, .apiVersions, .createTopics, .deleteTopics,
         .describeConfigs, .initProducerId,
+        // The classic group protocol (Groups/, Handlers/GroupHandlers.swift).
+        .findCoordinator, .joinGroup, .syncGroup, .heartbeat, .leaveGroup, .offsetCommit, .offsetFetch,
+        .describeGroups, .listGroups, .deleteGroups,
     ]
 
     private static let table: [ApiKey: ClosedRange<Int16>] = Dictionary(

@@ -137,7 +137,14 @@ actor MetadataManager {
                     await partitionLog.close()
                     throw error
                 }
-                partitions.append(Partition(topicName: name, index: index, log: partitionLog, recovered: recovered))
+                let partition = Partition(topicName: name, index: index, log: partitionLog, recovered: recovered)
+                partitions.append(partition)
+                if recovered.endOffset > recovered.startOffset {
+                    try await partition.recoverProducerState(
+                        windowOffsets: configuration.producerStateRecoveryOffsets,
+                        nowMs: configuration.clock()
+                    )
+                }
             }
         } catch {
             for partition in partitions { await partition.close() }

@@ -520,11 +520,74 @@ final class Partition: Sendable {
 
     // MARK: Lifecycle
 
-    /// Stops accepting appends and reads; waits for in-flight appends; closes the log.
+    /// Stops accepting appends and reads, makes what was appended durable (a graceful shutdown
+    /// loses nothing, whatever the acks), waits for in-flight appends and closes the log.
     func close() async {
         appendOrder.withLock { _ in state.withLock { $0.isClosed = true } }
         wakeWaiters()
+        if isDurable, state.withLock({ $0.failure == nil }) {
+            do {
+                try await log.sync()
+            } catch {
+                // The log is failed; recovery at the next start decides what survived.
+            }
+        }
         await log.close()
+    }
+
+    // MARK: Durability and retention
+
+    /// Syncs appends that no acks=all produce asked to sync (acks=1 data on a durable backend), so
+    /// a power loss can lose at most one flush interval of them. Coalesces with running syncs.
+    func flushIfDirty() {
+        guard isDurable else { return }
+        let dirty = state.withLock { $0.failure == nil && !$0.isClosed && $0.submittedEnd > $0.durableEnd }
+        if dirty { requestSync() }
+    }
+
+    /// Applies the topic's retention: the backend deletes whole segments, and the log start
+    /// offset (ListOffsets earliest, Fetch's out-of-range bound) follows.
+    func enforceRetention(retentionMs: Int64, retentionBytes: Int64, nowMs: Int64) async throws {
+        guard retentionMs >= 0 || retentionBytes >= 0 else { return }
+        let cutoff = retentionMs >= 0 ? nowMs - retentionMs : -1
+        let newStart = try await log.enforceRetention(retainBytes: retentionBytes, retainAfterTimestamp: cutoff)
+        state.withLock { state in
+            if newStart > state.logStartOffset { state.logStartOffset = min(newStart, state.highWatermark) }
+        }
+    }
+
+    /// Rebuilds idempotent-producer state from the batches at the end of the log, so a producer
+    /// retrying a batch it sent before a crash is still answered with the original offset
+    /// (Kafka keeps producer snapshots for this; Fjord re-reads the tail). Producers whose last
+    /// batch lies further back than `windowOffsets` are treated as new ones, as Kafka treats
+    /// producers whose state expired.
+    func recoverProducerState(windowOffsets: Int64, nowMs: Int64) async throws {
+        let snapshot = self.snapshot
+        var offset = max(snapshot.logStartOffset, snapshot.logEndOffset - windowOffsets)
+        var recovered = ProducerStateTable()
+        while offset < snapshot.highWatermark {
+            let chunk = try await log.read(from: offset, limit: snapshot.highWatermark, maxBytes: 1 << 20, minimumOneEntry: true)
+            guard chunk.entryCount > 0 else { break }
+            for batch in RecordBatchReader.batches(in: chunk.bytes) {
+                guard let header = try? RecordBatchHeader(parsing: batch), header.producerId >= 0 else { continue }
+                recovered.record(
+                    producerId: header.producerId,
+                    producerEpoch: header.producerEpoch,
+                    batch: .init(
+                        firstSequence: header.baseSequence,
+                        lastSequence: ProducerStateTable.lastSequence(
+                            first: header.baseSequence,
+                            lastOffsetDelta: header.lastOffsetDelta
+                        ),
+                        firstOffset: header.baseOffset,
+                        lastOffset: header.baseOffset + Int64(header.lastOffsetDelta)
+                    ),
+                    nowMs: nowMs
+                )
+            }
+            offset = chunk.nextOffset
+        }
+        state.withLock { $0.producers = recovered }
     }
 
     /// Forgets idle idempotent producers.

@@ -1,4 +1,5 @@
 internal import CKStore
+internal import KStoreFile
 internal import KStoreMemory
 internal import KStoreURing
 
@@ -80,6 +81,7 @@ public struct StorageBackend: Sendable {
     private static var builtinEntries: [(name: String, entry: () -> UnsafePointer<kstore_backend>?)] {
         [
             ("memory", { kstore_memory_backend() }),
+            ("file", { kstore_file_backend() }),
             ("uring", { kstore_uring_backend() }),
         ]
     }

@@ -557,7 +557,16 @@ public final class StorageLog: Sendable {
                 message: "read log '\(self.name)' at \(offset): below the start offset \(hostStartOffset)"
             )
         }
-        var buffer = ByteBufferAllocator().buffer(capacity: min(maxBytes, Self.readInitialBytes))
+        // Size the buffer from the log's average entry size over the requested range, so a large
+        // read does not re-copy what it read each time the buffer doubles; reads that would need
+        // more still grow below.
+        var initialBytes = Self.readInitialBytes
+        if let state = try? self.fetchState(), state.entryCount > 0, state.endOffset > state.startOffset {
+            let offsets = max(0, min(limit, state.endOffset) - offset)
+            let estimate = Double(state.byteCount) * Double(offsets) / Double(state.endOffset - state.startOffset)
+            initialBytes = max(initialBytes, Int(min(estimate * 1.05, Double(Int32.max))))
+        }
+        var buffer = ByteBufferAllocator().buffer(capacity: min(maxBytes, initialBytes))
         var nextOffset = offset
         var entryCount = 0
         // Set to the first entry's size when it alone exceeds maxBytes and KIP-74 says to return it

@@ -77,6 +77,44 @@ struct Fjord: AsyncParsableCommand {
     @Option(help: "Open connections allowed at once; more are closed as they arrive.")
     var maxConnections: Int = ServerConfiguration().maxConnections
 
+    @Option(
+        name: .customLong("backend-option"),
+        help: ArgumentHelp(
+            "An option passed to the storage backend, e.g. uring.segment.bytes=268435456 (repeatable).",
+            valueName: "key=value"
+        )
+    )
+    var backendOptions: [String] = []
+
+    @Option(help: "Default retention.ms of topics: delete segments older than this (-1: keep forever).")
+    var logRetentionMs: Int64 = BrokerConfiguration().retentionMs
+
+    @Option(help: "Default retention.bytes of topics: keep partitions below this size (-1: no limit).")
+    var logRetentionBytes: Int64 = BrokerConfiguration().retentionBytes
+
+    @Option(help: "Default segment.bytes of topics: roll a new segment file at this size.")
+    var logSegmentBytes: Int32 = BrokerConfiguration().segmentBytes
+
+    @Option(help: "How often retention is applied, in milliseconds (Kafka's log.retention.check.interval.ms).")
+    var retentionCheckIntervalMs: Int64 = BrokerConfiguration().retentionCheckIntervalMs
+
+    @Option(
+        help: """
+            How often acks=0/1 data is synced to stable storage, in milliseconds: the most of it a power \
+            loss can take (acks=all is always synced before it is answered).
+            """
+    )
+    var flushIntervalMs: Int64 = BrokerConfiguration().flushIntervalMs
+
+    @Option(help: "How long the first rebalance of a new consumer group waits for more members, in milliseconds (Kafka's group.initial.rebalance.delay.ms).")
+    var groupInitialRebalanceDelayMs: Int32 = BrokerConfiguration().groupInitialRebalanceDelayMs
+
+    @Option(help: "Smallest consumer session timeout accepted, in milliseconds (Kafka's group.min.session.timeout.ms).")
+    var groupMinSessionTimeoutMs: Int32 = BrokerConfiguration().groupMinSessionTimeoutMs
+
+    @Option(help: "Largest consumer session timeout accepted, in milliseconds (Kafka's group.max.session.timeout.ms).")
+    var groupMaxSessionTimeoutMs: Int32 = BrokerConfiguration().groupMaxSessionTimeoutMs
+
     /// Parses the command line; a usage error prints one line and exits with status 2 (argument-parser
     /// itself would print the usage screen and exit with 64).
     static func main() async {
@@ -140,8 +178,34 @@ struct Fjord: AsyncParsableCommand {
         guard self.maxInFlightRequests >= 1 else {
             throw ValidationError("--max-in-flight-requests must be at least 1, got \(self.maxInFlightRequests)")
         }
+        for option in self.backendOptions where !option.contains("=") || option.hasPrefix("=") {
+            throw ValidationError("--backend-option must look like key=value, got '\(option)'")
+        }
+        guard self.logRetentionMs >= -1 else {
+            throw ValidationError("--log-retention-ms must be -1 or more, got \(self.logRetentionMs)")
+        }
+        guard self.logRetentionBytes >= -1 else {
+            throw ValidationError("--log-retention-bytes must be -1 or more, got \(self.logRetentionBytes)")
+        }
+        guard self.logSegmentBytes >= 14 else {
+            throw ValidationError("--log-segment-bytes must be at least 14, got \(self.logSegmentBytes)")
+        }
+        guard self.retentionCheckIntervalMs >= 1, self.flushIntervalMs >= 1 else {
+            throw ValidationError("--retention-check-interval-ms and --flush-interval-ms must be at least 1")
+        }
         guard self.maxConnections >= 1 else {
             throw ValidationError("--max-connections must be at least 1, got \(self.maxConnections)")
+        }
+        guard self.groupInitialRebalanceDelayMs >= 0 else {
+            throw ValidationError(
+                "--group-initial-rebalance-delay-ms must be 0 or more, got \(self.groupInitialRebalanceDelayMs)"
+            )
+        }
+        guard self.groupMinSessionTimeoutMs >= 1, self.groupMinSessionTimeoutMs <= self.groupMaxSessionTimeoutMs else {
+            throw ValidationError(
+                "--group-min-session-timeout-ms (\(self.groupMinSessionTimeoutMs)) must be at least 1 and at most "
+                    + "--group-max-session-timeout-ms (\(self.groupMaxSessionTimeoutMs))"
+            )
         }
         // Everything the server checks is covered above; this catches a check added there later.
         do {
@@ -171,6 +235,14 @@ struct Fjord: AsyncParsableCommand {
         configuration.autoCreateTopics = self.autoCreateTopics
         configuration.defaultPartitions = self.defaultPartitions
         configuration.messageMaxBytes = self.messageMaxBytes
+        configuration.retentionMs = self.logRetentionMs
+        configuration.retentionBytes = self.logRetentionBytes
+        configuration.segmentBytes = self.logSegmentBytes
+        configuration.retentionCheckIntervalMs = self.retentionCheckIntervalMs
+        configuration.flushIntervalMs = self.flushIntervalMs
+        configuration.groupInitialRebalanceDelayMs = self.groupInitialRebalanceDelayMs
+        configuration.groupMinSessionTimeoutMs = self.groupMinSessionTimeoutMs
+        configuration.groupMaxSessionTimeoutMs = self.groupMaxSessionTimeoutMs
         return configuration
     }
 
@@ -204,6 +276,10 @@ struct Fjord: AsyncParsableCommand {
             storage = try await Storage.open(
                 self.backendSelection,
                 dataDirectory: self.dataDir,
+                backendOptions: self.backendOptions.map { option in
+                    let parts = option.split(separator: "=", maxSplits: 1)
+                    return (key: String(parts[0]), value: parts.count > 1 ? String(parts[1]) : "")
+                },
                 logger: Logger(label: "fjord.storage")
             )
         } catch {

@@ -46,10 +46,11 @@ struct UnknownBackendError: Error, CustomStringConvertible {
 enum Storage {
     static var builtinBackendNames: [String] { StorageBackend.builtinNames }
 
-    /// Opens the selected backend with `path` = `dataDirectory`.
+    /// Opens the selected backend with `path` = `dataDirectory` and the `--backend-option`s.
     static func open(
         _ selection: BackendSelection,
         dataDirectory: String,
+        backendOptions: [(key: String, value: String)],
         logger: Logger
     ) async throws -> any OpenedStorage {
         let backend: StorageBackend
@@ -64,7 +65,7 @@ enum Storage {
         }
         let engine = try StorageEngine.open(
             backend: backend,
-            options: [(key: "path", value: dataDirectory)],
+            options: [(key: "path", value: dataDirectory)] + backendOptions,
             logger: logger
         )
         return EngineStorage(engine: engine)

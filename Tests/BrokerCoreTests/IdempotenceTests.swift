@@ -92,3 +92,37 @@ struct IdempotenceTests {
         #expect(table.entries.isEmpty)
     }
 }
+
+@Suite("Idempotence across restarts")
+struct IdempotenceRestartTests {
+    /// A broker restarted over the same storage rebuilds producer state from the log's tail: a
+    /// retry of a batch stored before the restart gets its original offset and is not stored again.
+    @Test func producerStateIsRebuiltFromTheLogTail() async throws {
+        let first = try await TestBroker.start()
+        try await first.createTopic("restart")
+        let stored = makeBatch(count: 3, producerId: 9, producerEpoch: 0, baseSequence: 0)
+        #expect(try await first.produce("restart", batch: stored) == (0, 0))
+        await first.broker.shutdown()
+
+        let second = try await TestBroker.start(engine: first.engine)
+        #expect(try await second.produce("restart", batch: stored) == (0, 0))
+        #expect(try await second.listOffset("restart", timestamp: -1).offset == 3)
+        let gap = makeBatch(count: 1, producerId: 9, producerEpoch: 0, baseSequence: 7)
+        #expect(try await second.produce("restart", batch: gap).errorCode == ErrorCode.outOfOrderSequenceNumber.rawValue)
+        let next = makeBatch(count: 1, producerId: 9, producerEpoch: 0, baseSequence: 3)
+        #expect(try await second.produce("restart", batch: next) == (0, 3))
+    }
+
+    /// Only the configured window of offsets is re-read: a producer whose batches lie further back
+    /// is treated as new (Kafka's behaviour for expired producer state), so any sequence is accepted.
+    @Test func producersBeyondTheRecoveryWindowStartFresh() async throws {
+        let first = try await TestBroker.start { $0.producerStateRecoveryOffsets = 5 }
+        try await first.createTopic("window")
+        _ = try await first.produce("window", batch: makeBatch(count: 3, producerId: 1, producerEpoch: 0, baseSequence: 0))
+        _ = try await first.produce("window", batch: makeBatch(count: 10))
+        await first.broker.shutdown()
+        let second = try await TestBroker.start(engine: first.engine) { $0.producerStateRecoveryOffsets = 5 }
+        let far = makeBatch(count: 1, producerId: 1, producerEpoch: 0, baseSequence: 50)
+        #expect(try await second.produce("window", batch: far) == (0, 13))
+    }
+}

@@ -264,3 +264,40 @@ struct ProduceFetchTests {
         }
     }
 }
+
+@Suite("Retention")
+struct RetentionTests {
+    /// retention.bytes deletes the oldest storage units; the log start, ListOffsets earliest and
+    /// Fetch's out-of-range bound follow it.
+    @Test func retentionBytesAdvancesTheLogStart() async throws {
+        let test = try await TestBroker.start()
+        let batch = makeBatch(count: 10)
+        try await test.createTopic("bytes", configs: ["retention.bytes": String(batch.readableBytes * 3), "retention.ms": "-1"])
+        for _ in 0..<10 { _ = try await test.produce("bytes", batch: batch) }
+        await test.broker.applyRetention()
+        #expect(try await test.listOffset("bytes", timestamp: -2).offset == 70)
+        #expect(try await test.listOffset("bytes", timestamp: -1).offset == 100)
+        #expect(try await test.fetch("bytes", offset: 0).errorCode == ErrorCode.offsetOutOfRange.rawValue)
+        #expect(try await test.consumeAll("bytes", from: 70).count == 30)
+    }
+
+    /// retention.ms deletes batches whose newest record is older than the broker clock minus it.
+    @Test func retentionMsDeletesExpiredBatches() async throws {
+        let test = try await TestBroker.start { $0.clock = { 1_700_000_100_000 } }
+        try await test.createTopic("time", configs: ["retention.ms": "50000"])
+        _ = try await test.produce("time", batch: makeBatch(count: 5, timestamp: 1_700_000_000_000))
+        _ = try await test.produce("time", batch: makeBatch(count: 5, timestamp: 1_700_000_090_000))
+        await test.broker.applyRetention()
+        #expect(try await test.listOffset("time", timestamp: -2).offset == 5)
+        #expect(try await test.listOffset("time", timestamp: -1).offset == 10)
+    }
+
+    /// Topics without retention limits keep everything.
+    @Test func unlimitedRetentionKeepsEverything() async throws {
+        let test = try await TestBroker.start { $0.retentionMs = -1 }
+        try await test.createTopic("forever")
+        _ = try await test.produce("forever", batch: makeBatch(count: 5, timestamp: 1))
+        await test.broker.applyRetention()
+        #expect(try await test.listOffset("forever", timestamp: -2).offset == 0)
+    }
+}

@@ -274,29 +274,29 @@ struct ABITableTests {
 final class CInstance: @unchecked Sendable {  // The instance pointer is safe to share (kstore.h "Threading").
     let table: kstore_backend
     let pointer: UnsafeMutablePointer<kstore_instance>
-
-    /// A data directory this instance created because the backend is DURABLE and no "path" was
-    /// given (kstore.h: durable backends require it); removed by close().
-    private let ownedDirectory: String?
+    /// The data directory made for a DURABLE backend opened without "path" (kstore.h: durable
+    /// backends require it); removed by close.
+    let temporaryDirectory: String?
 
     init(_ backend: StorageBackend, options: [(key: String, value: String)] = []) throws {
         self.table = backend.table.members
-        var instance: UnsafeMutablePointer<kstore_instance>? = nil
-        let table = self.table
         var options = options
-        if backend.capabilities.contains(.durable), !options.contains(where: { $0.key == "path" }) {
+        var temporaryDirectory: String? = nil
+        if backend.capabilities.contains(.durable) && !options.contains(where: { $0.key == "path" }) {
             let directory = FileManager.default.temporaryDirectory
                 .appendingPathComponent("fjord-c-\(backend.name)-\(UUID().uuidString)").path
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             options.append((key: "path", value: directory))
-            self.ownedDirectory = directory
-        } else {
-            self.ownedDirectory = nil
+            temporaryDirectory = directory
         }
+        self.temporaryDirectory = temporaryDirectory
+        var instance: UnsafeMutablePointer<kstore_instance>? = nil
+        let table = self.table
         let status = try withCOptions(options, what: "test") { options, count in
             table.open(options, count, &instance, nil, 0)
         }
         guard status == KSTORE_OK, let instance else {
+            if let temporaryDirectory { try? FileManager.default.removeItem(atPath: temporaryDirectory) }
             throw StorageError(code: StorageError.Code(status: status), message: "open failed")
         }
         self.pointer = instance
@@ -319,6 +319,6 @@ final class CInstance: @unchecked Sendable {  // The instance pointer is safe to
 
     func close() {
         self.table.close(self.pointer)
-        if let ownedDirectory { try? FileManager.default.removeItem(atPath: ownedDirectory) }
+        if let temporaryDirectory { try? FileManager.default.removeItem(atPath: temporaryDirectory) }
     }
 }

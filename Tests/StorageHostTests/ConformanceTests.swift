@@ -163,8 +163,7 @@ struct ConformanceTests {
                 maxTimestamp: 10,
                 parts: [TestEntry.make(firstOffset: 0, lastOffset: 2)]
             )
-            // Each case below syncs, which moves durableEndOffset on a DURABLE backend: sync first
-            // so the state captured here is the one every rejected append must leave unchanged.
+            // The loop below syncs, which moves durableEndOffset on DURABLE backends: sync first.
             try await log.sync()
             let state = try log.state()
             let entry = TestEntry.make(firstOffset: 3, lastOffset: 3)
@@ -554,13 +553,18 @@ struct ConformanceTests {
         }
     }
 
+    /// One entry per segment in backends with segments (an entry always fits an empty segment).
+    static let entrySegments = [(key: "segment.bytes", value: "1")]
+
     /// Retention by bytes deletes the oldest entries while the log is over the limit, but never
     /// the entry holding the last offset.
     @Test(arguments: backends, paths)
     func retentionByBytes(backend: String, path: ExecutionPath) async throws {
         try await withHarness(backend, path) { harness in
             let plan = Self.readPlan()  // sizes 100, 110, 120, 130, 140 = 600
-            let log = try await harness.engine.openLog(named: "rb", create: true)
+            // kstore.h: retention deletes whole storage units; segment.bytes 1 makes every entry its own
+            // segment in segmented backends, so entry-sized units are expected of every backend.
+            let log = try await harness.engine.openLog(named: "rb", create: true, options: Self.entrySegments)
             try await log.append(plan)
             #expect(try await log.enforceRetention(retainBytes: -1, retainAfterTimestamp: -1) == 0)
             #expect(try await log.enforceRetention(retainBytes: 600, retainAfterTimestamp: -1) == 0)
@@ -596,7 +600,7 @@ struct ConformanceTests {
             for timestamp: Int64 in [10, 20, 5, 40, 30] {
                 plan.add(offsetCount: 2, maxTimestamp: timestamp, byteCount: 50)
             }
-            let log = try await harness.engine.openLog(named: "rt", create: true)
+            let log = try await harness.engine.openLog(named: "rt", create: true, options: Self.entrySegments)
             try await log.append(plan)
             // 10 is not below 10.
             #expect(try await log.enforceRetention(retainBytes: -1, retainAfterTimestamp: 10) == 0)

@@ -134,7 +134,7 @@ func endOfData(_ path: String) throws -> Int {
     return (end + 7) / 8 * 8
 }
 
-func overwrite(_ path: String, at position: Int, with bytes: [UInt8]) throws {
+func patchFile(_ path: String, at position: Int, with bytes: [UInt8]) throws {
     let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
     try handle.seek(toOffset: UInt64(position))
     try handle.write(contentsOf: Data(bytes))
@@ -264,7 +264,8 @@ struct URingTests {
     }
 
     /// Reopening a copy of an abandoned instance's directory recovers every synced entry; a torn
-    /// tail or garbage after the end is cut and zeroed, a torn last frame loses only that entry.
+    /// tail or garbage after the end is cut and zeroed, a torn last (unsynced) frame loses only
+    /// that entry.
     @Test(arguments: TailDamage.allCases)
     func recoveryAfterAbandoningTheInstance(damage: TailDamage) async throws {
         try await withURing(options: [(key: "uring.segment.bytes", value: "1048576")]) { fixture in
@@ -276,6 +277,13 @@ struct URingTests {
             for index in 0..<20 { planB.add(offsetCount: 1, maxTimestamp: Int64(index), byteCount: 500) }
             try await a.append(planA)
             try await b.append(planB)
+            // One more entry of b, written but not synced: the only thing a torn tail may lose (a
+            // synced frame is followed by the group commit's durable mark, so damage to it is
+            // corruption, not a torn tail).
+            let unsynced = planB.endOffset
+            try await b.append(firstOffset: unsynced, lastOffset: unsynced, maxTimestamp: 99,
+                               parts: [TestEntry.make(firstOffset: unsynced, lastOffset: unsynced, maxTimestamp: 99, byteCount: 500)])
+            planB.add(offsetCount: 1, maxTimestamp: 99, byteCount: 500)
             let stateA = try a.state()
             let copy = try fixture.copyDirectory()
             defer { try? FileManager.default.removeItem(atPath: copy) }
@@ -294,12 +302,12 @@ struct URingTests {
                 header[14] = 0
                 header[15] = 0
                 withUnsafeBytes(of: generation.littleEndian) { for i in 0..<8 { header[16 + i] = $0[i] } }
-                try overwrite(wal, at: end, with: header)
+                try patchFile(wal, at: end, with: header)
             case .garbageAfterEnd:
                 var generator = SystemRandomNumberGenerator()
-                try overwrite(wal, at: end + 8_192, with: (0..<4_096).map { _ in UInt8.random(in: 1...255, using: &generator) })
+                try patchFile(wal, at: end + 8_192, with: (0..<4_096).map { _ in UInt8.random(in: 1...255, using: &generator) })
             case .tornLastFrame:
-                try overwrite(wal, at: end - 16, with: [UInt8](repeating: 0x5A, count: 16))
+                try patchFile(wal, at: end - 16, with: [UInt8](repeating: 0x5A, count: 16))
             }
             let recovered = try URingFixture(directory: copy)
             let reopenedA = try await recovered.engine.openLog(named: "a", create: false)
@@ -342,15 +350,23 @@ struct URingTests {
             let entryBytes = 64 * 1_024
             let perLog = mebibytes * 1_048_576 / entryBytes / logs.count
             let payload = StorageLog.split(TestEntry.make(firstOffset: 0, lastOffset: 0, byteCount: entryBytes))
-            for log in logs {
-                for offset in 0..<perLog {
-                    log.submitAppend(firstOffset: Int64(offset), lastOffset: Int64(offset), maxTimestamp: 0, parts: payload) { _ in }
+            // In windows of 256 entries (16 MiB), well inside the staging bound (64 MiB).
+            for start in stride(from: 0, to: perLog, by: 256) {
+                for log in logs {
+                    let outcomes = Outcomes()
+                    let count = min(256, perLog - start)
+                    for index in 0..<count {
+                        let offset = Int64(start + index)
+                        log.submitAppend(firstOffset: offset, lastOffset: offset, maxTimestamp: 0, parts: payload) {
+                            outcomes.record(index, $0)
+                        }
+                    }
+                    try await log.sync()
+                    let results = await outcomes.wait(for: count)
+                    #expect(results.values.allSatisfy { (try? $0.get()) != nil })
                 }
             }
-            for log in logs {
-                try await log.sync()
-                await log.close()
-            }
+            for log in logs { await log.close() }
             try await fixture.reopen()
             let stats = try fixture.stats()
             let seconds = Double(stats.recovery_ns) / 1e9
@@ -370,7 +386,7 @@ struct URingTests {
         }
     }
 
-    /// A damaged frame followed by frames that prove it was acknowledged fails open with
+    /// A damaged frame followed by frames that prove it was acknowledged makes open_log answer
     /// CORRUPT, naming the file and the byte position.
     @Test func damageInTheMiddleFailsOpenWithFileAndPosition() async throws {
         try await withURing(options: [(key: "uring.segment.bytes", value: "1048576")]) { fixture in
@@ -384,13 +400,16 @@ struct URingTests {
             defer { try? FileManager.default.removeItem(atPath: copy) }
             let wal = (copy as NSString).appendingPathComponent(fixture.walFiles[0])
             // Frame 0 is the CREATE record of "x" (72 + 1 bytes, padded to 80); entry 0 follows.
-            try overwrite(wal, at: 80 + 72 + 100, with: [0xFF])
+            try patchFile(wal, at: 80 + 72 + 100, with: [0xFF])
+            // The instance opens (and writes nothing); open_log answers CORRUPT.
+            let damaged = try URingFixture(directory: copy)
             var failure: StorageError? = nil
             do {
-                _ = try URingFixture(directory: copy)
+                _ = try await damaged.engine.openLog(named: "x", create: false)
             } catch let error as StorageError {
                 failure = error
             }
+            await damaged.engine.close()
             let error = try #require(failure)
             #expect(error.code == .corrupt)
             #expect(error.isDataLoss)

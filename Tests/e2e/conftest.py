@@ -46,6 +46,8 @@ class Broker:
         if not os.path.exists(BINARY):
             raise RuntimeError(f"fjord binary not found at {BINARY}; build it first (scripts/test does)")
         self.starts += 1
+        # Durable backends refuse a missing data directory (an operator error); tests create it.
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         log.write(f"\n==== start #{self.starts} ====\n".encode())
         log.flush()
@@ -110,6 +112,10 @@ class Broker:
 def backends() -> list[str]:
     chosen = os.environ.get("FJORD_E2E_BACKENDS")
     return chosen.split(",") if chosen else ["memory"]
+
+
+def durable_backends() -> list[str]:
+    return [backend for backend in backends() if backend != "memory"]
 
 
 @pytest.fixture

@@ -117,6 +117,7 @@ extension Broker {
             result.topicId = topic.id
             do {
                 try await metadata.deleteTopic(topic)
+                await groupCoordinator.deleteOffsets(ofTopics: [topic.name])
             } catch {
                 logger.error("deleting topic failed", metadata: ["topic": "\(topic.name)", "error": "\(error)"])
                 result.errorCode = ErrorCode.kafkaStorageError.rawValue

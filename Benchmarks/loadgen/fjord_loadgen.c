@@ -1,0 +1,328 @@
+/*
+ * fjord-loadgen: a Kafka load generator on librdkafka, for Fjord's benchmarks.
+ *
+ *   fjord-loadgen produce --bootstrap HOST:PORT --topic T --messages N --size BYTES
+ *                 [--partitions P] [--acks -1|0|1] [--compression none|gzip|snappy|lz4|zstd]
+ *                 [--linger-ms MS] [--duration-s S] [--rate MSGS_PER_S] [--json]
+ *   fjord-loadgen consume --bootstrap HOST:PORT --topic T --messages N [--partitions P] [--json]
+ *
+ * produce: N messages of SIZE bytes, round-robin over P partitions (the topic must exist or be
+ * auto-created with P partitions); every message carries its send time, so the delivery report
+ * gives the produce latency (send → acknowledged). With --duration-s it runs for that long instead
+ * of N messages; with --rate it paces itself (for latency at a fixed load). consume: reads N
+ * messages from the beginning of partitions 0..P-1 (assign mode, check.crcs=true) and reports the
+ * end-to-end latency from the send time stamped in each message when the producer's clock is the
+ * same machine's.
+ *
+ * The result is one line of "key=value" pairs (or a JSON object with --json), including the
+ * client's own CPU seconds (getrusage), so a reader can see whether the client was the bottleneck.
+ * Progress goes to stderr once a second.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+typedef struct options {
+    const char *mode;
+    const char *bootstrap;
+    const char *topic;
+    long long messages;
+    int size;
+    int partitions;
+    int acks;
+    const char *compression;
+    int linger_ms;
+    double duration_s;
+    double rate;
+    int json;
+} options;
+
+static volatile sig_atomic_t stop_requested = 0;
+static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static double cpu_seconds(void) {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+}
+
+/* Latency samples in microseconds; percentiles by sorting at the end (bounded by --messages). */
+typedef struct samples {
+    uint32_t *values;
+    size_t count, capacity;
+} samples;
+
+static void samples_add(samples *s, int64_t ns) {
+    if (s->count == s->capacity) {
+        size_t capacity = s->capacity ? s->capacity * 2 : 1 << 16;
+        uint32_t *grown = realloc(s->values, capacity * sizeof *grown);
+        if (!grown) return; /* drop the sample rather than the run */
+        s->values = grown;
+        s->capacity = capacity;
+    }
+    int64_t us = ns / 1000;
+    s->values[s->count++] = us < 0 ? 0 : (us > UINT32_MAX ? UINT32_MAX : (uint32_t)us);
+}
+
+static int compare_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double percentile_ms(samples *s, double p) {
+    if (s->count == 0) return -1;
+    size_t index = (size_t)(p / 100.0 * (double)(s->count - 1) + 0.5);
+    return s->values[index] / 1000.0;
+}
+
+static void die(const char *message, const char *detail) {
+    fprintf(stderr, "fjord-loadgen: %s%s%s\n", message, detail ? ": " : "", detail ? detail : "");
+    exit(1);
+}
+
+static rd_kafka_conf_t *base_conf(const options *o) {
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", o->bootstrap, err, sizeof err) != RD_KAFKA_CONF_OK)
+        die("bad bootstrap", err);
+    return conf;
+}
+
+static void set(rd_kafka_conf_t *conf, const char *key, const char *value) {
+    char err[512];
+    if (rd_kafka_conf_set(conf, key, value, err, sizeof err) != RD_KAFKA_CONF_OK) die(key, err);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+typedef struct produce_state {
+    samples latency;
+    long long delivered, failed;
+    long long bytes;
+    char first_error[256];
+} produce_state;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    produce_state *state = opaque;
+    if (m->err) {
+        if (state->failed++ == 0) snprintf(state->first_error, sizeof state->first_error, "%s", rd_kafka_err2str(m->err));
+        return;
+    }
+    int64_t sent;
+    memcpy(&sent, m->payload, sizeof sent);
+    samples_add(&state->latency, now_ns() - sent);
+    state->delivered++;
+    state->bytes += (long long)m->len;
+}
+
+static int run_produce(const options *o) {
+    produce_state state = {0};
+    rd_kafka_conf_t *conf = base_conf(o);
+    char value[32];
+    snprintf(value, sizeof value, "%d", o->acks);
+    set(conf, "acks", value);
+    set(conf, "compression.codec", o->compression);
+    snprintf(value, sizeof value, "%d", o->linger_ms);
+    set(conf, "linger.ms", value);
+    set(conf, "queue.buffering.max.messages", "1000000");
+    set(conf, "queue.buffering.max.kbytes", "1048576");
+    set(conf, "batch.num.messages", "100000");
+    set(conf, "enable.idempotence", o->acks == -1 ? "true" : "false");
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, &state);
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!rk) die("cannot create producer", err);
+
+    char *payload = malloc((size_t)o->size < 8 ? 8 : (size_t)o->size);
+    for (int i = 0; i < o->size; i++) payload[i] = (char)('a' + i % 26);
+    double cpu_start = cpu_seconds();
+    int64_t start = now_ns(), last_progress = start;
+    int64_t deadline = o->duration_s > 0 ? start + (int64_t)(o->duration_s * 1e9) : INT64_MAX;
+    long long sent = 0;
+    long long limit = o->duration_s > 0 ? LLONG_MAX : o->messages;
+    while (sent < limit && !stop_requested) {
+        int64_t t = now_ns();
+        if (t >= deadline) break;
+        if (o->rate > 0) {
+            int64_t due = start + (int64_t)((double)sent / o->rate * 1e9);
+            if (t < due) {
+                rd_kafka_poll(rk, 0);
+                if (due - t > 200000) {
+                    struct timespec pause = {0, (long)((due - t) / 2)};
+                    nanosleep(&pause, NULL);
+                }
+                continue;
+            }
+        }
+        memcpy(payload, &t, sizeof t);
+        int partition = (int)(sent % o->partitions);
+        rd_kafka_resp_err_t e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_PARTITION(partition),
+                                                  RD_KAFKA_V_VALUE(payload, (size_t)o->size),
+                                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(rk, 1);
+            continue;
+        }
+        if (e) die("produce failed", rd_kafka_err2str(e));
+        sent++;
+        if ((sent & 1023) == 0) {
+            rd_kafka_poll(rk, 0);
+            if (t - last_progress > 1000000000LL) {
+                last_progress = t;
+                fprintf(stderr, "  produce: %lld sent, %lld acked, %.0f msg/s\n", sent, state.delivered,
+                        state.delivered / ((t - start) / 1e9));
+            }
+        }
+    }
+    rd_kafka_flush(rk, 300000);
+    int64_t end = now_ns();
+    double cpu = cpu_seconds() - cpu_start;
+    double seconds = (end - start) / 1e9;
+    qsort(state.latency.values, state.latency.count, sizeof(uint32_t), compare_u32);
+    double mb = state.bytes / 1e6;
+    if (o->json) {
+        printf("{\"mode\":\"produce\",\"messages\":%lld,\"failed\":%lld,\"size\":%d,\"partitions\":%d,\"acks\":%d,"
+               "\"compression\":\"%s\",\"seconds\":%.3f,\"msgs_per_s\":%.0f,\"mb_per_s\":%.2f,"
+               "\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"latency_p999_ms\":%.3f,\"client_cpu_s\":%.3f,"
+               "\"first_error\":\"%s\"}\n",
+               state.delivered, state.failed, o->size, o->partitions, o->acks, o->compression, seconds,
+               state.delivered / seconds, mb / seconds, percentile_ms(&state.latency, 50),
+               percentile_ms(&state.latency, 99), percentile_ms(&state.latency, 99.9), cpu, state.first_error);
+    } else {
+        printf("mode=produce messages=%lld failed=%lld size=%d partitions=%d acks=%d compression=%s seconds=%.3f "
+               "msgs_per_s=%.0f mb_per_s=%.2f latency_p50_ms=%.3f latency_p99_ms=%.3f latency_p999_ms=%.3f "
+               "client_cpu_s=%.3f%s%s\n",
+               state.delivered, state.failed, o->size, o->partitions, o->acks, o->compression, seconds,
+               state.delivered / seconds, mb / seconds, percentile_ms(&state.latency, 50),
+               percentile_ms(&state.latency, 99), percentile_ms(&state.latency, 99.9), cpu,
+               state.failed ? " first_error=" : "", state.first_error);
+    }
+    free(payload);
+    free(state.latency.values);
+    rd_kafka_destroy(rk);
+    return state.failed ? 2 : 0;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+static int run_consume(const options *o) {
+    rd_kafka_conf_t *conf = base_conf(o);
+    set(conf, "group.id", "fjord-loadgen");
+    set(conf, "enable.auto.commit", "false");
+    set(conf, "check.crcs", "true");
+    set(conf, "fetch.max.bytes", "52428800");
+    set(conf, "max.partition.fetch.bytes", "10485760");
+    set(conf, "queued.max.messages.kbytes", "1048576");
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!rk) die("cannot create consumer", err);
+    rd_kafka_topic_partition_list_t *assignment = rd_kafka_topic_partition_list_new(o->partitions);
+    for (int p = 0; p < o->partitions; p++)
+        rd_kafka_topic_partition_list_add(assignment, o->topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, assignment);
+    rd_kafka_topic_partition_list_destroy(assignment);
+    if (e) die("assign failed", rd_kafka_err2str(e));
+
+    samples latency = {0};
+    long long received = 0, bytes = 0;
+    double cpu_start = cpu_seconds();
+    int64_t start = now_ns(), last_progress = start, first = 0;
+    while (received < o->messages && !stop_requested) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 1000);
+        int64_t t = now_ns();
+        if (m) {
+            if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) die("consume failed", rd_kafka_message_errstr(m));
+            } else {
+                if (first == 0) first = t;
+                if (m->len >= 8) {
+                    int64_t sent;
+                    memcpy(&sent, m->payload, sizeof sent);
+                    samples_add(&latency, t - sent);
+                }
+                received++;
+                bytes += (long long)m->len;
+            }
+            rd_kafka_message_destroy(m);
+        }
+        if (t - last_progress > 1000000000LL) {
+            last_progress = t;
+            fprintf(stderr, "  consume: %lld received, %.0f msg/s\n", received, received / ((t - start) / 1e9));
+        }
+        if (t - start > 600000000000LL) break; /* 10 minutes: something is wrong */
+    }
+    int64_t end = now_ns();
+    double cpu = cpu_seconds() - cpu_start;
+    double seconds = (end - start) / 1e9;
+    qsort(latency.values, latency.count, sizeof(uint32_t), compare_u32);
+    if (o->json) {
+        printf("{\"mode\":\"consume\",\"messages\":%lld,\"seconds\":%.3f,\"msgs_per_s\":%.0f,\"mb_per_s\":%.2f,"
+               "\"e2e_p50_ms\":%.3f,\"e2e_p99_ms\":%.3f,\"client_cpu_s\":%.3f}\n",
+               received, seconds, received / seconds, bytes / 1e6 / seconds, percentile_ms(&latency, 50),
+               percentile_ms(&latency, 99), cpu);
+    } else {
+        printf("mode=consume messages=%lld seconds=%.3f msgs_per_s=%.0f mb_per_s=%.2f e2e_p50_ms=%.3f e2e_p99_ms=%.3f "
+               "client_cpu_s=%.3f\n",
+               received, seconds, received / seconds, bytes / 1e6 / seconds, percentile_ms(&latency, 50),
+               percentile_ms(&latency, 99), cpu);
+    }
+    free(latency.values);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return received < o->messages ? 2 : 0;
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: fjord-loadgen produce|consume --bootstrap HOST:PORT --topic T --messages N "
+                    "[--size B] [--partitions P] [--acks -1|0|1] [--compression C] [--linger-ms MS] "
+                    "[--duration-s S] [--rate R] [--json]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    options o = {.bootstrap = "127.0.0.1:9092", .topic = "bench", .messages = 100000, .size = 100, .partitions = 1,
+                 .acks = 1, .compression = "none", .linger_ms = 5};
+    if (argc < 2) usage();
+    o.mode = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--json")) { o.json = 1; continue; }
+        if (!v) usage();
+        if (!strcmp(a, "--bootstrap")) o.bootstrap = v;
+        else if (!strcmp(a, "--topic")) o.topic = v;
+        else if (!strcmp(a, "--messages")) o.messages = atoll(v);
+        else if (!strcmp(a, "--size")) o.size = atoi(v);
+        else if (!strcmp(a, "--partitions")) o.partitions = atoi(v);
+        else if (!strcmp(a, "--acks")) o.acks = atoi(v);
+        else if (!strcmp(a, "--compression")) o.compression = v;
+        else if (!strcmp(a, "--linger-ms")) o.linger_ms = atoi(v);
+        else if (!strcmp(a, "--duration-s")) o.duration_s = atof(v);
+        else if (!strcmp(a, "--rate")) o.rate = atof(v);
+        else usage();
+        i++;
+    }
+    if (o.size < 8 || o.partitions < 1 || o.messages < 1) usage();
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    if (!strcmp(o.mode, "produce")) return run_produce(&o);
+    if (!strcmp(o.mode, "consume")) return run_consume(&o);
+    usage();
+    return 2;
+}

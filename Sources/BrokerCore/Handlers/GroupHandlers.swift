@@ -1,0 +1,377 @@
+import KafkaMessages
+import Logging
+import StorageHost
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Settings of the group coordinator, taken from the broker configuration.
+extension BrokerConfiguration {
+    var groupSettings: GroupSettings {
+        GroupSettings(
+            initialRebalanceDelayMs: Int64(max(0, groupInitialRebalanceDelayMs)),
+            minSessionTimeoutMs: groupMinSessionTimeoutMs,
+            maxSessionTimeoutMs: groupMaxSessionTimeoutMs,
+            maxSize: Int(max(1, groupMaxSize))
+        )
+    }
+
+    var offsetsStoreSettings: OffsetsStoreSettings {
+        OffsetsStoreSettings(
+            metadataMaxBytes: Int(max(0, offsetMetadataMaxBytes)),
+            compactionThresholdRecords: max(1, offsetsCompactionThresholdRecords)
+        )
+    }
+}
+
+extension Broker {
+    /// Opens the group coordinator (replaying committed offsets) during `start`; when that fails,
+    /// closes what `start` opened before it.
+    static func openGroupCoordinator(
+        _ configuration: BrokerConfiguration,
+        _ storage: StorageEngine,
+        _ registry: TopicRegistry,
+        _ metadata: MetadataManager,
+        _ logger: Logger
+    ) async throws -> GroupCoordinator {
+        do {
+            return try await GroupCoordinator.open(
+                storage: storage,
+                settings: configuration.groupSettings,
+                offsetsSettings: configuration.offsetsStoreSettings,
+                logger: logger
+            )
+        } catch {
+            for topic in registry.all {
+                for partition in topic.partitions { await partition.close() }
+            }
+            await metadata.close()
+            throw error
+        }
+    }
+}
+
+/// The classic group protocol: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+/// OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups. The logic lives in
+/// `ClassicGroup` / `GroupCoordinatorState`; these handlers translate the wire messages.
+extension Broker {
+    /// Group ids are stored in the offsets log with a 16-bit length; this is also the longest string
+    /// a non-flexible request can carry, so only flexible requests can exceed it.
+    static let groupIdBytesMax = Int(Int16.max)
+
+    /// The AclOperation bits of a group (READ 3, DELETE 6, DESCRIBE 8): without an authorizer, every
+    /// operation a group supports is allowed.
+    static let groupAuthorizedOperations: Int32 = (1 << 3) | (1 << 6) | (1 << 8)
+
+    /// JoinGroup/DescribeGroups client host: Kafka prints the peer address as Java's InetAddress
+    /// does, "/127.0.0.1".
+    static func clientHost(_ connection: ConnectionInfo) -> String {
+        let address = connection.remoteAddress
+        if address.hasPrefix("["), let close = address.firstIndex(of: "]") {
+            return "/" + address[address.index(after: address.startIndex)..<close]
+        }
+        if let colon = address.lastIndex(of: ":"), address.firstIndex(of: ":") == colon {
+            return "/" + address[..<colon]
+        }
+        return "/" + address
+    }
+
+    private static func isValidMembershipGroupId(_ groupId: String) -> Bool {
+        !groupId.isEmpty && groupId.utf8.count <= groupIdBytesMax
+    }
+
+    // MARK: FindCoordinator
+
+    func handleFindCoordinator(_ request: FindCoordinatorRequest, _ context: Request) -> FindCoordinatorResponse {
+        var response = FindCoordinatorResponse(
+            throttleTimeMs: 0,
+            errorCode: 0,
+            errorMessage: nil,
+            nodeId: -1,
+            host: "",
+            port: -1
+        )
+        switch request.keyType {
+        case 0:
+            // Every group's coordinator is this broker.
+            response.nodeId = configuration.nodeId
+            response.host = configuration.advertisedHost
+            response.port = configuration.advertisedPort
+        case 1:
+            response.errorCode = ErrorCode.coordinatorNotAvailable.rawValue
+            response.errorMessage = "Fjord has no transactions, so there is no transaction coordinator"
+        default:
+            response.errorCode = ErrorCode.invalidRequest.rawValue
+            response.errorMessage = "Unknown coordinator key type \(request.keyType)"
+        }
+        return response
+    }
+
+    // MARK: JoinGroup, SyncGroup, Heartbeat, LeaveGroup
+
+    /// JoinGroup: parks until the rebalance completes; the connection's turn is passed on first,
+    /// so the member's other requests (and other members on the same connection) are not stuck.
+    func handleJoinGroup(_ request: JoinGroupRequest, _ context: Request, turn: Turn) async -> JoinGroupResponse {
+        let version = context.version
+        guard Self.isValidMembershipGroupId(request.groupId) else {
+            return Self.joinResponse(.error(.invalidGroupId, memberId: request.memberId))
+        }
+        let groupInstanceId = version >= 5 ? request.groupInstanceId : nil
+        let clientId = context.clientId
+        let parameters = JoinGroupParameters(
+            memberId: request.memberId,
+            groupInstanceId: groupInstanceId,
+            requireKnownMemberId: version >= 4 && groupInstanceId == nil,
+            clientId: clientId,
+            clientHost: Self.clientHost(context.context.connection),
+            // v0 has no rebalance timeout: Kafka uses the session timeout.
+            rebalanceTimeoutMs: version == 0 ? request.sessionTimeoutMs : request.rebalanceTimeoutMs,
+            sessionTimeoutMs: request.sessionTimeoutMs,
+            protocolType: request.protocolType,
+            protocols: request.protocols.map { GroupProtocol(name: $0.name, metadata: $0.metadata) },
+            // Kafka's member ids: the instance id (static) or client id, a dash and a random UUID.
+            generatedMemberId: "\(groupInstanceId ?? clientId)-\(UUID().uuidString.lowercased())"
+        )
+        let waiter = groupCoordinator.join(groupId: request.groupId, parameters)
+        turn.release()
+        guard case .join(let outcome) = await waiter.wait() else {
+            return Self.joinResponse(.error(.notCoordinator, memberId: request.memberId))
+        }
+        return Self.joinResponse(outcome)
+    }
+
+    private static func joinResponse(_ outcome: JoinGroupOutcome) -> JoinGroupResponse {
+        JoinGroupResponse(
+            throttleTimeMs: 0,
+            errorCode: outcome.errorCode.rawValue,
+            generationId: outcome.generationId,
+            protocolType: outcome.protocolType,
+            protocolName: outcome.protocolName,
+            leader: outcome.leaderId,
+            memberId: outcome.memberId,
+            members: outcome.members.map {
+                .init(memberId: $0.memberId, groupInstanceId: $0.groupInstanceId, metadata: $0.metadata)
+            }
+        )
+    }
+
+    /// SyncGroup: followers park until the leader's assignment arrives (turn passed on first).
+    func handleSyncGroup(_ request: SyncGroupRequest, _ context: Request, turn: Turn) async -> SyncGroupResponse {
+        let version = context.version
+        guard Self.isValidMembershipGroupId(request.groupId) else {
+            return SyncGroupResponse(throttleTimeMs: 0, errorCode: ErrorCode.invalidGroupId.rawValue)
+        }
+        var assignments: [String: [UInt8]] = [:]
+        for entry in request.assignments { assignments[entry.memberId] = entry.assignment }
+        let parameters = ClassicGroup.SyncParameters(
+            memberId: request.memberId,
+            groupInstanceId: version >= 3 ? request.groupInstanceId : nil,
+            generationId: request.generationId,
+            protocolType: version >= 5 ? request.protocolType : nil,
+            protocolName: version >= 5 ? request.protocolName : nil,
+            assignments: assignments
+        )
+        let waiter = groupCoordinator.sync(groupId: request.groupId, parameters)
+        turn.release()
+        guard case .sync(let outcome) = await waiter.wait() else {
+            return SyncGroupResponse(throttleTimeMs: 0, errorCode: ErrorCode.notCoordinator.rawValue)
+        }
+        return SyncGroupResponse(
+            throttleTimeMs: 0,
+            errorCode: outcome.errorCode.rawValue,
+            protocolType: outcome.protocolType,
+            protocolName: outcome.protocolName,
+            assignment: outcome.assignment
+        )
+    }
+
+    func handleHeartbeat(_ request: HeartbeatRequest, _ context: Request) -> HeartbeatResponse {
+        guard Self.isValidMembershipGroupId(request.groupId) else {
+            return HeartbeatResponse(throttleTimeMs: 0, errorCode: ErrorCode.invalidGroupId.rawValue)
+        }
+        let error = groupCoordinator.heartbeat(
+            groupId: request.groupId,
+            memberId: request.memberId,
+            groupInstanceId: context.version >= 3 ? request.groupInstanceId : nil,
+            generationId: request.generationId
+        )
+        return HeartbeatResponse(throttleTimeMs: 0, errorCode: error.rawValue)
+    }
+
+    /// LeaveGroup: one member before v3, a batch (by member id or by group.instance.id) from v3.
+    func handleLeaveGroup(_ request: LeaveGroupRequest, _ context: Request) -> LeaveGroupResponse {
+        let version = context.version
+        guard Self.isValidMembershipGroupId(request.groupId) else {
+            return LeaveGroupResponse(throttleTimeMs: 0, errorCode: ErrorCode.invalidGroupId.rawValue, members: [])
+        }
+        let leaving: [(memberId: String, groupInstanceId: String?)] =
+            version >= 3 ? request.members.map { ($0.memberId, $0.groupInstanceId) } : [(request.memberId, nil)]
+        let errors = groupCoordinator.leave(groupId: request.groupId, members: leaving)
+        if version < 3 {
+            // Before v3 the single member's error is the response's error.
+            return LeaveGroupResponse(throttleTimeMs: 0, errorCode: (errors.first { $0 != .none } ?? .none).rawValue)
+        }
+        return LeaveGroupResponse(
+            throttleTimeMs: 0,
+            errorCode: 0,
+            members: zip(leaving, errors).map {
+                .init(memberId: $0.0.memberId, groupInstanceId: $0.0.groupInstanceId, errorCode: $0.1.rawValue)
+            }
+        )
+    }
+
+    // MARK: OffsetCommit, OffsetFetch
+
+    /// OffsetCommit: partitions of unknown topics and oversized metadata are refused one by one;
+    /// the rest are validated against the group, applied, and answered once durable.
+    func handleOffsetCommit(
+        _ request: OffsetCommitRequest,
+        _ context: Request,
+        turn: Turn
+    ) async -> OffsetCommitResponse {
+        let version = context.version
+        let commitTimestampMs = nowMs
+        var errors: [[ErrorCode]] = []
+        var valid: [TopicPartition: CommittedOffset] = [:]
+        let groupIdValid = request.groupId.utf8.count <= Self.groupIdBytesMax
+        for topic in request.topics {
+            let known = registry.topic(named: topic.name)
+            errors.append(
+                topic.partitions.map { partition in
+                    if !groupIdValid { return .invalidGroupId }
+                    guard known?.partition(partition.partitionIndex) != nil else { return .unknownTopicOrPartition }
+                    let metadata = partition.committedMetadata ?? ""
+                    guard metadata.utf8.count <= groupCoordinator.offsetsSettings.metadataMaxBytes else {
+                        return .offsetMetadataTooLarge
+                    }
+                    valid[TopicPartition(topic: topic.name, partition: partition.partitionIndex)] = CommittedOffset(
+                        offset: partition.committedOffset,
+                        leaderEpoch: version >= 6 ? partition.committedLeaderEpoch : -1,
+                        metadata: metadata,
+                        commitTimestampMs: commitTimestampMs
+                    )
+                    return .none
+                }
+            )
+        }
+        // Kafka does not consult the group when no partition is left to commit.
+        let groupError: ErrorCode
+        if valid.isEmpty {
+            turn.release()
+            groupError = .none
+        } else {
+            let ticket = groupCoordinator.submitCommit(
+                groupId: request.groupId,
+                memberId: request.memberId,
+                groupInstanceId: version >= 7 ? request.groupInstanceId : nil,
+                generationId: request.generationIdOrMemberEpoch,
+                offsets: valid
+            )
+            turn.release()
+            groupError = await groupCoordinator.finishCommit(ticket)
+        }
+        return OffsetCommitResponse(
+            throttleTimeMs: 0,
+            topics: zip(request.topics, errors).map { topic, partitionErrors in
+                .init(
+                    name: topic.name,
+                    partitions: zip(topic.partitions, partitionErrors).map { partition, error in
+                        .init(
+                            partitionIndex: partition.partitionIndex,
+                            errorCode: (error == .none ? groupError : error).rawValue
+                        )
+                    }
+                )
+            }
+        )
+    }
+
+    /// OffsetFetch: committed offsets; a partition without one answers offset -1 without error.
+    /// Null topics (v2+) ask for every partition the group has committed.
+    func handleOffsetFetch(_ request: OffsetFetchRequest, _ context: Request) -> OffsetFetchResponse {
+        let requested = request.topics.map { topics in
+            topics.flatMap { topic in topic.partitionIndexes.map { TopicPartition(topic: topic.name, partition: $0) } }
+        }
+        let committed = groupCoordinator.fetchOffsets(groupId: request.groupId, partitions: requested)
+        func answer(_ partition: TopicPartition) -> OffsetFetchResponse.OffsetFetchResponsePartition {
+            let found = committed[partition]
+            return .init(
+                partitionIndex: partition.partition,
+                committedOffset: found?.offset ?? -1,
+                committedLeaderEpoch: found?.leaderEpoch ?? -1,
+                metadata: found?.metadata ?? "",
+                errorCode: 0
+            )
+        }
+        var response = OffsetFetchResponse(throttleTimeMs: 0, topics: [], errorCode: 0)
+        if let topics = request.topics {
+            response.topics = topics.map { topic in
+                .init(
+                    name: topic.name,
+                    partitions: topic.partitionIndexes.map { answer(TopicPartition(topic: topic.name, partition: $0)) }
+                )
+            }
+        } else {
+            let byTopic = Dictionary(grouping: committed.keys, by: \.topic)
+            response.topics = byTopic.keys.sorted().map { name in
+                .init(name: name, partitions: byTopic[name]!.sorted().map(answer))  // Safe: own keys.
+            }
+        }
+        return response
+    }
+
+    // MARK: DescribeGroups, ListGroups, DeleteGroups
+
+    func handleDescribeGroups(_ request: DescribeGroupsRequest, _ context: Request) -> DescribeGroupsResponse {
+        DescribeGroupsResponse(
+            throttleTimeMs: 0,
+            groups: request.groups.map { groupId in
+                let summary = groupCoordinator.describe(groupId: groupId)
+                return .init(
+                    errorCode: 0,
+                    groupId: groupId,
+                    groupState: summary.state,
+                    protocolType: summary.protocolType,
+                    protocolData: summary.protocolName,
+                    members: summary.members.map {
+                        .init(
+                            memberId: $0.memberId,
+                            groupInstanceId: $0.groupInstanceId,
+                            clientId: $0.clientId,
+                            clientHost: $0.clientHost,
+                            memberMetadata: $0.metadata,
+                            memberAssignment: $0.assignment
+                        )
+                    },
+                    authorizedOperations: request.includeAuthorizedOperations
+                        ? Self.groupAuthorizedOperations : Int32.min
+                )
+            }
+        )
+    }
+
+    func handleListGroups(_ request: ListGroupsRequest, _ context: Request) -> ListGroupsResponse {
+        let statesFilter = context.version >= 4 ? request.statesFilter : []
+        return ListGroupsResponse(
+            throttleTimeMs: 0,
+            errorCode: 0,
+            groups: groupCoordinator.list(statesFilter: statesFilter).map {
+                .init(groupId: $0.groupId, protocolType: $0.protocolType, groupState: $0.state)
+            }
+        )
+    }
+
+    /// DeleteGroups: only groups without members; their committed offsets are removed durably.
+    func handleDeleteGroups(_ request: DeleteGroupsRequest, _ context: Request) async -> DeleteGroupsResponse {
+        var seen: Set<String> = []
+        let groupIds = request.groupsNames.filter { seen.insert($0).inserted }
+        let errors = await groupCoordinator.deleteGroups(groupIds)
+        return DeleteGroupsResponse(
+            throttleTimeMs: 0,
+            results: zip(groupIds, errors).map { .init(groupId: $0, errorCode: $1.rawValue) }
+        )
+    }
+}

@@ -1,0 +1,219 @@
+import CKStore
+import Foundation
+import KStoreFile
+import Logging
+import NIOCore
+import Testing
+
+@testable import StorageHost
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Helpers for the file backend, power-loss and faulty-shim tests.
+
+/// A fresh directory under the temporary directory; `remove()` deletes it.
+struct ScratchDirectory: Sendable {
+    let path: String
+
+    init(_ label: String) throws {
+        self.path =
+            FileManager.default.temporaryDirectory
+            .appendingPathComponent("fjord-\(label)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: self.path, withIntermediateDirectories: true)
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: self.path)
+    }
+
+    func file(_ relative: String) -> String { self.path + "/" + relative }
+}
+
+/// Opens an engine of `backend` on `path`.
+func openEngine(_ backend: StorageBackend, path: String, threads: Int = 2) throws -> StorageEngine {
+    try StorageEngine.open(
+        backend: backend,
+        options: [(key: "path", value: path)],
+        logger: quietLogger,
+        blockingThreadCount: threads
+    )
+}
+
+func fileBackend() throws -> StorageBackend { try StorageBackend.builtin(named: "file") }
+
+extension StorageEngine {
+    /// The backend's instance `control` member (kstore.h), or UNSUPPORTED when it has none.
+    func control(_ op: Int32, _ argument: UnsafeMutableRawPointer?) -> Int32 {
+        guard let control = self.context.backend.table.control else { return KSTORE_ERR_UNSUPPORTED }
+        return control(self.context.instance.pointer, op, argument)
+    }
+
+    /// Arms a fault in the file backend's I/O layer (kstore_file.h).
+    func injectFault(
+        operation: Int32,
+        fault: Int32,
+        skip: UInt32 = 0,
+        fail: UInt32 = 1,
+        partial: Bool = false
+    )
+        -> Int32
+    {
+        var argument = kstore_file_fault(
+            struct_size: UInt32(MemoryLayout<kstore_file_fault>.size),
+            operation: UInt32(operation),
+            fault: UInt32(fault),
+            skip_count: skip,
+            fail_count: fail,
+            partial: partial ? 1 : 0
+        )
+        return self.control(KSTORE_FILE_CONTROL_INJECT_FAULT, &argument)
+    }
+
+    /// The backend's last_error text.
+    var lastError: String { self.context.lastErrorText() }
+}
+
+extension StorageLog {
+    /// The log's `control` member, or UNSUPPORTED when it has none.
+    func control(_ op: Int32, _ argument: UnsafeMutableRawPointer?) -> Int32 {
+        guard let control = self.handle.member(\.control) else { return KSTORE_ERR_UNSUPPORTED }
+        return control(self.handle.pointer, op, argument)
+    }
+
+    /// What the file backend's open_log found (kstore_file.h), or nil for other backends.
+    func recoveryInfo() -> kstore_file_recovery_info? {
+        var info = kstore_file_recovery_info()
+        info.struct_size = UInt32(MemoryLayout<kstore_file_recovery_info>.size)
+        guard self.control(KSTORE_FILE_LOG_CONTROL_RECOVERY_INFO, &info) == KSTORE_OK else { return nil }
+        return info
+    }
+
+    /// Appends one test entry and waits for it.
+    func appendEntry(_ entry: TestEntry.Parsed) async throws {
+        try await self.append(
+            firstOffset: entry.firstOffset,
+            lastOffset: entry.lastOffset,
+            maxTimestamp: entry.maxTimestamp,
+            parts: StorageLog.split(
+                TestEntry.make(
+                    firstOffset: entry.firstOffset,
+                    lastOffset: entry.lastOffset,
+                    maxTimestamp: entry.maxTimestamp,
+                    byteCount: entry.byteCount
+                )
+            )
+        )
+    }
+}
+
+/// Names of the regular files under `directory` (recursively, relative paths), sorted.
+func filesBelow(_ directory: String) -> [String] {
+    guard let enumerator = FileManager.default.enumerator(atPath: directory) else { return [] }
+    var files: [String] = []
+    while let relative = enumerator.nextObject() as? String {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory + "/" + relative, isDirectory: &isDirectory),
+            !isDirectory.boolValue
+        {
+            files.append(relative)
+        }
+    }
+    return files.sorted()
+}
+
+/// The segment files (`*.log`) of a file-backend log, sorted.
+func segmentFiles(_ dataDirectory: String, log: String) -> [String] {
+    let directory = dataDirectory + "/logs/" + log
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+    return names.filter { $0.hasSuffix(".log") }.sorted()
+}
+
+func fileSize(_ path: String) -> Int {
+    ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber)?.intValue ?? -1
+}
+
+/// The bytes of the file at `path`, read with POSIX calls. (Under AddressSanitizer,
+/// `Data(contentsOf:)` reports its buffers as leaked, which would bury real findings.)
+func readFileBytes(_ path: String) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    defer { close(fd) }
+    var status = stat()
+    guard fstat(fd, &status) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    let size = Int(status.st_size)
+    var failure: Int32 = 0
+    let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+        count = 0
+        while count < size {
+            let got = read(fd, buffer.baseAddress! + count, size - count)
+            if got < 0 && errno == EINTR { continue }
+            if got <= 0 {
+                failure = got < 0 ? errno : 0
+                break
+            }
+            count += got
+        }
+    }
+    if failure != 0 { throw POSIXError(POSIXErrorCode(rawValue: failure) ?? .EIO) }
+    return bytes
+}
+
+/// Appends `bytes` to the file at `path`.
+func appendBytes(_ bytes: [UInt8], to path: String) throws {
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    defer { try? handle.close() }
+    try handle.seekToEnd()
+    try handle.write(contentsOf: Data(bytes))
+}
+
+/// Overwrites bytes at `position` of the file at `path`.
+func overwrite(_ path: String, at position: Int, with bytes: [UInt8]) throws {
+    let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+    defer { try? handle.close() }
+    try handle.seek(toOffset: UInt64(position))
+    try handle.write(contentsOf: Data(bytes))
+}
+
+/// The process's resident set size in bytes (/proc/self/statm).
+func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return -1 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return -1 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// Mounts a tmpfs at `directory` (`options` like "size=2m" or "ro,size=1m"); false when this
+/// process may not mount (then the caller skips with a reason).
+func mountTemporaryFilesystem(at directory: String, options: String) -> Bool {
+    mount("tmpfs", directory, "tmpfs", 0, options) == 0
+}
+
+func unmountFilesystem(at directory: String) {
+    _ = umount2(directory, 2)  // MNT_DETACH
+}
+
+/// Whether this process may mount a tmpfs (root in a container with CAP_SYS_ADMIN).
+let canMountTemporaryFilesystems: Bool = {
+    guard let scratch = try? ScratchDirectory("mount-probe") else { return false }
+    defer { scratch.remove() }
+    guard mountTemporaryFilesystem(at: scratch.path, options: "size=64k") else { return false }
+    unmountFilesystem(at: scratch.path)
+    return true
+}()
+
+/// A small deterministic random number generator (SplitMix64) for seeded, replayable tests.
+struct SeededGenerator: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { self.state = seed }
+
+    mutating func next() -> UInt64 {
+        self.state &+= 0x9E37_79B9_7F4A_7C15
+        var z = self.state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
