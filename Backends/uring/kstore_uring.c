@@ -364,6 +364,8 @@ struct ur_instance {
     bool maintenance_thread_started;
     pthread_cond_t maintenance_wake; /* with wal_lock */
     bool maintenance_stop;
+    /* Set with maintenance_stop; read without the lock by a segment being zero-filled. */
+    _Atomic bool closing;
     bool maintenance_poke;
 
     pthread_mutex_t error_lock;
@@ -536,8 +538,9 @@ static void ur_segment_name(char *buffer, size_t capacity, uint64_t generation, 
     snprintf(buffer, capacity, "wal-%016" PRIx64 ".%s", generation, suffix);
 }
 
-/* Writes zeros over [position, position + count) of fd. */
-static int ur_write_zeros(int fd, uint64_t position, uint64_t count) {
+/* Writes zeros over [position, position + count) of fd; stops with ECANCELED when *cancel
+ * becomes true (a segment being prepared while the instance closes). */
+static int ur_write_zeros_cancellable(int fd, uint64_t position, uint64_t count, _Atomic bool *cancel) {
     uint8_t *buffer = calloc(1, UR_ZERO_BYTES);
     if (buffer == NULL) {
         errno = ENOMEM;
@@ -545,6 +548,11 @@ static int ur_write_zeros(int fd, uint64_t position, uint64_t count) {
     }
     int result = 0;
     while (count > 0) {
+        if (cancel != NULL && atomic_load_explicit(cancel, memory_order_relaxed)) {
+            free(buffer);
+            errno = ECANCELED;
+            return -1;
+        }
         size_t step = count < UR_ZERO_BYTES ? (size_t)count : UR_ZERO_BYTES;
         if (ur_pwrite_all(fd, buffer, step, position) < 0) {
             result = -1;
@@ -557,6 +565,10 @@ static int ur_write_zeros(int fd, uint64_t position, uint64_t count) {
     free(buffer);
     errno = saved;
     return result;
+}
+
+static int ur_write_zeros(int fd, uint64_t position, uint64_t count) {
+    return ur_write_zeros_cancellable(fd, position, count, NULL);
 }
 
 /* MARK: - Per-log index (caller holds log->lock; shared for reads, exclusive for changes) */
@@ -760,7 +772,7 @@ static size_t ur_log_find_part(const ur_log *log, int64_t offset) {
 /* MARK: - WAL staging (caller holds wal_lock) */
 
 /* The first segment's size; each next one doubles up to uring.segment.bytes. */
-#define UR_SEGMENT_BYTES_FIRST ((uint64_t)1024 * 1024)
+#define UR_SEGMENT_BYTES_FIRST ((uint64_t)64 * 1024)
 
 static uint64_t ur_capacity_for(const ur_instance *instance, uint64_t generation) {
     uint64_t capacity = UR_SEGMENT_BYTES_FIRST < instance->segment_bytes ? UR_SEGMENT_BYTES_FIRST
@@ -1628,7 +1640,8 @@ static int ur_prepare_segment_file(ur_instance *instance, ur_segment *segment, i
     }
     /* Real zeros, not unwritten extents: later overwrites then change no extent metadata, so
      * the WAL's fdatasync flushes data only, and the end of valid data reads as zeros. */
-    if (result != 0 || (!instance->zero_by_fallocate && ur_write_zeros(fd, 0, capacity) != 0) ||
+    if (result != 0 ||
+        (!instance->zero_by_fallocate && ur_write_zeros_cancellable(fd, 0, capacity, &instance->closing) != 0) ||
         ur_fdatasync(fd) != 0 ||
         ur_fsync(instance->dir_fd) != 0) {
         *error = errno;
@@ -3203,6 +3216,7 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
     }
     instance->base.backend = &ur_backend;
     instance->dir_fd = instance->lock_fd = instance->event_fd = -1;
+    atomic_init(&instance->closing, false);
     instance->segment_bytes = segment_bytes;
     instance->staging_bytes_max = staging_bytes;
     instance->zero_by_fallocate = zero_by_fallocate;
@@ -3373,6 +3387,7 @@ static void ur_close(kstore_instance *handle) {
     pthread_mutex_lock(&instance->wal_lock);
     instance->stopping = true;
     instance->maintenance_stop = true;
+    atomic_store(&instance->closing, true);
     pthread_cond_signal(&instance->maintenance_wake);
     pthread_mutex_unlock(&instance->wal_lock);
     ur_wake_io(instance);
