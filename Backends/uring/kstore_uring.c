@@ -170,6 +170,10 @@ typedef struct ur_segment {
     /* Where the cursor left it for the next segment (a failed next segment rewinds to here). */
     uint64_t roll_position;
     uint32_t fsyncs_in_flight;
+    /* Set by the I/O thread when a staged write waits for this segment: zero-filling stops and
+     * the segment becomes ready at once (the rest stays unwritten extents, which read as zeros).
+     * Zero-filling uses slack only; it never stalls the WAL. */
+    _Atomic bool hurry;
 } ur_segment;
 
 /* The entries a log has in one WAL segment: entries [begin, end) of the fine index are live. */
@@ -540,7 +544,8 @@ static void ur_segment_name(char *buffer, size_t capacity, uint64_t generation, 
 
 /* Writes zeros over [position, position + count) of fd; stops with ECANCELED when *cancel
  * becomes true (a segment being prepared while the instance closes). */
-static int ur_write_zeros_cancellable(int fd, uint64_t position, uint64_t count, _Atomic bool *cancel) {
+static int ur_write_zeros_cancellable(int fd, uint64_t position, uint64_t count, _Atomic bool *cancel,
+                                      _Atomic bool *hurry) {
     uint8_t *buffer = calloc(1, UR_ZERO_BYTES);
     if (buffer == NULL) {
         errno = ENOMEM;
@@ -553,6 +558,7 @@ static int ur_write_zeros_cancellable(int fd, uint64_t position, uint64_t count,
             errno = ECANCELED;
             return -1;
         }
+        if (hurry != NULL && atomic_load_explicit(hurry, memory_order_relaxed)) break;
         size_t step = count < UR_ZERO_BYTES ? (size_t)count : UR_ZERO_BYTES;
         if (ur_pwrite_all(fd, buffer, step, position) < 0) {
             result = -1;
@@ -568,7 +574,7 @@ static int ur_write_zeros_cancellable(int fd, uint64_t position, uint64_t count,
 }
 
 static int ur_write_zeros(int fd, uint64_t position, uint64_t count) {
-    return ur_write_zeros_cancellable(fd, position, count, NULL);
+    return ur_write_zeros_cancellable(fd, position, count, NULL, NULL);
 }
 
 /* MARK: - Per-log index (caller holds log->lock; shared for reads, exclusive for changes) */
@@ -1192,7 +1198,10 @@ static void ur_io_submit_writes(ur_instance *instance) {
             chunk->state = UR_CHUNK_DONE;
             break;
         }
-        if (chunk->segment->state != UR_SEGMENT_READY) break;
+        if (chunk->segment->state != UR_SEGMENT_READY) {
+            atomic_store(&chunk->segment->hurry, true);
+            break;
+        }
         if (instance->fail_writes_count > 0) {
             instance->fail_writes_count--;
             chunk->injected = true;
@@ -1641,8 +1650,9 @@ static int ur_prepare_segment_file(ur_instance *instance, ur_segment *segment, i
     /* Real zeros, not unwritten extents: later overwrites then change no extent metadata, so
      * the WAL's fdatasync flushes data only, and the end of valid data reads as zeros. */
     if (result != 0 ||
-        (!instance->zero_by_fallocate && ur_write_zeros_cancellable(fd, 0, capacity, &instance->closing) != 0) ||
-        ur_fdatasync(fd) != 0 ||
+        (!instance->zero_by_fallocate &&
+         ur_write_zeros_cancellable(fd, 0, capacity, &instance->closing, &segment->hurry) != 0) ||
+        (!atomic_load(&segment->hurry) && ur_fdatasync(fd) != 0) ||
         ur_fsync(instance->dir_fd) != 0) {
         *error = errno;
         close(fd);
