@@ -3,26 +3,32 @@
  *
  * WAL
  *   One write-ahead log per instance, shared by every log: segment files `wal-<generation>.log` in
- *   the data directory, each preallocated (fallocate) and zero-filled (real zero writes, so later
- *   overwrites touch no extent metadata and fdatasync only flushes data), `uring.segment.bytes`
- *   long. The generation is in the file name and grows by one per segment. Every append and every
- *   catalog change is a FRAME: a 72-byte little-endian header (ur_frame_header) and a payload,
- *   padded with zeros to 8 bytes. The header carries the segment generation (so frames left in a
- *   file by an older generation are never taken for new ones), a sequence number that grows by one
- *   per frame across the whole WAL (so recovery sees a gap), and the sequence that was known durable
- *   when the frame was staged (so recovery can tell a torn, never-acknowledged tail from damage to
- *   acknowledged data). The CRC-32C covers the payload, then header bytes [8, 72).
+ *   the data directory, preallocated (fallocate) and zero-filled ahead of need by the maintenance
+ *   thread, so later overwrites change no extent metadata and fdatasync flushes data only. Sizes
+ *   start at 64 KiB and double per generation up to `uring.segment.bytes` (a young instance does
+ *   not preallocate hundreds of MiB). Zero-filling only uses slack: when a staged write waits for a
+ *   segment, filling stops and the rest stays unwritten extents (they read as zeros as well).
+ *   Deleted segments are kept (renamed spare-<generation>.log) and reused as later segments.
+ *   Every append and every catalog change is a FRAME: a 72-byte little-endian header
+ *   (ur_frame_header) and a payload, padded with zeros to 8 bytes. The header carries the segment
+ *   generation (frames an older generation left in a reused file are never taken for new ones), a
+ *   sequence number that grows by one per frame across the whole WAL (recovery sees a gap), and the
+ *   sequence known durable when the frame was staged. After each group commit a payload-less MARK
+ *   frame records the newly durable sequence. Together they let recovery tell a torn,
+ *   never-acknowledged tail from damage to acknowledged data. The CRC-32C covers the payload, then
+ *   header bytes [8, 72).
  *
  * Catalog
  *   Log names, ids, creations, deletions, start offsets and truncations are frames in the WAL
  *   itself (kinds CREATE, DELETE, START, TRUNCATE). Why not a catalog file: a WAL record is ordered
  *   with the data frames around it (truncate, then append the same offsets again; delete, then
  *   recreate), and it becomes durable with the same group-committed fdatasync, without a second file
- *   to fsync and rename on the event loop. Before WAL segments are deleted a checkpoint (one CREATE
- *   frame per live log with its current start offset) is written and made durable after them, so
- *   records in deleted segments are never needed. Recovery replays frames in WAL order; a data frame
- *   may precede its log's CREATE record (the log's first record was checkpointed later), so ids are
- *   resolved at the end and frames of ids that never got a name (logs deleted long ago) are dropped.
+ *   to fsync and rename on the event loop. Before WAL segments holding catalog frames are deleted, a
+ *   checkpoint (one CREATE frame per live log with its current start offset) is made durable after
+ *   them. The last 1/8 (at most 4 MiB) of every segment takes catalog frames only, so that
+ *   checkpoint fits even when the disk is full and no next segment can be created. Recovery replays
+ *   frames in WAL order; a data frame may precede its log's CREATE record (checkpointed later), so
+ *   ids are resolved at the end and frames of ids that never got a name are dropped.
  *
  * Indexes
  *   Per log, memory holds one ur_part per WAL segment the log has live entries in (offset range,
@@ -34,14 +40,26 @@
  *
  * Threads
  *   append/sync/reads run on the caller's thread and never wait for I/O: append validates, computes
- *   the CRC and copies header and iovecs into a staging chunk under a short mutex. The I/O thread
- *   owns the io_uring ring: it turns staged chunks into writes (up to `uring.writes.inflight` in
- *   flight, each up to `uring.write.bytes`), completes appends in WAL order when their write is done,
- *   and issues one fdatasync (IORING_OP_FSYNC + IORING_FSYNC_DATASYNC) for every written segment
- *   file whenever sync requests wait; syncs requested while a flush is in flight wait for the next
- *   one, which covers every log's requests at once (group commit). The maintenance thread does the
- *   blocking file work: preparing the next segment (fallocate + zeroing) ahead of need, writing
- *   index files of sealed segments and deleting segments no log needs.
+ *   the CRC and copies header and iovecs into a staging chunk under a short mutex (staging is
+ *   bounded by `uring.staging.bytes`; beyond it append answers BUSY). The I/O thread owns the
+ *   io_uring ring: it turns staged chunks into writes (up to `uring.writes.inflight` in flight, each
+ *   up to `uring.write.bytes`), completes appends in WAL order when their write is done, and issues
+ *   one fdatasync (IORING_OP_FSYNC + IORING_FSYNC_DATASYNC) per written segment file whenever sync
+ *   requests wait; syncs requested while a flush is in flight wait for the next one, which covers
+ *   every log's requests at once (group commit). It submits the next I/O before it runs the host's
+ *   callbacks. Reads pread page-cached, recently written data (kstore.h read is synchronous: an
+ *   io_uring read would block the caller just the same). The maintenance thread does the blocking
+ *   file work: deleting segments no log needs, writing index files of sealed segments, preparing
+ *   segments ahead of need.
+ *
+ * Failures
+ *   A failed write (ENOSPC, EDQUOT; injected by KSTORE_URING_CONTROL_FAIL_WRITES) or a segment that
+ *   cannot be created fails that append and every later staged one with NO_SPACE; the WAL is rolled
+ *   back to the failed frame (bytes written after it are zeroed), logs' ends return to their first
+ *   failed offset and catalog frames are staged again. EIO on a write or an fdatasync fails the WAL:
+ *   pending syncs and appends fail with IO and every later mutating call answers IO until the
+ *   instance is reopened. Recovery that finds acknowledged data damaged leaves the instance open
+ *   but inert: every open_log answers CORRUPT naming the file and position.
  *
  * Locks (in this order): catalog_lock (the log table) → log->lock (one log's index) → wal_lock
  * (staging, chunks, segments, sync requests, failure state). error_lock is a leaf.

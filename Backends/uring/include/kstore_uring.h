@@ -12,14 +12,16 @@ extern "C" {
 const kstore_backend *kstore_uring_backend(void);
 
 /* Instance options (besides "path", the data directory, which is required):
- *   "uring.segment.bytes"    size of each preallocated WAL segment file (default 256 MiB;
- *                            65536 .. 1 GiB, a multiple of 4096)
+ *   "uring.segment.bytes"    largest size of a preallocated WAL segment file (default 256 MiB;
+ *                            65536 .. 1 GiB, a multiple of 4096); an instance's first segments
+ *                            start at 64 KiB and double up to it
  *   "uring.staging.bytes"    bound on staged, not yet written frames (default 64 MiB); append
  *                            answers KSTORE_ERR_BUSY when it is reached
  *   "uring.write.bytes"      largest write the I/O thread gathers from staged frames (default 1 MiB)
  *   "uring.writes.inflight"  writes the I/O thread keeps in flight at once (default 8)
- *   "uring.segment.zero"     "write" (default): new segments are zero-filled with real writes, so
- *                            later overwrites change no extent metadata; "fallocate": left as
+ *   "uring.segment.zero"     "write" (default): new segments are zero-filled with real writes
+ *                            ahead of need (later overwrites change no extent metadata; filling
+ *                            stops early rather than stall the WAL); "fallocate": left as
  *                            unwritten extents (half the disk writes, fdatasync journals extents)
  *   "uring.test.io_uring_error"  TESTS ONLY: "ENOSYS" or "EPERM" makes open behave as if
  *                            io_uring_queue_init had failed with that error. */
