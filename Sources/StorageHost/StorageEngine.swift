@@ -148,7 +148,10 @@ public final class StorageEngine: Sendable {
         }
         let log = StorageLog(name: name, handle: handle, context: context)
         context.register(log)
-        context.logger.debug("log opened", metadata: ["storage.log": "\(name)"])
+        context.logger.debug(
+            "log opened",
+            metadata: ["storage.log": "\(name)", "storage.options": "\(options.map { "\($0.key)=\($0.value)" })"]
+        )
         return log
     }
 
