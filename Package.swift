@@ -164,7 +164,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BrokerCoreTests",
-            dependencies: ["BrokerCore", "KafkaMessages", "KafkaRecords", "StorageHost"],
+            dependencies: ["BrokerCore", "KafkaMessages", "KafkaRecords", "StorageHost", "CKStore", "KStoreFaulty"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -98,6 +98,9 @@ struct fy_instance {
     kstore_status fail_next_status[FY_OP_COUNT];
     uint32_t fail_next_count[FY_OP_COUNT];
     kstore_faulty_stats stats;
+    /* KSTORE_FAULTY_CONTROL_HOLD_SYNCS: sync completions (and what follows them) wait. Read without
+     * the instance mutex by fy_drain, which holds a log mutex, hence atomic. */
+    bool hold_syncs;
 
     pthread_mutex_t error_mutex;
     char error_message[FY_ERROR_BYTES_MAX];
@@ -243,7 +246,8 @@ static void fy_drain(fy_log *log) {
         return;
     }
     log->delivering = true;
-    while (log->head != NULL && log->head->done) {
+    while (log->head != NULL && log->head->done &&
+           !(log->head->is_sync && __atomic_load_n(&log->instance->hold_syncs, __ATOMIC_ACQUIRE))) {
         fy_item *item = log->head;
         log->head = item->next;
         if (log->head == NULL) log->tail = NULL;
@@ -807,6 +811,24 @@ static kstore_status fy_control(kstore_instance *handle, int32_t op, void *argum
         pthread_mutex_lock(&instance->mutex);
         instance->config = *config;
         pthread_mutex_unlock(&instance->mutex);
+        return KSTORE_OK;
+    }
+    case KSTORE_FAULTY_CONTROL_HOLD_SYNCS:
+        __atomic_store_n(&instance->hold_syncs, true, __ATOMIC_RELEASE);
+        return KSTORE_OK;
+    case KSTORE_FAULTY_CONTROL_RELEASE_SYNCS: {
+        __atomic_store_n(&instance->hold_syncs, false, __ATOMIC_RELEASE);
+        /* Drain every open log outside the instance mutex (a drain may take it). */
+        pthread_mutex_lock(&instance->mutex);
+        size_t count = 0;
+        fy_log **open = calloc(instance->record_count + 1, sizeof(fy_log *));
+        for (size_t index = 0; open != NULL && index < instance->record_count; index++) {
+            if (instance->records[index]->open != NULL) open[count++] = instance->records[index]->open;
+        }
+        pthread_mutex_unlock(&instance->mutex);
+        if (open == NULL) return KSTORE_ERR_NO_MEMORY;
+        for (size_t index = 0; index < count; index++) fy_drain(open[index]);
+        free(open);
         return KSTORE_OK;
     }
     case KSTORE_FAULTY_CONTROL_FAIL_NEXT: {

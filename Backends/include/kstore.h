@@ -278,27 +278,29 @@ struct kstore_log_methods {
     kstore_status (*state)(kstore_log *log, kstore_log_state *state);
 
     /* OPTIONAL, since 1. Removes every entry whose first offset is >= offset; `offset` must be an
-     * entry boundary in [start, end], or start itself (which empties the log even when start lies
-     * inside an entry); otherwise KSTORE_ERR_OUT_OF_RANGE. Not durable until the next sync. Host fallback when absent: the host cannot roll back a log and treats an append
+     * entry boundary in [start, end]; otherwise KSTORE_ERR_OUT_OF_RANGE. Not durable until the
+     * next sync. Host fallback when absent: the host cannot roll back a log and treats an append
      * failure as fatal for the log. */
     kstore_status (*truncate_to)(kstore_log *log, int64_t offset);
 
     /* OPTIONAL, since 1. Advances the log start offset to `offset` (start <= offset <= end; a
      * smaller offset is a no-op, a larger one KSTORE_ERR_OUT_OF_RANGE). Entries lying wholly below
      * it may be freed; storage may be reclaimed in whole segments only. Reads below the new start
-     * answer KSTORE_ERR_OUT_OF_RANGE. Host fallback: the host keeps the start offset itself and no
+     * answer KSTORE_ERR_OUT_OF_RANGE. On DURABLE backends the new start is durable no later than
+     * the next completed sync. Host fallback: the host keeps the start offset itself and no
      * storage is reclaimed. */
     kstore_status (*delete_before)(kstore_log *log, int64_t offset);
 
     /* OPTIONAL, since 1. Retention: deletes whole storage units (segments; the memory backend's
      * unit is an entry) from the start of the log while either
      *   - byte_count exceeds retain_bytes (ignored when negative), or
-     *   - every entry of the oldest unit has a max_timestamp below retain_after_timestamp
-     *     (ignored when negative),
+     *   - every entry of the oldest unit (entries below start included) has a max_timestamp
+     *     below retain_after_timestamp (ignored when negative),
      * never deleting the unit that holds the last entry unless it is wholly expired. An entry
      * whose max_timestamp is -1 never expires by time. The new log start offset — the larger of
      * the current start and the first offset of the oldest remaining unit (or end when none
-     * remains) — is stored in *new_start_offset; the start never moves backwards. Host fallback: retention is not enforced and the host logs a warning. */
+     * remains) — is stored in *new_start_offset; the start never moves backwards. On DURABLE
+     * backends the new start is durable no later than the next completed sync. Host fallback: retention is not enforced and the host logs a warning. */
     kstore_status (*enforce_retention)(kstore_log *log, int64_t retain_bytes,
                                        int64_t retain_after_timestamp, int64_t *new_start_offset);
 

@@ -117,6 +117,9 @@ final class Partition: Sendable {
         var previousProducerEntry: ProducerStateTable.Entry?
         var maxTimestamp: Int64
         var offsetOfMaxTimestamp: Int64
+        /// Retries of this batch by an idempotent producer that arrived while it was in flight:
+        /// they are answered with its outcome, never before it is visible (acks=all: durable).
+        var duplicates: [PendingAppend] = []
     }
 
     private struct State {
@@ -151,17 +154,14 @@ final class Partition: Sendable {
                     maxTimestamp = batch.maxTimestamp
                     offsetOfMaxTimestamp = batch.offsetOfMaxTimestamp
                 }
-                completed.append(
-                    (
-                        batch.pending,
-                        AppendOutcome(
-                            errorCode: .none,
-                            baseOffset: batch.firstOffset,
-                            logStartOffset: logStartOffset,
-                            errorMessage: nil
-                        )
-                    )
+                let outcome = AppendOutcome(
+                    errorCode: .none,
+                    baseOffset: batch.firstOffset,
+                    logStartOffset: logStartOffset,
+                    errorMessage: nil
                 )
+                completed.append((batch.pending, outcome))
+                for duplicate in batch.duplicates { completed.append((duplicate, outcome)) }
                 count += 1
             }
             if count > 0 { inFlight.removeFirst(count) }
@@ -186,9 +186,8 @@ final class Partition: Sendable {
             let rollback = inFlight[position].firstOffset
             nextOffset = min(nextOffset, rollback)
             submittedEnd = min(submittedEnd, rollback)
-            let outcomes = failed.map {
-                ($0.pending, AppendOutcome.failure(code, message, logStartOffset: logStartOffset))
-            }
+            let failure = AppendOutcome.failure(code, message, logStartOffset: logStartOffset)
+            let outcomes = failed.flatMap { batch in ([batch.pending] + batch.duplicates).map { ($0, failure) } }
             inFlight.removeSubrange(position...)
             return outcomes
         }
@@ -276,6 +275,11 @@ final class Partition: Sendable {
                     case .append(let before):
                         previous = before
                     case .duplicate(let original):
+                        if let inFlight = state.inFlight.firstIndex(where: { $0.firstOffset == original.firstOffset }) {
+                            // The original is not visible yet: answer the retry with its outcome.
+                            state.inFlight[inFlight].duplicates.append(pending)
+                            return .failure(.init(waitingForOriginal: ()))
+                        }
                         return .failure(.init(duplicateOf: original))
                     case .outOfOrderSequence(let message):
                         return .failure(.init(.outOfOrderSequenceNumber, message))
@@ -320,7 +324,7 @@ final class Partition: Sendable {
                 return .success((first, last, id))
             }
             guard case .success(let assigned) = decision else {
-                if case .failure(let failure) = decision {
+                if case .failure(let failure) = decision, !failure.isWaitingForOriginal {
                     let start = state.withLock { $0.logStartOffset }
                     pending.complete(failure.outcome(logStartOffset: start))
                 }
@@ -359,10 +363,17 @@ final class Partition: Sendable {
         var code: ErrorCode
         var message: String?
         var duplicate: ProducerStateTable.BatchMetadata?
+        /// The pending append was attached to its in-flight original; nothing to complete now.
+        var isWaitingForOriginal = false
 
         init(_ code: ErrorCode, _ message: String) {
             self.code = code
             self.message = message
+        }
+
+        init(waitingForOriginal: Void) {
+            self.code = .none
+            self.isWaitingForOriginal = true
         }
 
         init(duplicateOf original: ProducerStateTable.BatchMetadata) {

@@ -148,8 +148,19 @@ public final class StorageEngine: Sendable {
         }
         let log = StorageLog(name: name, handle: handle, context: context)
         context.register(log)
-        context.logger.debug("log opened", metadata: ["storage.log": "\(name)"])
+        context.logger.debug(
+            "log opened",
+            metadata: ["storage.log": "\(name)", "storage.options": "\(options.map { "\($0.key)=\($0.value)" })"]
+        )
         return log
+    }
+
+    /// The backend's instance `control` member (kstore.h's escape hatch for backend-specific
+    /// operations, declared in the backend's own header): returns its status, KSTORE_ERR_UNSUPPORTED
+    /// when the backend has none. Runs on the calling thread; `argument` must stay valid for the call.
+    public func control(_ op: Int32, _ argument: UnsafeMutableRawPointer?) -> Int32 {
+        guard let control = self.context.backend.table.control else { return KSTORE_ERR_UNSUPPORTED }
+        return control(self.context.instance.pointer, op, argument)
     }
 
     /// Deletes a log that is not open (`.busy` if it is, `.notFound` if there is none).

@@ -247,6 +247,13 @@ public final class StorageLog: Sendable {
         }
     }
 
+    /// The log's `control` member (backend-specific operations, kstore.h): returns its status,
+    /// KSTORE_ERR_UNSUPPORTED when the backend has none. Runs on the calling thread.
+    public func control(_ op: Int32, _ argument: UnsafeMutableRawPointer?) -> Int32 {
+        guard let control = self.handle.member(\.control) else { return KSTORE_ERR_UNSUPPORTED }
+        return control(self.handle.pointer, op, argument)
+    }
+
     /// The log's current state, straight from the backend's memory (kstore.h: state never blocks),
     /// on the caller's thread whatever the backend.
     public func state() throws -> StorageLogState {

@@ -22,11 +22,14 @@ struct Fjord: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Storage backend linked into fjord (default: \(defaultBackendName)).",
+            "Storage backend linked into fjord (default: \(defaultBackendName)); see --list-backends.",
             valueName: "name"
         )
     )
     var backend: String?
+
+    @Flag(help: "Print the storage backends linked into fjord, one per line (name, capabilities, description), and exit.")
+    var listBackends: Bool = false
 
     @Option(
         help: ArgumentHelp(
@@ -127,6 +130,10 @@ struct Fjord: AsyncParsableCommand {
                 terminateProcess(2)
             }
             Self.exit(withError: error)  // --help, --version: print and exit 0
+        }
+        if command.listBackends {
+            print(Storage.backendListing, terminator: "")
+            terminateProcess(0)
         }
         let status = await command.runBroker()
         terminateProcess(status)

@@ -3,9 +3,9 @@ import Logging
 import NIOCore
 import StorageHost
 
-/// The backend `fjord` uses when neither `--backend` nor `--backend-path` is given.
-/// Becomes "file" once the file backend is in.
-let defaultBackendName = "memory"
+/// The backend `fjord` uses when neither `--backend` nor `--backend-path` is given: durable and
+/// available everywhere (io_uring may be forbidden by the kernel or a container).
+let defaultBackendName = "file"
 
 /// Which storage backend to open: one linked into the binary, or a shared library.
 enum BackendSelection: Sendable, Hashable, CustomStringConvertible {
@@ -45,6 +45,19 @@ struct UnknownBackendError: Error, CustomStringConvertible {
 
 enum Storage {
     static var builtinBackendNames: [String] { StorageBackend.builtinNames }
+
+    /// One line per built-in backend: name, capabilities, description (`fjord --list-backends`).
+    static var backendListing: String {
+        builtinBackendNames.map { name in
+            guard let backend = try? StorageBackend.builtin(named: name) else { return "\(name)\t(unavailable)\n" }
+            var capabilities: [String] = []
+            if backend.capabilities.contains(.durable) { capabilities.append("durable") }
+            if backend.capabilities.contains(.nonblocking) { capabilities.append("nonblocking") }
+            if backend.capabilities.contains(.sharedSync) { capabilities.append("shared-sync") }
+            let flags = capabilities.isEmpty ? "-" : capabilities.joined(separator: ",")
+            return "\(name)\t\(flags)\t\(backend.description)\n"
+        }.joined()
+    }
 
     /// Opens the selected backend with `path` = `dataDirectory` and the `--backend-option`s.
     static func open(

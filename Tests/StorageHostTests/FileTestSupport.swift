@@ -44,12 +44,6 @@ func openEngine(_ backend: StorageBackend, path: String, threads: Int = 2) throw
 func fileBackend() throws -> StorageBackend { try StorageBackend.builtin(named: "file") }
 
 extension StorageEngine {
-    /// The backend's instance `control` member (kstore.h), or UNSUPPORTED when it has none.
-    func control(_ op: Int32, _ argument: UnsafeMutableRawPointer?) -> Int32 {
-        guard let control = self.context.backend.table.control else { return KSTORE_ERR_UNSUPPORTED }
-        return control(self.context.instance.pointer, op, argument)
-    }
-
     /// Arms a fault in the file backend's I/O layer (kstore_file.h).
     func injectFault(
         operation: Int32,
@@ -76,12 +70,6 @@ extension StorageEngine {
 }
 
 extension StorageLog {
-    /// The log's `control` member, or UNSUPPORTED when it has none.
-    func control(_ op: Int32, _ argument: UnsafeMutableRawPointer?) -> Int32 {
-        guard let control = self.handle.member(\.control) else { return KSTORE_ERR_UNSUPPORTED }
-        return control(self.handle.pointer, op, argument)
-    }
-
     /// What the file backend's open_log found (kstore_file.h), or nil for other backends.
     func recoveryInfo() -> kstore_file_recovery_info? {
         var info = kstore_file_recovery_info()

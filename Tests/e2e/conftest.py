@@ -110,8 +110,15 @@ class Broker:
 
 
 def backends() -> list[str]:
+    """FJORD_E2E_BACKENDS (comma-separated), else every backend the binary has."""
     chosen = os.environ.get("FJORD_E2E_BACKENDS")
-    return chosen.split(",") if chosen else ["memory"]
+    if chosen:
+        return chosen.split(",")
+    try:
+        listing = subprocess.run([BINARY, "--list-backends"], capture_output=True, text=True, timeout=30).stdout
+    except OSError:
+        return ["memory"]
+    return [line.split("\t")[0] for line in listing.splitlines() if line.strip()] or ["memory"]
 
 
 def durable_backends() -> list[str]:

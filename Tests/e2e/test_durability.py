@@ -298,16 +298,26 @@ def test_retention_advances_the_log_start(make_broker, backend):
     broker = make_broker(backend, extra_args=["--retention-check-interval-ms", "200"])
     topic = unique_topic("retention")
     create_topic(broker.bootstrap, topic, 1, config={"retention.bytes": "200000", "segment.bytes": "50000"})
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
+    # One message per batch: librdkafka would otherwise pack all 400 into one batch, and a batch
+    # (one log entry) is never split across segments.
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0,
+                         "batch.num.messages": 1})
     for i in range(400):
         producer.produce(topic, value=b"r" * 2000, partition=0)
         producer.poll(0)
     assert producer.flush(30) == 0
+    # Retention runs every 200 ms; wait until it has advanced the start and then left it alone
+    # for a second (the last passes may still run after the producer finished).
     deadline = time.monotonic() + 30
-    while watermarks(broker.bootstrap, topic, 1)[0][0] == 0:
-        assert time.monotonic() < deadline, "retention never advanced the log start"
-        time.sleep(0.2)
-    low, high = watermarks(broker.bootstrap, topic, 1)[0]
+    previous, stable_since = None, time.monotonic()
+    while True:
+        low, high = watermarks(broker.bootstrap, topic, 1)[0]
+        if low != previous:
+            previous, stable_since = low, time.monotonic()
+        if low > 0 and time.monotonic() - stable_since >= 1.0:
+            break
+        assert time.monotonic() < deadline, "retention never advanced the log start (or never settled)"
+        time.sleep(0.1)
     assert high == 400 and 0 < low < 400
     got = consume_all(broker.bootstrap, topic, {0: high - low}, extra={"auto.offset.reset": "earliest"})
     # consume_all assigns from offset 0, below the start: the consumer resets to earliest.

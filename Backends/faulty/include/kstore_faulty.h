@@ -70,6 +70,13 @@ void kstore_faulty_release(const kstore_backend *table);
 /* Counts of what was injected. argument: kstore_faulty_stats * with struct_size set. */
 #define KSTORE_FAULTY_CONTROL_STATS 0x46410004
 
+/* Holds back every sync completion of the instance — and, to keep kstore.h's order, every
+ * completion queued after it on the same log — until KSTORE_FAULTY_CONTROL_RELEASE_SYNCS, which
+ * delivers them. For tests of what happens while a sync is outstanding. argument: NULL. Call
+ * RELEASE while no log of the instance is being closed. */
+#define KSTORE_FAULTY_CONTROL_HOLD_SYNCS 0x46410005
+#define KSTORE_FAULTY_CONTROL_RELEASE_SYNCS 0x46410006
+
 /* Operations (kstore_faulty_fail_next.operation). */
 #define KSTORE_FAULTY_OP_APPEND 1
 #define KSTORE_FAULTY_OP_SYNC 2
