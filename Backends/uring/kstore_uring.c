@@ -1199,10 +1199,12 @@ static void ur_maybe_seal(ur_instance *instance, ur_segment *segment) {
     pthread_cond_signal(&instance->maintenance_wake);
 }
 
-/* Submits staged chunks in WAL order while fewer than writes_inflight_max are in flight. Caller
- * holds wal_lock. */
-static void ur_io_submit_writes(ur_instance *instance) {
-    if (instance->rewinding || instance->failed_status != KSTORE_OK) return;
+/* Submits staged chunks in WAL order while fewer than writes_inflight_max are in flight. Returns
+ * whether a chunk settled without a CQE to come (an injected failure, a segment that could not be
+ * created): the caller must then go round again instead of waiting. Caller holds wal_lock. */
+static bool ur_io_submit_writes(ur_instance *instance) {
+    if (instance->rewinding || instance->failed_status != KSTORE_OK) return false;
+    bool settled = false;
     for (ur_chunk *chunk = instance->chunk_head; chunk != NULL; chunk = chunk->next) {
         if (chunk->state == UR_CHUNK_IN_FLIGHT || chunk->state == UR_CHUNK_DONE) continue;
         if (instance->writes_in_flight >= instance->writes_inflight_max) break;
@@ -1214,6 +1216,7 @@ static void ur_io_submit_writes(ur_instance *instance) {
             /* The segment could not be created (no space): its frames fail and roll back. */
             chunk->error = chunk->segment->prepare_error != 0 ? chunk->segment->prepare_error : ENOSPC;
             chunk->state = UR_CHUNK_DONE;
+            settled = true;
             break;
         }
         if (chunk->segment->state != UR_SEGMENT_READY) {
@@ -1225,6 +1228,7 @@ static void ur_io_submit_writes(ur_instance *instance) {
             chunk->injected = true;
             chunk->error = instance->fail_writes_error;
             chunk->state = UR_CHUNK_DONE;
+            settled = true;
             continue;
         }
         struct io_uring_sqe *sqe = ur_io_sqe(instance);
@@ -1239,6 +1243,7 @@ static void ur_io_submit_writes(ur_instance *instance) {
             instance->stats.writes_in_flight_max = instance->writes_in_flight;
         }
     }
+    return settled;
 }
 
 /* Completes the sync requests whose target is durable, in request order. Caller holds wal_lock. */
@@ -1534,7 +1539,7 @@ static void *ur_io_main(void *argument) {
             ur_io_flush(&io);
             continue;
         }
-        ur_io_submit_writes(instance);
+        bool settled = ur_io_submit_writes(instance);
         ur_io_maybe_fsync(instance, &io);
         if (instance->failed_status != KSTORE_OK && instance->sync_count > 0) {
             ur_io_complete_syncs(instance, &io, KSTORE_ERR_IO);
@@ -1545,7 +1550,7 @@ static void *ur_io_main(void *argument) {
         /* Completions are delivered only after the next writes and fdatasync were submitted, so
          * the disk works while the host runs its callbacks (thousands per group commit). A sync's
          * callback still follows its appends': it comes from a later fdatasync completion. */
-        bool deliver = io.callbacks.count > 0 || io.update_count > 0;
+        bool deliver = io.callbacks.count > 0 || io.update_count > 0 || settled;
         if (!exit_now && !deliver) instance->io_waiting = true;
         pthread_mutex_unlock(&instance->wal_lock);
         if (deliver) {
@@ -2362,9 +2367,7 @@ static kstore_status ur_log_truncate_to(kstore_log *handle, int64_t offset) {
         pthread_rwlock_unlock(&log->lock);
         return KSTORE_OK;
     }
-    /* kstore.h (since e9cff3a) also allows `start` itself when it lies inside an entry, but the
-     * memory backend and the conformance suite refuse it; this backend takes that, the conservative
-     * reading: only entry boundaries. */
+    /* kstore.h: an entry boundary in [start, end] (start inside an entry is not one). */
     bool boundary = false;
     if (offset >= log->start_offset && offset < log->end_offset && log->part_count > 0) {
         const ur_part *part = &log->parts[ur_log_find_part(log, offset)];
