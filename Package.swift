@@ -132,7 +132,8 @@ let package = Package(
         // MARK: Benchmarks
         .executableTarget(
             name: "fjord-storage-bench",
-            dependencies: ["StorageHost", .product(name: "NIOCore", package: "swift-nio")],
+            // KStoreURing only for its stats struct (read through StorageEngine.control).
+            dependencies: ["StorageHost", "KStoreURing", .product(name: "NIOCore", package: "swift-nio")],
             path: "Benchmarks/StorageBench",
             swiftSettings: swiftSettings
         ),

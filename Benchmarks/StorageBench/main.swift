@@ -6,6 +6,7 @@
 //       --batch-bytes 1024 --durable --duration 10
 import Dispatch
 import Foundation
+import KStoreURing
 import Logging
 import NIOCore
 import StorageHost
@@ -245,7 +246,19 @@ struct RunResult: Encodable {
     var recoveryMs: Double?
     var recoveryScanGigabytesPerSecond: Double?
     var rssMegabytes: Double
+    /// uring only (its stats control op): fdatasync rounds during the append phase, and the
+    /// rate at which recovery replayed (checksummed and indexed) the WAL's frames at reopen.
     var fsyncs: UInt64?
+    var recoveryReplayGigabytesPerSecond: Double?
+}
+
+/// The uring backend's counters, through the backend's control op (nil for other backends).
+func uringStats(_ engine: StorageEngine) -> kstore_uring_stats? {
+    guard engine.backend.name == "uring" else { return nil }
+    var stats = kstore_uring_stats()
+    stats.struct_size = UInt32(MemoryLayout<kstore_uring_stats>.size)
+    let status = withUnsafeMutablePointer(to: &stats) { engine.control(KSTORE_URING_CONTROL_STATS, $0) }
+    return status == 0 ? stats : nil
 }
 
 func residentMegabytes() -> Double {
@@ -299,6 +312,7 @@ func run(_ options: Options) async throws -> RunResult {
         done.notify(queue: .global()) { continuation.resume() }
     }
     let elapsed = Double(nowNs() - started) / 1e9
+    let fsyncs = uringStats(engine)?.fsyncs
     var histogram = Histogram()
     var batches: UInt64 = 0
     for producer in producers {
@@ -328,6 +342,7 @@ func run(_ options: Options) async throws -> RunResult {
     }
     var recoveryMs: Double? = nil
     var scanRate: Double? = nil
+    var replayRate: Double? = nil
     if options.recovery && backend.capabilities.contains(.durable) {
         let ends = try logs.map { try $0.state().endOffset }
         await engine.close()
@@ -339,6 +354,9 @@ func run(_ options: Options) async throws -> RunResult {
         }
         let reopenNs = nowNs() - reopenStarted
         recoveryMs = Double(reopenNs) / 1e6
+        if let stats = uringStats(engine), stats.recovery_replay_ns > 0 {
+            replayRate = Double(stats.recovery_replay_bytes) / Double(stats.recovery_replay_ns)
+        }
         for (log, end) in zip(reopened, ends) where try log.state().endOffset != end {
             fail("recovered log \(log.name) ends at \(try log.state().endOffset), expected \(end)")
         }
@@ -372,7 +390,8 @@ func run(_ options: Options) async throws -> RunResult {
         recoveryMs: recoveryMs,
         recoveryScanGigabytesPerSecond: scanRate,
         rssMegabytes: rss,
-        fsyncs: nil
+        fsyncs: fsyncs,
+        recoveryReplayGigabytesPerSecond: replayRate
     )
 }
 
@@ -393,7 +412,8 @@ do {
                 + "batches/s=\(f(result.batchesPerSecond, 0)) p50=\(f(result.p50Us))us p99=\(f(result.p99Us))us "
                 + "p99.9=\(f(result.p999Us))us read-MB/s=\(f(result.readMegabytesPerSecond)) "
                 + "recovery-ms=\(f(result.recoveryMs)) scan-GB/s=\(f(result.recoveryScanGigabytesPerSecond, 2)) "
-                + "rss-MB=\(f(result.rssMegabytes))"
+                + "replay-GB/s=\(f(result.recoveryReplayGigabytesPerSecond, 2)) rss-MB=\(f(result.rssMegabytes)) "
+                + "fsyncs=\(result.fsyncs.map(String.init) ?? "-")"
         )
     }
 } catch {
