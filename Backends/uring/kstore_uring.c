@@ -310,9 +310,9 @@ struct ur_instance {
     int lock_fd;
     uint64_t segment_bytes;
     uint64_t staging_bytes_max;
-    /* uring.segment.zero=fallocate: leave new segments as unwritten extents (they read as zeros)
-     * instead of writing zeros; halves the disk writes of a growing WAL, at the price of extent
-     * conversions that each fdatasync must journal. */
+    /* uring.segment.zero=fallocate (default): leave new segments as unwritten extents (they read as
+     * zeros, also after a crash) instead of writing zeros (=write); halves the disk writes of a
+     * growing WAL, at the price of extent conversions that each fdatasync must journal. */
     bool zero_by_fallocate;
     uint64_t write_bytes;
     uint32_t writes_inflight_max;
@@ -3183,7 +3183,10 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
     }
     const char *path = NULL;
     const char *simulated_error = NULL;
-    bool zero_by_fallocate = false;
+    /* Default: unwritten extents. Writing zeros doubles the disk writes and the page-cache copies
+     * of a growing WAL; on this project's 2-core benchmark machine fallocate gave about twice the
+     * durable throughput (1 KiB x 64 logs) despite the extent conversions fdatasync journals. */
+    bool zero_by_fallocate = true;
     uint64_t segment_bytes = UR_SEGMENT_BYTES_DEFAULT, staging_bytes = UR_STAGING_BYTES_DEFAULT;
     uint64_t write_bytes = UR_WRITE_BYTES_DEFAULT, writes_inflight = UR_WRITES_INFLIGHT_DEFAULT;
     for (uint32_t index = 0; index < option_count; index++) {

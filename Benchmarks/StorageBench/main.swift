@@ -1,6 +1,8 @@
 // fjord-storage-bench: storage throughput, latency, read-back and recovery through StorageHost, the
 // way the broker uses it (submitAppend + submitSync, completions, in-order submission per partition,
-// a bounded number of outstanding appends per partition).
+// a bounded number of outstanding appends per partition). --durable counts a batch when a sync
+// covers it; like the broker's partitions, each log has at most one sync in flight and appends
+// submitted meanwhile are covered by the next one.
 //
 //   swift run -c release fjord-storage-bench --backend uring --data-dir /tmp/b --partitions 64 \
 //       --batch-bytes 1024 --durable --duration 10
@@ -176,19 +178,46 @@ final class Producer: @unchecked Sendable {  // Mutable state is guarded by `loc
         self.done = done
     }
 
+    /// Durable mode: appends waiting for a sync to cover them, oldest first (end offset, start time).
+    var awaitingSync: [(end: Int64, started: UInt64)] = []
+    var awaitingSyncHead = 0
+    /// Durable mode, like the broker's partitions: at most one sync in flight per log; appends
+    /// submitted meanwhile are covered by the next one (group commit within the log — the backend
+    /// merges the logs' syncs).
+    var syncInFlight = false
+
     /// Submits while the window has room and time or bytes remain. Called with the lock held.
     func pump() {
         if self.pumping { return }
         self.pumping = true
         defer { self.pumping = false }
-        while self.outstanding < self.inflight && self.failures.isEmpty && nowNs() < self.deadlineNs
+        // A backend that completes during the call (memory) frees the window while this runs, so go
+        // around until no room is left.
+        while self.canSubmit {
+            self.submitWindow()
+            if self.durable { self.syncIfNeeded() }
+        }
+        // Past the deadline appends are still waiting for a sync to cover them.
+        if self.durable { self.syncIfNeeded() }
+        if self.outstanding == 0 && !self.finished {
+            self.finished = true
+            self.done.leave()
+        }
+    }
+
+    var canSubmit: Bool {
+        self.outstanding < self.inflight && self.failures.isEmpty && nowNs() < self.deadlineNs
             && self.submittedBytes < self.bytesLimit
-        {
+    }
+
+    private func submitWindow() {
+        while self.canSubmit {
             let offset = self.nextOffset
             let started = nowNs()
             self.nextOffset += 1
             self.outstanding += 1
             self.submittedBytes += Int64(self.parts[0].readableBytes + self.parts[1].readableBytes)
+            if self.durable { self.awaitingSync.append((offset + 1, started)) }
             self.log.submitAppend(firstOffset: offset, lastOffset: offset, maxTimestamp: Int64(started / 1_000_000),
                                   parts: self.parts)
             { result in
@@ -198,22 +227,39 @@ final class Producer: @unchecked Sendable {  // Mutable state is guarded by `loc
                     self.completed(started: started, failure: nil)
                 }
             }
-            if self.durable {
-                self.log.submitSync { result in
-                    if case .failure(let error) = result {
-                        self.completed(started: started, failure: "sync after \(offset): \(error)")
-                    } else {
-                        self.completed(started: started, failure: nil)
-                    }
-                }
-            }
-        }
-        if self.outstanding == 0 && !self.finished {
-            self.finished = true
-            self.done.leave()
         }
     }
 
+    /// Issues a sync covering every append submitted so far, unless one is in flight. Lock held.
+    func syncIfNeeded() {
+        guard !self.syncInFlight, self.awaitingSyncHead < self.awaitingSync.count else { return }
+        self.syncInFlight = true
+        let covered = self.nextOffset
+        self.log.submitSync { result in
+            let now = nowNs()
+            self.lock.withLock {
+                self.syncInFlight = false
+                while self.awaitingSyncHead < self.awaitingSync.count,
+                    self.awaitingSync[self.awaitingSyncHead].end <= covered
+                {
+                    let batch = self.awaitingSync[self.awaitingSyncHead]
+                    self.awaitingSyncHead += 1
+                    self.outstanding -= 1
+                    if case .failure(let error) = result {
+                        self.failures.append("sync covering \(batch.end - 1): \(error)")
+                    } else {
+                        self.completedBatches += 1
+                        self.histogram.record(now &- batch.started)
+                    }
+                }
+                if self.awaitingSyncHead > 4096 {
+                    self.awaitingSync.removeFirst(self.awaitingSyncHead)
+                    self.awaitingSyncHead = 0
+                }
+                self.pump()
+            }
+        }
+    }
 
     func completed(started: UInt64, failure: String?) {
         let latency = nowNs() &- started

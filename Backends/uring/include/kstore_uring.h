@@ -19,10 +19,11 @@ const kstore_backend *kstore_uring_backend(void);
  *                            answers KSTORE_ERR_BUSY when it is reached
  *   "uring.write.bytes"      largest write the I/O thread gathers from staged frames (default 1 MiB)
  *   "uring.writes.inflight"  writes the I/O thread keeps in flight at once (default 8)
- *   "uring.segment.zero"     "write" (default): new segments are zero-filled with real writes
- *                            ahead of need (later overwrites change no extent metadata; filling
- *                            stops early rather than stall the WAL); "fallocate": left as
- *                            unwritten extents (half the disk writes, fdatasync journals extents)
+ *   "uring.segment.zero"     "fallocate" (default): new segments are left as unwritten extents,
+ *                            which read as zeros (half the disk writes; fdatasync journals the
+ *                            extent conversions); "write": zero-filled with real writes ahead of
+ *                            need (later overwrites change no extent metadata; filling stops early
+ *                            rather than stall the WAL) — for file systems without unwritten extents
  *   "uring.test.io_uring_error"  TESTS ONLY: "ENOSYS" or "EPERM" makes open behave as if
  *                            io_uring_queue_init had failed with that error. */
 
