@@ -2982,11 +2982,35 @@ static kstore_status ur_recover(ur_instance *instance, char *message, size_t cap
             scan.file_bytes = (uint64_t)info.st_size;
             scan.buffer_length = 0;
             uint64_t position = index == end_index ? end_position : 0;
+            /* Cached pages of unwritten extents count as data for SEEK_DATA below, and the replay's
+             * readahead cached zeros past the end: drop the clean pages (dirty ones, written by a
+             * process that was killed, are real data) and read without readahead. */
+            posix_fadvise(segment->fd, 0, 0, POSIX_FADV_DONTNEED);
+            posix_fadvise(segment->fd, 0, 0, POSIX_FADV_RANDOM);
             while (position + UR_FRAME_HEADER_BYTES <= scan.file_bytes && status == KSTORE_OK) {
-                size_t block = (size_t)(scan.file_bytes - position < UR_SCAN_BYTES ? scan.file_bytes - position
-                                                                                   : UR_SCAN_BYTES);
+                /* Preallocated space is unwritten extents or holes, which read as zeros and so hold
+                 * no frame: skip to the next data (ext4 and xfs report unwritten extents as holes),
+                 * so recovery does not read the hundreds of MiB ahead of the WAL's end. */
+                off_t data = lseek(segment->fd, (off_t)position, SEEK_DATA);
+                if (data < 0 && errno == ENXIO) break;
+                uint64_t skip_to = data > 0 ? (uint64_t)data & ~(uint64_t)(UR_FRAME_ALIGN_BYTES - 1) : position;
+                if (skip_to > position) {
+                    position = skip_to;
+                    continue;
+                }
+                uint64_t region_end = scan.file_bytes;
+                off_t hole = lseek(segment->fd, (off_t)position, SEEK_HOLE);
+                if (hole > (off_t)position && (uint64_t)hole < region_end) {
+                    region_end = ((uint64_t)hole + UR_FRAME_ALIGN_BYTES - 1) & ~(uint64_t)(UR_FRAME_ALIGN_BYTES - 1);
+                    if (region_end > scan.file_bytes) region_end = scan.file_bytes;
+                }
+                size_t block = (size_t)(region_end - position < UR_SCAN_BYTES ? region_end - position : UR_SCAN_BYTES);
                 block &= ~(size_t)(UR_FRAME_ALIGN_BYTES - 1);
+                /* Read no further than the data region (ur_scan_get reads ahead up to file_bytes). */
+                uint64_t file_bytes = scan.file_bytes;
+                scan.file_bytes = region_end;
                 const uint8_t *bytes = ur_scan_get(&scan, position, block);
+                scan.file_bytes = file_bytes;
                 if (bytes == NULL || block == 0) break;
                 uint64_t base = position;
                 for (size_t k = 0; k < block; k += UR_FRAME_ALIGN_BYTES) {
