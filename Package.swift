@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // MARK: Storage ABI and backends (C)
@@ -133,7 +134,11 @@ let package = Package(
         .executableTarget(
             name: "fjord-storage-bench",
             // KStoreURing only for its stats struct (read through StorageEngine.control).
-            dependencies: ["StorageHost", "KStoreURing", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "StorageHost", "KStoreURing",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
             path: "Benchmarks/StorageBench",
             swiftSettings: swiftSettings
         ),

@@ -8,6 +8,7 @@
 //       --batch-bytes 1024 --durable --duration 10
 import Dispatch
 import Foundation
+import Histogram
 import KStoreURing
 import Logging
 import NIOCore
@@ -81,46 +82,17 @@ func fail(_ message: String) -> Never {
 
 func nowNs() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-/// Log-linear latency histogram: 32 sub-buckets per power of two (≈3% resolution).
-struct Histogram {
-    static let subBits = 5
-    var counts = [UInt64](repeating: 0, count: 64 << subBits)
-    var total: UInt64 = 0
+/// Latency in nanoseconds, 1 ns to 100 s at three significant digits (HdrHistogram).
+typealias LatencyHistogram = Histogram<UInt64>
 
-    static func bucket(_ value: UInt64) -> Int {
-        let v = max(value, 1)
-        let exponent = 63 - v.leadingZeroBitCount
-        if exponent < subBits { return Int(v) }
-        let sub = Int((v >> UInt64(exponent - subBits)) & ((1 << subBits) - 1))
-        return ((exponent - subBits + 1) << subBits) + sub
-    }
+func makeLatencyHistogram() -> LatencyHistogram {
+    LatencyHistogram(highestTrackableValue: 100_000_000_000, numberOfSignificantValueDigits: .three)
+}
 
-    static func lowerBound(_ bucket: Int) -> UInt64 {
-        if bucket < (1 << subBits) { return UInt64(bucket) }
-        let exponent = (bucket >> subBits) + subBits - 1
-        let sub = UInt64(bucket & ((1 << subBits) - 1))
-        return (UInt64(1) << UInt64(exponent)) | (sub << UInt64(exponent - subBits))
-    }
-
-    mutating func record(_ value: UInt64) {
-        self.counts[Self.bucket(value)] += 1
-        self.total += 1
-    }
-
-    mutating func merge(_ other: Histogram) {
-        for index in 0..<self.counts.count { self.counts[index] += other.counts[index] }
-        self.total += other.total
-    }
-
-    func percentile(_ p: Double) -> UInt64 {
-        guard self.total > 0 else { return 0 }
-        let rank = UInt64((p / 100 * Double(self.total)).rounded(.up))
-        var seen: UInt64 = 0
-        for (index, count) in self.counts.enumerated() {
-            seen += count
-            if seen >= max(rank, 1) { return Self.lowerBound(index) }
-        }
-        return 0
+extension Histogram {
+    /// Records a latency, clamped into the trackable range (a value beyond it would be dropped).
+    mutating func recordLatency(_ nanoseconds: UInt64) {
+        _ = self.record(Swift.min(Swift.max(nanoseconds, 1), self.highestTrackableValue))
     }
 }
 
@@ -159,7 +131,7 @@ final class Producer: @unchecked Sendable {  // Mutable state is guarded by `loc
     var completedBatches: UInt64 = 0
     var failures: [String] = []
     var busyRetries: UInt64 = 0
-    var histogram = Histogram()
+    var histogram = makeLatencyHistogram()
     var finished = false
     /// Inside pump(): a completion delivered during a submit only updates the counters.
     var pumping = false
@@ -249,7 +221,7 @@ final class Producer: @unchecked Sendable {  // Mutable state is guarded by `loc
                         self.failures.append("sync covering \(batch.end - 1): \(error)")
                     } else {
                         self.completedBatches += 1
-                        self.histogram.record(now &- batch.started)
+                        self.histogram.recordLatency(now &- batch.started)
                     }
                 }
                 if self.awaitingSyncHead > 4096 {
@@ -269,7 +241,7 @@ final class Producer: @unchecked Sendable {  // Mutable state is guarded by `loc
                 self.failures.append(failure)
             } else {
                 self.completedBatches += 1
-                self.histogram.record(latency)
+                self.histogram.recordLatency(latency)
             }
             self.pump()
         }
@@ -290,6 +262,7 @@ struct RunResult: Encodable {
     var p999Us: Double
     var readMegabytesPerSecond: Double?
     var recoveryMs: Double?
+    /// Data appended (GB) over the reopen's time: the recovery rate, the reciprocal of recovery time per GB.
     var recoveryScanGigabytesPerSecond: Double?
     var rssMegabytes: Double
     /// uring only (its stats control op): fdatasync rounds during the append phase, and the
@@ -359,11 +332,11 @@ func run(_ options: Options) async throws -> RunResult {
     }
     let elapsed = Double(nowNs() - started) / 1e9
     let fsyncs = uringStats(engine)?.fsyncs
-    var histogram = Histogram()
+    var histogram = makeLatencyHistogram()
     var batches: UInt64 = 0
     for producer in producers {
         producer.lock.withLock {
-            histogram.merge(producer.histogram)
+            histogram.add(producer.histogram)
             batches += producer.completedBatches
             if let failure = producer.failures.first { FileHandle.standardError.write(Data("failure: \(failure)\n".utf8)) }
         }
@@ -406,16 +379,8 @@ func run(_ options: Options) async throws -> RunResult {
         for (log, end) in zip(reopened, ends) where try log.state().endOffset != end {
             fail("recovered log \(log.name) ends at \(try log.state().endOffset), expected \(end)")
         }
-        // The WAL bytes recovery scanned over its time gives the scan rate (open dominates).
-        if let directory {
-            let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-            var walBytes: Double = 0
-            for file in files where file.hasSuffix(".log") {
-                let path = (directory as NSString).appendingPathComponent(file)
-                walBytes += Double((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
-            }
-            scanRate = walBytes / 1e9 / (Double(reopenNs) / 1e9)
-        }
+        // Recovery rate: the data appended over the time the reopen took (open dominates it).
+        scanRate = bytes / 1e9 / (Double(reopenNs) / 1e9)
         logs = reopened
     }
     for log in logs { await log.close() }
@@ -429,9 +394,9 @@ func run(_ options: Options) async throws -> RunResult {
         batches: batches,
         megabytesPerSecond: bytes / 1e6 / elapsed,
         batchesPerSecond: Double(batches) / elapsed,
-        p50Us: Double(histogram.percentile(50)) / 1e3,
-        p99Us: Double(histogram.percentile(99)) / 1e3,
-        p999Us: Double(histogram.percentile(99.9)) / 1e3,
+        p50Us: Double(histogram.valueAtPercentile(50)) / 1e3,
+        p99Us: Double(histogram.valueAtPercentile(99)) / 1e3,
+        p999Us: Double(histogram.valueAtPercentile(99.9)) / 1e3,
         readMegabytesPerSecond: readRate,
         recoveryMs: recoveryMs,
         recoveryScanGigabytesPerSecond: scanRate,
