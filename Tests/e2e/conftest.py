@@ -147,5 +147,12 @@ def broker(make_broker) -> Broker:
     return make_broker()
 
 
+@pytest.fixture(params=backends())
+def broker_on_each_backend(make_broker, request) -> Broker:
+    """A broker on each backend the binary has (FJORD_E2E_BACKENDS narrows the list): the client
+    suites use it, so every client is proven against every backend, the default `file` included."""
+    return make_broker(backend=request.param)
+
+
 def unique_topic(prefix: str = "t") -> str:
     return f"{prefix}-{os.getpid()}-{time.monotonic_ns()}"

@@ -9,6 +9,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import unique_topic
 
 
+@pytest.fixture
+def broker(broker_on_each_backend):
+    """This module's tests run against every backend."""
+    return broker_on_each_backend
+
+
 def create_topic(bootstrap: str, topic: str, partitions: int, config: dict | None = None):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config or {})])

@@ -10,6 +10,12 @@ from kafka.admin import NewTopic
 from conftest import unique_topic
 
 
+@pytest.fixture
+def broker(broker_on_each_backend):
+    """This module's tests run against every backend."""
+    return broker_on_each_backend
+
+
 def test_idempotent_producer_and_assigned_consumer(broker):
     """1,000 keyed messages from an idempotent producer (acks=all) are read back exactly once, in order."""
     topic = unique_topic("kp")

@@ -8,6 +8,13 @@ import pytest
 
 from conftest import unique_topic
 
+
+@pytest.fixture
+def broker(broker_on_each_backend):
+    """This module's tests run against every backend."""
+    return broker_on_each_backend
+
+
 KCAT = shutil.which("kcat")
 pytestmark = pytest.mark.skipif(KCAT is None, reason="kcat is not installed (scripts/test installs it)")
 TIMEOUT_S = 60
