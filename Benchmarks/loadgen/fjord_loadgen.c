@@ -3,7 +3,7 @@
  *
  *   fjord-loadgen produce --bootstrap HOST:PORT --topic T --messages N --size BYTES
  *                 [--partitions P] [--acks -1|0|1] [--compression none|gzip|snappy|lz4|zstd]
- *                 [--linger-ms MS] [--duration-s S] [--rate MSGS_PER_S] [--json]
+ *                 [--linger-ms MS] [--duration-s S] [--rate MSGS_PER_S] [--idempotence 0|1] [--json]
  *   fjord-loadgen consume --bootstrap HOST:PORT --topic T --messages N [--partitions P] [--json]
  *   fjord-loadgen create  --bootstrap HOST:PORT --topic T --partitions P
  *
@@ -46,6 +46,7 @@ typedef struct options {
     double duration_s;
     double rate;
     int json;
+    int idempotence; /* -1: on with acks=-1 (librdkafka's recommendation), else off */
 } options;
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -145,7 +146,7 @@ static int run_produce(const options *o) {
     set(conf, "queue.buffering.max.messages", "1000000");
     set(conf, "queue.buffering.max.kbytes", "1048576");
     set(conf, "batch.num.messages", "100000");
-    set(conf, "enable.idempotence", o->acks == -1 ? "true" : "false");
+    set(conf, "enable.idempotence", (o->idempotence < 0 ? o->acks == -1 : o->idempotence) ? "true" : "false");
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_opaque(conf, &state);
     char err[512];
@@ -337,13 +338,13 @@ static int run_create(const options *o) {
 static void usage(void) {
     fprintf(stderr, "usage: fjord-loadgen produce|consume|create --bootstrap HOST:PORT --topic T --messages N "
                     "[--size B] [--partitions P] [--acks -1|0|1] [--compression C] [--linger-ms MS] "
-                    "[--duration-s S] [--rate R] [--json]\n");
+                    "[--duration-s S] [--rate R] [--idempotence 0|1] [--json]\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
     options o = {.bootstrap = "127.0.0.1:9092", .topic = "bench", .messages = 100000, .size = 100, .partitions = 1,
-                 .acks = 1, .compression = "none", .linger_ms = 5};
+                 .acks = 1, .compression = "none", .linger_ms = 5, .idempotence = -1};
     if (argc < 2) usage();
     o.mode = argv[1];
     for (int i = 2; i < argc; i++) {
@@ -361,6 +362,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--linger-ms")) o.linger_ms = atoi(v);
         else if (!strcmp(a, "--duration-s")) o.duration_s = atof(v);
         else if (!strcmp(a, "--rate")) o.rate = atof(v);
+        else if (!strcmp(a, "--idempotence")) o.idempotence = atoi(v);
         else usage();
         i++;
     }
