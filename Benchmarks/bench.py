@@ -99,7 +99,10 @@ def run_storage(binary, directory, backends, batch_sizes, partitions_list, durat
                     if durable:
                         args.append("--durable")
                     log(f"storage: {backend} durable={durable} batch={batch} partitions={partitions}")
-                    out = subprocess.run(args, capture_output=True, text=True, timeout=600)
+                    try:
+                        out = subprocess.run(args, capture_output=True, text=True, timeout=max(120, seconds * 20))
+                    except subprocess.TimeoutExpired:
+                        raise RuntimeError(f"fjord-storage-bench did not finish: {' '.join(args)}")
                     if out.returncode != 0:
                         raise RuntimeError(f"fjord-storage-bench failed: {out.stderr.strip()}")
                     row = json.loads(out.stdout.strip().splitlines()[-1])

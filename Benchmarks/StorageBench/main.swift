@@ -194,7 +194,15 @@ final class Producer: @unchecked Sendable {  // Mutable state is guarded by `loc
                                   parts: self.parts)
             { result in
                 if case .failure(let error) = result {
-                    self.completed(started: started, failure: "append \(offset): \(error)")
+                    if self.durable {
+                        // Still counted out by the sync that covers its offset (syncIfNeeded).
+                        self.lock.withLock {
+                            self.failures.append("append \(offset): \(error)")
+                            self.pump()
+                        }
+                    } else {
+                        self.completed(started: started, failure: "append \(offset): \(error)")
+                    }
                 } else if !self.durable {
                     self.completed(started: started, failure: nil)
                 }
@@ -319,8 +327,11 @@ func run(_ options: Options) async throws -> RunResult {
     let deadline = options.totalBytes == nil ? started + UInt64(options.durationSeconds * 1e9) : UInt64.max
     let perPartitionBytes = options.totalBytes.map { max($0 / Int64(options.partitions), 1) } ?? Int64.max
     let done = DispatchGroup()
+    // At most 32 MiB in flight over all logs (half of the uring backend's default staging, beyond
+    // which appends answer BUSY): the window per log shrinks for big batches × many logs.
+    let window = max(1, min(options.inflight, (32 << 20) / (options.partitions * options.batchBytes)))
     let producers = logs.map {
-        Producer(log: $0, batch: batch, durable: options.durable, inflight: options.inflight, deadlineNs: deadline,
+        Producer(log: $0, batch: batch, durable: options.durable, inflight: window, deadlineNs: deadline,
                  bytesLimit: perPartitionBytes, done: done)
     }
     for producer in producers {
@@ -338,7 +349,7 @@ func run(_ options: Options) async throws -> RunResult {
         producer.lock.withLock {
             histogram.add(producer.histogram)
             batches += producer.completedBatches
-            if let failure = producer.failures.first { FileHandle.standardError.write(Data("failure: \(failure)\n".utf8)) }
+            if let failure = producer.failures.first { fail("log \(producer.log.name): \(failure)") }
         }
     }
     let rss = residentMegabytes()
