@@ -285,8 +285,8 @@ def summary_markdown(report):
             fio_text = (f"; fio write+fdatasync of 1 MiB blocks on the same disk, before and after: **{each} MB/s** "
                         f"(fdatasync p99 {', '.join(str(r['fdatasync_p99_ms']) for r in fio['runs'])} ms)")
         lines.append("Through the storage ABI, no network (MB/s; durable = counted when a sync covers it; "
-                     "reopen = closing cleanly and opening again, per GB stored — the uring backend replays its "
-                     "whole WAL at every open)" + fio_text + ":")
+                     "reopen = closing cleanly and opening again, per GB stored — the file backend trusts a clean "
+                     "close and checks segment summaries, the uring backend replays its whole WAL at every open)" + fio_text + ":")
         lines.append("")
         lines.append("| Backend | durable | batch | partitions | MB/s | batches/s | p50 µs | p99 µs | p99.9 µs "
                      "| read MB/s | reopen s/GB |")
