@@ -652,12 +652,7 @@ static size_t fy_last_error(kstore_instance *handle, char *buf, size_t capacity)
         pthread_mutex_unlock(&instance->error_mutex);
         return instance->inner->last_error(instance->inner_instance, buf, capacity);
     }
-    size_t length = strlen(instance->error_message);
-    if (buf != NULL && capacity > 0) {
-        size_t copied = length < capacity - 1 ? length : capacity - 1;
-        memcpy(buf, instance->error_message, copied);
-        buf[copied] = '\0';
-    }
+    size_t length = kstore_copy_error(instance->error_message, strlen(instance->error_message), buf, capacity);
     pthread_mutex_unlock(&instance->error_mutex);
     return length;
 }

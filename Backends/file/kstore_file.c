@@ -369,36 +369,6 @@ __attribute__((format(printf, 3, 4))) static kstore_status fl_errno_error(fl_ins
     return fl_status_for_errno(error);
 }
 
-/* kstore.h: names are 1..KSTORE_LOG_NAME_MAX bytes of [A-Za-z0-9._-], not "." or "..". */
-static bool fl_name_is_valid(const char *name) {
-    if (name == NULL) return false;
-    size_t length = strnlen(name, KSTORE_LOG_NAME_MAX + 1);
-    if (length == 0 || length > KSTORE_LOG_NAME_MAX) return false;
-    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) return false;
-    for (size_t index = 0; index < length; index++) {
-        char c = name[index];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-                  c == '_' || c == '-';
-        if (!ok) return false;
-    }
-    return true;
-}
-
-/* Parses a strictly positive decimal int64 with nothing after it. */
-static bool fl_parse_positive(const char *text, int64_t *result) {
-    if (text == NULL || *text == '\0') return false;
-    int64_t value = 0;
-    for (const char *c = text; *c != '\0'; c++) {
-        if (*c < '0' || *c > '9') return false;
-        int digit = *c - '0';
-        if (value > (INT64_MAX - digit) / 10) return false;
-        value = value * 10 + digit;
-    }
-    if (value <= 0) return false;
-    *result = value;
-    return true;
-}
-
 static void fl_segment_name(char *buffer, int64_t base_offset, const char *suffix) {
     snprintf(buffer, FL_FILE_NAME_BYTES, "%020lld%s", (long long)base_offset, suffix);
 }
@@ -3268,11 +3238,7 @@ static size_t fl_last_error(kstore_instance *handle, char *buf, size_t capacity)
     fl_instance *instance = (fl_instance *)handle;
     pthread_mutex_lock(&instance->error_mutex);
     size_t length = instance->error_length;
-    if (buf != NULL && capacity > 0) {
-        size_t copied = length < capacity - 1 ? length : capacity - 1;
-        memcpy(buf, instance->error_message, copied);
-        buf[copied] = '\0';
-    }
+    kstore_copy_error(instance->error_message, length, buf, capacity);
     pthread_mutex_unlock(&instance->error_mutex);
     return length;
 }
@@ -3281,38 +3247,22 @@ static kstore_status fl_open_log(kstore_instance *handle, const char *name, uint
                                  const kstore_option *options, uint32_t option_count, kstore_log **log_out) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     fl_instance *instance = (fl_instance *)handle;
-    if (log_out == NULL) {
-        fl_set_error(instance, "open_log: log pointer is NULL");
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    *log_out = NULL;
-    if (!fl_name_is_valid(name)) {
-        fl_set_error(instance, "open_log: invalid log name (1..%d bytes of [A-Za-z0-9._-], not '.' or '..')",
-                     KSTORE_LOG_NAME_MAX);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    if ((flags & ~(KSTORE_OPEN_CREATE | KSTORE_OPEN_EXCLUSIVE)) != 0 ||
-        ((flags & KSTORE_OPEN_EXCLUSIVE) != 0 && (flags & KSTORE_OPEN_CREATE) == 0)) {
-        fl_set_error(instance, "open_log '%s': bad flags 0x%x (EXCLUSIVE needs CREATE)", name, (unsigned)flags);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    if (options == NULL && option_count > 0) {
-        fl_set_error(instance, "open_log '%s': options is NULL", name);
-        return KSTORE_ERR_INVALID_ARGUMENT;
+    char message[512];
+    kstore_status invalid =
+        kstore_check_open_log_arguments(name, flags, options, option_count, log_out, message, sizeof(message));
+    if (invalid != KSTORE_OK) {
+        fl_set_error(instance, "%s", message);
+        return invalid;
     }
     int64_t segment_bytes = (int64_t)FL_SEGMENT_BYTES_DEFAULT, segment_ms = FL_SEGMENT_MS_DEFAULT;
     int64_t interval_bytes = (int64_t)FL_INDEX_INTERVAL_DEFAULT;
     for (uint32_t index = 0; index < option_count; index++) {
         const kstore_option *option = &options[index];
-        if (option->key == NULL || option->value == NULL) {
-            fl_set_error(instance, "open_log '%s': an option key or value is NULL", name);
-            return KSTORE_ERR_INVALID_ARGUMENT;
-        }
         int64_t *target = strcmp(option->key, "segment.bytes") == 0         ? &segment_bytes
                           : strcmp(option->key, "segment.ms") == 0          ? &segment_ms
                           : strcmp(option->key, "index.interval.bytes") == 0 ? &interval_bytes
                                                                              : NULL;
-        if (target != NULL && !fl_parse_positive(option->value, target)) {
+        if (target != NULL && !kstore_parse_positive_decimal(option->value, target)) {
             fl_set_error(instance, "open_log '%s': option %s has bad value '%s' (a positive decimal)", name,
                          option->key, option->value);
             return KSTORE_ERR_INVALID_ARGUMENT;
@@ -3419,7 +3369,7 @@ static kstore_status fl_open_log(kstore_instance *handle, const char *name, uint
 static kstore_status fl_delete_log(kstore_instance *handle, const char *name) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     fl_instance *instance = (fl_instance *)handle;
-    if (!fl_name_is_valid(name)) {
+    if (!kstore_log_name_is_valid(name)) {
         fl_set_error(instance, "delete_log: invalid log name");
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
@@ -3482,7 +3432,7 @@ static kstore_status fl_list_logs(kstore_instance *handle, kstore_list_callback 
     bool failed = false;
     struct dirent *entry;
     while (!failed && (entry = readdir(directory)) != NULL) {
-        if (!fl_name_is_valid(entry->d_name)) continue;
+        if (!kstore_log_name_is_valid(entry->d_name)) continue;
         struct stat status;
         if (fstatat(instance->logs_fd, entry->d_name, &status, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(status.st_mode)) {
             continue;

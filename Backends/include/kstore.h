@@ -380,6 +380,28 @@ const char *kstore_status_name(kstore_status status);
 /* Whether retrying the same call can succeed (see the status list). */
 int kstore_status_is_retryable(kstore_status status);
 
+/* Helpers for backends, implemented once in Backends/abi (not members of the tables).
+ *
+ * Whether `name` is a valid log name: 1..KSTORE_LOG_NAME_MAX bytes of [A-Za-z0-9._-], not "." or
+ * "..". */
+int kstore_log_name_is_valid(const char *name);
+
+/* Parses a strictly positive decimal that fits an int64, with nothing after it. Returns 1 and
+ * stores the value in *value_out (if not NULL), or returns 0. */
+int kstore_parse_positive_decimal(const char *text, int64_t *value_out);
+
+/* Checks open_log's arguments the way every backend must (see open_log): log_out not NULL (then
+ * sets *log_out = NULL), a valid name, known flags (EXCLUSIVE needs CREATE), an options array when
+ * option_count > 0, no NULL key or value, and positive decimals for segment.bytes and segment.ms.
+ * Returns KSTORE_OK, or KSTORE_ERR_INVALID_ARGUMENT with a message in message[capacity]. */
+kstore_status kstore_check_open_log_arguments(const char *name, uint32_t flags, const kstore_option *options,
+                                              uint32_t option_count, kstore_log **log_out, char *message,
+                                              size_t capacity);
+
+/* last_error's copy: writes at most capacity - 1 bytes of message and a NUL into buf (when buf is
+ * not NULL and capacity > 0) and returns length, the message's full length. */
+size_t kstore_copy_error(const char *message, size_t length, char *buf, size_t capacity);
+
 /* ---------------------------------------------------------------------------------------------
  * Layout checks. The Swift host mirrors these structs through the Clang importer; the asserts
  * pin the layout so a change here cannot go unnoticed (bump KSTORE_ABI_VERSION with it).

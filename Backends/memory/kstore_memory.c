@@ -119,34 +119,6 @@ __attribute__((format(printf, 2, 3))) static void mem_set_error(mem_instance *in
 
 static int64_t mem_max_int64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* kstore.h: names are 1..KSTORE_LOG_NAME_MAX bytes of [A-Za-z0-9._-], not "." or "..". */
-static bool mem_name_is_valid(const char *name) {
-    if (name == NULL) return false;
-    size_t length = strnlen(name, KSTORE_LOG_NAME_MAX + 1);
-    if (length == 0 || length > KSTORE_LOG_NAME_MAX) return false;
-    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) return false;
-    for (size_t index = 0; index < length; index++) {
-        char c = name[index];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-                  c == '_' || c == '-';
-        if (!ok) return false;
-    }
-    return true;
-}
-
-/* Parses a strictly positive decimal int64 with nothing after it. */
-static bool mem_parse_positive_decimal(const char *text) {
-    if (text == NULL || *text == '\0') return false;
-    int64_t value = 0;
-    for (const char *c = text; *c != '\0'; c++) {
-        if (*c < '0' || *c > '9') return false;
-        int digit = *c - '0';
-        if (value > (INT64_MAX - digit) / 10) return false;
-        value = value * 10 + digit;
-    }
-    return value > 0;
-}
-
 /* Index of the live entry containing `offset`: the last one whose first_offset <= offset.
  * Precondition: the log has live entries and entries[entry_begin].first_offset <= offset. */
 static size_t mem_find_entry(const mem_log *log, int64_t offset) {
@@ -685,11 +657,7 @@ static size_t mem_last_error(kstore_instance *handle, char *buf, size_t capacity
     mem_instance *instance = (mem_instance *)handle;
     pthread_mutex_lock(&instance->error_mutex);
     size_t length = instance->error_length;
-    if (buf != NULL && capacity > 0) {
-        size_t copied = length < capacity - 1 ? length : capacity - 1;
-        memcpy(buf, instance->error_message, copied);
-        buf[copied] = '\0';
-    }
+    kstore_copy_error(instance->error_message, length, buf, capacity);
     pthread_mutex_unlock(&instance->error_mutex);
     return length;
 }
@@ -742,41 +710,13 @@ static kstore_status mem_open_log(kstore_instance *handle, const char *name, uin
                                   const kstore_option *options, uint32_t option_count, kstore_log **log_out) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     mem_instance *instance = (mem_instance *)handle;
-    if (log_out == NULL) {
-        mem_set_error(instance, "open_log: log pointer is NULL");
-        return KSTORE_ERR_INVALID_ARGUMENT;
+    char message[512];
+    kstore_status invalid =
+        kstore_check_open_log_arguments(name, flags, options, option_count, log_out, message, sizeof(message));
+    if (invalid != KSTORE_OK) {
+        mem_set_error(instance, "%s", message);
+        return invalid;
     }
-    *log_out = NULL;
-    if (!mem_name_is_valid(name)) {
-        mem_set_error(instance, "open_log: invalid log name (1..%d bytes of [A-Za-z0-9._-], not '.' or '..')",
-                      KSTORE_LOG_NAME_MAX);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    if ((flags & ~(KSTORE_OPEN_CREATE | KSTORE_OPEN_EXCLUSIVE)) != 0 ||
-        ((flags & KSTORE_OPEN_EXCLUSIVE) != 0 && (flags & KSTORE_OPEN_CREATE) == 0)) {
-        mem_set_error(instance, "open_log '%s': bad flags 0x%x (EXCLUSIVE needs CREATE)", name, (unsigned)flags);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    if (options == NULL && option_count > 0) {
-        mem_set_error(instance, "open_log '%s': options is NULL", name);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    for (uint32_t index = 0; index < option_count; index++) {
-        const kstore_option *option = &options[index];
-        if (option->key == NULL || option->value == NULL) {
-            mem_set_error(instance, "open_log '%s': an option key or value is NULL", name);
-            return KSTORE_ERR_INVALID_ARGUMENT;
-        }
-        /* Segments mean nothing in memory, but the options are known (kstore.h), so bad values are
-         * rejected like the other built-in backends reject them. */
-        if ((strcmp(option->key, "segment.bytes") == 0 || strcmp(option->key, "segment.ms") == 0) &&
-            !mem_parse_positive_decimal(option->value)) {
-            mem_set_error(instance, "open_log '%s': option %s has bad value '%s' (a positive decimal)", name,
-                          option->key, option->value);
-            return KSTORE_ERR_INVALID_ARGUMENT;
-        }
-    }
-
     pthread_mutex_lock(&instance->mutex);
     bool found = false;
     size_t position = mem_find_log(instance, name, &found);
@@ -834,7 +774,7 @@ static kstore_status mem_open_log(kstore_instance *handle, const char *name, uin
 static kstore_status mem_delete_log(kstore_instance *handle, const char *name) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     mem_instance *instance = (mem_instance *)handle;
-    if (!mem_name_is_valid(name)) {
+    if (!kstore_log_name_is_valid(name)) {
         mem_set_error(instance, "delete_log: invalid log name");
         return KSTORE_ERR_INVALID_ARGUMENT;
     }

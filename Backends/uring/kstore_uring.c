@@ -443,35 +443,6 @@ static uint32_t ur_frame_crc(uint32_t payload_crc, const ur_frame_header *header
     return fjord_crc32c(payload_crc, (const uint8_t *)header + 8, UR_FRAME_HEADER_BYTES - 8);
 }
 
-/* kstore.h: names are 1..KSTORE_LOG_NAME_MAX bytes of [A-Za-z0-9._-], not "." or "..". */
-static bool ur_name_is_valid(const char *name) {
-    if (name == NULL) return false;
-    size_t length = strnlen(name, KSTORE_LOG_NAME_MAX + 1);
-    if (length == 0 || length > KSTORE_LOG_NAME_MAX) return false;
-    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) return false;
-    for (size_t index = 0; index < length; index++) {
-        char c = name[index];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-                  c == '_' || c == '-';
-        if (!ok) return false;
-    }
-    return true;
-}
-
-/* Parses a strictly positive decimal with nothing after it. */
-static bool ur_parse_positive_decimal(const char *text, uint64_t *value_out) {
-    if (text == NULL || *text == '\0') return false;
-    uint64_t value = 0;
-    for (const char *c = text; *c != '\0'; c++) {
-        if (*c < '0' || *c > '9') return false;
-        uint64_t digit = (uint64_t)(*c - '0');
-        if (value > ((uint64_t)INT64_MAX - digit) / 10) return false;
-        value = value * 10 + digit;
-    }
-    if (value_out != NULL) *value_out = value;
-    return value > 0;
-}
-
 #define UR_FITS(pointer, type, field) \
     ((size_t)(pointer)->struct_size >= offsetof(type, field) + sizeof(((type *)0)->field))
 
@@ -3180,8 +3151,9 @@ static void ur_destroy(ur_instance *instance) {
 static bool ur_size_option(const kstore_option *option, const char *key, uint64_t minimum, uint64_t maximum,
                            uint64_t *value, char *error_message, size_t error_capacity, bool *bad) {
     if (strcmp(option->key, key) != 0) return false;
-    uint64_t parsed = 0;
-    if (!ur_parse_positive_decimal(option->value, &parsed) || parsed < minimum || parsed > maximum) {
+    int64_t signed_value = 0;
+    uint64_t parsed = kstore_parse_positive_decimal(option->value, &signed_value) ? (uint64_t)signed_value : 0;
+    if (parsed == 0 || parsed < minimum || parsed > maximum) {
         char message[256];
         snprintf(message, sizeof(message), "uring backend: option %s has bad value '%s' (a decimal in [%" PRIu64
                  ", %" PRIu64 "])", key, option->value, minimum, maximum);
@@ -3462,11 +3434,7 @@ static size_t ur_last_error(kstore_instance *handle, char *buf, size_t capacity)
     ur_instance *instance = (ur_instance *)handle;
     pthread_mutex_lock(&instance->error_lock);
     size_t length = instance->error_length;
-    if (buf != NULL && capacity > 0) {
-        size_t copied = length < capacity - 1 ? length : capacity - 1;
-        memcpy(buf, instance->error_message, copied);
-        buf[copied] = '\0';
-    }
+    kstore_copy_error(instance->error_message, length, buf, capacity);
     pthread_mutex_unlock(&instance->error_lock);
     return length;
 }
@@ -3475,39 +3443,12 @@ static kstore_status ur_open_log(kstore_instance *handle, const char *name, uint
                                  const kstore_option *options, uint32_t option_count, kstore_log **log_out) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_instance *instance = (ur_instance *)handle;
-    if (log_out == NULL) {
-        ur_set_error(instance, "open_log: log pointer is NULL");
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    *log_out = NULL;
-    if (!ur_name_is_valid(name)) {
-        ur_set_error(instance, "open_log: invalid log name (1..%d bytes of [A-Za-z0-9._-], not '.' or '..')",
-                     KSTORE_LOG_NAME_MAX);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    if ((flags & ~(KSTORE_OPEN_CREATE | KSTORE_OPEN_EXCLUSIVE)) != 0 ||
-        ((flags & KSTORE_OPEN_EXCLUSIVE) != 0 && (flags & KSTORE_OPEN_CREATE) == 0)) {
-        ur_set_error(instance, "open_log '%s': bad flags 0x%x (EXCLUSIVE needs CREATE)", name, (unsigned)flags);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    if (options == NULL && option_count > 0) {
-        ur_set_error(instance, "open_log '%s': options is NULL", name);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    for (uint32_t index = 0; index < option_count; index++) {
-        const kstore_option *option = &options[index];
-        if (option->key == NULL || option->value == NULL) {
-            ur_set_error(instance, "open_log '%s': an option key or value is NULL", name);
-            return KSTORE_ERR_INVALID_ARGUMENT;
-        }
-        /* Segments belong to the shared WAL (uring.segment.bytes), so the per-log options are
-         * validated like every backend validates them (kstore.h) and otherwise ignored. */
-        if ((strcmp(option->key, "segment.bytes") == 0 || strcmp(option->key, "segment.ms") == 0) &&
-            !ur_parse_positive_decimal(option->value, NULL)) {
-            ur_set_error(instance, "open_log '%s': option %s has bad value '%s' (a positive decimal)", name, option->key,
-                         option->value);
-            return KSTORE_ERR_INVALID_ARGUMENT;
-        }
+    char message[512];
+    kstore_status invalid =
+        kstore_check_open_log_arguments(name, flags, options, option_count, log_out, message, sizeof(message));
+    if (invalid != KSTORE_OK) {
+        ur_set_error(instance, "%s", message);
+        return invalid;
     }
     if (instance->failed_status == KSTORE_ERR_CORRUPT) {
         ur_set_error(instance, "open_log '%s': %s", name, instance->corrupt_message);
@@ -3571,7 +3512,7 @@ static kstore_status ur_open_log(kstore_instance *handle, const char *name, uint
 static kstore_status ur_delete_log(kstore_instance *handle, const char *name) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_instance *instance = (ur_instance *)handle;
-    if (!ur_name_is_valid(name)) {
+    if (!kstore_log_name_is_valid(name)) {
         ur_set_error(instance, "delete_log: invalid log name");
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
