@@ -232,6 +232,10 @@ struct ur_log {
      * refused with that status (not INVALID_ARGUMENT); an append at end_offset clears it. */
     int64_t stale_end;
     kstore_status stale_status;
+    /* Set by a rewind (under wal_lock) for each log it rolls back, cleared when that log's end has
+     * been rolled back (under log->lock): an append arriving in between must not be staged, or it
+     * would be written, acknowledged, and then cut from the log by the rollback. */
+    _Atomic bool rollback_pending;
 
     /* Written by the I/O thread, read anywhere. */
     _Atomic int64_t readable_end;
@@ -349,6 +353,8 @@ struct ur_instance {
     size_t sync_capacity;
     bool io_waiting;
     bool rewinding;
+    /* The status of the appends the last rewind failed (see ur_log.rollback_pending). */
+    kstore_status rewind_status;
     kstore_status failed_status; /* KSTORE_OK; KSTORE_ERR_IO once the WAL failed; KSTORE_ERR_CORRUPT
                                   * when recovery found acknowledged data damaged */
     char corrupt_message[UR_ERROR_BYTES_MAX];
@@ -1431,6 +1437,8 @@ static void ur_io_rewind(ur_instance *instance, ur_io_state *io) {
                     if (!seen && ur_grow((void **)&rollbacks, &rollback_capacity, rollback_count + 1,
                                          sizeof(ur_rollback), 16)) {
                         rollbacks[rollback_count++] = (ur_rollback){log, pending->first_offset};
+                        atomic_store(&log->rollback_pending, true);
+                        instance->rewind_status = status;
                     }
                 }
                 ur_callbacks_add(&io->callbacks, pending->completion, pending->context, status);
@@ -1473,6 +1481,7 @@ static void ur_io_rewind(ur_instance *instance, ur_io_state *io) {
             (void)ur_log_cut(log, rollbacks[index].first_offset);
             log->end_offset = rollbacks[index].first_offset;
         }
+        atomic_store(&log->rollback_pending, false);
         pthread_rwlock_unlock(&log->lock);
     }
     free(rollbacks);
@@ -2041,8 +2050,21 @@ static kstore_status ur_log_append(kstore_log *handle, int64_t first_offset, int
                      (long long)first_offset, (long long)end_offset);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
-    log->stale_status = KSTORE_OK;
     pthread_mutex_lock(&instance->wal_lock);
+    if (atomic_load(&log->rollback_pending)) {
+        /* A rewind failed this log's earlier appends and is about to roll its end back: refuse
+         * this one like them, and count it into the end the rollback turns into stale_end, so
+         * the appends after it are refused with the same status. */
+        kstore_status stale = instance->rewind_status;
+        pthread_mutex_unlock(&instance->wal_lock);
+        log->end_offset = last_offset + 1;
+        pthread_rwlock_unlock(&log->lock);
+        ur_set_error(instance, "append [%lld, %lld] to log '%s': an earlier append failed (%s); append again once "
+                     "the log's end has returned", (long long)first_offset, (long long)last_offset, log->name,
+                     kstore_status_name(stale));
+        return stale;
+    }
+    log->stale_status = KSTORE_OK;
     ur_reservation reservation;
     const char *reason = NULL;
     kstore_status status = ur_reserve(instance, ur_frame_bytes(total_bytes), false, &reservation, &reason);
