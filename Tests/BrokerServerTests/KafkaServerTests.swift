@@ -211,7 +211,9 @@ struct KafkaServerTests {
     /// A connection without traffic or requests in flight is closed after the idle timeout.
     @Test func idleConnectionIsClosed() async throws {
         let handler = ScriptedHandler()
-        try await withServer(handler: handler, configuration: .forTest(idleTimeout: .seconds(1))) {
+        // The timeout is long enough that a loaded machine sends the first request before the
+        // connection idles out (at 1 s this raced the round trip under the full parallel suite).
+        try await withServer(handler: handler, configuration: .forTest(idleTimeout: .seconds(3))) {
             server,
             address in
             let client = try await TestClient.connect(to: address)
@@ -280,7 +282,7 @@ struct KafkaServerTests {
         let handler = ScriptedHandler()
         let configuration = ServerConfiguration.forTest(
             maxFrameBytes: 100,
-            idleTimeout: cause == .idleTimeout ? .seconds(1) : nil
+            idleTimeout: cause == .idleTimeout ? .seconds(3) : nil
         )
         let server = KafkaServer(configuration: configuration, handler: handler, logger: LogCapture().logger())
         let address = try await server.start()

@@ -222,7 +222,7 @@ struct URingTests {
             #expect(try await a.enforceRetention(retainBytes: 0, retainAfterTimestamp: -1) == 299)
             #expect(try await b.enforceRetention(retainBytes: 0, retainAfterTimestamp: -1) == 299)
             var deleted = try fixture.stats()
-            for _ in 0..<100 where deleted.segments_deleted == 0 || fixture.walFiles.count > 4 {
+            for _ in 0..<400 where deleted.segments_deleted == 0 || fixture.walFiles.count > 4 {
                 try await Task.sleep(for: .milliseconds(50))
                 deleted = try fixture.stats()
             }
