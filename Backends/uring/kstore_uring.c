@@ -876,6 +876,18 @@ static void ur_chunk_release(ur_instance *instance, ur_chunk *chunk) {
     free(chunk);
 }
 
+/* Frees the chunks kept for reuse. */
+static void ur_chunks_free_idle(ur_instance *instance) {
+    while (instance->free_chunks != NULL) {
+        ur_chunk *chunk = instance->free_chunks;
+        instance->free_chunks = chunk->next;
+        instance->staging_bytes -= chunk->capacity;
+        free(chunk->pending);
+        free(chunk->bytes);
+        free(chunk);
+    }
+}
+
 static void ur_maybe_seal(ur_instance *instance, ur_segment *segment);
 
 /* Finds room for a frame without changing the WAL. */
@@ -931,6 +943,11 @@ static kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, boo
     bool fits_free = false;
     for (ur_chunk *free_chunk = instance->free_chunks; free_chunk != NULL; free_chunk = free_chunk->next) {
         if (free_chunk->capacity >= capacity) fits_free = true;
+    }
+    if (!fits_free && instance->staging_bytes + capacity > instance->staging_bytes_max) {
+        /* Idle chunks kept for reuse count toward the bound but hold nothing: free them first, or
+         * a frame larger than the standard chunk would wait for room that never comes. */
+        ur_chunks_free_idle(instance);
     }
     if (!fits_free && instance->staging_bytes > 0 && instance->staging_bytes + capacity > instance->staging_bytes_max) {
         instance->stats.busy_rejections++;
@@ -3148,13 +3165,7 @@ static void ur_destroy(ur_instance *instance) {
         free(instance->chunk_head);
         instance->chunk_head = next;
     }
-    while (instance->free_chunks != NULL) {
-        ur_chunk *next = instance->free_chunks->next;
-        free(instance->free_chunks->pending);
-        free(instance->free_chunks->bytes);
-        free(instance->free_chunks);
-        instance->free_chunks = next;
-    }
+    ur_chunks_free_idle(instance);
     free(instance->syncs);
     free(instance->dirty_logs);
     free(instance->fsync_logs);
@@ -3239,6 +3250,14 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
     }
     if (segment_bytes % 4096 != 0) {
         ur_write_open_error(error_message, error_capacity, "uring backend: uring.segment.bytes must be a multiple of 4096");
+        return KSTORE_ERR_INVALID_ARGUMENT;
+    }
+    if (staging_bytes < 2 * write_bytes) {
+        /* One write's chunk being written and one filling: less and appends could only wait. */
+        snprintf(message, sizeof(message),
+                 "uring backend: uring.staging.bytes (%llu) must be at least twice uring.write.bytes (%llu)",
+                 (unsigned long long)staging_bytes, (unsigned long long)write_bytes);
+        ur_write_open_error(error_message, error_capacity, message);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     if (path == NULL || path[0] == '\0') {

@@ -15,8 +15,9 @@ const kstore_backend *kstore_uring_backend(void);
  *   "uring.segment.bytes"    largest size of a preallocated WAL segment file (default 256 MiB;
  *                            65536 .. 1 GiB, a multiple of 4096); an instance's first segments
  *                            start at 64 KiB and double up to it
- *   "uring.staging.bytes"    bound on staged, not yet written frames (default 64 MiB); append
- *                            answers KSTORE_ERR_BUSY when it is reached
+ *   "uring.staging.bytes"    bound on staged, not yet written frames (default 64 MiB; at least
+ *                            twice uring.write.bytes); append answers KSTORE_ERR_BUSY when it is
+ *                            reached (the host waits and retries)
  *   "uring.write.bytes"      largest write the I/O thread gathers from staged frames (default 1 MiB)
  *   "uring.writes.inflight"  writes the I/O thread keeps in flight at once (default 8)
  *   "uring.segment.zero"     "fallocate" (default): new segments are left as unwritten extents,
