@@ -87,6 +87,37 @@ public final class StorageLog: Sendable {
     /// (uncontended on the blocking path, where the lane already serializes them). It is never
     /// held while a completion is delivered, so a completion may submit the next append.
     private let mutationLock = LockedState(())
+    /// Appends and syncs in submission order while the backend answers BUSY (see `submitInOrder`).
+    private let backlog = LockedState(Backlog())
+
+    /// How long the host keeps retrying an append or sync that the backend refuses with
+    /// KSTORE_ERR_BUSY (kstore.h: temporarily unable, retryable — the uring backend's staging is
+    /// full, or it is rolling back a failed write) before it reports the refusal.
+    static let busyRetryLimit: Duration = .seconds(30)
+    /// The pause before the first retry; it doubles up to `busyRetryPauseMax`.
+    static let busyRetryPauseMin: Duration = .microseconds(200)
+    static let busyRetryPauseMax: Duration = .milliseconds(20)
+
+    /// Submissions the backend has not taken yet, because it answered BUSY or because an earlier
+    /// one is still waiting for it. Invariant: `operations` is non-empty only while `owned`.
+    private struct Backlog {
+        /// A thread is calling the backend for this log through `submitInOrder`, or a retry is
+        /// scheduled: every other submission queues behind it.
+        var owned = false
+        var operations = CircularBuffer<Submission>()
+        /// When the backend first refused the operation at the head.
+        var busySince: ContinuousClock.Instant?
+        var pause = StorageLog.busyRetryPauseMin
+        /// Appends and syncs that waited at least once (for tests and statistics).
+        var waited: UInt64 = 0
+    }
+
+    /// One append or sync: `attempt` calls the backend and returns false, having delivered
+    /// nothing, when the backend answered BUSY; `deliver` completes it with a status.
+    private struct Submission: Sendable {
+        let attempt: @Sendable () -> Bool
+        let deliver: @Sendable (Int32) -> Void
+    }
 
     init(name: String, handle: LogHandle, context: InstanceContext) {
         self.name = name
@@ -141,7 +172,7 @@ public final class StorageLog: Sendable {
             self.leave()
         }
         let handle = self.handle
-        let call: @Sendable () -> Void = {
+        let attempt: @Sendable () -> Bool = {
             let outcome = withIovecs(parts) { iovecs, iovecCount in
                 self.callWithCompletion { callback, context in
                     // REQUIRED member, checked non-NULL in LogHandle.init.
@@ -161,13 +192,9 @@ public final class StorageLog: Sendable {
                     deliver($0)
                 }
             }
-            self.deliverIfDone(outcome, deliver)
+            return self.deliverUnlessBusy(outcome, deliver)
         }
-        if self.context.usesBlockingPool {
-            self.operationLane.enqueue(call)
-        } else {
-            call()
-        }
+        self.submitInOrder(Submission(attempt: attempt, deliver: deliver))
     }
 
     /// Appends one entry and waits until it is readable (see `submitAppend`).
@@ -202,20 +229,16 @@ public final class StorageLog: Sendable {
             self.leave()
         }
         let handle = self.handle
-        let call: @Sendable () -> Void = {
+        let attempt: @Sendable () -> Bool = {
             let outcome = self.callWithCompletion { callback, context in
                 // REQUIRED member, checked non-NULL in LogHandle.init.
                 handle.methods.sync!(handle.pointer, callback, context)
             } deliverLater: {
                 deliver($0)
             }
-            self.deliverIfDone(outcome, deliver)
+            return self.deliverUnlessBusy(outcome, deliver)
         }
-        if self.context.usesBlockingPool {
-            self.operationLane.enqueue(call)
-        } else {
-            call()
-        }
+        self.submitInOrder(Submission(attempt: attempt, deliver: deliver))
     }
 
     /// Syncs and waits (see `submitSync`).
@@ -468,15 +491,108 @@ public final class StorageLog: Sendable {
     }
 
     /// Delivers a completion that is known once the member returned, in order behind any completion
-    /// of this log still waiting on the lane.
-    private func deliverIfDone(_ outcome: CallOutcome, _ deliver: @escaping @Sendable (Int32) -> Void) {
+    /// of this log still waiting on the lane — except a BUSY refusal, which delivers nothing and
+    /// returns false so that `submitInOrder` tries again.
+    private func deliverUnlessBusy(_ outcome: CallOutcome, _ deliver: @escaping @Sendable (Int32) -> Void) -> Bool {
         switch outcome {
+        case .rejected(KSTORE_ERR_BUSY):
+            return false
         case .rejected(let status), .completedDuringCall(let status):
             self.completionLane.runInlineOrEnqueue { deliver(status) }
         case .pending:
             break
         }
+        return true
     }
+
+    /// Runs appends and syncs in submission order, on the caller's thread (non-blocking backend)
+    /// or this log's serial lane. A submission the backend refuses with BUSY is not failed: it
+    /// waits, with every later append and sync of this log queued behind it, and is tried again
+    /// after a pause (200 µs doubling to 20 ms) until the backend takes it — backpressure, so a
+    /// write pipeline that is momentarily full slows producers instead of failing them. Only after
+    /// `busyRetryLimit` of refusals does it complete with BUSY. Later submissions keep their order:
+    /// a sync queued behind a waiting append still covers it.
+    private func submitInOrder(_ submission: Submission) {
+        let run: @Sendable () -> Void = {
+            let direct = self.backlog.withLock { backlog in
+                if backlog.owned {
+                    backlog.operations.append(submission)
+                    return false
+                }
+                backlog.owned = true
+                return true
+            }
+            guard direct else { return }
+            self.drainBacklog(first: submission)
+        }
+        if self.context.usesBlockingPool {
+            self.operationLane.enqueue(run)
+        } else {
+            run()
+        }
+    }
+
+    /// Called by the owner of the backlog: tries `first` (or the head of the backlog), then every
+    /// queued submission, until the backlog is empty (ownership ends) or the backend answers BUSY
+    /// (ownership passes to a scheduled retry).
+    private func drainBacklog(first: Submission?) {
+        var next = first
+        // Whether the operation before the next one was taken or given up (not a retry's start).
+        var previousDone = false
+        while true {
+            let submission: Submission
+            if let next {
+                submission = next
+            } else {
+                let head = self.backlog.withLock { [previousDone] backlog -> Submission? in
+                    if previousDone {
+                        backlog.busySince = nil
+                        backlog.pause = Self.busyRetryPauseMin
+                    }
+                    guard let head = backlog.operations.popFirst() else {
+                        backlog.owned = false
+                        return nil
+                    }
+                    return head
+                }
+                guard let head else { return }
+                submission = head
+            }
+            next = nil
+            previousDone = true
+            if submission.attempt() { continue }
+            let now = ContinuousClock.now
+            let pause = self.backlog.withLock { backlog -> Duration? in
+                let since = backlog.busySince ?? now
+                if backlog.busySince == nil { backlog.waited += 1 }
+                guard now - since < Self.busyRetryLimit else { return nil }
+                backlog.busySince = since
+                backlog.operations.prepend(submission)
+                defer { backlog.pause = min(backlog.pause * 2, Self.busyRetryPauseMax) }
+                return backlog.pause
+            }
+            guard let pause else {
+                self.context.logger.warning(
+                    "the backend stayed busy for \(Self.busyRetryLimit); failing the waiting operation",
+                    metadata: ["storage.log": "\(self.name)"]
+                )
+                self.completionLane.runInlineOrEnqueue { submission.deliver(KSTORE_ERR_BUSY) }
+                continue
+            }
+            Task.detached {
+                try? await Task.sleep(for: pause)
+                if self.context.usesBlockingPool {
+                    self.operationLane.enqueue { self.drainBacklog(first: nil) }
+                } else {
+                    self.drainBacklog(first: nil)
+                }
+            }
+            return
+        }
+    }
+
+    /// How many appends and syncs have waited for a BUSY backend since the log was opened.
+    var busyWaits: UInt64 { self.backlog.withLock { $0.waited } }
 
     private func fetchState() throws -> StorageLogState {
         var state = kstore_log_state()

@@ -194,6 +194,55 @@ struct URingTests {
         }
     }
 
+    /// With a staging area far smaller than what is appended, the backend answers BUSY; the host
+    /// holds the refused append and everything submitted after it and retries: every append
+    /// succeeds (entries larger than the staging bound too), in order, and a sync submitted behind
+    /// waiting appends covers them.
+    @Test func aFullStagingAreaSlowsAppendsInsteadOfFailingThem() async throws {
+        try await withURing(options: [(key: "uring.staging.bytes", value: "65536"), (key: "uring.write.bytes", value: "16384")]) {
+            fixture in
+            let log = try await fixture.engine.openLog(named: "backpressure", create: true)
+            var plan = LogPlan()
+            // Some entries are larger than the whole staging area: admitted once nothing else is staged.
+            for index in 0..<1_500 { plan.add(offsetCount: 1, byteCount: index % 250 == 249 ? 100_000 : 16_384) }
+            let appends = Outcomes()
+            let syncs = LockedState<[Int: (result: Result<Void, StorageError>, durableEnd: Int64)]>([:])
+            for (index, entry) in plan.entries.enumerated() {
+                log.submitAppend(
+                    firstOffset: entry.firstOffset,
+                    lastOffset: entry.lastOffset,
+                    maxTimestamp: entry.maxTimestamp,
+                    parts: StorageLog.split(TestEntry.make(firstOffset: entry.firstOffset, lastOffset: entry.lastOffset, byteCount: entry.byteCount))
+                ) { appends.record(index, $0) }
+                if index % 100 == 99 {
+                    log.submitSync { result in
+                        let durableEnd = (try? log.state().durableEndOffset) ?? -1
+                        syncs.withLock { $0[index] = (result, durableEnd) }
+                    }
+                }
+            }
+            let results = await appends.wait(for: plan.entries.count, seconds: 120)
+            #expect(results.count == plan.entries.count)
+            let failures = results.values.compactMap { result -> StorageError? in
+                if case .failure(let error) = result { return error }
+                return nil
+            }
+            #expect(failures.count == 0, "the first failure: \(failures.first.map { "\($0)" } ?? "")")
+            let stats = try fixture.stats()
+            print("backpressure: \(log.busyWaits) appends or syncs waited; \(stats.busy_rejections) BUSY answers")
+            #expect(stats.busy_rejections > 0, "the test must fill the staging area")
+            #expect(log.busyWaits > 0)
+            try await log.sync()
+            for (index, outcome) in syncs.withLock({ $0 }) {
+                #expect((try? outcome.result.get()) != nil)
+                #expect(outcome.durableEnd >= Int64(index + 1), "a sync covers the appends submitted before it")
+            }
+            #expect(syncs.withLock { $0.count } == plan.entries.count / 100)
+            #expect(try await log.readAll(from: 0) == plan.entries)
+            await log.close()
+        }
+    }
+
     // MARK: Segments
 
     /// The WAL rolls into new preallocated segments, and segments no log needs any more are
@@ -469,6 +518,14 @@ struct URingTests {
         #expect(missing?.code == .notFound)
         #expect(missing?.message.contains("data directory /nonexistent/fjord-data does not exist") == true)
         #expect(openError([]).map { $0.code == .invalidArgument && $0.message.contains("path") } == true)
+        let smallStaging = openError([
+            (key: "path", value: "/nonexistent/fjord-data"), (key: "uring.staging.bytes", value: "1048576"),
+        ])
+        #expect(smallStaging?.code == .invalidArgument)
+        #expect(
+            smallStaging?.message.contains("uring.staging.bytes (1048576) must be at least twice uring.write.bytes (1048576)")
+                == true
+        )
         try await withURing { fixture in
             let locked = openError([(key: "path", value: fixture.directory)])
             #expect(locked?.code == .busy)

@@ -188,6 +188,26 @@ def test_reads_after_restart(make_broker, backend):
         consumer.close()
 
 
+@pytest.mark.parametrize("acks", ["1", "all"])
+def test_a_full_uring_staging_area_slows_producers_instead_of_failing_them(make_broker, acks):
+    """uring with a 64 KiB staging area: batches of up to 1 MB outrun the WAL writes and are larger
+    than staging itself, so the backend answers BUSY; the broker holds those appends until there is
+    room. With client retries off, every message is acknowledged and reads back once, in order."""
+    if "uring" not in DURABLE:
+        pytest.skip("the uring backend is not selected (FJORD_E2E_BACKENDS)")
+    broker = make_broker("uring", extra_args=["--backend-option", "uring.staging.bytes=65536",
+                                              "--backend-option", "uring.write.bytes=16384"])
+    topic = unique_topic("staging")
+    create_topic(broker.bootstrap, topic, 4)
+    acked = produce_acked(broker.bootstrap, topic, 40_000, partitions=4, value_bytes=1024,
+                          extra={"acks": acks, "enable.idempotence": False, "retries": 0, "linger.ms": 20,
+                                 "batch.size": 1_000_000, "batch.num.messages": 100_000})
+    assert sum(len(messages) for messages in acked.values()) == 40_000
+    got = consume_all(broker.bootstrap, topic, {p: len(messages) for p, messages in acked.items()})
+    for p, messages in acked.items():
+        assert [(m.offset(), m.value()) for m in got[p]] == messages
+
+
 def run_fjord(args, timeout=30):
     return subprocess.run([BINARY, *args], capture_output=True, timeout=timeout)
 
