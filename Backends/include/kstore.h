@@ -42,6 +42,9 @@
  *     KSTORE_OK, the request was rejected, nothing changed, and the callback is never called.
  *     If it returns KSTORE_OK the callback is called exactly once, with the final status — either
  *     before the member returns (a synchronous backend) or later on a backend thread.
+ *   - An append or sync rejected with KSTORE_ERR_BUSY (a bounded queue is full) is backpressure,
+ *     not a failure: the host calls it again later, and makes no later append or sync on that
+ *     log until it is accepted, so order is kept.
  *   - A callback must return quickly and must not call any member of the same instance; the host
  *     hops back to its own executor inside it.
  *   - For one log, append callbacks are called in the order the appends were made, and a sync's
