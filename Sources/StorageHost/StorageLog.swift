@@ -1,6 +1,7 @@
 internal import CKStore
 import Logging
 import NIOCore
+import Synchronization
 
 /// What a log holds (kstore.h `kstore_log_state`).
 public struct StorageLogState: Sendable, Equatable {
@@ -89,6 +90,9 @@ public final class StorageLog: Sendable {
     private let mutationLock = LockedState(())
     /// Appends and syncs in submission order while the backend answers BUSY (see `submitInOrder`).
     private let backlog = LockedState(Backlog())
+    /// `backlog.owned`, readable without the lock: while false, appends and syncs call the
+    /// backend directly. Written only with the backlog's lock held.
+    private let backlogOwned = Atomic<Bool>(false)
 
     /// How long the host keeps retrying an append or sync that the backend refuses with
     /// KSTORE_ERR_BUSY (kstore.h: temporarily unable, retryable — the uring backend's staging is
@@ -101,8 +105,9 @@ public final class StorageLog: Sendable {
     /// Submissions the backend has not taken yet, because it answered BUSY or because an earlier
     /// one is still waiting for it. Invariant: `operations` is non-empty only while `owned`.
     private struct Backlog {
-        /// A thread is calling the backend for this log through `submitInOrder`, or a retry is
-        /// scheduled: every other submission queues behind it.
+        /// A submission was refused and waits (a retry is scheduled), or its owner is taking the
+        /// queued ones in order: every other submission queues behind it. While false,
+        /// submissions call the backend directly.
         var owned = false
         var operations = CircularBuffer<Submission>()
         /// When the backend first refused the operation at the head.
@@ -513,30 +518,52 @@ public final class StorageLog: Sendable {
     /// `busyRetryLimit` of refusals does it complete with BUSY. Later submissions keep their order:
     /// a sync queued behind a waiting append still covers it.
     private func submitInOrder(_ submission: Submission) {
-        let run: @Sendable () -> Void = {
-            let direct = self.backlog.withLock { backlog in
-                if backlog.owned {
+        guard self.context.usesBlockingPool else {
+            self.runInOrder(submission)
+            return
+        }
+        self.operationLane.enqueue { self.runInOrder(submission) }
+    }
+
+    private func runInOrder(_ submission: Submission) {
+        if !self.backlogOwned.load(ordering: .acquiring) {
+            // Nothing waits (the common case, without a lock): call the backend right here.
+            if submission.attempt() { return }
+            let owner = self.backlog.withLock { backlog -> Bool in
+                guard !backlog.owned else {
+                    // Another submission, concurrent with this one, waits already: queue behind it.
                     backlog.operations.append(submission)
                     return false
                 }
-                backlog.owned = true
+                self.setOwned(&backlog, true)
                 return true
             }
-            guard direct else { return }
-            self.drainBacklog(first: submission)
+            if owner { self.drainBacklog(first: submission, refused: true) }
+            return
         }
-        if self.context.usesBlockingPool {
-            self.operationLane.enqueue(run)
-        } else {
-            run()
+        let direct = self.backlog.withLock { backlog in
+            if backlog.owned {
+                backlog.operations.append(submission)
+                return false
+            }
+            self.setOwned(&backlog, true)
+            return true
         }
+        if direct { self.drainBacklog(first: submission) }
+    }
+
+    /// Changes `owned` and its lock-free mirror together (with the backlog's lock held).
+    private func setOwned(_ backlog: inout Backlog, _ owned: Bool) {
+        backlog.owned = owned
+        self.backlogOwned.store(owned, ordering: .releasing)
     }
 
     /// Called by the owner of the backlog: tries `first` (or the head of the backlog), then every
     /// queued submission, until the backlog is empty (ownership ends) or the backend answers BUSY
-    /// (ownership passes to a scheduled retry).
-    private func drainBacklog(first: Submission?) {
+    /// (ownership passes to a scheduled retry). `refused`: the backend just refused `first`.
+    private func drainBacklog(first: Submission?, refused: Bool = false) {
         var next = first
+        var alreadyRefused = refused
         // Whether the operation before the next one was taken or given up (not a retry's start).
         var previousDone = false
         while true {
@@ -550,7 +577,7 @@ public final class StorageLog: Sendable {
                         backlog.pause = Self.busyRetryPauseMin
                     }
                     guard let head = backlog.operations.popFirst() else {
-                        backlog.owned = false
+                        self.setOwned(&backlog, false)
                         return nil
                     }
                     return head
@@ -559,8 +586,11 @@ public final class StorageLog: Sendable {
                 submission = head
             }
             next = nil
-            previousDone = true
-            if submission.attempt() { continue }
+            if !alreadyRefused {
+                previousDone = true
+                if submission.attempt() { continue }
+            }
+            alreadyRefused = false
             let now = ContinuousClock.now
             let pause = self.backlog.withLock { backlog -> Duration? in
                 let since = backlog.busySince ?? now
