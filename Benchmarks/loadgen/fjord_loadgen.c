@@ -4,13 +4,22 @@
  *   fjord-loadgen produce --bootstrap HOST:PORT --topic T --messages N --size BYTES
  *                 [--partitions P] [--acks -1|0|1] [--compression none|gzip|snappy|lz4|zstd]
  *                 [--linger-ms MS] [--duration-s S] [--rate MSGS_PER_S] [--idempotence 0|1] [--json]
+ *                 [--max-in-flight N] [--stats-interval-ms MS] [--wait-start]
  *   fjord-loadgen consume --bootstrap HOST:PORT --topic T --messages N [--partitions P] [--json]
  *   fjord-loadgen create  --bootstrap HOST:PORT --topic T --partitions P
  *
  * produce: N messages of SIZE bytes, round-robin over P partitions (the topic must exist or be
  * auto-created with P partitions); every message carries its send time, so the delivery report
  * gives the produce latency (send → acknowledged). With --duration-s it runs for that long instead
- * of N messages; with --rate it paces itself (for latency at a fixed load). consume: reads N
+ * of N messages; with --rate it paces itself (for latency at a fixed load); --messages 0 sends
+ * only the warm-up (a baseline run: everything but the measured messages). --max-in-flight sets
+ * max.in.flight.requests.per.connection. --stats-interval-ms turns on librdkafka's statistics and
+ * reports the Produce requests the measured messages took (the brokers' `req.Produce` counters,
+ * read after the warm-up and after the last acknowledgement). --wait-start is a start barrier for
+ * several producers: after the warm-up it prints {"event":"ready"} and waits for a line on stdin;
+ * after the last acknowledgement it prints {"event":"done"} before the result; the result carries
+ * start_ns and last_ack_ns (CLOCK_MONOTONIC), so a caller can time all producers from the first send
+ * to the last acknowledgement. consume: reads N
  * messages from the beginning of partitions 0..P-1 (assign mode, check.crcs=true) and reports the
  * end-to-end latency from the send time stamped in each message when the producer's clock is the
  * same machine's (CLOCK_MONOTONIC is one clock for every process on a machine). create: creates the
@@ -47,6 +56,9 @@ typedef struct options {
     double rate;
     int json;
     int idempotence; /* -1: on with acks=-1 (librdkafka's recommendation), else off */
+    int max_in_flight; /* 0: librdkafka's default */
+    int stats_interval_ms; /* 0: no statistics */
+    int wait_start;
 } options;
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -117,7 +129,11 @@ typedef struct produce_state {
     samples latency;
     long long delivered, failed;
     long long bytes;
+    int64_t last_ack_ns;
     char first_error[256];
+    /* From the newest statistics: librdkafka's clock (CLOCK_MONOTONIC, µs) and Produce requests sent. */
+    int64_t stats_ts_us;
+    long long stats_produce_requests;
 } produce_state;
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
@@ -129,13 +145,56 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     }
     int64_t sent;
     memcpy(&sent, m->payload, sizeof sent);
-    samples_add(&state->latency, now_ns() - sent);
+    state->last_ack_ns = now_ns();
+    samples_add(&state->latency, state->last_ack_ns - sent);
     state->delivered++;
     state->bytes += (long long)m->len;
 }
 
-static int run_produce(const options *o) {
-    produce_state state = {0};
+/* The number after `"key":` at or after `from`, or -1. */
+static long long json_number_after(const char *from, const char *key, const char **next) {
+    const char *at = strstr(from, key);
+    if (!at) return -1;
+    at += strlen(key);
+    while (*at == ' ' || *at == ':') at++;
+    char *end = NULL;
+    long long value = strtoll(at, &end, 10);
+    if (next) *next = end;
+    return end == at ? -1 : value;
+}
+
+/* librdkafka's statistics: keep the time stamp and the Produce requests summed over brokers. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
+    (void)rk;
+    (void)json_len;
+    produce_state *state = opaque;
+    long long ts = json_number_after(json, "\"ts\"", NULL);
+    long long requests = 0;
+    const char *cursor = json;
+    for (;;) {
+        long long count = json_number_after(cursor, "\"Produce\"", &cursor);
+        if (count < 0) break;
+        requests += count;
+    }
+    state->stats_produce_requests = requests;
+    state->stats_ts_us = ts;
+    return 0; /* librdkafka frees json */
+}
+
+/* Produce requests sent so far, from statistics generated after now; -1 without statistics or
+ * when none arrives within ten intervals. */
+static long long produce_requests_now(rd_kafka_t *rk, const options *o, produce_state *state) {
+    if (o->stats_interval_ms <= 0) return -1;
+    int64_t marker_us = now_ns() / 1000;
+    int64_t give_up = now_ns() + (int64_t)o->stats_interval_ms * 10 * 1000000LL + 2000000000LL;
+    while (state->stats_ts_us < marker_us) {
+        if (now_ns() > give_up) return -1;
+        rd_kafka_poll(rk, 10);
+    }
+    return state->stats_produce_requests;
+}
+
+static rd_kafka_t *new_producer(const options *o, produce_state *state) {
     rd_kafka_conf_t *conf = base_conf(o);
     char value[32];
     snprintf(value, sizeof value, "%d", o->acks);
@@ -147,16 +206,26 @@ static int run_produce(const options *o) {
     set(conf, "queue.buffering.max.kbytes", "1048576");
     set(conf, "batch.num.messages", "100000");
     set(conf, "enable.idempotence", (o->idempotence < 0 ? o->acks == -1 : o->idempotence) ? "true" : "false");
+    if (o->max_in_flight > 0) {
+        snprintf(value, sizeof value, "%d", o->max_in_flight);
+        set(conf, "max.in.flight.requests.per.connection", value);
+    }
+    if (o->stats_interval_ms > 0) {
+        snprintf(value, sizeof value, "%d", o->stats_interval_ms);
+        set(conf, "statistics.interval.ms", value);
+        rd_kafka_conf_set_stats_cb(conf, on_stats);
+    }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_opaque(conf, &state);
+    rd_kafka_conf_set_opaque(conf, state);
     char err[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (!rk) die("cannot create producer", err);
+    return rk;
+}
 
-    char *payload = malloc((size_t)o->size < 8 ? 8 : (size_t)o->size);
-    for (int i = 0; i < o->size; i++) payload[i] = (char)('a' + i % 26);
-    /* Warm-up, not measured: one message per partition, so metadata, connections and (with
-     * idempotence) the producer id are in place before the clock starts. */
+/* Not measured: one message per partition, so metadata, connections and (with idempotence) the
+ * producer id are in place before the clock starts. */
+static void warm_up(rd_kafka_t *rk, const options *o, produce_state *state, char *payload) {
     for (int p = 0; p < o->partitions; p++) {
         int64_t t = now_ns();
         memcpy(payload, &t, sizeof t);
@@ -166,11 +235,24 @@ static int run_produce(const options *o) {
         if (e) die("warm-up produce failed", rd_kafka_err2str(e));
     }
     rd_kafka_flush(rk, 60000);
-    if (state.failed) die("warm-up produce failed", state.first_error);
-    free(state.latency.values);
-    state = (produce_state){0};
-    double cpu_start = cpu_seconds();
-    int64_t start = now_ns(), last_progress = start;
+    if (state->failed) die("warm-up produce failed", state->first_error);
+    free(state->latency.values);
+    state->latency = (samples){0};
+    state->delivered = state->failed = state->bytes = 0;
+    state->last_ack_ns = 0;
+}
+
+/* The start barrier: "ready" on stdout, then wait for a line on stdin (or its end). */
+static void wait_for_start(void) {
+    printf("{\"event\":\"ready\"}\n");
+    fflush(stdout);
+    char line[64];
+    if (!fgets(line, sizeof line, stdin) && ferror(stdin)) die("reading the start line", strerror(errno));
+}
+
+/* Sends the measured messages (or for the duration), at the rate if one is set. */
+static void produce_messages(rd_kafka_t *rk, const options *o, produce_state *state, char *payload, int64_t start) {
+    int64_t last_progress = start;
     int64_t deadline = o->duration_s > 0 ? start + (int64_t)(o->duration_s * 1e9) : INT64_MAX;
     long long sent = 0;
     long long limit = o->duration_s > 0 ? LLONG_MAX : o->messages;
@@ -204,34 +286,57 @@ static int run_produce(const options *o) {
             rd_kafka_poll(rk, 0);
             if (t - last_progress > 1000000000LL) {
                 last_progress = t;
-                fprintf(stderr, "  produce: %lld sent, %lld acked, %.0f msg/s\n", sent, state.delivered,
-                        state.delivered / ((t - start) / 1e9));
+                fprintf(stderr, "  produce: %lld sent, %lld acked, %.0f msg/s\n", sent, state->delivered,
+                        state->delivered / ((t - start) / 1e9));
             }
         }
     }
     rd_kafka_flush(rk, 300000);
+}
+
+static int run_produce(const options *o) {
+    produce_state state = {0};
+    rd_kafka_t *rk = new_producer(o, &state);
+    char *payload = malloc((size_t)o->size < 8 ? 8 : (size_t)o->size);
+    if (!payload) die("out of memory", NULL);
+    for (int i = 0; i < o->size; i++) payload[i] = (char)('a' + i % 26);
+    warm_up(rk, o, &state, payload);
+    long long requests_before = produce_requests_now(rk, o, &state);
+    if (o->wait_start) wait_for_start();
+    double cpu_start = cpu_seconds();
+    int64_t start = now_ns();
+    produce_messages(rk, o, &state, payload, start);
     int64_t end = now_ns();
     double cpu = cpu_seconds() - cpu_start;
+    if (o->wait_start) {
+        printf("{\"event\":\"done\"}\n");
+        fflush(stdout);
+    }
+    long long requests_after = produce_requests_now(rk, o, &state);
+    long long requests = requests_before >= 0 && requests_after >= 0 ? requests_after - requests_before : -1;
     double seconds = (end - start) / 1e9;
     qsort(state.latency.values, state.latency.count, sizeof(uint32_t), compare_u32);
     double mb = state.bytes / 1e6;
+    double rate = seconds > 0 ? state.delivered / seconds : 0;
+    double mb_rate = seconds > 0 ? mb / seconds : 0;
     if (o->json) {
         printf("{\"mode\":\"produce\",\"messages\":%lld,\"failed\":%lld,\"size\":%d,\"partitions\":%d,\"acks\":%d,"
                "\"compression\":\"%s\",\"seconds\":%.3f,\"msgs_per_s\":%.0f,\"mb_per_s\":%.2f,"
                "\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"latency_p999_ms\":%.3f,\"client_cpu_s\":%.3f,"
+               "\"produce_requests\":%lld,\"start_ns\":%" PRId64 ",\"last_ack_ns\":%" PRId64 ","
                "\"librdkafka\":\"%s\",\"first_error\":\"%s\"}\n",
-               state.delivered, state.failed, o->size, o->partitions, o->acks, o->compression, seconds,
-               state.delivered / seconds, mb / seconds, percentile_ms(&state.latency, 50),
-               percentile_ms(&state.latency, 99), percentile_ms(&state.latency, 99.9), cpu, rd_kafka_version_str(),
-               state.first_error);
+               state.delivered, state.failed, o->size, o->partitions, o->acks, o->compression, seconds, rate, mb_rate,
+               percentile_ms(&state.latency, 50), percentile_ms(&state.latency, 99),
+               percentile_ms(&state.latency, 99.9), cpu, requests, start, state.last_ack_ns ? state.last_ack_ns : end,
+               rd_kafka_version_str(), state.first_error);
     } else {
         printf("mode=produce messages=%lld failed=%lld size=%d partitions=%d acks=%d compression=%s seconds=%.3f "
                "msgs_per_s=%.0f mb_per_s=%.2f latency_p50_ms=%.3f latency_p99_ms=%.3f latency_p999_ms=%.3f "
-               "client_cpu_s=%.3f%s%s\n",
-               state.delivered, state.failed, o->size, o->partitions, o->acks, o->compression, seconds,
-               state.delivered / seconds, mb / seconds, percentile_ms(&state.latency, 50),
-               percentile_ms(&state.latency, 99), percentile_ms(&state.latency, 99.9), cpu,
-               state.failed ? " first_error=" : "", state.first_error);
+               "client_cpu_s=%.3f produce_requests=%lld%s%s\n",
+               state.delivered, state.failed, o->size, o->partitions, o->acks, o->compression, seconds, rate, mb_rate,
+               percentile_ms(&state.latency, 50), percentile_ms(&state.latency, 99),
+               percentile_ms(&state.latency, 99.9), cpu, requests, state.failed ? " first_error=" : "",
+               state.first_error);
     }
     free(payload);
     free(state.latency.values);
@@ -338,7 +443,8 @@ static int run_create(const options *o) {
 static void usage(void) {
     fprintf(stderr, "usage: fjord-loadgen produce|consume|create --bootstrap HOST:PORT --topic T --messages N "
                     "[--size B] [--partitions P] [--acks -1|0|1] [--compression C] [--linger-ms MS] "
-                    "[--duration-s S] [--rate R] [--idempotence 0|1] [--json]\n");
+                    "[--duration-s S] [--rate R] [--idempotence 0|1] [--max-in-flight N] [--stats-interval-ms MS] "
+                    "[--wait-start] [--json]\n");
     exit(2);
 }
 
@@ -351,6 +457,7 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) { o.json = 1; continue; }
+        if (!strcmp(a, "--wait-start")) { o.wait_start = 1; continue; }
         if (!v) usage();
         if (!strcmp(a, "--bootstrap")) o.bootstrap = v;
         else if (!strcmp(a, "--topic")) o.topic = v;
@@ -363,10 +470,15 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--duration-s")) o.duration_s = atof(v);
         else if (!strcmp(a, "--rate")) o.rate = atof(v);
         else if (!strcmp(a, "--idempotence")) o.idempotence = atoi(v);
+        else if (!strcmp(a, "--max-in-flight")) o.max_in_flight = atoi(v);
+        else if (!strcmp(a, "--stats-interval-ms")) o.stats_interval_ms = atoi(v);
         else usage();
         i++;
     }
-    if (o.size < 8 || o.partitions < 1 || o.messages < 1) usage();
+    /* --messages 0 is a produce run of the warm-up only; a consumer needs at least one message. */
+    if (o.size < 8 || o.partitions < 1 || o.messages < 0 || (o.messages < 1 && strcmp(o.mode, "produce")) ||
+        o.max_in_flight < 0 || o.stats_interval_ms < 0)
+        usage();
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     if (!strcmp(o.mode, "produce")) return run_produce(&o);
