@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import StorageBackends
 import StorageHost
 import Synchronization
 import Testing
