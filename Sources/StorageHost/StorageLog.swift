@@ -93,6 +93,9 @@ public final class StorageLog: Sendable {
     /// `backlog.owned`, readable without the lock: while false, appends and syncs call the
     /// backend directly. Written only with the backlog's lock held.
     private let backlogOwned = Atomic<Bool>(false)
+    /// Deliveries queued on or running through the completion lane. While it is not zero, a
+    /// backend callback's success is queued behind them instead of being delivered at once.
+    private let laneDeliveries = Atomic<Int>(0)
 
     /// How long the host keeps retrying an append or sync that the backend refuses with
     /// KSTORE_ERR_BUSY (kstore.h: temporarily unable, retryable — the uring backend's staging is
@@ -244,6 +247,13 @@ public final class StorageLog: Sendable {
             return self.deliverUnlessBusy(outcome, deliver)
         }
         self.submitInOrder(Submission(attempt: attempt, deliver: deliver))
+    }
+
+    /// `submitSync` for a caller inside a completion (of this or another log of the instance): the
+    /// backend's call is made from this log's lane on the blocking pool, never from the calling
+    /// thread, which may be the backend's own (kstore.h: a callback must not call the instance).
+    public func submitSyncOffCompletionThread(completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        self.operationLane.enqueue { self.submitSync(completion: completion) }
     }
 
     /// Syncs and waits (see `submitSync`).
@@ -471,11 +481,17 @@ public final class StorageLog: Sendable {
         _ call: (kstore_completion, UnsafeMutableRawPointer) -> Int32,
         deliverLater: @escaping @Sendable (Int32) -> Void
     ) -> CallOutcome {
-        let completionLane = self.completionLane
         let box = CompletionContext { status in
-            // On the backend's thread, inside its callback: the ABI forbids calling the instance
-            // here (last_error included), so hop to this log's completion lane.
-            completionLane.enqueue { deliverLater(status) }
+            // On the backend's thread, inside its callback. A success is delivered right here (the
+            // host's completions are short and never call the backend): no thread hand-off. A
+            // failure needs last_error, which the ABI forbids inside a callback, so it hops to this
+            // log's completion lane — and so does everything after it until the lane is drained,
+            // to keep the order kstore.h promises.
+            if status == KSTORE_OK && self.laneDeliveries.load(ordering: .acquiring) == 0 {
+                deliverLater(status)
+            } else {
+                self.deliverOnLane { deliverLater(status) }
+            }
         }
         let context = Unmanaged.passRetained(box).toOpaque()
         let status = call(
@@ -495,6 +511,16 @@ public final class StorageLog: Sendable {
         return .pending
     }
 
+    /// Runs a delivery through the completion lane (right here if the lane is idle), counting it in
+    /// `laneDeliveries` so that backend callbacks do not overtake it.
+    private func deliverOnLane(_ delivery: @escaping @Sendable () -> Void) {
+        self.laneDeliveries.add(1, ordering: .acquiringAndReleasing)
+        self.completionLane.runInlineOrEnqueue {
+            delivery()
+            self.laneDeliveries.subtract(1, ordering: .acquiringAndReleasing)
+        }
+    }
+
     /// Delivers a completion that is known once the member returned, in order behind any completion
     /// of this log still waiting on the lane — except a BUSY refusal, which delivers nothing and
     /// returns false so that `submitInOrder` tries again.
@@ -502,8 +528,12 @@ public final class StorageLog: Sendable {
         switch outcome {
         case .rejected(KSTORE_ERR_BUSY):
             return false
+        case .completedDuringCall(KSTORE_OK) where self.laneDeliveries.load(ordering: .acquiring) == 0:
+            // A synchronous backend completed during the call (memory; file on a storage thread):
+            // the member has returned, nothing waits on the lane, so deliver here.
+            deliver(KSTORE_OK)
         case .rejected(let status), .completedDuringCall(let status):
-            self.completionLane.runInlineOrEnqueue { deliver(status) }
+            self.deliverOnLane { deliver(status) }
         case .pending:
             break
         }
@@ -518,7 +548,10 @@ public final class StorageLog: Sendable {
     /// `busyRetryLimit` of refusals does it complete with BUSY. Later submissions keep their order:
     /// a sync queued behind a waiting append still covers it.
     private func submitInOrder(_ submission: Submission) {
-        guard self.context.usesBlockingPool else {
+        // A blocking backend is called right here from a storage thread (a request handed to the
+        // pool whole, kstore.h "Threading": any call may block there); from other threads through
+        // the log's lane.
+        guard self.context.usesBlockingPool, !BlockingExecutor.isStorageThread else {
             self.runInOrder(submission)
             return
         }
@@ -606,7 +639,7 @@ public final class StorageLog: Sendable {
                     "the backend stayed busy for \(Self.busyRetryLimit); failing the waiting operation",
                     metadata: ["storage.log": "\(self.name)"]
                 )
-                self.completionLane.runInlineOrEnqueue { submission.deliver(KSTORE_ERR_BUSY) }
+                self.deliverOnLane { submission.deliver(KSTORE_ERR_BUSY) }
                 continue
             }
             Task.detached {
