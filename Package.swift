@@ -33,7 +33,7 @@ let package = Package(
         .target(
             name: "CKStore",
             path: "Backends",
-            exclude: ["memory", "crc32c", "file", "faulty", "uring"],
+            exclude: ["memory", "file", "faulty", "uring"],
             sources: ["abi/kstore_abi.c"],
             publicHeadersPath: "include",
             cSettings: cSettings
@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "KStoreFaulty", dependencies: ["CKStore"], path: "Backends/faulty", cSettings: cSettings),
         // CRC-32C with the CPU's crc32 instruction: shared by KafkaRecords and the durable backends,
         // which may depend on C targets only.
-        .target(name: "CCRC32C", path: "Backends/crc32c", cSettings: cSettings),
+        .target(name: "CCRC32C", cSettings: cSettings),
         // liburing through pkg-config (Debian: liburing-dev); only the uring backend uses it.
         .systemLibrary(
             name: "CLibURing",
@@ -93,10 +93,16 @@ let package = Package(
         .target(
             name: "StorageHost",
             dependencies: [
-                "CKStore", "KStoreMemory", "KStoreFile", "KStoreURing",
+                "CKStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // The registry of the backends linked into the binary: the host knows no backend by name.
+        .target(
+            name: "StorageBackends",
+            dependencies: ["StorageHost", "CKStore", "KStoreMemory", "KStoreFile", "KStoreURing"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -122,7 +128,7 @@ let package = Package(
         .executableTarget(
             name: "fjord",
             dependencies: [
-                "BrokerServer", "BrokerCore", "StorageHost",
+                "BrokerServer", "BrokerCore", "StorageHost", "StorageBackends",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -135,7 +141,7 @@ let package = Package(
             name: "fjord-storage-bench",
             // KStoreURing only for its stats struct (read through StorageEngine.control).
             dependencies: [
-                "StorageHost", "KStoreURing",
+                "StorageHost", "StorageBackends", "KStoreURing",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -162,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "StorageHostTests",
             dependencies: [
-                "StorageHost", "CKStore", "KStoreFile", "KStoreFaulty", "KStoreURing",
+                "StorageHost", "StorageBackends", "CKStore", "KStoreFile", "KStoreFaulty", "KStoreURing",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -170,7 +176,9 @@ let package = Package(
         ),
         .testTarget(
             name: "BrokerCoreTests",
-            dependencies: ["BrokerCore", "KafkaMessages", "KafkaRecords", "StorageHost", "CKStore", "KStoreFaulty"],
+            dependencies: [
+                "BrokerCore", "KafkaMessages", "KafkaRecords", "StorageHost", "StorageBackends", "CKStore", "KStoreFaulty",
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

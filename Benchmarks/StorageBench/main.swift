@@ -13,6 +13,7 @@ import KStoreURing
 import Logging
 import NIOCore
 import StorageHost
+import StorageBackends
 
 #if canImport(Glibc)
 import Glibc

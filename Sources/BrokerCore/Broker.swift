@@ -76,7 +76,6 @@ public final class Broker: KafkaRequestHandler {
     let clusterId: String
     let allocator = ByteBufferAllocator()
 
-    private let connections = Mutex<[UInt64: ConnectionOrdering]>([:])
     private let shuttingDown = Atomic<Bool>(false)
     private let maintenance = Mutex<[Task<Void, Never>]>([])
 
@@ -135,22 +134,11 @@ public final class Broker: KafkaRequestHandler {
 
     // MARK: KafkaRequestHandler
 
-    public func handle(frame: ByteBuffer, context: RequestContext) async -> RequestOutcome {
-        let ordering = connections.withLock { connections in
-            if let existing = connections[context.connection.id] { return existing }
-            let created = ConnectionOrdering()
-            connections[context.connection.id] = created
-            return created
-        }
-        await ordering.waitForTurn(context.sequence)
-        let turn = Turn(ordering: ordering, sequence: context.sequence)
-        defer { turn.release() }
-        return await dispatch(frame: frame, context: context, turn: turn)
+    public func handle(frame: ByteBuffer, context: RequestContext) -> RequestReply {
+        dispatch(frame: frame, context: context)
     }
 
-    public func connectionClosed(_ connection: ConnectionInfo) {
-        _ = connections.withLock { $0.removeValue(forKey: connection.id) }
-    }
+    public func connectionClosed(_ connection: ConnectionInfo) {}
 
     /// Wakes every waiting long poll so in-flight requests finish promptly; new requests are
     /// still served until the transport stops reading.
@@ -229,39 +217,44 @@ public final class Broker: KafkaRequestHandler {
     /// The smallest request: api key, api version, correlation id.
     static let requestHeaderPrefixBytes = 8
 
-    private func dispatch(frame: ByteBuffer, context: RequestContext, turn: Turn) async -> RequestOutcome {
+    private func dispatch(frame: ByteBuffer, context: RequestContext) -> RequestReply {
         guard frame.readableBytes >= Self.requestHeaderPrefixBytes,
             let rawKey = frame.getInteger(at: frame.readerIndex, as: Int16.self),
             let version = frame.getInteger(at: frame.readerIndex + 2, as: Int16.self),
             let correlationId = frame.getInteger(at: frame.readerIndex + 4, as: Int32.self)
         else {
-            return .close(reason: "request of \(frame.readableBytes) bytes is shorter than a request header")
+            return .now(.close(reason: "request of \(frame.readableBytes) bytes is shorter than a request header"))
         }
         guard let apiKey = ApiKey(rawValue: rawKey) else {
-            return .close(reason: "unknown API key \(rawKey) (correlation id \(correlationId))")
+            return .now(.close(reason: "unknown API key \(rawKey) (correlation id \(correlationId))"))
         }
         guard let supported = SupportedApis.versions(of: apiKey), supported.contains(version) else {
             if apiKey == .apiVersions {
                 // KIP-511: answer an ApiVersions we cannot parse with a v0 body carrying
                 // UNSUPPORTED_VERSION and our range, so the client retries with a version we know.
-                return respond(
-                    ApiVersionsResponse(
-                        errorCode: ErrorCode.unsupportedVersion.rawValue,
-                        apiKeys: [
-                            .init(
-                                apiKey: ApiKey.apiVersions.rawValue,
-                                minVersion: SupportedApis.versions(of: .apiVersions)!.lowerBound,
-                                maxVersion: SupportedApis.versions(of: .apiVersions)!.upperBound
-                            )
-                        ]
-                    ),
-                    version: 0,
-                    correlationId: correlationId
+                return .now(
+                    respond(
+                        ApiVersionsResponse(
+                            errorCode: ErrorCode.unsupportedVersion.rawValue,
+                            apiKeys: [
+                                .init(
+                                    apiKey: ApiKey.apiVersions.rawValue,
+                                    minVersion: SupportedApis.versions(of: .apiVersions)!.lowerBound,
+                                    maxVersion: SupportedApis.versions(of: .apiVersions)!.upperBound
+                                )
+                            ]
+                        ),
+                        version: 0,
+                        correlationId: correlationId
+                    )
                 )
             }
             let range = SupportedApis.versions(of: apiKey).map { "\($0.lowerBound)...\($0.upperBound)" } ?? "none"
-            return .close(
-                reason: "unsupported \(apiKey.name) version \(version) (supported: \(range), correlation id \(correlationId))"
+            return .now(
+                .close(
+                    reason:
+                        "unsupported \(apiKey.name) version \(version) (supported: \(range), correlation id \(correlationId))"
+                )
             )
         }
         var body = frame
@@ -274,11 +267,13 @@ public final class Broker: KafkaRequestHandler {
                 correlationId: correlationId,
                 context: context
             )
-            return try await route(request, body: &body, turn: turn)
+            return try route(request, body: &body)
         } catch {
-            return .close(
-                reason:
-                    "malformed \(apiKey.name) v\(version) request (correlation id \(correlationId)) from \(context.connection): \(error)"
+            return .now(
+                .close(
+                    reason:
+                        "malformed \(apiKey.name) v\(version) request (correlation id \(correlationId)) from \(context.connection): \(error)"
+                )
             )
         }
     }
@@ -293,57 +288,93 @@ public final class Broker: KafkaRequestHandler {
         var clientId: String { header.clientId ?? "" }
     }
 
-    private func route(_ request: Request, body: inout ByteBuffer, turn: Turn) async throws -> RequestOutcome {
+    /// Decodes the body and runs the handler. Handlers that only touch memory answer here, on the
+    /// transport's thread; the others run their order-sensitive part here too and finish later
+    /// (`later`), or, for rare admin requests, run whole in a task that holds the connection's
+    /// order until it is done (`inOrder`).
+    private func route(_ request: Request, body: inout ByteBuffer) throws -> RequestReply {
         let version = request.version
         switch request.apiKey {
         case .apiVersions:
-            return respond(handleApiVersions(try ApiVersionsRequest(from: &body, version: version)), to: request)
+            return .now(respond(handleApiVersions(try ApiVersionsRequest(from: &body, version: version)), to: request))
         case .metadata:
-            return respond(await handleMetadata(try MetadataRequest(from: &body, version: version), request), to: request)
+            return handleMetadata(try MetadataRequest(from: &body, version: version), request)
         case .produce:
-            let produce = try ProduceRequest(from: &body, version: version)
-            return await handleProduce(produce, request, turn: turn)
+            return handleProduce(try ProduceRequest(from: &body, version: version), request)
         case .fetch:
             let fetch = try FetchRequest(from: &body, version: version)
-            turn.release()
-            return respond(await handleFetch(fetch, request), to: request)
+            return later(request) { await self.handleFetch(fetch, request) }
         case .listOffsets:
-            return respond(await handleListOffsets(try ListOffsetsRequest(from: &body, version: version), request), to: request)
+            let listOffsets = try ListOffsetsRequest(from: &body, version: version)
+            return later(request) { await self.handleListOffsets(listOffsets, request) }
         case .createTopics:
-            return respond(await handleCreateTopics(try CreateTopicsRequest(from: &body, version: version), request), to: request)
+            let createTopics = try CreateTopicsRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleCreateTopics(createTopics, request) }
         case .deleteTopics:
-            return respond(await handleDeleteTopics(try DeleteTopicsRequest(from: &body, version: version), request), to: request)
+            let deleteTopics = try DeleteTopicsRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleDeleteTopics(deleteTopics, request) }
         case .describeConfigs:
-            return respond(handleDescribeConfigs(try DescribeConfigsRequest(from: &body, version: version), request), to: request)
+            let describe = try DescribeConfigsRequest(from: &body, version: version)
+            return .now(respond(handleDescribeConfigs(describe, request), to: request))
         case .initProducerId:
-            return respond(await handleInitProducerId(try InitProducerIdRequest(from: &body, version: version)), to: request)
+            let initProducerId = try InitProducerIdRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleInitProducerId(initProducerId) }
         case .findCoordinator:
-            return respond(handleFindCoordinator(try FindCoordinatorRequest(from: &body, version: version), request), to: request)
+            let find = try FindCoordinatorRequest(from: &body, version: version)
+            return .now(respond(handleFindCoordinator(find, request), to: request))
         case .joinGroup:
-            let join = try JoinGroupRequest(from: &body, version: version)
-            return respond(await handleJoinGroup(join, request, turn: turn), to: request)
+            return handleJoinGroup(try JoinGroupRequest(from: &body, version: version), request)
         case .syncGroup:
-            let sync = try SyncGroupRequest(from: &body, version: version)
-            return respond(await handleSyncGroup(sync, request, turn: turn), to: request)
+            return handleSyncGroup(try SyncGroupRequest(from: &body, version: version), request)
         case .heartbeat:
-            return respond(handleHeartbeat(try HeartbeatRequest(from: &body, version: version), request), to: request)
+            return .now(respond(handleHeartbeat(try HeartbeatRequest(from: &body, version: version), request), to: request))
         case .leaveGroup:
-            return respond(handleLeaveGroup(try LeaveGroupRequest(from: &body, version: version), request), to: request)
+            return .now(respond(handleLeaveGroup(try LeaveGroupRequest(from: &body, version: version), request), to: request))
         case .offsetCommit:
-            let commit = try OffsetCommitRequest(from: &body, version: version)
-            return respond(await handleOffsetCommit(commit, request, turn: turn), to: request)
+            return handleOffsetCommit(try OffsetCommitRequest(from: &body, version: version), request)
         case .offsetFetch:
-            return respond(handleOffsetFetch(try OffsetFetchRequest(from: &body, version: version), request), to: request)
+            let offsetFetch = try OffsetFetchRequest(from: &body, version: version)
+            return .now(respond(handleOffsetFetch(offsetFetch, request), to: request))
         case .describeGroups:
-            return respond(handleDescribeGroups(try DescribeGroupsRequest(from: &body, version: version), request), to: request)
+            let describe = try DescribeGroupsRequest(from: &body, version: version)
+            return .now(respond(handleDescribeGroups(describe, request), to: request))
         case .listGroups:
-            return respond(handleListGroups(try ListGroupsRequest(from: &body, version: version), request), to: request)
+            return .now(respond(handleListGroups(try ListGroupsRequest(from: &body, version: version), request), to: request))
         case .deleteGroups:
-            return respond(await handleDeleteGroups(try DeleteGroupsRequest(from: &body, version: version), request), to: request)
+            let deleteGroups = try DeleteGroupsRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleDeleteGroups(deleteGroups, request) }
         default:
             // SupportedApis lists only what is routed here; reaching this is a bug, not bad input.
             preconditionFailure("\(request.apiKey.name) is advertised but not routed")
         }
+    }
+
+    /// Runs `work` in a task; later requests of the connection go ahead meanwhile (reads, long
+    /// polls: nothing a later request could overtake).
+    func later<M: KafkaResponseMessage>(
+        _ request: Request,
+        _ work: @escaping @Sendable () async -> M
+    ) -> RequestReply {
+        let pending = PendingOutcome()
+        Task {
+            let message = await work()
+            pending.complete(building: { self.respond(message, to: request) })
+        }
+        return .later(pending)
+    }
+
+    /// Runs `work` in a task that holds the connection's order until it is done: a request that
+    /// changes what later requests see (topics, producer ids, groups) is finished before they start.
+    func inOrder<M: KafkaResponseMessage>(
+        _ request: Request,
+        _ work: @escaping @Sendable () async -> M
+    ) -> RequestReply {
+        let pending = PendingOutcome(holdsOrder: true)
+        Task {
+            let message = await work()
+            pending.complete(building: { self.respond(message, to: request) })
+        }
+        return .later(pending)
     }
 
     // MARK: Responses

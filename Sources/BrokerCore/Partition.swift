@@ -16,34 +16,21 @@ struct AppendOutcome: Sendable, Equatable {
     }
 }
 
-/// A produce waiting for its batch to become visible; completed exactly once, from any thread.
-final class PendingAppend: Sendable {
-    private struct State {
-        var outcome: AppendOutcome?
-        var continuation: CheckedContinuation<AppendOutcome, Never>?
-    }
-    private let state = Mutex(State())
+/// Where a partition reports what became of one submitted batch: exactly once, from any thread
+/// (the thread that submitted it, or the backend's completion thread). It must be quick and must
+/// not call the storage backend (kstore.h "Completions").
+struct AppendSink: Sendable {
+    let collector: any AppendOutcomeCollector
+    let slot: Int
 
-    func complete(_ outcome: AppendOutcome) {
-        let continuation = state.withLock { state -> CheckedContinuation<AppendOutcome, Never>? in
-            guard state.outcome == nil else { return nil }
-            state.outcome = outcome
-            defer { state.continuation = nil }
-            return state.continuation
-        }
-        continuation?.resume(returning: outcome)
+    func deliver(_ outcome: AppendOutcome) {
+        collector.deliver(outcome, slot: slot)
     }
+}
 
-    func wait() async -> AppendOutcome {
-        await withCheckedContinuation { continuation in
-            let ready = state.withLock { state -> AppendOutcome? in
-                if let outcome = state.outcome { return outcome }
-                state.continuation = continuation
-                return nil
-            }
-            if let ready { continuation.resume(returning: ready) }
-        }
-    }
+/// Gathers the outcomes of a request's batches (see `ProduceCollector`).
+protocol AppendOutcomeCollector: AnyObject, Sendable {
+    func deliver(_ outcome: AppendOutcome, slot: Int)
 }
 
 /// A long-poll Fetch waiting for any of its partitions' high watermarks to move.
@@ -92,6 +79,9 @@ final class Partition: Sendable {
     let log: StorageLog
     /// acks=all waits for a sync only where a sync means something.
     let isDurable: Bool
+    /// One sync covers every log of the instance (kstore.h KSTORE_CAP_SHARED_SYNC): a Produce then
+    /// issues one sync for all its partitions (`submitSharedSync`) instead of one per partition.
+    let syncIsShared: Bool
 
     private let appendOrder = Mutex(())
     private let state: Mutex<State>
@@ -112,14 +102,14 @@ final class Partition: Sendable {
         var firstOffset: Int64
         var endOffset: Int64
         var needsSync: Bool
-        var pending: PendingAppend
+        var sink: AppendSink
         var producerId: Int64
         var previousProducerEntry: ProducerStateTable.Entry?
         var maxTimestamp: Int64
         var offsetOfMaxTimestamp: Int64
         /// Retries of this batch by an idempotent producer that arrived while it was in flight:
         /// they are answered with its outcome, never before it is visible (acks=all: durable).
-        var duplicates: [PendingAppend] = []
+        var duplicates: [AppendSink] = []
     }
 
     private struct State {
@@ -144,8 +134,8 @@ final class Partition: Sendable {
 
         /// Moves the high watermark over every leading batch that is appended and, if it asked
         /// for it, durable. Returns the produces to answer and whether the watermark moved.
-        mutating func advanceVisibility() -> [(PendingAppend, AppendOutcome)] {
-            var completed: [(PendingAppend, AppendOutcome)] = []
+        mutating func advanceVisibility() -> [(AppendSink, AppendOutcome)] {
+            var completed: [(AppendSink, AppendOutcome)] = []
             var count = 0
             for batch in inFlight {
                 guard batch.endOffset <= appendedEnd, !batch.needsSync || batch.endOffset <= durableEnd else { break }
@@ -160,7 +150,7 @@ final class Partition: Sendable {
                     logStartOffset: logStartOffset,
                     errorMessage: nil
                 )
-                completed.append((batch.pending, outcome))
+                completed.append((batch.sink, outcome))
                 for duplicate in batch.duplicates { completed.append((duplicate, outcome)) }
                 count += 1
             }
@@ -177,7 +167,7 @@ final class Partition: Sendable {
         /// Fails the batch `id` and every batch after it, rolls the log end back to its first
         /// offset and restores the producer state those batches changed (kstore.h: a failed
         /// append fails every later undelivered one and the log end returns).
-        mutating func failFrom(batchId: UInt64, code: ErrorCode, message: String) -> [(PendingAppend, AppendOutcome)] {
+        mutating func failFrom(batchId: UInt64, code: ErrorCode, message: String) -> [(AppendSink, AppendOutcome)] {
             guard let position = inFlight.firstIndex(where: { $0.id == batchId }) else { return [] }
             let failed = inFlight[position...]
             for batch in failed.reversed() where batch.producerId >= 0 {
@@ -187,7 +177,7 @@ final class Partition: Sendable {
             nextOffset = min(nextOffset, rollback)
             submittedEnd = min(submittedEnd, rollback)
             let failure = AppendOutcome.failure(code, message, logStartOffset: logStartOffset)
-            let outcomes = failed.flatMap { batch in ([batch.pending] + batch.duplicates).map { ($0, failure) } }
+            let outcomes = failed.flatMap { batch in ([batch.sink] + batch.duplicates).map { ($0, failure) } }
             inFlight.removeSubrange(position...)
             return outcomes
         }
@@ -198,6 +188,7 @@ final class Partition: Sendable {
         self.index = index
         self.log = log
         self.isDurable = log.capabilities.contains(.durable)
+        self.syncIsShared = log.capabilities.contains(.sharedSync)
         // Everything the backend recovered is on stable storage and becomes visible at once:
         // the recovered state is the partition's state, with no second source of truth.
         self.state = Mutex(
@@ -234,24 +225,28 @@ final class Partition: Sendable {
         }
     }
 
+    /// What `submit` did with a batch.
     enum Submission {
-        case done(AppendOutcome)
-        case pending(PendingAppend)
+        /// The sink has its outcome, or will get it without anything more from the caller.
+        case submitted
+        /// Appended; on a shared-sync backend the caller's one sync for the request makes it
+        /// visible (`submitSharedSync`).
+        case awaitsSharedSync
     }
 
     /// Assigns offsets to a validated batch and submits it to the backend. Must be called in the
-    /// order requests arrived on a connection (the caller holds the connection's ordering turn);
-    /// the returned pending append completes when the batch is visible: appended, and durable
-    /// too when `acks` is -1 on a durable backend.
+    /// order requests arrived on a connection (the transport calls the core in that order); `sink`
+    /// gets the outcome exactly once, when the batch is visible: appended, and durable too when
+    /// `acks` is -1 on a durable backend. It may get it before `submit` returns.
     func submit(
         batch: ByteBuffer,
         validated: ValidatedBatch,
         acks: Int16,
-        nowMs: Int64
+        nowMs: Int64,
+        sink: AppendSink
     ) -> Submission {
         let header = validated.header
         let needsSync = acks == -1 && isDurable
-        let pending = PendingAppend()
         let prepared: (first: Int64, last: Int64, id: UInt64)? = appendOrder.withLock { _ in
             let decision: Result<(first: Int64, last: Int64, id: UInt64), AppendFailure> = state.withLock { state in
                 if state.isClosed {
@@ -277,7 +272,7 @@ final class Partition: Sendable {
                     case .duplicate(let original):
                         if let inFlight = state.inFlight.firstIndex(where: { $0.firstOffset == original.firstOffset }) {
                             // The original is not visible yet: answer the retry with its outcome.
-                            state.inFlight[inFlight].duplicates.append(pending)
+                            state.inFlight[inFlight].duplicates.append(sink)
                             return .failure(.init(waitingForOriginal: ()))
                         }
                         return .failure(.init(duplicateOf: original))
@@ -314,7 +309,7 @@ final class Partition: Sendable {
                         firstOffset: first,
                         endOffset: last + 1,
                         needsSync: needsSync,
-                        pending: pending,
+                        sink: sink,
                         producerId: header.producerId,
                         previousProducerEntry: previous,
                         maxTimestamp: validated.maxTimestamp,
@@ -326,7 +321,7 @@ final class Partition: Sendable {
             guard case .success(let assigned) = decision else {
                 if case .failure(let failure) = decision, !failure.isWaitingForOriginal {
                     let start = state.withLock { $0.logStartOffset }
-                    pending.complete(failure.outcome(logStartOffset: start))
+                    sink.deliver(failure.outcome(logStartOffset: start))
                 }
                 return nil
             }
@@ -355,8 +350,23 @@ final class Partition: Sendable {
             }
             return assigned
         }
-        if prepared != nil, needsSync { requestSync() }
-        return .pending(pending)
+        guard prepared != nil, needsSync else { return .submitted }
+        if syncIsShared { return .awaitsSharedSync }
+        requestSync()
+        return .submitted
+    }
+
+    /// The end a sync submitted now covers: every append the backend holds.
+    var submittedEnd: Int64 { state.withLock { $0.submittedEnd } }
+
+    /// One sync for the batches `submit` left waiting on several partitions of a shared-sync
+    /// backend: `covers` pairs each partition with its `submittedEnd`, read after its appends.
+    /// The sync is issued on the first partition's log; its completion makes every pair durable.
+    static func submitSharedSync(covering covers: [(Partition, Int64)]) {
+        guard let first = covers.first?.0 else { return }
+        first.log.submitSync { result in
+            for (partition, cover) in covers { partition.applySync(covering: cover, result: result) }
+        }
     }
 
     private struct AppendFailure: Error {
@@ -396,7 +406,7 @@ final class Partition: Sendable {
     }
 
     private func appendCompleted(batchId: UInt64, endOffset: Int64, result: Result<Void, StorageError>) {
-        let (outcomes, waiters): ([(PendingAppend, AppendOutcome)], [FetchWaiter]) = state.withLock { state in
+        let (outcomes, waiters): ([(AppendSink, AppendOutcome)], [FetchWaiter]) = state.withLock { state in
             switch result {
             case .success:
                 // Appends complete in order (kstore.h), so this covers every earlier batch.
@@ -411,7 +421,7 @@ final class Partition: Sendable {
                 return (done, [])
             }
         }
-        for (pending, outcome) in outcomes { pending.complete(outcome) }
+        for (sink, outcome) in outcomes { sink.deliver(outcome) }
         for waiter in waiters { waiter.fire() }
     }
 
@@ -429,17 +439,36 @@ final class Partition: Sendable {
         if let cover { issueSync(covering: cover) }
     }
 
-    private func issueSync(covering cover: Int64) {
-        log.submitSync { [self] result in
+    private func issueSync(covering cover: Int64, fromCompletion: Bool = false) {
+        let completion: @Sendable (Result<Void, StorageError>) -> Void = { [self] result in
             syncCompleted(covering: cover, result: result)
+        }
+        if fromCompletion {
+            log.submitSyncOffCompletionThread(completion: completion)
+        } else {
+            log.submitSync(completion: completion)
         }
     }
 
+    /// The partition's own sync completed: apply it, then issue the sync requested meanwhile.
     private func syncCompleted(covering cover: Int64, result: Result<Void, StorageError>) {
-        let (outcomes, waiters, next): ([(PendingAppend, AppendOutcome)], [FetchWaiter], Int64?) = state.withLock {
-            state in
+        let next: Int64? = state.withLock { state in
             state.syncInFlight = false
-            var outcomes: [(PendingAppend, AppendOutcome)] = []
+            guard state.syncWanted, state.failure == nil, case .success = result else { return nil }
+            state.syncWanted = false
+            state.syncInFlight = true
+            return state.submittedEnd
+        }
+        applySync(covering: cover, result: result)
+        // A completion must not call back into the backend (kstore.h): the host takes the next
+        // sync off this thread when it is the backend's.
+        if let next { issueSync(covering: next, fromCompletion: true) }
+    }
+
+    /// A sync that covered this log up to `cover` completed: batches it made durable become visible.
+    func applySync(covering cover: Int64, result: Result<Void, StorageError>) {
+        let (outcomes, waiters): ([(AppendSink, AppendOutcome)], [FetchWaiter]) = state.withLock { state in
+            var outcomes: [(AppendSink, AppendOutcome)] = []
             var waiters: [FetchWaiter] = []
             switch result {
             case .success:
@@ -455,20 +484,10 @@ final class Partition: Sendable {
                     outcomes = state.failFrom(batchId: first.id, code: .kafkaStorageError, message: error.message)
                 }
             }
-            var next: Int64?
-            if state.syncWanted, state.failure == nil {
-                state.syncWanted = false
-                state.syncInFlight = true
-                next = state.submittedEnd
-            }
-            return (outcomes, waiters, next)
+            return (outcomes, waiters)
         }
-        for (pending, outcome) in outcomes { pending.complete(outcome) }
+        for (sink, outcome) in outcomes { sink.deliver(outcome) }
         for waiter in waiters { waiter.fire() }
-        if let next {
-            // A completion must not call back into the backend (kstore.h); hop off its thread.
-            Task { self.issueSync(covering: next) }
-        }
     }
 
     // MARK: Reading

@@ -2,11 +2,15 @@ import BrokerCore
 import Logging
 import NIOCore
 
-/// One client connection: assigns sequence numbers to decoded frames, runs each request in its own
-/// task, and writes the outcomes strictly in request order.
+/// One client connection: assigns sequence numbers to decoded frames, hands each to the core on
+/// this event loop in arrival order, and writes the outcomes strictly in request order.
 ///
 /// Sits last in the pipeline, after `ByteToMessageHandler(KafkaFrameDecoder)`. All its state is
-/// confined to the channel's event loop; handler tasks hop back to it with their outcome.
+/// confined to the channel's event loop. The core answers a request at once or with a
+/// `PendingOutcome`; pending outcomes completed on other threads come back through the loop's
+/// `EventLoopMailbox`, one wake-up per burst. A pending outcome that holds the connection's order
+/// keeps later frames undispatched until the core releases it: the transport, not the core,
+/// keeps Kafka's one-request-at-a-time order where it matters.
 ///
 /// Limits:
 /// - At most `maxInFlightRequests` requests are unanswered at once (being handled, or answered but
@@ -39,6 +43,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     private let idleTimeout: TimeAmount
     private let logger: Logger
     private let counters: ServerCounters?
+    private let mailbox: EventLoopMailbox
 
     private var lifecycle = Lifecycle.open
     /// The sequence number the next started request gets.
@@ -53,6 +58,12 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     private var undispatchedFrames = CircularBuffer<ByteBuffer>()
     /// The first sequence whose outcome was `.close`: nothing after it is started or written.
     private var closeSequence: UInt64?
+    /// A pending request that holds the connection's order (see `PendingOutcome.holdsOrder`): no
+    /// later frame is dispatched until the core releases it.
+    private var orderHeldBy: UInt64?
+    /// `startUndispatchedRequests` is running (see there), and a flush is owed when it ends.
+    private var dispatching = false
+    private var flushPending = false
     /// A `read()` from the channel that we hold back until reading is allowed again.
     private var readPending = false
     private var writable = true
@@ -66,9 +77,11 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         maxInFlightRequests: Int,
         idleTimeout: TimeAmount,
         logger: Logger,
+        mailbox: EventLoopMailbox,
         counters: ServerCounters? = nil
     ) {
         precondition(maxInFlightRequests >= 1, "maxInFlightRequests must be positive")
+        self.mailbox = mailbox
         self.connection = connection
         self.requestHandler = requestHandler
         self.maxInFlightRequests = maxInFlightRequests
@@ -188,7 +201,19 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     }
 
     private func startUndispatchedRequests(context: ChannelHandlerContext) {
-        while self.isAcceptingRequests, self.inFlightCount < self.maxInFlightRequests,
+        // Requests answered at once write their outcome from inside this loop; they must not start
+        // the next frames themselves (that would recurse once per frame), and one flush after the
+        // loop carries all their responses.
+        guard !self.dispatching else { return }
+        self.dispatching = true
+        defer {
+            self.dispatching = false
+            if self.flushPending {
+                self.flushPending = false
+                context.flush()
+            }
+        }
+        while self.isAcceptingRequests, self.orderHeldBy == nil, self.inFlightCount < self.maxInFlightRequests,
             let frame = self.undispatchedFrames.popFirst()
         {
             self.startRequest(frame: frame, context: context)
@@ -199,21 +224,47 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         let sequence = self.nextSequence
         self.nextSequence += 1
         let requestContext = RequestContext(connection: self.connection, sequence: sequence)
-        let requestHandler = self.requestHandler
-        let counters = self.counters
-        let eventLoop = context.eventLoop
-        let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: eventLoop)
-        // One unstructured task per request: requests of a connection run concurrently and the
-        // transport, not the task tree, restores their order. The task is not cancelled when the
-        // connection closes; the core finishes the request (it may already have appended data) and
-        // the outcome is dropped on the event loop.
-        Task {
-            let outcome = await requestHandler.handle(frame: frame, context: requestContext)
-            counters?.requestHandled()
-            eventLoop.execute {
-                let (handler, context) = loopBound.value
-                handler.requestCompleted(sequence: sequence, outcome: outcome, context: context)
+        // Run to completion here: the core decodes, validates and submits on this event loop.
+        let reply = self.requestHandler.handle(frame: frame, context: requestContext)
+        self.counters?.requestHandled()
+        switch reply {
+        case .now(let outcome):
+            self.requestCompleted(sequence: sequence, outcome: outcome, context: context)
+        case .later(let pending):
+            if let builder = pending.completedBuilder {
+                self.requestCompleted(sequence: sequence, outcome: builder(), context: context)
+                return
             }
+            let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+            if pending.holdsOrder && !pending.isOrderReleased {
+                self.orderHeldBy = sequence
+                pending.whenOrderReleased { [mailbox] in
+                    mailbox.post {
+                        let (handler, context) = loopBound.value
+                        handler.orderReleased(sequence: sequence, context: context)
+                    }
+                }
+            }
+            // The outcome is built on this loop, whichever thread completes the request.
+            pending.whenComplete { [mailbox] builder in
+                mailbox.post {
+                    let (handler, context) = loopBound.value
+                    handler.requestCompleted(sequence: sequence, outcome: builder(), context: context)
+                }
+            }
+        }
+    }
+
+    /// The request `sequence` no longer holds the connection's order: start the frames behind it.
+    private func orderReleased(sequence: UInt64, context: ChannelHandlerContext) {
+        guard self.orderHeldBy == sequence else { return }
+        self.orderHeldBy = nil
+        switch self.lifecycle {
+        case .open, .quiescing:
+            self.startUndispatchedRequests(context: context)
+            self.resumeReadingIfAllowed(context: context)
+        case .closing, .closed:
+            return
         }
     }
 
@@ -271,7 +322,11 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         }
         if wroteResponse {
             self.lastActivity = .now()
-            context.flush()
+            if self.dispatching {
+                self.flushPending = true
+            } else {
+                context.flush()
+            }
         }
         if case .quiescing = self.lifecycle, self.inFlightCount == 0 {
             self.closeAfterWrites(context: context)

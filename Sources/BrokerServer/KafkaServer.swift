@@ -34,6 +34,7 @@ public final class KafkaServer: Sendable {
     private let logger: Logger
     private let group: any EventLoopGroup
     private let counters = ServerCounters()
+    private let mailboxes = EventLoopMailboxes()
     private let state = NIOLockedValueBox(State())
 
     private enum Lifecycle {
@@ -274,6 +275,7 @@ public final class KafkaServer: Sendable {
                         maxInFlightRequests: self.configuration.maxInFlightRequestsPerConnection,
                         idleTimeout: TimeAmount(self.configuration.idleTimeout),
                         logger: self.logger,
+                        mailbox: self.mailboxes.mailbox(for: channel.eventLoop),
                         counters: self.counters
                     )
                 )

@@ -96,7 +96,21 @@ final class BlockingExecutor: @unchecked Sendable {
         precondition(!noThreads, "cannot start a storage thread (pthread_create: \(result))")
     }
 
+    /// Whether the calling thread is one of a blocking executor's threads, where backend calls that
+    /// may block are allowed (StorageLog then calls a blocking backend directly, not via a lane).
+    static var isStorageThread: Bool { pthread_getspecific(storageThreadKey) != nil }
+
+    /// Marks the pool's threads (a pthread key: thread-local, no Foundation).
+    private static let storageThreadKey: pthread_key_t = {
+        var key = pthread_key_t()
+        let result = pthread_key_create(&key, nil)
+        precondition(result == 0, "pthread_key_create failed: \(result)")
+        return key
+    }()
+
     private func runThread() {
+        // Any non-NULL value marks the thread.
+        pthread_setspecific(Self.storageThreadKey, UnsafeRawPointer(bitPattern: 1))
         while true {
             self.lock.lock()
             while self.jobs.isEmpty && !self.stopping {

@@ -1,7 +1,4 @@
 internal import CKStore
-internal import KStoreFile
-internal import KStoreMemory
-internal import KStoreURing
 
 #if canImport(Glibc)
 import Glibc
@@ -76,40 +73,15 @@ public struct StorageBackend: Sendable {
 
     let table: BackendTable
 
-    /// Built-in backends, linked into the binary and found by name. Adding a backend is one line
-    /// here (plus its target in Package.swift).
-    private static var builtinEntries: [(name: String, entry: () -> UnsafePointer<kstore_backend>?)] {
-        [
-            ("memory", { kstore_memory_backend() }),
-            ("file", { kstore_file_backend() }),
-            ("uring", { kstore_uring_backend() }),
-        ]
+    /// Validates a backend table handed to the host by whoever links the backend in (the
+    /// `StorageBackends` registry for the built-in ones, a test for a shim): a pointer to a static
+    /// `const kstore_backend` that stays valid for the life of the process.
+    public init(validatingTable table: UnsafeRawPointer, origin: String) throws {
+        try self.init(validating: table.assumingMemoryBound(to: kstore_backend.self), origin: origin)
     }
 
-    /// The names `builtin(named:)` accepts, in the order they are listed.
-    public static var builtinNames: [String] { builtinEntries.map(\.name) }
-
-    /// The built-in backend called `name`, validated.
-    public static func builtin(named name: String) throws -> StorageBackend {
-        guard let entry = builtinEntries.first(where: { $0.name == name }) else {
-            throw StorageError(
-                code: .notFound,
-                message:
-                    "no built-in storage backend named '\(name)'; available: \(builtinNames.joined(separator: ", "))"
-            )
-        }
-        guard let table = entry.entry() else {
-            throw StorageError(code: .unsupported, message: "built-in storage backend '\(name)' returned no table")
-        }
-        let backend = try StorageBackend(validating: table, origin: "built-in backend '\(name)'")
-        guard backend.name == name else {
-            throw StorageError(
-                code: .unsupported,
-                message: "built-in backend '\(name)' reports the name '\(backend.name)'"
-            )
-        }
-        return backend
-    }
+    /// The table's address, for handing it to a shim that wraps it (kstore.h "Layers stack").
+    public var tableAddress: UnsafeRawPointer { UnsafeRawPointer(self.table.pointer) }
 
     /// Loads a backend built as a shared library: `dlopen`s `path`, looks up
     /// `kstore_backend_entry` (KSTORE_BACKEND_ENTRY_SYMBOL) and validates the table it returns.

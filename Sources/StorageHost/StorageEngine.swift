@@ -163,6 +163,13 @@ public final class StorageEngine: Sendable {
         return control(self.context.instance.pointer, op, argument)
     }
 
+    /// Runs `work` on a storage thread of the blocking pool, where calls into a blocking backend
+    /// (without KSTORE_CAP_NONBLOCKING) are made directly: one hand-off for a whole request rather
+    /// than one per log. Work submitted this way runs in no particular order.
+    public func runOnStorageThread(_ work: @escaping @Sendable () -> Void) {
+        self.context.executor.submit(work)
+    }
+
     /// Deletes a log that is not open (`.busy` if it is, `.notFound` if there is none).
     public func deleteLog(named name: String) async throws {
         try self.enter("delete log '\(name)'")

@@ -2,6 +2,7 @@ import BrokerCore
 import Logging
 import NIOCore
 import StorageHost
+import StorageBackends
 
 /// The backend `fjord` uses when neither `--backend` nor `--backend-path` is given: durable and
 /// available everywhere (io_uring may be forbidden by the kernel or a container).

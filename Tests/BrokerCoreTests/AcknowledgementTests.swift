@@ -9,6 +9,7 @@ import Testing
 @testable import BrokerCore
 @testable import KafkaMessages
 @testable import StorageHost
+import StorageBackends
 
 /// The file backend wrapped in the faulty shim, whose sync completions a test can hold back.
 final class HeldSyncStorage: Sendable {
@@ -56,8 +57,9 @@ final class Flag: Sendable {
     var isSet: Bool { value.load(ordering: .sequentiallyConsistent) }
 }
 
-/// Sends frames on one connection with explicit sequence numbers (Task start order is not request
-/// order), so a later request's answer proves the earlier ones passed their ordering turn.
+/// Sends frames on one connection in a fixed order (the transport's order), so a later request's
+/// answer proves the earlier ones were decided; `sequence` is the correlation id and says which
+/// request of the connection each one is.
 struct OrderedConnection {
     let test: TestBroker
     let connection: ConnectionInfo
@@ -67,7 +69,26 @@ struct OrderedConnection {
         self.connection = test.newConnection()
     }
 
-    func produce(_ topic: String, batch: ByteBuffer, acks: Int16, sequence: UInt64) async throws -> (Int16, Int64) {
+    /// A produce handed to the core; its answer is awaited separately.
+    struct DispatchedProduce: Sendable {
+        let reply: RequestReply
+        let sequence: UInt64
+
+        func result() async throws -> (Int16, Int64) {
+            let outcome = await TestBroker.outcome(of: reply)
+            let response = try TestBroker.decode(
+                outcome,
+                for: ProduceRequest.self,
+                version: 9,
+                correlationId: Int32(sequence)
+            )
+            let answer = response.responses[0].partitionResponses[0]
+            return (answer.errorCode, answer.baseOffset)
+        }
+    }
+
+    /// Hands a produce to the core now, in this connection's order.
+    func dispatchProduce(_ topic: String, batch: ByteBuffer, acks: Int16, sequence: UInt64) async -> DispatchedProduce {
         let frame = TestBroker.frame(
             ProduceRequest(
                 acks: acks,
@@ -77,16 +98,13 @@ struct OrderedConnection {
             version: 9,
             correlationId: Int32(sequence)
         )
-        let outcome = await test.broker.handle(frame: frame, context: .init(connection: connection, sequence: sequence))
-        let response = try TestBroker.decode(outcome, for: ProduceRequest.self, version: 9, correlationId: Int32(sequence))
-        let answer = response.responses[0].partitionResponses[0]
-        return (answer.errorCode, answer.baseOffset)
+        return DispatchedProduce(reply: await test.dispatch(frame: frame, on: connection), sequence: sequence)
     }
 
     /// An ApiVersions request: answered only once every earlier request of the connection was decided.
     func barrier(sequence: UInt64) async throws {
         let frame = TestBroker.frame(ApiVersionsRequest(), version: 0, correlationId: Int32(sequence))
-        let outcome = await test.broker.handle(frame: frame, context: .init(connection: connection, sequence: sequence))
+        let outcome = await TestBroker.outcome(of: await test.dispatch(frame: frame, on: connection))
         _ = try TestBroker.decode(outcome, for: ApiVersionsRequest.self, version: 0, correlationId: Int32(sequence))
     }
 }
@@ -103,8 +121,9 @@ struct AcknowledgementTests {
         storage.holdSyncs()
         let connection = OrderedConnection(test)
         let answered = Flag()
+        let dispatched = await connection.dispatchProduce("all", batch: makeBatch(count: 3), acks: -1, sequence: 0)
         let produce = Task {
-            let result = try await connection.produce("all", batch: makeBatch(count: 3), acks: -1, sequence: 0)
+            let result = try await dispatched.result()
             answered.set()
             return result
         }
@@ -144,9 +163,11 @@ struct AcknowledgementTests {
         let connection = OrderedConnection(test)
         let batch = makeBatch(count: 2, producerId: 5, producerEpoch: 0, baseSequence: 0)
         let retryAnswered = Flag()
-        let original = Task { try await connection.produce("retry", batch: batch, acks: -1, sequence: 0) }
+        let dispatchedOriginal = await connection.dispatchProduce("retry", batch: batch, acks: -1, sequence: 0)
+        let dispatchedRetry = await connection.dispatchProduce("retry", batch: batch, acks: -1, sequence: 1)
+        let original = Task { try await dispatchedOriginal.result() }
         let retry = Task {
-            let result = try await connection.produce("retry", batch: batch, acks: -1, sequence: 1)
+            let result = try await dispatchedRetry.result()
             retryAnswered.set()
             return result
         }

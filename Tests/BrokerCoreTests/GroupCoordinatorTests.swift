@@ -1,4 +1,5 @@
 import Logging
+import StorageBackends
 import StorageHost
 import Synchronization
 import Testing

@@ -301,19 +301,15 @@ struct GroupProtocolTests {
         let idRound = try await test.send(TestBroker.joinRequest(), version: 7, on: connection)
         var join = TestBroker.joinRequest()
         join.memberId = idRound.memberId
-        let joinSequence = test.takeSequence(connection)
-        let heartbeatSequence = test.takeSequence(connection)
-        async let parked = test.broker.handle(
-            frame: TestBroker.frame(join, version: 7, correlationId: 1),
-            context: RequestContext(connection: connection, sequence: joinSequence)
-        )
-        let heartbeat = await test.broker.handle(
+        let parkedReply = await test.dispatch(frame: TestBroker.frame(join, version: 7, correlationId: 1), on: connection)
+        async let parked = TestBroker.outcome(of: parkedReply)
+        let heartbeat = await test.send(
             frame: TestBroker.frame(
                 HeartbeatRequest(groupId: "g", generationId: 1, memberId: first.memberId),
                 version: 4,
                 correlationId: 2
             ),
-            context: RequestContext(connection: connection, sequence: heartbeatSequence)
+            on: connection
         )
         let beat = try TestBroker.decode(heartbeat, for: HeartbeatRequest.self, version: 4, correlationId: 2)
         #expect(beat.errorCode == ErrorCode.rebalanceInProgress.rawValue)

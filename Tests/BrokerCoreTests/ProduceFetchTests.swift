@@ -231,7 +231,7 @@ struct ProduceFetchTests {
         #expect(records.map { value($0.1) } == (0..<300).map { "m\($0)" })
     }
 
-    /// Pipelined produces on one connection keep their arrival order even if handled out of order.
+    /// Pipelined produces on one connection get offsets in their arrival order.
     @Test func pipelinedProducesKeepConnectionOrder() async throws {
         let test = try await TestBroker.start()
         try await test.createTopic("order")
@@ -247,17 +247,11 @@ struct ProduceFetchTests {
                 correlationId: Int32(i)
             )
         }
-        // Start the handlers in reverse sequence order: offsets must still follow the sequence.
-        let outcomes = await withTaskGroup(of: (Int, RequestOutcome).self) { group in
-            for i in (0..<20).reversed() {
-                group.addTask {
-                    (i, await test.broker.handle(frame: frames[i], context: .init(connection: connection, sequence: UInt64(i))))
-                }
-            }
-            var outcomes: [Int: RequestOutcome] = [:]
-            for await (i, outcome) in group { outcomes[i] = outcome }
-            return outcomes
-        }
+        // Pipelined: every request is handed to the core before any answer is awaited.
+        var replies: [RequestReply] = []
+        for frame in frames { replies.append(await test.dispatch(frame: frame, on: connection)) }
+        var outcomes: [Int: RequestOutcome] = [:]
+        for (i, reply) in replies.enumerated() { outcomes[i] = await TestBroker.outcome(of: reply) }
         for i in 0..<20 {
             let response = try TestBroker.decode(outcomes[i]!, for: ProduceRequest.self, version: 9, correlationId: Int32(i))
             #expect(response.responses[0].partitionResponses[0].baseOffset == Int64(i))

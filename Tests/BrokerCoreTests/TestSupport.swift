@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import StorageBackends
 import StorageHost
 import Synchronization
 import Testing
@@ -19,6 +20,8 @@ final class TestBroker: Sendable {
     let broker: Broker
     private let nextSequence = Mutex<[UInt64: UInt64]>([:])
     private let nextConnection = Atomic<UInt64>(1)
+    /// Per connection, the last pending request that held the order (see `dispatch`).
+    private let holds = Mutex<[UInt64: PendingOutcome]>([:])
 
     static func start(
         engine: StorageEngine? = nil,
@@ -63,9 +66,41 @@ final class TestBroker: Sendable {
 
     /// Sends a raw frame on a connection and returns the outcome.
     func send(frame: ByteBuffer, on connection: ConnectionInfo? = nil) async -> RequestOutcome {
-        let connection = connection ?? newConnection()
-        let sequence = takeSequence(connection)
-        return await broker.handle(frame: frame, context: RequestContext(connection: connection, sequence: sequence))
+        await Self.outcome(of: await dispatch(frame: frame, on: connection ?? newConnection()))
+    }
+
+    /// Hands a frame to the core as the transport does: in the connection's order, one at a time,
+    /// and not before a pending request that holds the order has released it. Returns the reply
+    /// without waiting for a pending outcome, so a test can pipeline requests.
+    func dispatch(frame: ByteBuffer, on connection: ConnectionInfo) async -> RequestReply {
+        while true {
+            if let hold = holds.withLock({ $0[connection.id] }), !hold.isOrderReleased {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    hold.whenOrderReleased { continuation.resume() }
+                }
+                continue
+            }
+            let reply = holds.withLock { holds -> RequestReply? in
+                if let hold = holds[connection.id], !hold.isOrderReleased { return nil }
+                let sequence = takeSequence(connection)
+                let reply = broker.handle(frame: frame, context: RequestContext(connection: connection, sequence: sequence))
+                if case .later(let pending) = reply, pending.holdsOrder { holds[connection.id] = pending }
+                return reply
+            }
+            if let reply { return reply }
+        }
+    }
+
+    /// Waits for a reply's outcome and builds it.
+    static func outcome(of reply: RequestReply) async -> RequestOutcome {
+        switch reply {
+        case .now(let outcome):
+            return outcome
+        case .later(let pending):
+            return await withCheckedContinuation { (continuation: CheckedContinuation<RequestOutcome, Never>) in
+                pending.whenComplete { builder in continuation.resume(returning: builder()) }
+            }
+        }
     }
 
     static func decode<R: KafkaRequestMessage>(_ outcome: RequestOutcome, for _: R.Type, version: Int16, correlationId: Int32)

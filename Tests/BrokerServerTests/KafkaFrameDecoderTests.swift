@@ -40,7 +40,8 @@ struct KafkaFrameDecoderTests {
                 requestHandler: handler,
                 maxInFlightRequests: 4,
                 idleTimeout: .seconds(600),
-                logger: logs.logger()
+                logger: logs.logger(),
+                mailbox: EventLoopMailbox(eventLoop: channel.eventLoop)
             )
         )
         try channel.connect(to: SocketAddress(ipAddress: "192.0.2.1", port: 4242)).wait()

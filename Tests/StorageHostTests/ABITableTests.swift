@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import StorageHost
+import StorageBackends
 
 /// DESIGN.md §2: a test loads every backend and checks version, size, name and required members;
 /// bad tables are refused with a clear error.

@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 
 @testable import StorageHost
+import StorageBackends
 
 /// The storage conformance suite (DESIGN.md §3, §7): every built-in backend, called directly and
 /// through the blocking pool. A new backend joins by being listed in `StorageBackend.builtinNames`;

@@ -6,6 +6,7 @@ import NIOCore
 import Testing
 
 @testable import StorageHost
+import StorageBackends
 
 #if canImport(Glibc)
 import Glibc

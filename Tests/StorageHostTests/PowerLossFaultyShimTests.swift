@@ -5,6 +5,7 @@ import NIOCore
 import Testing
 
 @testable import StorageHost
+import StorageBackends
 
 /// One shim table per inner backend for the whole test process: the shim has a fixed number of
 /// table slots and tests run in parallel, so each instance gets its schedule with

@@ -4,6 +4,7 @@ import NIOCore
 import Testing
 
 @testable import StorageHost
+import StorageBackends
 
 #if canImport(Glibc)
 import Glibc

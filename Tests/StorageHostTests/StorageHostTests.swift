@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 
 @testable import StorageHost
+import StorageBackends
 
 @Suite("StorageHost")
 struct StorageHostBehaviourTests {

@@ -5,6 +5,7 @@ import Synchronization
 import Testing
 
 @testable import StorageHost
+import StorageBackends
 
 /// How the host calls the backend in a test case.
 enum ExecutionPath: String, Sendable, CaseIterable, CustomTestStringConvertible {

@@ -6,6 +6,7 @@ import Synchronization
 import Testing
 
 @testable import StorageHost
+import StorageBackends
 
 /// A uring instance on its own data directory, with the backend's control ops at hand.
 final class URingFixture: @unchecked Sendable {  // Used by one test task at a time.

@@ -112,12 +112,13 @@ extension Broker {
 
     // MARK: JoinGroup, SyncGroup, Heartbeat, LeaveGroup
 
-    /// JoinGroup: parks until the rebalance completes; the connection's turn is passed on first,
-    /// so the member's other requests (and other members on the same connection) are not stuck.
-    func handleJoinGroup(_ request: JoinGroupRequest, _ context: Request, turn: Turn) async -> JoinGroupResponse {
+    /// JoinGroup: the member joins here, in the connection's order; the answer comes when the
+    /// rebalance completes, and the member's other requests (and other members on the same
+    /// connection) go ahead meanwhile.
+    func handleJoinGroup(_ request: JoinGroupRequest, _ context: Request) -> RequestReply {
         let version = context.version
         guard Self.isValidMembershipGroupId(request.groupId) else {
-            return Self.joinResponse(.error(.invalidGroupId, memberId: request.memberId))
+            return .now(respond(Self.joinResponse(.error(.invalidGroupId, memberId: request.memberId)), to: context))
         }
         let groupInstanceId = version >= 5 ? request.groupInstanceId : nil
         let clientId = context.clientId
@@ -136,11 +137,13 @@ extension Broker {
             generatedMemberId: "\(groupInstanceId ?? clientId)-\(UUID().uuidString.lowercased())"
         )
         let waiter = groupCoordinator.join(groupId: request.groupId, parameters)
-        turn.release()
-        guard case .join(let outcome) = await waiter.wait() else {
-            return Self.joinResponse(.error(.notCoordinator, memberId: request.memberId))
+        let memberId = request.memberId
+        return later(context) {
+            guard case .join(let outcome) = await waiter.wait() else {
+                return Self.joinResponse(.error(.notCoordinator, memberId: memberId))
+            }
+            return Self.joinResponse(outcome)
         }
-        return Self.joinResponse(outcome)
     }
 
     private static func joinResponse(_ outcome: JoinGroupOutcome) -> JoinGroupResponse {
@@ -158,11 +161,14 @@ extension Broker {
         )
     }
 
-    /// SyncGroup: followers park until the leader's assignment arrives (turn passed on first).
-    func handleSyncGroup(_ request: SyncGroupRequest, _ context: Request, turn: Turn) async -> SyncGroupResponse {
+    /// SyncGroup: registered here, in order; followers' answers come when the leader's assignment
+    /// arrives.
+    func handleSyncGroup(_ request: SyncGroupRequest, _ context: Request) -> RequestReply {
         let version = context.version
         guard Self.isValidMembershipGroupId(request.groupId) else {
-            return SyncGroupResponse(throttleTimeMs: 0, errorCode: ErrorCode.invalidGroupId.rawValue)
+            return .now(
+                respond(SyncGroupResponse(throttleTimeMs: 0, errorCode: ErrorCode.invalidGroupId.rawValue), to: context)
+            )
         }
         var assignments: [String: [UInt8]] = [:]
         for entry in request.assignments { assignments[entry.memberId] = entry.assignment }
@@ -175,17 +181,18 @@ extension Broker {
             assignments: assignments
         )
         let waiter = groupCoordinator.sync(groupId: request.groupId, parameters)
-        turn.release()
-        guard case .sync(let outcome) = await waiter.wait() else {
-            return SyncGroupResponse(throttleTimeMs: 0, errorCode: ErrorCode.notCoordinator.rawValue)
+        return later(context) {
+            guard case .sync(let outcome) = await waiter.wait() else {
+                return SyncGroupResponse(throttleTimeMs: 0, errorCode: ErrorCode.notCoordinator.rawValue)
+            }
+            return SyncGroupResponse(
+                throttleTimeMs: 0,
+                errorCode: outcome.errorCode.rawValue,
+                protocolType: outcome.protocolType,
+                protocolName: outcome.protocolName,
+                assignment: outcome.assignment
+            )
         }
-        return SyncGroupResponse(
-            throttleTimeMs: 0,
-            errorCode: outcome.errorCode.rawValue,
-            protocolType: outcome.protocolType,
-            protocolName: outcome.protocolName,
-            assignment: outcome.assignment
-        )
     }
 
     func handleHeartbeat(_ request: HeartbeatRequest, _ context: Request) -> HeartbeatResponse {
@@ -226,12 +233,9 @@ extension Broker {
     // MARK: OffsetCommit, OffsetFetch
 
     /// OffsetCommit: partitions of unknown topics and oversized metadata are refused one by one;
-    /// the rest are validated against the group, applied, and answered once durable.
-    func handleOffsetCommit(
-        _ request: OffsetCommitRequest,
-        _ context: Request,
-        turn: Turn
-    ) async -> OffsetCommitResponse {
+    /// the rest are validated against the group and applied here, in the connection's order, and
+    /// answered once durable.
+    func handleOffsetCommit(_ request: OffsetCommitRequest, _ context: Request) -> RequestReply {
         let version = context.version
         let commitTimestampMs = nowMs
         var errors: [[ErrorCode]] = []
@@ -258,22 +262,32 @@ extension Broker {
             )
         }
         // Kafka does not consult the group when no partition is left to commit.
-        let groupError: ErrorCode
-        if valid.isEmpty {
-            turn.release()
-            groupError = .none
-        } else {
-            let ticket = groupCoordinator.submitCommit(
-                groupId: request.groupId,
-                memberId: request.memberId,
-                groupInstanceId: version >= 7 ? request.groupInstanceId : nil,
-                generationId: request.generationIdOrMemberEpoch,
-                offsets: valid
-            )
-            turn.release()
-            groupError = await groupCoordinator.finishCommit(ticket)
+        guard !valid.isEmpty else {
+            return .now(respond(Self.offsetCommitResponse(request, errors, groupError: .none), to: context))
         }
-        return OffsetCommitResponse(
+        let ticket = groupCoordinator.submitCommit(
+            groupId: request.groupId,
+            memberId: request.memberId,
+            groupInstanceId: version >= 7 ? request.groupInstanceId : nil,
+            generationId: request.generationIdOrMemberEpoch,
+            offsets: valid
+        )
+        if case .done(let error) = ticket {
+            return .now(respond(Self.offsetCommitResponse(request, errors, groupError: error), to: context))
+        }
+        let partitionErrors = errors
+        return later(context) {
+            let groupError = await self.groupCoordinator.finishCommit(ticket)
+            return Self.offsetCommitResponse(request, partitionErrors, groupError: groupError)
+        }
+    }
+
+    private static func offsetCommitResponse(
+        _ request: OffsetCommitRequest,
+        _ errors: [[ErrorCode]],
+        groupError: ErrorCode
+    ) -> OffsetCommitResponse {
+        OffsetCommitResponse(
             throttleTimeMs: 0,
             topics: zip(request.topics, errors).map { topic, partitionErrors in
                 .init(

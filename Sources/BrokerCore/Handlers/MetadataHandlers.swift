@@ -20,7 +20,57 @@ extension Broker {
     /// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
     static let clusterAuthorizedOperations: Int32 = [5, 7, 8, 9, 10, 11, 12].reduce(0) { $0 | (1 << $1) }
 
-    func handleMetadata(_ request: MetadataRequest, _ context: Request) async -> MetadataResponse {
+    /// Metadata: answered at once from the registry, unless a requested topic must be created
+    /// first (auto-creation), which runs before the connection's next request starts.
+    func handleMetadata(_ request: MetadataRequest, _ context: Request) -> RequestReply {
+        let toCreate = topicsToCreate(for: request, context)
+        guard !toCreate.isEmpty else {
+            return .now(respond(metadataResponse(request, context, failedCreations: []), to: context))
+        }
+        return inOrder(context) {
+            var failed: Set<String> = []
+            for name in toCreate {
+                do {
+                    _ = try await self.metadata.createTopicIfAbsent(
+                        name: name,
+                        partitionCount: self.configuration.defaultPartitions
+                    )
+                } catch {
+                    self.logger.error("auto-creating topic failed", metadata: ["topic": "\(name)", "error": "\(error)"])
+                    failed.insert(name)
+                }
+            }
+            return self.metadataResponse(request, context, failedCreations: failed)
+        }
+    }
+
+    /// v0: an empty list means all topics; v1+: null means all topics, empty means none.
+    private func requestedTopics(_ request: MetadataRequest, _ context: Request) -> [MetadataRequest.MetadataRequestTopic]? {
+        guard let topics = request.topics else { return nil }
+        return context.version == 0 && topics.isEmpty ? nil : topics
+    }
+
+    /// The requested names that do not exist and may be auto-created (Metadata v4+ lets the client
+    /// forbid it; consumers usually do).
+    private func topicsToCreate(for request: MetadataRequest, _ context: Request) -> [String] {
+        guard configuration.autoCreateTopics, context.version < 4 || request.allowAutoTopicCreation,
+            let requested = requestedTopics(request, context)
+        else { return [] }
+        var names: [String] = []
+        for wanted in requested {
+            guard let name = wanted.name, registry.topic(named: name) == nil, TopicName.problem(with: name) == nil,
+                !names.contains(name)
+            else { continue }
+            names.append(name)
+        }
+        return names
+    }
+
+    private func metadataResponse(
+        _ request: MetadataRequest,
+        _ context: Request,
+        failedCreations: Set<String>
+    ) -> MetadataResponse {
         var response = MetadataResponse(
             throttleTimeMs: 0,
             brokers: [
@@ -39,25 +89,21 @@ extension Broker {
             response.clusterAuthorizedOperations = Self.clusterAuthorizedOperations
         }
         let includeOperations = request.includeTopicAuthorizedOperations
-
-        // v0: an empty list means all topics; v1+: null means all topics, empty means none.
-        let requested: [MetadataRequest.MetadataRequestTopic]?
-        if let topics = request.topics {
-            requested = context.version == 0 && topics.isEmpty ? nil : topics
-        } else {
-            requested = nil
-        }
-        guard let requested else {
+        guard let requested = requestedTopics(request, context) else {
             response.topics = registry.all.map { describe($0, includeOperations: includeOperations) }
             return response
         }
-        // Metadata v4+ lets the client forbid auto-creation (consumers usually do).
-        let mayCreate = configuration.autoCreateTopics && (context.version < 4 || request.allowAutoTopicCreation)
         for wanted in requested {
             if let name = wanted.name {
-                response.topics.append(
-                    await describeOrCreate(name: name, mayCreate: mayCreate, includeOperations: includeOperations)
-                )
+                if let topic = registry.topic(named: name) {
+                    response.topics.append(describe(topic, includeOperations: includeOperations))
+                } else if TopicName.problem(with: name) != nil {
+                    response.topics.append(.init(errorCode: ErrorCode.invalidTopicException.rawValue, name: name))
+                } else if failedCreations.contains(name) {
+                    response.topics.append(.init(errorCode: ErrorCode.kafkaStorageError.rawValue, name: name))
+                } else {
+                    response.topics.append(.init(errorCode: ErrorCode.unknownTopicOrPartition.rawValue, name: name))
+                }
             } else if let topic = registry.topic(id: wanted.topicId) {
                 response.topics.append(describe(topic, includeOperations: includeOperations))
             } else {
@@ -67,27 +113,6 @@ extension Broker {
             }
         }
         return response
-    }
-
-    private func describeOrCreate(name: String, mayCreate: Bool, includeOperations: Bool) async
-        -> MetadataResponse.MetadataResponseTopic
-    {
-        if let topic = registry.topic(named: name) {
-            return describe(topic, includeOperations: includeOperations)
-        }
-        if TopicName.problem(with: name) != nil {
-            return .init(errorCode: ErrorCode.invalidTopicException.rawValue, name: name)
-        }
-        guard mayCreate else {
-            return .init(errorCode: ErrorCode.unknownTopicOrPartition.rawValue, name: name)
-        }
-        do {
-            let topic = try await metadata.createTopicIfAbsent(name: name, partitionCount: configuration.defaultPartitions)
-            return describe(topic, includeOperations: includeOperations)
-        } catch {
-            logger.error("auto-creating topic failed", metadata: ["topic": "\(name)", "error": "\(error)"])
-            return .init(errorCode: ErrorCode.kafkaStorageError.rawValue, name: name)
-        }
     }
 
     func describe(_ topic: Topic, includeOperations: Bool) -> MetadataResponse.MetadataResponseTopic {

@@ -1,124 +1,130 @@
 import KafkaMessages
 import KafkaRecords
 import NIOCore
+import StorageHost
+import Synchronization
 
 extension Broker {
     /// Decompressed batches are validated record by record; this bounds what one batch may
     /// inflate to (a decompression bomb is refused as CORRUPT_MESSAGE, not allocated).
     static let decompressedBatchBytesMax = 256 << 20
 
-    private enum PartitionResult {
-        case done(AppendOutcome)
-        case pending(PendingAppend)
+    /// Produce. The fast path runs to completion on the transport's thread: validate every batch,
+    /// assign offsets and call the backend's append for each partition, then (acks=all on a
+    /// shared-sync backend) one sync for all of them. The response is built when the last batch is
+    /// visible — at once on the memory backend, from the backend's completion thread otherwise.
+    ///
+    /// Two cases leave the transport's thread, holding the connection's order until the appends
+    /// are submitted: a blocking backend (file), whose calls run on one storage thread per request,
+    /// and a request naming a topic that must be created first.
+    func handleProduce(_ request: ProduceRequest, _ context: Request) -> RequestReply {
+        let toCreate = topicsToAutoCreate(for: request)
+        if toCreate.isEmpty && !storage.usesBlockingPool {
+            let collector = ProduceCollector(request, context, broker: self, pending: PendingOutcome())
+            submitProduce(request, collector)
+            if let ready = collector.pending.completedBuilder { return .now(ready()) }
+            return .later(collector.pending)
+        }
+        let collector = ProduceCollector(request, context, broker: self, pending: PendingOutcome(holdsOrder: true))
+        if toCreate.isEmpty {
+            storage.runOnStorageThread { self.submitProduce(request, collector) }
+        } else {
+            Task {
+                for name in toCreate { await self.autoCreate(name) }
+                if self.storage.usesBlockingPool {
+                    self.storage.runOnStorageThread { self.submitProduce(request, collector) }
+                } else {
+                    self.submitProduce(request, collector)
+                }
+            }
+        }
+        return .later(collector.pending)
     }
 
-    /// Produce: validate every batch, assign offsets and submit the appends in arrival order,
-    /// pass the connection's turn on, then wait for the appends (acks=1) or their sync (acks=all).
-    func handleProduce(_ request: ProduceRequest, _ context: Request, turn: Turn) async -> RequestOutcome {
-        let acks = request.acks
-        let nowMs = self.nowMs
-        var results: [(name: String, partitions: [(index: Int32, result: PartitionResult)])] = []
-        results.reserveCapacity(request.topicData.count)
-
-        for topicData in request.topicData {
-            var partitionResults: [(index: Int32, result: PartitionResult)] = []
-            partitionResults.reserveCapacity(topicData.partitionData.count)
-            func failAll(_ code: ErrorCode, _ message: String?) {
-                for partitionData in topicData.partitionData {
-                    partitionResults.append((partitionData.index, .done(.failure(code, message))))
-                }
-            }
-            guard acks == 0 || acks == 1 || acks == -1 else {
-                failAll(.invalidRequiredAcks, "acks must be -1, 0 or 1, not \(acks)")
-                results.append((topicData.name, partitionResults))
-                continue
-            }
-            guard let topic = await produceTarget(named: topicData.name) else {
-                let code: ErrorCode =
-                    TopicName.problem(with: topicData.name) != nil ? .invalidTopicException : .unknownTopicOrPartition
-                failAll(code, nil)
-                results.append((topicData.name, partitionResults))
-                continue
-            }
-            for partitionData in topicData.partitionData {
-                partitionResults.append(
-                    (partitionData.index, submit(partitionData, to: topic, acks: acks, nowMs: nowMs))
-                )
-            }
-            results.append((topicData.name, partitionResults))
+    /// Topics the request names that do not exist and may be auto-created.
+    private func topicsToAutoCreate(for request: ProduceRequest) -> [String] {
+        guard configuration.autoCreateTopics else { return [] }
+        var names: [String] = []
+        for topicData in request.topicData
+        where registry.topic(named: topicData.name) == nil && TopicName.problem(with: topicData.name) == nil
+            && !names.contains(topicData.name)
+        {
+            names.append(topicData.name)
         }
-        // Every append is submitted in order: later requests of this connection may proceed.
-        turn.release()
-
-        var response = ProduceResponse(responses: [], throttleTimeMs: 0)
-        response.responses.reserveCapacity(results.count)
-        var firstError: String?
-        for (name, partitions) in results {
-            var topicResponse = ProduceResponse.TopicProduceResponse(name: name, partitionResponses: [])
-            topicResponse.partitionResponses.reserveCapacity(partitions.count)
-            for (index, result) in partitions {
-                let outcome: AppendOutcome
-                switch result {
-                case .done(let done): outcome = done
-                case .pending(let pending): outcome = await pending.wait()
-                }
-                if outcome.errorCode != .none, firstError == nil {
-                    firstError = "\(name)-\(index): \(outcome.errorCode) \(outcome.errorMessage ?? "")"
-                }
-                topicResponse.partitionResponses.append(
-                    .init(
-                        index: index,
-                        errorCode: outcome.errorCode.rawValue,
-                        baseOffset: outcome.baseOffset,
-                        logAppendTimeMs: -1,
-                        logStartOffset: outcome.logStartOffset,
-                        recordErrors: outcome.errorCode == .invalidRecord
-                            ? [.init(batchIndex: 0, batchIndexErrorMessage: outcome.errorMessage)] : [],
-                        errorMessage: outcome.errorMessage
-                    )
-                )
-            }
-            response.responses.append(topicResponse)
-        }
-        if acks == 0 {
-            // acks=0 has no response; Kafka reports a failure by closing the connection.
-            if let firstError { return .close(reason: "acks=0 produce failed: \(firstError)") }
-            return .noResponse
-        }
-        return respond(response, to: context)
+        return names
     }
 
-    /// The topic a Produce writes to, auto-creating it when the broker allows that.
-    private func produceTarget(named name: String) async -> Topic? {
-        if let topic = registry.topic(named: name) { return topic }
-        guard configuration.autoCreateTopics, TopicName.problem(with: name) == nil else { return nil }
+    private func autoCreate(_ name: String) async {
         do {
-            return try await metadata.createTopicIfAbsent(name: name, partitionCount: configuration.defaultPartitions)
+            _ = try await metadata.createTopicIfAbsent(name: name, partitionCount: configuration.defaultPartitions)
         } catch {
             logger.error("auto-creating topic failed", metadata: ["topic": "\(name)", "error": "\(error)"])
-            return nil
         }
     }
 
+    /// Submits every partition's batch in request order, then the shared sync, then releases the
+    /// connection's order. Every slot of `collector` gets exactly one outcome.
+    private func submitProduce(_ request: ProduceRequest, _ collector: ProduceCollector) {
+        let acks = request.acks
+        let nowMs = self.nowMs
+        var slot = 0
+        var sharedSync: [(Partition, Int64)] = []
+        for topicData in request.topicData {
+            let topic = registry.topic(named: topicData.name)
+            for partitionData in topicData.partitionData {
+                let sink = AppendSink(collector: collector, slot: slot)
+                slot += 1
+                guard acks == 0 || acks == 1 || acks == -1 else {
+                    sink.deliver(.failure(.invalidRequiredAcks, "acks must be -1, 0 or 1, not \(acks)"))
+                    continue
+                }
+                guard let topic else {
+                    let code: ErrorCode =
+                        TopicName.problem(with: topicData.name) != nil
+                        ? .invalidTopicException : .unknownTopicOrPartition
+                    sink.deliver(.failure(code, nil))
+                    continue
+                }
+                guard let partition = submit(partitionData, to: topic, acks: acks, nowMs: nowMs, sink: sink) else {
+                    continue
+                }
+                if !sharedSync.contains(where: { $0.0 === partition }) {
+                    sharedSync.append((partition, 0))
+                }
+            }
+        }
+        // Read each partition's end after all appends: the one sync covers them all.
+        for index in sharedSync.indices { sharedSync[index].1 = sharedSync[index].0.submittedEnd }
+        Partition.submitSharedSync(covering: sharedSync)
+        collector.pending.releaseOrder()
+        collector.submissionFinished()
+    }
+
+    /// Validates and submits one partition's batch; returns the partition when the batch waits
+    /// for the request's shared sync.
     private func submit(
         _ partitionData: ProduceRequest.PartitionProduceData,
         to topic: Topic,
         acks: Int16,
-        nowMs: Int64
-    ) -> PartitionResult {
+        nowMs: Int64,
+        sink: AppendSink
+    ) -> Partition? {
         guard let partition = topic.partition(partitionData.index) else {
-            return .done(.failure(.unknownTopicOrPartition, "partition \(partitionData.index) does not exist"))
+            sink.deliver(.failure(.unknownTopicOrPartition, "partition \(partitionData.index) does not exist"))
+            return nil
         }
         guard let records = partitionData.records, records.readableBytes > 0 else {
-            return .done(.failure(.invalidRecord, "produce request without records"))
+            sink.deliver(.failure(.invalidRecord, "produce request without records"))
+            return nil
         }
         if acks == -1, topic.settings.minInsyncReplicas > 1 {
-            return .done(
+            sink.deliver(
                 .failure(
                     .notEnoughReplicas,
                     "min.insync.replicas=\(topic.settings.minInsyncReplicas) but Fjord keeps one replica"
                 )
             )
+            return nil
         }
         let policy = RecordBatchValidationPolicy(
             maxBatchBytes: Int(topic.settings.maxMessageBytes),
@@ -131,14 +137,111 @@ extension Broker {
         do {
             validated = try RecordBatchValidator.validateProduceRecords(records, policy: policy)
         } catch {
-            return .done(.failure(ErrorCode(rawValue: error.kafkaErrorCode), error.message))
+            sink.deliver(.failure(ErrorCode(rawValue: error.kafkaErrorCode), error.message))
+            return nil
         }
         if validated.header.isTransactional {
-            return .done(.failure(.invalidRecord, "transactional batches are not supported by Fjord"))
+            sink.deliver(.failure(.invalidRecord, "transactional batches are not supported by Fjord"))
+            return nil
         }
-        switch partition.submit(batch: records, validated: validated, acks: acks, nowMs: nowMs) {
-        case .done(let outcome): return .done(outcome)
-        case .pending(let pending): return .pending(pending)
+        switch partition.submit(batch: records, validated: validated, acks: acks, nowMs: nowMs, sink: sink) {
+        case .submitted: return nil
+        case .awaitsSharedSync: return partition
         }
+    }
+}
+
+/// The outcomes of one Produce request's batches, one slot per partition in request order. When
+/// the last slot is filled (on whatever thread completes it) the request's pending outcome is
+/// completed with a builder that encodes the response on the transport's thread.
+final class ProduceCollector: AppendOutcomeCollector {
+    private struct State {
+        var outcomes: [AppendOutcome?]
+        /// Unfilled slots, plus one until the submission is finished (slots can fill while it runs).
+        var remaining: Int
+    }
+
+    let pending: PendingOutcome
+    private let request: ProduceRequest
+    private let context: Broker.Request
+    private let broker: Broker
+    private let state: Mutex<State>
+
+    init(_ request: ProduceRequest, _ context: Broker.Request, broker: Broker, pending: PendingOutcome) {
+        let count = request.topicData.reduce(0) { $0 + $1.partitionData.count }
+        self.request = request
+        self.context = context
+        self.broker = broker
+        self.pending = pending
+        self.state = Mutex(State(outcomes: Array(repeating: nil, count: count), remaining: count + 1))
+    }
+
+    func deliver(_ outcome: AppendOutcome, slot: Int) {
+        let done = state.withLock { state -> Bool in
+            precondition(state.outcomes[slot] == nil, "two outcomes for produce slot \(slot)")
+            state.outcomes[slot] = outcome
+            state.remaining -= 1
+            return state.remaining == 0
+        }
+        if done { finish() }
+    }
+
+    func submissionFinished() {
+        let done = state.withLock { state -> Bool in
+            state.remaining -= 1
+            return state.remaining == 0
+        }
+        if done { finish() }
+    }
+
+    private func finish() {
+        // Every slot is filled and nothing writes them any more.
+        let outcomes = state.withLock { $0.outcomes.map { $0! } }
+        pending.complete(building: { [request, context, broker] in
+            Self.outcome(request, context, outcomes, broker)
+        })
+    }
+
+    private static func outcome(
+        _ request: ProduceRequest,
+        _ context: Broker.Request,
+        _ outcomes: [AppendOutcome],
+        _ broker: Broker
+    ) -> RequestOutcome {
+        var response = ProduceResponse(responses: [], throttleTimeMs: 0)
+        response.responses.reserveCapacity(request.topicData.count)
+        var firstError: String?
+        var slot = 0
+        for topicData in request.topicData {
+            var topicResponse = ProduceResponse.TopicProduceResponse(name: topicData.name, partitionResponses: [])
+            topicResponse.partitionResponses.reserveCapacity(topicData.partitionData.count)
+            for partitionData in topicData.partitionData {
+                let outcome = outcomes[slot]
+                slot += 1
+                if outcome.errorCode != .none, firstError == nil {
+                    firstError =
+                        "\(topicData.name)-\(partitionData.index): \(outcome.errorCode) \(outcome.errorMessage ?? "")"
+                }
+                topicResponse.partitionResponses.append(
+                    .init(
+                        index: partitionData.index,
+                        errorCode: outcome.errorCode.rawValue,
+                        baseOffset: outcome.baseOffset,
+                        logAppendTimeMs: -1,
+                        logStartOffset: outcome.logStartOffset,
+                        recordErrors: outcome.errorCode == .invalidRecord
+                            ? [.init(batchIndex: 0, batchIndexErrorMessage: outcome.errorMessage)] : [],
+                        errorMessage: outcome.errorMessage
+                    )
+                )
+            }
+            response.responses.append(topicResponse)
+        }
+        if request.acks == 0 {
+            // acks=0 has no response; Kafka reports a failure by closing the connection.
+            if let firstError { return .close(reason: "acks=0 produce failed: \(firstError)") }
+            return .noResponse
+        }
+        return broker.respond(response, to: context)
     }
 }

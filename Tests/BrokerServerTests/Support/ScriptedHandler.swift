@@ -50,7 +50,7 @@ final class ScriptedHandler: KafkaRequestHandler {
         var running = 0
         var maxRunning = 0
         var completedTags: [UInt32] = []
-        var waiting: [UInt32: CheckedContinuation<Void, Never>] = [:]
+        var waiting: [UInt32: (PendingOutcome, UInt64)] = [:]
         var releasedEarly: Set<UInt32> = []
         var closedConnections: [UInt64: Int] = [:]
     }
@@ -67,22 +67,25 @@ final class ScriptedHandler: KafkaRequestHandler {
 
     /// Lets the request with this tag answer (now, or as soon as it arrives).
     func release(tag: UInt32) {
-        let continuation = self.state.withLockedValue { state in
-            if let continuation = state.waiting.removeValue(forKey: tag) {
-                return Optional(continuation)
+        let pending = self.state.withLockedValue { state in
+            if let pending = state.waiting.removeValue(forKey: tag) {
+                return Optional(pending)
             }
             state.releasedEarly.insert(tag)
             return nil
         }
-        continuation?.resume()
+        if let (pending, sequence) = pending {
+            self.finish(tag: tag)
+            pending.complete(Self.response(tag: tag, sequence: sequence))
+        }
     }
 
-    func handle(frame: ByteBuffer, context: RequestContext) async -> RequestOutcome {
+    func handle(frame: ByteBuffer, context: RequestContext) -> RequestReply {
         var frame = frame
         guard let rawCommand = frame.readInteger(as: UInt8.self), let command = Command(rawValue: rawCommand),
             let tag = frame.readInteger(as: UInt32.self)
         else {
-            return .close(reason: "test handler: malformed request")
+            return .now(.close(reason: "test handler: malformed request"))
         }
         self.state.withLockedValue { state in
             state.arrivals.append(Arrival(connectionID: context.connection.id, sequence: context.sequence, tag: tag))
@@ -90,31 +93,38 @@ final class ScriptedHandler: KafkaRequestHandler {
             state.maxRunning = max(state.maxRunning, state.running)
         }
         if command == .respondWhenReleased {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let releasedEarly = self.state.withLockedValue { state in
-                    if state.releasedEarly.remove(tag) != nil { return true }
-                    state.waiting[tag] = continuation
-                    return false
-                }
-                if releasedEarly { continuation.resume() }
+            let pending = PendingOutcome()
+            let releasedEarly = self.state.withLockedValue { state in
+                if state.releasedEarly.remove(tag) != nil { return true }
+                state.waiting[tag] = (pending, context.sequence)
+                return false
             }
+            guard releasedEarly else { return .later(pending) }
         }
+        self.finish(tag: tag)
+        switch command {
+        case .respond, .respondWhenReleased:
+            return .now(Self.response(tag: tag, sequence: context.sequence))
+        case .noResponse:
+            return .now(.noResponse)
+        case .close:
+            return .now(.close(reason: "test asked to close after tag \(tag)"))
+        }
+    }
+
+    private func finish(tag: UInt32) {
         self.state.withLockedValue { state in
             state.running -= 1
             state.completedTags.append(tag)
         }
-        switch command {
-        case .respond, .respondWhenReleased:
-            var response = ByteBuffer()
-            response.writeInteger(Int32(12))
-            response.writeInteger(tag)
-            response.writeInteger(context.sequence)
-            return .respond(response)
-        case .noResponse:
-            return .noResponse
-        case .close:
-            return .close(reason: "test asked to close after tag \(tag)")
-        }
+    }
+
+    private static func response(tag: UInt32, sequence: UInt64) -> RequestOutcome {
+        var response = ByteBuffer()
+        response.writeInteger(Int32(12))
+        response.writeInteger(tag)
+        response.writeInteger(sequence)
+        return .respond(response)
     }
 
     func connectionClosed(_ connection: ConnectionInfo) {
