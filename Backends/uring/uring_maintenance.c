@@ -300,7 +300,11 @@ void ur_schedule_gc(ur_instance *instance) {
     }
     bool wake = false;
     pthread_mutex_lock(&instance->wal_lock);
-    uint64_t below = ur_min64((int64_t)needed, (int64_t)instance->cursor_segment->generation);
+    /* Below the oldest segment a log has entries in, and never at or past the one being written.
+     * Unsigned: with no entries in any log needed stays UINT64_MAX, which a signed minimum took for
+     * -1, so every sealed segment became deletable from then on, entries and catalog included. */
+    uint64_t cursor_generation = instance->cursor_segment->generation;
+    uint64_t below = needed < cursor_generation ? needed : cursor_generation;
     uint64_t oldest = instance->segments[0]->generation;
     if (starts != NULL && below > oldest && below > instance->gc_scheduled_below &&
         instance->failed_status == KSTORE_OK) {
