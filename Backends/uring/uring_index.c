@@ -294,6 +294,10 @@ bool ur_write_index_of(ur_instance *instance, ur_segment *segment, ur_log **logs
         ok = fd >= 0 && ur_pwrite_all(fd, buffer, used, 0) >= 0;
     }
     if (ok) {
+        /* Published before any part switches to the file: a reader that finds a part's entries
+         * gone (under the log's read lock, after the write lock below) reads idx_fd, which must
+         * be the file by then, not -1. */
+        segment->idx_fd = fd;
         /* Pass 2: switch the parts to the file. Sealed segments get no new entries, and
          * truncation or a new start only shrink [begin, end), so the copied positions hold. */
         for (size_t index = 0; index < log_count; index++) {
@@ -310,7 +314,6 @@ bool ur_write_index_of(ur_instance *instance, ur_segment *segment, ur_log **logs
             }
             pthread_rwlock_unlock(&log->lock);
         }
-        segment->idx_fd = fd;
     } else if (fd >= 0) {
         close(fd);
     }
