@@ -133,6 +133,8 @@ kstore_status ur_log_read(kstore_log *handle, int64_t offset, int64_t end_offset
         size_t entry_index = 0;
         bool done = false;
         if (!ur_part_find(&log->parts[part_index], offset, &entry_index)) {
+            ur_set_error(log->instance, "read from log '%s': reading the index of wal-%016" PRIx64 ": %s", log->name,
+                         log->parts[part_index].segment->generation, strerror(errno));
             status = KSTORE_ERR_IO;
             done = true;
         }
@@ -144,7 +146,9 @@ kstore_status ur_log_read(kstore_log *handle, int64_t offset, int64_t end_offset
                 if (!ur_part_entries(part, entry_index, count, block)) {
                     ur_set_error(log->instance, "read from log '%s': reading the index of wal-%016" PRIx64 ": %s",
                                  log->name, part->segment->generation, strerror(errno));
+                    /* Stop: a later part must not be read after this one's entries were skipped. */
                     status = KSTORE_ERR_IO;
+                    done = true;
                     break;
                 }
                 /* Entries are taken while they fit; runs of adjacent frames are read together. */
