@@ -101,6 +101,84 @@ static kstore_status ur_read_run(ur_log *log, const ur_part *part, const ur_entr
     return KSTORE_OK;
 }
 
+/* A read in progress: what was copied so far, and whether it stops. */
+typedef struct ur_read_state {
+    ur_log *log;
+    uint8_t *destination;
+    uint64_t capacity;
+    int64_t limit; /* entries starting at or past it are not returned */
+    uint32_t entry_count;
+    uint64_t byte_count;
+    int64_t next_offset;
+    uint64_t first_entry_bytes;
+    bool done;
+} ur_read_state;
+
+/* Copies the entries of one block of a part's index while they fit (and start below the limit);
+ * runs of adjacent frames are read together. */
+static kstore_status ur_read_block(ur_read_state *state, const ur_part *part, const ur_entry *block, size_t count) {
+    size_t run_start = 0, run_length = 0;
+    uint64_t run_bytes = 0;
+    for (size_t k = 0; k <= count; k++) {
+        const ur_entry *entry = k < count ? &block[k] : NULL;
+        bool take = entry != NULL;
+        if (take && (entry->first_offset >= state->limit || state->entry_count + run_length >= UINT32_MAX)) {
+            take = false;
+            state->done = true;
+        }
+        if (take && entry->payload_bytes > state->capacity - state->byte_count - run_bytes) {
+            if (state->entry_count + run_length == 0) state->first_entry_bytes = entry->payload_bytes;
+            take = false;
+            state->done = true;
+        }
+        bool adjacent = take && run_length > 0 && run_length < UR_READ_IOVECS_MAX / 3 &&
+                        entry->position == block[k - 1].position + ur_frame_bytes(block[k - 1].payload_bytes);
+        if (run_length > 0 && !adjacent) {
+            kstore_status status = ur_read_run(state->log, part, &block[run_start], run_length,
+                                               state->destination + state->byte_count);
+            if (status != KSTORE_OK) {
+                state->done = true;
+                return status;
+            }
+            state->byte_count += run_bytes;
+            state->entry_count += (uint32_t)run_length;
+            state->next_offset = block[run_start + run_length - 1].last_offset + 1;
+            run_length = 0;
+            run_bytes = 0;
+        }
+        if (!take) break;
+        if (run_length == 0) run_start = k;
+        run_length++;
+        run_bytes += entry->payload_bytes;
+    }
+    return KSTORE_OK;
+}
+
+/* Copies entries from entry `entry_index` of part `part_index` on, part after part, until the
+ * read is done. */
+static kstore_status ur_read_entries(ur_read_state *state, size_t part_index, size_t entry_index) {
+    ur_log *log = state->log;
+    ur_entry block[64];
+    for (size_t first = part_index; !state->done && part_index < log->part_count; part_index++) {
+        const ur_part *part = &log->parts[part_index];
+        if (part_index != first) entry_index = part->begin;
+        while (!state->done && entry_index < part->end) {
+            size_t count = part->end - entry_index < 64 ? part->end - entry_index : 64;
+            if (!ur_part_entries(part, entry_index, count, block)) {
+                ur_set_error(log->instance, "read from log '%s': reading the index of wal-%016" PRIx64 ": %s",
+                             log->name, part->segment->generation, strerror(errno));
+                /* Stop: a later part must not be read after this one's entries were skipped. */
+                state->done = true;
+                return KSTORE_ERR_IO;
+            }
+            kstore_status status = ur_read_block(state, part, block, count);
+            if (status != KSTORE_OK) return status;
+            entry_index += count;
+        }
+    }
+    return KSTORE_OK;
+}
+
 kstore_status ur_log_read(kstore_log *handle, int64_t offset, int64_t end_offset_limit, void *buf,
                           uint64_t capacity, kstore_read_result *result) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
@@ -109,10 +187,7 @@ kstore_status ur_log_read(kstore_log *handle, int64_t offset, int64_t end_offset
         ur_set_error(log->instance, "read from log '%s': %s is NULL", log->name, result == NULL ? "result" : "buf");
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
-    uint32_t entry_count = 0;
-    uint64_t byte_count = 0;
-    int64_t next_offset = offset;
-    uint64_t first_entry_bytes = 0;
+    ur_read_state state = {.log = log, .destination = buf, .capacity = capacity, .next_offset = offset};
     kstore_status status = KSTORE_OK;
 
     /* Reads hold the log's read lock while they copy (page-cached, recently written data, see
@@ -126,78 +201,23 @@ kstore_status ur_log_read(kstore_log *handle, int64_t offset, int64_t end_offset
         return KSTORE_ERR_OUT_OF_RANGE;
     }
     /* Only entries whose append completed are returned. */
-    int64_t limit = ur_min64(end_offset_limit, atomic_load(&log->readable_end));
-    if (offset < limit && log->part_count > 0) {
-        uint8_t *destination = buf;
+    state.limit = ur_min64(end_offset_limit, atomic_load(&log->readable_end));
+    if (offset < state.limit && log->part_count > 0) {
         size_t part_index = ur_log_find_part(log, offset);
         size_t entry_index = 0;
-        bool done = false;
         if (!ur_part_find(&log->parts[part_index], offset, &entry_index)) {
             ur_set_error(log->instance, "read from log '%s': reading the index of wal-%016" PRIx64 ": %s", log->name,
                          log->parts[part_index].segment->generation, strerror(errno));
             status = KSTORE_ERR_IO;
-            done = true;
-        }
-        ur_entry block[64];
-        while (!done && part_index < log->part_count) {
-            const ur_part *part = &log->parts[part_index];
-            while (!done && entry_index < part->end) {
-                size_t count = part->end - entry_index < 64 ? part->end - entry_index : 64;
-                if (!ur_part_entries(part, entry_index, count, block)) {
-                    ur_set_error(log->instance, "read from log '%s': reading the index of wal-%016" PRIx64 ": %s",
-                                 log->name, part->segment->generation, strerror(errno));
-                    /* Stop: a later part must not be read after this one's entries were skipped. */
-                    status = KSTORE_ERR_IO;
-                    done = true;
-                    break;
-                }
-                /* Entries are taken while they fit; runs of adjacent frames are read together. */
-                size_t run_start = 0, run_length = 0;
-                uint64_t run_bytes = 0;
-                for (size_t k = 0; k <= count; k++) {
-                    const ur_entry *entry = k < count ? &block[k] : NULL;
-                    bool take = entry != NULL;
-                    if (take && (entry->first_offset >= limit || entry_count + run_length >= UINT32_MAX)) {
-                        take = false;
-                        done = true;
-                    }
-                    if (take && entry->payload_bytes > capacity - byte_count - run_bytes) {
-                        if (entry_count + run_length == 0) first_entry_bytes = entry->payload_bytes;
-                        take = false;
-                        done = true;
-                    }
-                    bool adjacent = take && run_length > 0 && run_length < UR_READ_IOVECS_MAX / 3 &&
-                                    entry->position == block[k - 1].position +
-                                                           ur_frame_bytes(block[k - 1].payload_bytes);
-                    if (run_length > 0 && !adjacent) {
-                        status = ur_read_run(log, part, &block[run_start], run_length, destination + byte_count);
-                        if (status != KSTORE_OK) {
-                            done = true;
-                            break;
-                        }
-                        byte_count += run_bytes;
-                        entry_count += (uint32_t)run_length;
-                        next_offset = block[run_start + run_length - 1].last_offset + 1;
-                        run_length = 0;
-                        run_bytes = 0;
-                    }
-                    if (!take) break;
-                    if (run_length == 0) run_start = k;
-                    run_length++;
-                    run_bytes += entry->payload_bytes;
-                }
-                entry_index += count;
-                if (status != KSTORE_OK) done = true;
-            }
-            part_index++;
-            if (part_index < log->part_count) entry_index = log->parts[part_index].begin;
+        } else {
+            status = ur_read_entries(&state, part_index, entry_index);
         }
     }
     pthread_rwlock_unlock(&log->lock);
     if (status != KSTORE_OK) return status;
-    if (UR_FITS(result, kstore_read_result, entry_count)) result->entry_count = entry_count;
-    if (UR_FITS(result, kstore_read_result, byte_count)) result->byte_count = byte_count;
-    if (UR_FITS(result, kstore_read_result, next_offset)) result->next_offset = next_offset;
-    if (UR_FITS(result, kstore_read_result, first_entry_bytes)) result->first_entry_bytes = first_entry_bytes;
+    if (UR_FITS(result, kstore_read_result, entry_count)) result->entry_count = state.entry_count;
+    if (UR_FITS(result, kstore_read_result, byte_count)) result->byte_count = state.byte_count;
+    if (UR_FITS(result, kstore_read_result, next_offset)) result->next_offset = state.next_offset;
+    if (UR_FITS(result, kstore_read_result, first_entry_bytes)) result->first_entry_bytes = state.first_entry_bytes;
     return KSTORE_OK;
 }
