@@ -59,7 +59,10 @@ let package = Package(
             dependencies: ["CKStore", "CCRC32C", "CLibURing"],
             path: "Backends/uring",
             exclude: ["liburing"],
-            sources: ["kstore_uring.c"],
+            sources: [
+                "kstore_uring.c", "uring_catalog.c", "uring_frame.c", "uring_index.c", "uring_io.c", "uring_log.c",
+                "uring_maintenance.c", "uring_read.c", "uring_recovery.c", "uring_staging.c", "uring_support.c",
+            ],
             cSettings: cSettings
         ),
 
