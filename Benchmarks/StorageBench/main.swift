@@ -2,7 +2,9 @@
 // way the broker uses it (submitAppend + submitSync, completions, in-order submission per partition,
 // a bounded number of outstanding appends per partition). --durable counts a batch when a sync
 // covers it; like the broker's partitions, each log has at most one sync in flight and appends
-// submitted meanwhile are covered by the next one.
+// submitted meanwhile are covered by the next one. As in the broker, completions never call the
+// backend: they hand their producer to one of --pump-threads submitting threads (the broker's event
+// loops), one wake-up per burst.
 //
 //   swift run -c release fjord-storage-bench --backend uring --data-dir /tmp/b --partitions 64 \
 //       --batch-bytes 1024 --durable --duration 10
@@ -28,6 +30,7 @@ struct Options {
     var durationSeconds = 5.0
     var totalBytes: Int64? = nil
     var inflight = 64
+    var pumpThreads = 2
     var json = false
     var read = true
     var recovery = true
@@ -35,7 +38,7 @@ struct Options {
 
     static let usage = """
         usage: fjord-storage-bench [--backend memory|file|uring] [--data-dir DIR] [--batch-bytes N]
-               [--partitions N] [--durable] [--duration SECONDS | --total-bytes N] [--inflight N]
+               [--partitions N] [--durable] [--duration SECONDS | --total-bytes N] [--inflight N] [--pump-threads N]
                [--option key=value]... [--no-read] [--no-recovery] [--json]
         """
 
@@ -56,6 +59,7 @@ struct Options {
             case "--duration": options.durationSeconds = Double(value(argument)) ?? 0
             case "--total-bytes": options.totalBytes = Int64(value(argument))
             case "--inflight": options.inflight = Int(value(argument)) ?? 0
+            case "--pump-threads": options.pumpThreads = Int(value(argument)) ?? 0
             case "--json": options.json = true
             case "--no-read": options.read = false
             case "--no-recovery": options.recovery = false
@@ -69,8 +73,8 @@ struct Options {
             default: fail("unknown argument \(argument)\n\(usage)")
             }
         }
-        guard options.batchBytes >= 64, options.partitions >= 1, options.inflight >= 1 else {
-            fail("--batch-bytes >= 64, --partitions >= 1, --inflight >= 1")
+        guard options.batchBytes >= 64, options.partitions >= 1, options.inflight >= 1, options.pumpThreads >= 1 else {
+            fail("--batch-bytes >= 64, --partitions >= 1, --inflight >= 1, --pump-threads >= 1")
         }
         return options
     }
@@ -116,6 +120,42 @@ final class Lock: @unchecked Sendable {  // The mutex is only used through lock/
     }
 }
 
+/// A submitting thread, like one of the broker's event loops: producers whose completions freed
+/// room are queued here and pumped in turn (kstore.h: a completion must not call the backend).
+final class PumpThread: @unchecked Sendable {  // `queue` is only used with `condition` locked.
+    private let condition = NSCondition()
+    private var queue: [Producer] = []
+
+    init(name: String) {
+        let thread = Thread { self.run() }
+        thread.name = name
+        thread.start()
+    }
+
+    func schedule(_ producer: Producer) {
+        self.condition.lock()
+        self.queue.append(producer)
+        if self.queue.count == 1 { self.condition.signal() }
+        self.condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            self.condition.lock()
+            while self.queue.isEmpty { self.condition.wait() }
+            let producers = self.queue
+            self.queue.removeAll(keepingCapacity: true)
+            self.condition.unlock()
+            for producer in producers {
+                producer.lock.withLock {
+                    producer.scheduled = false
+                    producer.pump()
+                }
+            }
+        }
+    }
+}
+
 /// One partition's producer: submits appends in offset order, at most `inflight` outstanding.
 final class Producer: @unchecked Sendable {  // Mutable state is guarded by `lock`.
     let log: StorageLog
@@ -136,6 +176,9 @@ final class Producer: @unchecked Sendable {  // Mutable state is guarded by `loc
     var finished = false
     /// Inside pump(): a completion delivered during a submit only updates the counters.
     var pumping = false
+    /// Queued on `pumpThread` (completions queue it at most once).
+    var scheduled = false
+    var pumpThread: PumpThread!
 
     init(log: StorageLog, batch: ByteBuffer, durable: Bool, inflight: Int, deadlineNs: UInt64, bytesLimit: Int64,
          done: DispatchGroup)
@@ -199,7 +242,7 @@ final class Producer: @unchecked Sendable {  // Mutable state is guarded by `loc
                         // Still counted out by the sync that covers its offset (syncIfNeeded).
                         self.lock.withLock {
                             self.failures.append("append \(offset): \(error)")
-                            self.pump()
+                            self.requestPump()
                         }
                     } else {
                         self.completed(started: started, failure: "append \(offset): \(error)")
@@ -237,7 +280,7 @@ final class Producer: @unchecked Sendable {  // Mutable state is guarded by `loc
                     self.awaitingSync.removeFirst(self.awaitingSyncHead)
                     self.awaitingSyncHead = 0
                 }
-                self.pump()
+                self.requestPump()
             }
         }
     }
@@ -252,8 +295,16 @@ final class Producer: @unchecked Sendable {  // Mutable state is guarded by `loc
                 self.completedBatches += 1
                 self.histogram.recordLatency(latency)
             }
-            self.pump()
+            self.requestPump()
         }
+    }
+
+    /// From a completion, with the lock held: pump again, on the producer's pump thread unless a
+    /// pump is running on this thread already (a synchronous backend completes inside submit).
+    func requestPump() {
+        if self.pumping || self.scheduled { return }
+        self.scheduled = true
+        self.pumpThread.schedule(self)
     }
 }
 
@@ -335,9 +386,11 @@ func run(_ options: Options) async throws -> RunResult {
         Producer(log: $0, batch: batch, durable: options.durable, inflight: window, deadlineNs: deadline,
                  bytesLimit: perPartitionBytes, done: done)
     }
-    for producer in producers {
+    let pumpThreads = (0..<options.pumpThreads).map { PumpThread(name: "bench-pump-\($0)") }
+    for (index, producer) in producers.enumerated() {
         done.enter()
-        producer.lock.withLock { producer.pump() }
+        producer.pumpThread = pumpThreads[index % pumpThreads.count]
+        producer.lock.withLock { producer.requestPump() }
     }
     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         done.notify(queue: .global()) { continuation.resume() }

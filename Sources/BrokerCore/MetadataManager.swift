@@ -77,7 +77,7 @@ actor MetadataManager {
                 configs: topic.configs
             )
         }
-        try await manager.deleteOrphanLogs()
+        await manager.deleteOrphanLogs()
         logger.info(
             "metadata replayed",
             metadata: [
@@ -157,14 +157,27 @@ actor MetadataManager {
 
     /// Deletes partition logs that belong to no live topic: the remains of a deletion the
     /// broker crashed in the middle of (the TopicDeleted record is written first).
-    private func deleteOrphanLogs() async throws {
+    private func deleteOrphanLogs() async {
         var live: Set<String> = [Self.logName]
         for topic in registry.all {
             for partition in topic.partitions { live.insert(partition.log.name) }
         }
-        for name in try await storage.listLogs() where !live.contains(name) && !name.hasPrefix("__fjord") {
-            logger.warning("deleting log of a deleted topic", metadata: ["log": "\(name)"])
-            try await storage.deleteLog(named: name)
+        let names: [String]
+        do {
+            names = try await storage.listLogs()
+        } catch {
+            logger.error("cannot list logs to find orphans; leaving them", metadata: ["error": "\(error)"])
+            return
+        }
+        for name in names where !live.contains(name) && !name.hasPrefix("__fjord") {
+            // A deletion or a creation the broker did not finish: no topic record names the log.
+            logger.warning("removing a log that no topic record names", metadata: ["log": "\(name)"])
+            do {
+                try await storage.deleteLog(named: name)
+            } catch {
+                // Never fatal: the log is ignored (and tried again at the next start).
+                logger.error("could not remove orphan log; ignoring it", metadata: ["log": "\(name)", "error": "\(error)"])
+            }
         }
     }
 
@@ -174,13 +187,56 @@ actor MetadataManager {
 
     /// Creates a topic (the caller validated name, partition count and configs). Durable before
     /// it becomes visible.
+    ///
+    /// Atomic: the partition logs are created first and the topic record is written last, so a
+    /// creation that fails half-way (no space, too many open files) removes the logs it created,
+    /// through the ABI, and leaves nothing; a crash before the record leaves logs no record names,
+    /// which the next start reports and removes.
     func createTopic(name: String, partitionCount: Int32, configs: [String: String]) async throws -> Topic {
         if registry.topic(named: name) != nil { throw CreateError.alreadyExists }
         let id = KafkaUUID.random()
-        try await append(.topicCreated(name: name, id: id, partitionCount: partitionCount, configs: configs))
-        let topic = try await openTopic(name: name, id: id, partitionCount: partitionCount, configs: configs)
+        let settings = TopicSettings(configs: configs, broker: configuration)
+        var created: [StorageLog] = []
+        do {
+            for index in 0..<partitionCount {
+                created.append(
+                    try await storage.openLog(
+                        named: Topic.logName(topic: name, partition: index),
+                        create: true,
+                        exclusive: true,
+                        options: settings.logOptions
+                    )
+                )
+            }
+            try await append(.topicCreated(name: name, id: id, partitionCount: partitionCount, configs: configs))
+        } catch {
+            await removeLogs(created, ofTopic: name, after: error)
+            throw error
+        }
+        let partitions = try created.enumerated().map { index, log in
+            Partition(topicName: name, index: Int32(index), log: log, recovered: try log.state())
+        }
+        let topic = Topic(name: name, id: id, partitions: partitions, configs: configs, settings: settings)
+        registry.insert(topic)
         logger.info("created topic", metadata: ["topic": "\(name)", "partitions": "\(partitionCount)", "id": "\(id)"])
         return topic
+    }
+
+    /// Closes and deletes the logs of a topic whose creation failed.
+    private func removeLogs(_ logs: [StorageLog], ofTopic name: String, after error: any Error) async {
+        logger.warning(
+            "creating topic failed; removing the partitions created so far",
+            metadata: ["topic": "\(name)", "partitions": "\(logs.count)", "error": "\(error)"]
+        )
+        for log in logs {
+            await log.close()
+            do {
+                try await storage.deleteLog(named: log.name)
+            } catch {
+                // Left for the next start, which removes logs that no topic record names.
+                logger.error("could not remove log", metadata: ["log": "\(log.name)", "error": "\(error)"])
+            }
+        }
     }
 
     /// Creates a topic unless it exists already (auto-creation racing with itself or with

@@ -89,6 +89,14 @@ struct Fjord: AsyncParsableCommand {
     )
     var backendOptions: [String] = []
 
+    @Option(
+        help: """
+            Storage threads for backends that block on I/O (file), started as needed: how many \
+            partitions' writes and fdatasyncs run at once (Kafka's num.io.threads).
+            """
+    )
+    var numIoThreads: Int = 32
+
     @Option(help: "Default retention.ms of topics: delete segments older than this (-1: keep forever).")
     var logRetentionMs: Int64 = BrokerConfiguration().retentionMs
 
@@ -203,6 +211,9 @@ struct Fjord: AsyncParsableCommand {
         guard self.maxConnections >= 1 else {
             throw ValidationError("--max-connections must be at least 1, got \(self.maxConnections)")
         }
+        guard (1...1024).contains(self.numIoThreads) else {
+            throw ValidationError("--num-io-threads must be in 1...1024, got \(self.numIoThreads)")
+        }
         guard self.groupInitialRebalanceDelayMs >= 0 else {
             throw ValidationError(
                 "--group-initial-rebalance-delay-ms must be 0 or more, got \(self.groupInitialRebalanceDelayMs)"
@@ -287,6 +298,7 @@ struct Fjord: AsyncParsableCommand {
                     let parts = option.split(separator: "=", maxSplits: 1)
                     return (key: String(parts[0]), value: parts.count > 1 ? String(parts[1]) : "")
                 },
+                ioThreads: self.numIoThreads,
                 logger: Logger(label: "fjord.storage")
             )
         } catch {

@@ -65,6 +65,7 @@ enum Storage {
         _ selection: BackendSelection,
         dataDirectory: String,
         backendOptions: [(key: String, value: String)],
+        ioThreads: Int,
         logger: Logger
     ) async throws -> any OpenedStorage {
         let backend: StorageBackend
@@ -80,7 +81,8 @@ enum Storage {
         let engine = try StorageEngine.open(
             backend: backend,
             options: [(key: "path", value: dataDirectory)] + backendOptions,
-            logger: logger
+            logger: logger,
+            blockingThreadCount: ioThreads
         )
         return EngineStorage(engine: engine)
     }

@@ -47,6 +47,15 @@ final class HeldSyncStorage: Sendable {
     func holdSyncs() { precondition(engine.control(KSTORE_FAULTY_CONTROL_HOLD_SYNCS, nil) == KSTORE_OK) }
     func releaseSyncs() { precondition(engine.control(KSTORE_FAULTY_CONTROL_RELEASE_SYNCS, nil) == KSTORE_OK) }
 
+    /// Replaces the shim's seeded failure schedule for this instance.
+    func setFaults(seed: UInt64, openLogBusyPpm: UInt32) {
+        var config = kstore_faulty_config()
+        config.struct_size = UInt32(MemoryLayout<kstore_faulty_config>.size)
+        config.seed = seed
+        config.open_log_busy_ppm = openLogBusyPpm
+        precondition(engine.control(KSTORE_FAULTY_CONTROL_SET_CONFIG, &config) == KSTORE_OK)
+    }
+
     func remove() { try? FileManager.default.removeItem(atPath: directory) }
 }
 
