@@ -356,6 +356,9 @@ struct ur_instance {
     ur_sync_request *syncs;
     size_t sync_count;
     size_t sync_capacity;
+    /* Sync requests the I/O thread completed whose callbacks it has not run yet: a sync that could
+     * complete at once waits behind them (syncs complete in the order they were accepted). */
+    _Atomic uint64_t sync_callbacks_queued;
     bool io_waiting;
     bool rewinding;
     /* The status of the appends the last rewind failed (see ur_log.rollback_pending). */

@@ -35,6 +35,8 @@ typedef struct ur_update {
 
 typedef struct ur_io_state {
     ur_callbacks callbacks;
+    /* Of callbacks: completions of sync requests (instance->sync_callbacks_queued). */
+    uint64_t sync_callbacks;
     ur_update *updates;
     size_t update_count;
     size_t update_capacity;
@@ -113,6 +115,10 @@ static void ur_io_flush(ur_instance *instance, ur_io_state *io) {
     io->update_count = 0;
     io->pass++;
     ur_callbacks_run(&io->callbacks);
+    if (io->sync_callbacks > 0) {
+        atomic_fetch_sub_explicit(&instance->sync_callbacks_queued, io->sync_callbacks, memory_order_release);
+        io->sync_callbacks = 0;
+    }
 }
 
 /* Gives the chunks the read cache let go back to staging. Caller holds wal_lock. */
@@ -202,6 +208,8 @@ static void ur_io_complete_syncs(ur_instance *instance, ur_io_state *io, kstore_
         ur_sync_request *request = &instance->syncs[index];
         if (status != KSTORE_OK || request->target_sequence <= instance->durable_sequence) {
             ur_callbacks_add(&io->callbacks, request->completion, request->context, status);
+            io->sync_callbacks++;
+            atomic_fetch_add_explicit(&instance->sync_callbacks_queued, 1, memory_order_relaxed);
         } else {
             instance->syncs[kept++] = *request;
         }
