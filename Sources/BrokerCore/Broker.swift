@@ -303,7 +303,16 @@ public final class Broker: KafkaRequestHandler {
             return handleProduce(try ProduceRequest(from: &body, version: version), request)
         case .fetch:
             let fetch = try FetchRequest(from: &body, version: version)
-            return later(request) { await self.handleFetch(fetch, request) }
+            let pending = PendingOutcome()
+            Task {
+                let (response, reservedBytes) = await self.handleFetch(fetch, request)
+                pending.complete(building: {
+                    // The transport charges the built response from here until it is written.
+                    request.context.responseBudget?.release(reservedBytes)
+                    return self.respond(response, to: request)
+                })
+            }
+            return .later(pending)
         case .listOffsets:
             let listOffsets = try ListOffsetsRequest(from: &body, version: version)
             return later(request) { await self.handleListOffsets(listOffsets, request) }

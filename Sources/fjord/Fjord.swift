@@ -77,8 +77,41 @@ struct Fjord: AsyncParsableCommand {
     @Option(help: "Close connections idle this long, in milliseconds (Kafka's connections.max.idle.ms).")
     var idleTimeoutMs: Int64 = 600_000
 
-    @Option(help: "Open connections allowed at once; more are closed as they arrive.")
+    @Option(
+        help: """
+            Open connections allowed at once. At the limit a new connection replaces the oldest one \
+            that has not sent a complete request yet; otherwise it is closed.
+            """
+    )
     var maxConnections: Int = ServerConfiguration().maxConnections
+
+    @Option(
+        name: .customLong("max-connections-per-ip"),
+        help: "Open connections allowed from one address (Kafka's max.connections.per.ip; default: unlimited)."
+    )
+    var maxConnectionsPerIP: Int?
+
+    @Option(help: "Close a new connection that sends no complete request within this many milliseconds.")
+    var firstRequestTimeoutMs: Int64 = 10_000
+
+    @Option(
+        help: """
+            Bytes of requests read but not answered, over all connections, before reading stops \
+            (Kafka's queued.max.request.bytes).
+            """
+    )
+    var queuedMaxRequestBytes: Int = ServerConfiguration().queuedMaxRequestBytes
+
+    @Option(
+        help: """
+            Bytes of responses built but not yet written, over all connections; Fetch sizes its \
+            responses to what is left.
+            """
+    )
+    var maxResponseMemoryBytes: Int = ServerConfiguration().maxResponseMemoryBytes
+
+    @Option(help: "The same bound for one connection; above it the connection is not read until it drains.")
+    var maxResponseMemoryBytesPerConnection: Int = ServerConfiguration().maxResponseMemoryBytesPerConnection
 
     @Option(
         name: .customLong("backend-option"),
@@ -211,6 +244,14 @@ struct Fjord: AsyncParsableCommand {
         guard self.maxConnections >= 1 else {
             throw ValidationError("--max-connections must be at least 1, got \(self.maxConnections)")
         }
+        guard (self.maxConnectionsPerIP ?? 1) >= 1, self.firstRequestTimeoutMs >= 1, self.queuedMaxRequestBytes >= 1,
+            self.maxResponseMemoryBytes >= 1, self.maxResponseMemoryBytesPerConnection >= 1
+        else {
+            throw ValidationError(
+                "--max-connections-per-ip, --first-request-timeout-ms, --queued-max-request-bytes and the "
+                    + "--max-response-memory-bytes options must be at least 1"
+            )
+        }
         guard (1...1024).contains(self.numIoThreads) else {
             throw ValidationError("--num-io-threads must be in 1...1024, got \(self.numIoThreads)")
         }
@@ -272,6 +313,11 @@ struct Fjord: AsyncParsableCommand {
         configuration.maxInFlightRequestsPerConnection = self.maxInFlightRequests
         configuration.idleTimeout = .milliseconds(self.idleTimeoutMs)
         configuration.maxConnections = self.maxConnections
+        configuration.maxConnectionsPerIP = self.maxConnectionsPerIP ?? Int.max
+        configuration.firstRequestTimeout = .milliseconds(self.firstRequestTimeoutMs)
+        configuration.queuedMaxRequestBytes = self.queuedMaxRequestBytes
+        configuration.maxResponseMemoryBytes = self.maxResponseMemoryBytes
+        configuration.maxResponseMemoryBytesPerConnection = self.maxResponseMemoryBytesPerConnection
         return configuration
     }
 
@@ -288,6 +334,12 @@ struct Fjord: AsyncParsableCommand {
         let logger = Logger(label: "fjord")
         // Installed first, so a signal during startup is not fatal; it is acted on once startup is done.
         let signals = ShutdownSignals()
+
+        if let limits = FileDescriptorLimit.raiseSoftToHard() {
+            logger.info(
+                "open-file limit: soft \(limits.before.soft) -> \(limits.after.soft), hard \(limits.after.hard)"
+            )
+        }
 
         let storage: any OpenedStorage
         do {

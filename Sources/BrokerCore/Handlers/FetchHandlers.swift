@@ -6,22 +6,34 @@ extension Broker {
     /// Fetch, sessionless (KIP-227 fetch sessions are not implemented: session id 0 tells the
     /// client so). Answers at once when there are at least MinBytes or an error; otherwise waits
     /// up to MaxWaitMs for a high watermark to move (long poll) and reads again.
-    func handleFetch(_ request: FetchRequest, _ context: Request) async -> FetchResponse {
+    func handleFetch(_ request: FetchRequest, _ context: Request) async -> (response: FetchResponse, reservedBytes: Int) {
         if request.sessionId != 0 {
-            return FetchResponse(throttleTimeMs: 0, errorCode: ErrorCode.fetchSessionIdNotFound.rawValue, sessionId: 0)
+            return (FetchResponse(throttleTimeMs: 0, errorCode: ErrorCode.fetchSessionIdNotFound.rawValue, sessionId: 0), 0)
         }
         if request.sessionEpoch > 0 {
-            return FetchResponse(throttleTimeMs: 0, errorCode: ErrorCode.invalidFetchSessionEpoch.rawValue, sessionId: 0)
+            return (FetchResponse(throttleTimeMs: 0, errorCode: ErrorCode.invalidFetchSessionEpoch.rawValue, sessionId: 0), 0)
         }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: .milliseconds(max(0, Int64(request.maxWaitMs))))
+        let budget = context.context.responseBudget
+        let wanted = Int(min(request.maxBytes, configuration.fetchMaxBytes))
         while true {
-            let round = await fetchRound(request)
-            if round.bytes >= Int(request.minBytes) || round.hasError || request.maxWaitMs <= 0 || isShuttingDown
-                || clock.now >= deadline
-            {
-                return round.response
+            // The response may hold only what the connection's share of response memory grants
+            // (a client that does not read its responses cannot make the broker hold more); with
+            // nothing granted, wait for its earlier responses to drain, then answer without records.
+            let granted = budget.map { $0.reserve(upTo: wanted) } ?? wanted
+            if granted == 0 && wanted > 0 && clock.now < deadline && !isShuttingDown {
+                try? await Task.sleep(for: .milliseconds(Self.fetchBudgetPollMs))
+                continue
             }
+            let round = await fetchRound(request, maxBytes: granted)
+            if round.bytes >= Int(request.minBytes) || round.hasError || request.maxWaitMs <= 0 || isShuttingDown
+                || clock.now >= deadline || granted == 0
+            {
+                return (round.response, granted)
+            }
+            // Nothing to send yet: give the reservation back while waiting.
+            budget?.release(granted)
             // With nothing to watch (an empty request) only the timer wakes the wait.
             let waiter = FetchWaiter()
             for (partition, highWatermark) in round.watched {
@@ -36,10 +48,14 @@ extension Broker {
             for (partition, _) in round.watched { partition.removeWaiter(waiter) }
             if clock.now >= deadline || isShuttingDown {
                 // Read once more so data that arrived with the deadline is not left behind.
-                return await fetchRound(request).response
+                let last = budget.map { $0.reserve(upTo: wanted) } ?? wanted
+                return (await fetchRound(request, maxBytes: last).response, last)
             }
         }
     }
+
+    /// How often a Fetch whose connection has no response memory left checks again.
+    static let fetchBudgetPollMs = 5
 
     private struct FetchRound {
         var response: FetchResponse
@@ -48,9 +64,9 @@ extension Broker {
         var watched: [(Partition, Int64)]
     }
 
-    private func fetchRound(_ request: FetchRequest) async -> FetchRound {
+    private func fetchRound(_ request: FetchRequest, maxBytes: Int) async -> FetchRound {
         let readCommitted = request.isolationLevel == 1
-        var remaining = Int(min(request.maxBytes, configuration.fetchMaxBytes))
+        var remaining = maxBytes
         var round = FetchRound(
             response: FetchResponse(throttleTimeMs: 0, errorCode: 0, sessionId: 0, responses: []),
             bytes: 0,
@@ -89,7 +105,7 @@ extension Broker {
                 let outcome = await partition.read(
                     from: fetchPartition.fetchOffset,
                     maxBytes: min(Int(fetchPartition.partitionMaxBytes), remaining),
-                    minimumOneBatch: round.bytes == 0,
+                    minimumOneBatch: round.bytes == 0 && maxBytes > 0,
                     allocator: allocator
                 )
                 switch outcome {
