@@ -30,12 +30,22 @@ let package = Package(
     ],
     targets: [
         // MARK: Storage ABI and backends (C)
+        // The ABI: kstore.h and its own helpers (kstore_status_name, …), whose source lives with the kit
+        // so the host and every backend get them through CKStore alone.
         .target(
             name: "CKStore",
             path: "Backends",
-            exclude: ["memory", "crc32c", "file", "faulty", "uring"],
-            sources: ["abi/kstore_abi.c"],
+            exclude: ["memory", "crc32c", "file", "faulty", "uring", "kit/include"],
+            sources: ["kit/kstore_abi.c"],
             publicHeadersPath: "include",
+            cSettings: cSettings
+        ),
+        // The C every backend shares: error slot, options, data directory, syscalls with one fault hook.
+        .target(
+            name: "KStoreKit",
+            dependencies: ["CKStore"],
+            path: "Backends/kit",
+            exclude: ["kstore_abi.c"],
             cSettings: cSettings
         ),
         .target(name: "KStoreMemory", dependencies: ["CKStore"], path: "Backends/memory", cSettings: cSettings),
