@@ -50,9 +50,20 @@ let package = Package(
         ),
         .target(name: "KStoreMemory", dependencies: ["CKStore"], path: "Backends/memory", cSettings: cSettings),
         // Plain files: segments, sparse indexes, pwrite + fdatasync, CRC-checked recovery.
-        .target(name: "KStoreFile", dependencies: ["CKStore", "CCRC32C"], path: "Backends/file", cSettings: cSettings),
-        // Test-only shim: seeded error injection and a crash model over any backend table.
-        .target(name: "KStoreFaulty", dependencies: ["CKStore"], path: "Backends/faulty", cSettings: cSettings),
+        .target(
+            name: "KStoreFile",
+            dependencies: ["CKStore", "KStoreKit", "CCRC32C"],
+            path: "Backends/file",
+            cSettings: cSettings
+        ),
+        // Test-only shim: seeded error injection (ABI-level and, through the kit's fault hook, I/O-level)
+        // and a crash model over any backend table.
+        .target(
+            name: "KStoreFaulty",
+            dependencies: ["CKStore", "KStoreKit"],
+            path: "Backends/faulty",
+            cSettings: cSettings
+        ),
         // CRC-32C with the CPU's crc32 instruction: shared by KafkaRecords and the durable backends,
         // which may depend on C targets only.
         .target(name: "CCRC32C", path: "Backends/crc32c", cSettings: cSettings),
