@@ -48,7 +48,7 @@ let package = Package(
             exclude: ["kstore_abi.c"],
             cSettings: cSettings
         ),
-        .target(name: "KStoreMemory", dependencies: ["CKStore"], path: "Backends/memory", cSettings: cSettings),
+        .target(name: "KStoreMemory", dependencies: ["CKStore", "KStoreKit"], path: "Backends/memory", cSettings: cSettings),
         // Plain files: segments, sparse indexes, pwrite + fdatasync, CRC-checked recovery.
         .target(
             name: "KStoreFile",
