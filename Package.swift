@@ -183,7 +183,7 @@ let package = Package(
         .testTarget(
             name: "StorageHostTests",
             dependencies: [
-                "StorageHost", "CKStore", "KStoreFile", "KStoreFaulty", "KStoreURing",
+                "StorageHost", "CKStore", "KStoreKit", "KStoreFile", "KStoreFaulty", "KStoreURing",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
