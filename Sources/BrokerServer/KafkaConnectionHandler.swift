@@ -56,7 +56,8 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     private var inFlightRequestBytes = 0
     private var requestBytes: [Int]
     private var receivedRequest = false
-    private let acceptedAt = NIODeadline.now()
+    /// When the handler joined the pipeline, on the event loop's clock (virtual in tests).
+    private var acceptedAt = NIODeadline.distantPast
     /// A re-check of a read held back only by broker-wide memory, which other connections free.
     private var memoryRecheck: Scheduled<Void>?
 
@@ -83,7 +84,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     private var readPending = false
     private var writable = true
     /// Last time bytes were read or responses were written, for the idle timeout.
-    private var lastActivity = NIODeadline.now()
+    private var lastActivity = NIODeadline.distantPast
     private var idleCheck: Scheduled<Void>?
 
     init(
@@ -138,13 +139,17 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.writable = context.channel.isWritable
+        // Times come from the event loop's clock (`EventLoop.now`), so tests can drive them with an
+        // embedded loop's virtual time.
+        self.acceptedAt = context.eventLoop.now
+        self.lastActivity = self.acceptedAt
         if context.channel.isActive {
-            self.scheduleIdleCheck(context: context, deadline: .now() + self.firstCheckDelay)
+            self.scheduleIdleCheck(context: context, deadline: context.eventLoop.now + self.firstCheckDelay)
         }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        self.lastActivity = .now()
+        self.lastActivity = context.eventLoop.now
         if self.idleCheck == nil {
             self.scheduleIdleCheck(context: context, deadline: self.lastActivity + self.firstCheckDelay)
         }
@@ -235,7 +240,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        self.lastActivity = .now()
+        self.lastActivity = context.eventLoop.now
         context.fireChannelReadComplete()
     }
 
@@ -416,7 +421,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
             }
         }
         if wroteResponse {
-            self.lastActivity = .now()
+            self.lastActivity = context.eventLoop.now
             if self.dispatching {
                 self.flushPending = true
             } else {
@@ -441,7 +446,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         case .closing, .closed:
             return
         }
-        self.lifecycle = .closing(since: .now())
+        self.lifecycle = .closing(since: context.eventLoop.now)
         self.dropUndispatchedFrames()
         // An empty write completes after every write queued before it, so its promise tells when the
         // earlier responses are out.
@@ -468,7 +473,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     /// timeout and has no request in flight (a long poll is traffic still to come, not idleness).
     /// A connection stuck in `closing` (its peer stopped reading) is also closed after the timeout.
     private func checkIdle(context: ChannelHandlerContext) {
-        let now = NIODeadline.now()
+        let now = context.eventLoop.now
         switch self.lifecycle {
         case .closed:
             self.idleCheck = nil

@@ -50,26 +50,6 @@ struct ResourceLimitTests {
         }
     }
 
-    /// A connection that sends no complete request within `firstRequestTimeout` is closed, long
-    /// before the idle timeout; one that did is kept.
-    @Test func aConnectionThatNeverSpeaksIsClosedAfterTheFirstRequestTimeout() async throws {
-        var configuration = ServerConfiguration.forTest(idleTimeout: .seconds(600))
-        configuration.firstRequestTimeout = .seconds(1)
-        try await withServer(handler: ScriptedHandler(), configuration: configuration) { server, address in
-            let talking = try await TestClient.connect(to: address)
-            #expect(try await talking.roundTrip(tag: 1))
-            let silent = try await TestClient.connect(to: address)
-            // Half a frame: a size prefix and nothing else is not a request either.
-            try await silent.sendRaw([0, 0, 0, 9, 1])
-            let clock = ContinuousClock()
-            let started = clock.now
-            try await silent.waitForServerClose()
-            #expect(clock.now - started < .seconds(30))
-            #expect(try await talking.roundTrip(tag: 2), "a connection that sent a request stays open")
-            await talking.close()
-        }
-    }
-
     /// A client that pipelines requests with large responses and never reads them makes the
     /// server stop reading its requests once the connection's response memory is used up: the
     /// memory held stays near the per-connection share. When the client reads, every response
