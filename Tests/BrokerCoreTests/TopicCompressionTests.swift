@@ -91,6 +91,9 @@ struct TopicCompressionTests {
         #expect(header.maxTimestamp == 1_900_000_000_000)
         let latest = try await test.listOffset("t", timestamp: -3)
         #expect(latest.timestamp == 1_900_000_000_000)
+        // Offsets by time follow the append time, not the producer's timestamps.
+        #expect(try await test.listOffset("t", timestamp: 1_899_999_999_000).offset == 0)
+        #expect(try await test.listOffset("t", timestamp: 1_900_000_000_001).offset == -1)
     }
 
     /// A batch with one record out of the timestamp bounds is refused with its record named.

@@ -83,6 +83,10 @@ struct RewriteTests {
         #expect(result.validated.maxTimestamp == 1_800_000_000_000)
         #expect(result.validated.offsetDeltaOfMaxTimestamp == 19)
         #expect(stored.readableBytes == batch.readableBytes)
+        // Every record of a LogAppendTime batch reads with the append time (as Kafka's reader gives it).
+        #expect(try RecordBatchReader.records(of: stored, maxDecompressedBytes: 1 << 20).allSatisfy {
+            $0.timestamp == 1_800_000_000_000
+        })
         let records = RecordBatchLayout.records
         #expect(
             stored.getBytes(at: records, length: stored.readableBytes - records)
