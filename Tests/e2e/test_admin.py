@@ -298,6 +298,47 @@ def test_kafka_python_producer_reports_the_record_that_failed(make_broker, backe
     assert message == "One or more records have been rejected due to invalid timestamp"
 
 
+def test_kafka_python_elections_reassignments_and_group_offset_deletion(make_broker, backend):
+    """As a single broker answers them: preferred elections are not needed, no reassignment is in progress,
+    reassigning onto this broker succeeds; OffsetDelete keeps the offsets of a topic an active group
+    subscribes to and removes them once the group is empty; confluent's describe_cluster names this broker."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic as KNewTopic
+    from kafka.errors import GroupSubscribedToTopicError, NoError
+    from kafka.structs import TopicPartition as KTopicPartition
+
+    broker = make_broker(backend=backend)
+    topic = unique_topic("elect")
+    group = unique_topic("og")
+    client = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=30000)
+    try:
+        client.create_topics([KNewTopic(topic, num_partitions=2, replication_factor=1)])
+        election = client.elect_leaders(0, {topic: [0, 1]})
+        assert [p.error_code for r in election.replica_election_results for p in r.partition_result] == [84, 84]
+        assert client.list_partition_reassignments() == {}
+        reassigned = client.alter_partition_reassignments({KTopicPartition(topic, 0): [1]})
+        assert reassigned == {KTopicPartition(topic, 0): None}, reassigned  # kafka-python: None is success
+
+        produce(broker, topic, [(0, None, b"m")])
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                             "enable.auto.commit": False})
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + WAIT_S
+        message = None
+        while message is None or message.error():
+            assert time.monotonic() < deadline, "the group consumer read nothing"
+            message = consumer.poll(0.5)
+        consumer.commit(message=message, asynchronous=False)
+        partition = KTopicPartition(topic, 0)
+        assert client.delete_group_offsets(group, [partition]) == {partition: GroupSubscribedToTopicError}
+        consumer.close()
+        assert client.delete_group_offsets(group, [partition]) == {partition: NoError}
+    finally:
+        client.close()
+    cluster = admin(broker).describe_cluster().result(30)
+    assert [node.id for node in cluster.nodes] == [1] and cluster.controller.id == 1
+
+
 # MARK: aiokafka 0.14
 
 def test_aiokafka_admin_partitions_configs_and_records(make_broker, backend):
