@@ -6,7 +6,7 @@
  *                 [--linger-ms MS] [--duration-s S] [--rate MSGS_PER_S] [--idempotence 0|1] [--json]
  *                 [--max-in-flight N] [--stats-interval-ms MS] [--wait-start]
  *   fjord-loadgen consume --bootstrap HOST:PORT --topic T --messages N [--partitions P] [--json]
- *   fjord-loadgen create  --bootstrap HOST:PORT --topic T --partitions P
+ *   fjord-loadgen create  --bootstrap HOST:PORT --topic T --partitions P [--topic-config KEY=VALUE]...
  *
  * produce: N messages of SIZE bytes, round-robin over P partitions (the topic must exist or be
  * auto-created with P partitions); every message carries its send time, so the delivery report
@@ -24,7 +24,8 @@
  * end-to-end latency from the send time stamped in each message when the producer's clock is the
  * same machine's (CLOCK_MONOTONIC is one clock for every process on a machine). create: creates the
  * topic with P partitions through the admin API (an existing topic is fine), so every broker under
- * test gets the same topic without relying on auto-creation.
+ * test gets the same topic without relying on auto-creation; --topic-config (repeatable) sets a topic
+ * config at creation (e.g. compression.type=lz4).
  *
  * The result is one line of "key=value" pairs (or a JSON object with --json), including the
  * client's own CPU seconds (getrusage), so a reader can see whether the client was the bottleneck.
@@ -59,6 +60,8 @@ typedef struct options {
     int max_in_flight; /* 0: librdkafka's default */
     int stats_interval_ms; /* 0: no statistics */
     int wait_start;
+    const char *topic_configs[16]; /* KEY=VALUE, for create */
+    int topic_config_count;
 } options;
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -421,6 +424,15 @@ static int run_create(const options *o) {
     if (!rk) die("cannot create admin client", err);
     rd_kafka_NewTopic_t *topic = rd_kafka_NewTopic_new(o->topic, o->partitions, 1, err, sizeof err);
     if (!topic) die("bad topic", err);
+    for (int i = 0; i < o->topic_config_count; i++) {
+        char name[256];
+        const char *equals = strchr(o->topic_configs[i], '=');
+        size_t length = equals ? (size_t)(equals - o->topic_configs[i]) : 0;
+        if (!equals || length == 0 || length >= sizeof name) die("--topic-config must be KEY=VALUE", o->topic_configs[i]);
+        memcpy(name, o->topic_configs[i], length);
+        name[length] = 0;
+        if (rd_kafka_NewTopic_set_config(topic, name, equals + 1)) die("bad topic config", o->topic_configs[i]);
+    }
     rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &topic, 1, NULL, queue);
     rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 60000);
@@ -444,7 +456,7 @@ static void usage(void) {
     fprintf(stderr, "usage: fjord-loadgen produce|consume|create --bootstrap HOST:PORT --topic T --messages N "
                     "[--size B] [--partitions P] [--acks -1|0|1] [--compression C] [--linger-ms MS] "
                     "[--duration-s S] [--rate R] [--idempotence 0|1] [--max-in-flight N] [--stats-interval-ms MS] "
-                    "[--wait-start] [--json]\n");
+                    "[--wait-start] [--topic-config KEY=VALUE]... [--json]\n");
     exit(2);
 }
 
@@ -472,6 +484,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--idempotence")) o.idempotence = atoi(v);
         else if (!strcmp(a, "--max-in-flight")) o.max_in_flight = atoi(v);
         else if (!strcmp(a, "--stats-interval-ms")) o.stats_interval_ms = atoi(v);
+        else if (!strcmp(a, "--topic-config")) {
+            if (o.topic_config_count == (int)(sizeof o.topic_configs / sizeof o.topic_configs[0])) usage();
+            o.topic_configs[o.topic_config_count++] = v;
+        }
         else usage();
         i++;
     }

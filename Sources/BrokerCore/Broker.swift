@@ -57,6 +57,16 @@ public struct BrokerConfiguration: Sendable {
     public var offsetsCompactionThresholdRecords: Int = 10_000
     /// Wall-clock milliseconds since the epoch (record timestamps, producer expiry); tests inject one.
     public var clock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+    /// The Kafka names of the configs the operator set (`setStatic`): DescribeConfigs reports them
+    /// as STATIC_BROKER_CONFIG, the others as DEFAULT_CONFIG.
+    public internal(set) var staticConfigNames: Set<String> = []
+    /// Broker configs without a typed field, by Kafka name (`BrokerConfigs.stored`).
+    public internal(set) var untypedConfigs: [String: String] = [:]
+    /// The absolute path of the data directory (DescribeLogDirs' log dir); nil reports "./data".
+    public var logDirectory: String?
+    /// Size and free space of the volume holding the log directory, in bytes (DescribeLogDirs v4);
+    /// the executable measures it, the core does no file-system calls of its own.
+    public var logDirectoryUsage: @Sendable () -> (totalBytes: Int64, usableBytes: Int64)? = { nil }
 
     public init() {}
 }
@@ -72,6 +82,8 @@ public final class Broker: KafkaRequestHandler {
     let storage: StorageEngine
     let registry: TopicRegistry
     let metadata: MetadataManager
+    /// The broker configs in their layers (static, dynamic defaults, this broker's dynamic ones).
+    let configs: BrokerConfigStore
     let groupCoordinator: GroupCoordinator
     let clusterId: String
     let allocator = ByteBufferAllocator()
@@ -87,10 +99,11 @@ public final class Broker: KafkaRequestHandler {
         logger: Logger
     ) async throws -> Broker {
         let registry = TopicRegistry()
+        let configs = BrokerConfigStore(configuration)
         let metadata = try await MetadataManager.open(
             storage: storage,
             registry: registry,
-            configuration: configuration,
+            configs: configs,
             logger: logger
         )
         let groupCoordinator = try await openGroupCoordinator(configuration, storage, registry, metadata, logger)
@@ -100,6 +113,7 @@ public final class Broker: KafkaRequestHandler {
             storage: storage,
             registry: registry,
             metadata: metadata,
+            configs: configs,
             groupCoordinator: groupCoordinator,
             clusterId: metadata.clusterId
         )
@@ -117,6 +131,7 @@ public final class Broker: KafkaRequestHandler {
         storage: StorageEngine,
         registry: TopicRegistry,
         metadata: MetadataManager,
+        configs: BrokerConfigStore,
         groupCoordinator: GroupCoordinator,
         clusterId: String
     ) {
@@ -125,6 +140,7 @@ public final class Broker: KafkaRequestHandler {
         self.storage = storage
         self.registry = registry
         self.metadata = metadata
+        self.configs = configs
         self.groupCoordinator = groupCoordinator
         self.clusterId = clusterId
     }
@@ -173,7 +189,7 @@ public final class Broker: KafkaRequestHandler {
         }
         let retention = repeatEvery(milliseconds: configuration.retentionCheckIntervalMs) { broker in
             await broker.applyRetention()
-            let cutoff = broker.nowMs - broker.configuration.producerIdExpirationMs
+            let cutoff = broker.nowMs - broker.configs.current.effective.producerIdExpirationMs
             for topic in broker.registry.all {
                 for partition in topic.partitions { partition.expireProducers(olderThan: cutoff) }
             }
@@ -352,6 +368,46 @@ public final class Broker: KafkaRequestHandler {
         case .deleteGroups:
             let deleteGroups = try DeleteGroupsRequest(from: &body, version: version)
             return inOrder(request) { await self.handleDeleteGroups(deleteGroups, request) }
+        case .offsetDelete:
+            let offsetDelete = try OffsetDeleteRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleOffsetDelete(offsetDelete, request) }
+        default:
+            return try routeAdmin(request, body: &body)
+        }
+    }
+
+    /// The admin APIs of issue 15: changes (partitions, records, configs) hold the connection's
+    /// order until they are durable; descriptions answer at once.
+    private func routeAdmin(_ request: Request, body: inout ByteBuffer) throws -> RequestReply {
+        let version = request.version
+        switch request.apiKey {
+        case .createPartitions:
+            let create = try CreatePartitionsRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleCreatePartitions(create, request) }
+        case .deleteRecords:
+            let delete = try DeleteRecordsRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleDeleteRecords(delete, request) }
+        case .alterConfigs:
+            let alter = try AlterConfigsRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleAlterConfigs(alter, request) }
+        case .incrementalAlterConfigs:
+            let alter = try IncrementalAlterConfigsRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleIncrementalAlterConfigs(alter, request) }
+        case .describeCluster:
+            let describe = try DescribeClusterRequest(from: &body, version: version)
+            return .now(respond(handleDescribeCluster(describe, request), to: request))
+        case .describeLogDirs:
+            let describe = try DescribeLogDirsRequest(from: &body, version: version)
+            return .now(respond(handleDescribeLogDirs(describe, request), to: request))
+        case .electLeaders:
+            let elect = try ElectLeadersRequest(from: &body, version: version)
+            return .now(respond(handleElectLeaders(elect, request), to: request))
+        case .listPartitionReassignments:
+            let list = try ListPartitionReassignmentsRequest(from: &body, version: version)
+            return .now(respond(handleListPartitionReassignments(list, request), to: request))
+        case .alterPartitionReassignments:
+            let alter = try AlterPartitionReassignmentsRequest(from: &body, version: version)
+            return .now(respond(handleAlterPartitionReassignments(alter, request), to: request))
         default:
             // SupportedApis lists only what is routed here; reaching this is a bug, not bad input.
             preconditionFailure("\(request.apiKey.name) is advertised but not routed")
@@ -414,7 +470,10 @@ enum SupportedApis {
         .describeConfigs, .initProducerId,
         // The classic group protocol (Groups/, Handlers/GroupHandlers.swift).
         .findCoordinator, .joinGroup, .syncGroup, .heartbeat, .leaveGroup, .offsetCommit, .offsetFetch,
-        .describeGroups, .listGroups, .deleteGroups,
+        .describeGroups, .listGroups, .deleteGroups, .offsetDelete,
+        // The admin surface (Handlers/ConfigHandlers, PartitionAdminHandlers, ClusterHandlers).
+        .createPartitions, .deleteRecords, .alterConfigs, .incrementalAlterConfigs, .describeCluster,
+        .describeLogDirs, .electLeaders, .listPartitionReassignments, .alterPartitionReassignments,
     ]
 
     private static let table: [ApiKey: ClosedRange<Int16>] = Dictionary(

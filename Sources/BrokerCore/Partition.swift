@@ -586,6 +586,19 @@ final class Partition: Sendable {
         }
     }
 
+    /// DeleteRecords: moves the log start offset to `offset` (which must not exceed the high
+    /// watermark) through the backend's delete_before, durably on a durable backend, and returns
+    /// the new log start offset (the low watermark). Reads below it answer OFFSET_OUT_OF_RANGE.
+    func deleteRecords(before offset: Int64) async throws -> Int64 {
+        try await log.deleteBefore(offset)
+        // kstore.h: the new start is durable no later than the next completed sync.
+        if isDurable { try await log.sync() }
+        return state.withLock { state in
+            state.logStartOffset = max(state.logStartOffset, min(offset, state.highWatermark))
+            return state.logStartOffset
+        }
+    }
+
     /// Rebuilds idempotent-producer state from the batches at the end of the log, so a producer
     /// retrying a batch it sent before a crash is still answered with the original offset
     /// (Kafka keeps producer snapshots for this; Fjord re-reads the tail). Producers whose last

@@ -36,6 +36,14 @@ public enum KafkaCodegen {
         ("SaslAuthenticate", 0...2),
         ("DeleteRecords", 0...2),
         ("CreatePartitions", 0...3),
+        ("AlterConfigs", 0...2),
+        ("IncrementalAlterConfigs", 0...1),
+        ("DescribeCluster", 0...1),
+        ("DescribeLogDirs", 0...4),
+        ("ElectLeaders", 0...2),
+        ("ListPartitionReassignments", 0...0),
+        ("AlterPartitionReassignments", 0...0),
+        ("OffsetDelete", 0...0),
     ]
 
     /// Header specs and their versions.

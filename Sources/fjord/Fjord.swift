@@ -286,7 +286,50 @@ struct Fjord: AsyncParsableCommand {
         return HostPort(host: self.listen.isWildcard ? "127.0.0.1" : self.listen.host, port: self.listen.port)
     }
 
-    var brokerConfiguration: BrokerConfiguration {
+    /// The Kafka names of the broker settings this command line sets, with their values: the static
+    /// layer of the broker's configs (DescribeConfigs reports them as STATIC_BROKER_CONFIG). Only
+    /// options given on the command line are included; a properties file could add to the same map.
+    func staticBrokerConfigs(given: Set<String>) -> [String: String] {
+        let address = self.advertisedAddress
+        let options: [(option: String, key: String, value: String)] = [
+            ("node-id", "node.id", String(self.nodeId)),
+            ("default-partitions", "num.partitions", String(self.defaultPartitions)),
+            ("auto-create-topics", "auto.create.topics.enable", String(self.autoCreateTopics)),
+            ("message-max-bytes", "message.max.bytes", String(self.messageMaxBytes)),
+            ("log-retention-ms", "log.retention.ms", String(self.logRetentionMs)),
+            ("log-retention-bytes", "log.retention.bytes", String(self.logRetentionBytes)),
+            ("log-segment-bytes", "log.segment.bytes", String(self.logSegmentBytes)),
+            ("retention-check-interval-ms", "log.retention.check.interval.ms", String(self.retentionCheckIntervalMs)),
+            ("group-initial-rebalance-delay-ms", "group.initial.rebalance.delay.ms", String(self.groupInitialRebalanceDelayMs)),
+            ("group-min-session-timeout-ms", "group.min.session.timeout.ms", String(self.groupMinSessionTimeoutMs)),
+            ("group-max-session-timeout-ms", "group.max.session.timeout.ms", String(self.groupMaxSessionTimeoutMs)),
+            ("advertised-listener", "advertised.listeners", "PLAINTEXT://\(address.host):\(address.port)"),
+            ("listen", "listeners", "PLAINTEXT://\(self.listen.host):\(self.listen.port)"),
+            ("data-dir", "log.dirs", Self.absolutePath(self.dataDir)),
+            ("num-io-threads", "num.io.threads", String(self.numIoThreads)),
+            ("max-request-bytes", "socket.request.max.bytes", String(self.maxRequestBytes)),
+            ("idle-timeout-ms", "connections.max.idle.ms", String(self.idleTimeoutMs)),
+            ("max-connections", "max.connections", String(self.maxConnections)),
+            ("max-connections-per-ip", "max.connections.per.ip", self.maxConnectionsPerIP.map(String.init) ?? ""),
+            ("queued-max-request-bytes", "queued.max.request.bytes", String(self.queuedMaxRequestBytes)),
+        ]
+        var configs: [String: String] = [:]
+        for option in options where given.contains(option.option) { configs[option.key] = option.value }
+        if configs["node.id"] != nil { configs["broker.id"] = configs["node.id"] }
+        return configs
+    }
+
+    /// The long options named on the command line (`--name value` or `--name=value`).
+    static func givenOptions(_ arguments: [String]) -> Set<String> {
+        Set(
+            arguments.dropFirst().compactMap { argument in
+                guard argument.hasPrefix("--") else { return nil }
+                return argument.dropFirst(2).split(separator: "=", maxSplits: 1).first.map(String.init)
+            }
+        )
+    }
+
+    func brokerConfiguration(given: Set<String>) throws -> BrokerConfiguration {
         var configuration = BrokerConfiguration()
         configuration.nodeId = self.nodeId
         configuration.advertisedHost = self.advertisedAddress.host
@@ -302,7 +345,21 @@ struct Fjord: AsyncParsableCommand {
         configuration.groupInitialRebalanceDelayMs = self.groupInitialRebalanceDelayMs
         configuration.groupMinSessionTimeoutMs = self.groupMinSessionTimeoutMs
         configuration.groupMaxSessionTimeoutMs = self.groupMaxSessionTimeoutMs
+        try configuration.setStatic(self.staticBrokerConfigs(given: given))
+        let directory = Self.absolutePath(self.dataDir)
+        configuration.logDirectory = directory
+        configuration.logDirectoryUsage = { VolumeUsage.of(directory) }
         return configuration
+    }
+
+    /// `path` made absolute against the working directory (DescribeLogDirs reports absolute paths).
+    static func absolutePath(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        guard let cwd = getcwd(nil, 0) else { return path }
+        defer { free(cwd) }
+        let base = String(cString: cwd)
+        let relative = path.hasPrefix("./") ? String(path.dropFirst(2)) : path
+        return relative.isEmpty || relative == "." ? base : base + "/" + relative
     }
 
     var serverConfiguration: ServerConfiguration {
@@ -360,7 +417,7 @@ struct Fjord: AsyncParsableCommand {
         let broker: any BrokerService
         do {
             broker = try await storage.startBroker(
-                configuration: self.brokerConfiguration,
+                configuration: try self.brokerConfiguration(given: Self.givenOptions(CommandLine.arguments)),
                 logger: Logger(label: "fjord.broker")
             )
         } catch {

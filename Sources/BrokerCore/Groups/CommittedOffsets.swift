@@ -63,6 +63,17 @@ struct CommittedOffsets: Sendable, Equatable {
         return topics
     }
 
+    /// Removes a group's offsets of some partitions (OffsetDelete); returns how many there were.
+    @discardableResult
+    mutating func remove(group: String, partitions: [TopicPartition]) -> Int {
+        guard var offsets = byGroup[group] else { return 0 }
+        var removed = 0
+        for partition in partitions where offsets.removeValue(forKey: partition) != nil { removed += 1 }
+        byGroup[group] = offsets.isEmpty ? nil : offsets
+        count -= removed
+        return removed
+    }
+
     /// Removes every offset of a group; returns how many there were.
     @discardableResult
     mutating func removeGroup(_ group: String) -> Int {
@@ -103,6 +114,8 @@ enum OffsetsLogRecord: Sendable, Equatable {
     case snapshotBegin(id: Int64)
     case snapshotChunk(id: Int64, groups: [GroupOffsets])
     case snapshotEnd(id: Int64, offsetCount: Int64)
+    /// OffsetDelete: the group's offsets of these partitions are gone.
+    case offsetsDeleted(group: String, partitions: [TopicPartition])
 
     static let formatVersion: UInt8 = 1
     /// Offsets per snapshot chunk: bounds one log entry to a few hundred KiB.
@@ -110,6 +123,7 @@ enum OffsetsLogRecord: Sendable, Equatable {
 
     private enum Kind: UInt8 {
         case commit = 1, groupDeleted = 2, snapshotBegin = 3, snapshotChunk = 4, snapshotEnd = 5, topicDeleted = 6
+        case offsetsDeleted = 7
     }
 
     struct DecodeError: Error, CustomStringConvertible {
@@ -121,6 +135,7 @@ enum OffsetsLogRecord: Sendable, Equatable {
         switch self {
         case .commit(let group): group.entries.count
         case .groupDeleted, .topicDeleted: 1
+        case .offsetsDeleted(_, let partitions): partitions.count
         case .snapshotBegin, .snapshotEnd: 0
         case .snapshotChunk(_, let groups): groups.reduce(0) { $0 + $1.entries.count }
         }
@@ -186,6 +201,14 @@ enum OffsetsLogRecord: Sendable, Equatable {
             body.writeInteger(Kind.snapshotEnd.rawValue)
             body.writeInteger(id)
             body.writeInteger(offsetCount)
+        case .offsetsDeleted(let group, let partitions):
+            body.writeInteger(Kind.offsetsDeleted.rawValue)
+            body.writeShortString(group)
+            body.writeInteger(UInt32(partitions.count))
+            for partition in partitions {
+                body.writeShortString(partition.topic)
+                body.writeInteger(partition.partition)
+            }
         }
         var entry = allocator.buffer(capacity: body.readableBytes + 4)
         entry.writeInteger(UInt32(body.readableBytes))
@@ -258,6 +281,18 @@ enum OffsetsLogRecord: Sendable, Equatable {
                 throw truncated
             }
             record = .snapshotEnd(id: id, offsetCount: count)
+        case .offsetsDeleted:
+            guard let group = body.readShortString(), let count = body.readInteger(as: UInt32.self),
+                count <= body.readableBytes
+            else { throw truncated }
+            var partitions: [TopicPartition] = []
+            for _ in 0..<count {
+                guard let topic = body.readShortString(), let partition = body.readInteger(as: Int32.self) else {
+                    throw truncated
+                }
+                partitions.append(TopicPartition(topic: topic, partition: partition))
+            }
+            record = .offsetsDeleted(group: group, partitions: partitions)
         }
         guard body.readableBytes == 0 else {
             throw DecodeError(description: "offsets record of type \(kind) has \(body.readableBytes) trailing bytes")
@@ -313,6 +348,9 @@ struct OffsetsReplay: Sendable {
         case .topicDeleted(let topic):
             staging = nil
             offsets.removeTopic(topic)
+        case .offsetsDeleted(let group, let partitions):
+            staging = nil
+            offsets.remove(group: group, partitions: partitions)
         case .snapshotBegin(let id):
             staging = (id, CommittedOffsets())
         case .snapshotChunk(let id, let groups):

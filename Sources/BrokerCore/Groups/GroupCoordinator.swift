@@ -461,6 +461,29 @@ final class GroupCoordinator: Sendable {
         }
     }
 
+    /// OffsetDelete: the group error and one error per partition; removed offsets are durable
+    /// before this returns.
+    func deleteOffsets(groupId: String, partitions: [TopicPartition]) async
+        -> (error: ErrorCode, partitions: [TopicPartition: ErrorCode])
+    {
+        let (outcome, pending) = locked.withLock {
+            state -> ((error: ErrorCode, partitions: [TopicPartition: ErrorCode]), PendingOffsetsWrite?) in
+            guard !state.isClosed else { return ((.coordinatorNotAvailable, [:]), nil) }
+            let result = state.machine.deleteOffsets(groupId: groupId, partitions: partitions)
+            let pending = result.removed.isEmpty
+                ? nil : submit([.offsetsDeleted(group: groupId, partitions: result.removed)], &state)
+            return ((result.error, result.partitions), pending)
+        }
+        guard let pending else { return outcome }
+        if case .failure(let error) = await pending.wait() {
+            offsetsWriteFailed(pending, error)
+            return (.coordinatorNotAvailable, [:])
+        }
+        logger.info("deleted committed offsets", metadata: ["group": "\(groupId)", "partitions": "\(partitions)"])
+        maybeCompact()
+        return outcome
+    }
+
     /// DeleteGroups: one error per group; deleted groups' offsets are removed durably before this returns.
     func deleteGroups(_ groupIds: [String]) async -> [ErrorCode] {
         let (errors, pending) = locked.withLock { state -> ([ErrorCode], PendingOffsetsWrite?) in
