@@ -85,7 +85,16 @@ extension Broker {
                     sink.deliver(.failure(code, nil))
                     continue
                 }
-                guard let partition = submit(partitionData, to: topic, acks: acks, nowMs: nowMs, sink: sink) else {
+                guard
+                    let partition = submit(
+                        partitionData,
+                        to: topic,
+                        acks: acks,
+                        nowMs: nowMs,
+                        transactionalId: request.transactionalId,
+                        sink: sink
+                    )
+                else {
                     continue
                 }
                 if !sharedSync.contains(where: { $0.0 === partition }) {
@@ -107,6 +116,7 @@ extension Broker {
         to topic: Topic,
         acks: Int16,
         nowMs: Int64,
+        transactionalId: String?,
         sink: AppendSink
     ) -> Partition? {
         guard let partition = topic.partition(partitionData.index) else {
@@ -140,11 +150,13 @@ extension Broker {
             sink.deliver(.failure(ErrorCode(rawValue: error.kafkaErrorCode), error.message))
             return nil
         }
-        if validated.header.isTransactional {
-            sink.deliver(.failure(.invalidRecord, "transactional batches are not supported by Fjord"))
-            return nil
-        }
-        switch partition.submit(batch: records, validated: validated, acks: acks, nowMs: nowMs, sink: sink) {
+        // Only a transactional batch is checked with the transaction coordinator (by the partition,
+        // under its append order); nothing is built for the others.
+        let verifier: (any TransactionVerifier)? =
+            validated.header.isTransactional
+            ? transactionalId.map { ProduceTransactionVerifier(coordinator: transactionCoordinator, transactionalId: $0) }
+            : nil
+        switch partition.submit(batch: records, validated: validated, acks: acks, nowMs: nowMs, sink: sink, verifier: verifier) {
         case .submitted: return nil
         case .awaitsSharedSync: return partition
         }
