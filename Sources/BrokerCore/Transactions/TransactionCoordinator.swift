@@ -231,8 +231,10 @@ final class TransactionCoordinator: Sendable {
     }
 
     /// Aborts every transaction past its timeout, with an epoch bump that fences its producer
-    /// (Kafka's `abortTimedOutTransactions`). Tests with a manual clock call this directly.
-    func tick(firedFor deadline: Int64? = nil) {
+    /// (Kafka's `abortTimedOutTransactions`). Tests with a manual clock call this directly and may
+    /// wait for the returned writes.
+    @discardableResult
+    func tick(firedFor deadline: Int64? = nil) -> [Task<Void, Never>] {
         let due = locked.withLock { state -> [TransactionMetadata] in
             if let deadline, state.timer?.deadline == deadline { state.timer = nil }
             guard !state.isClosed else { return [] }
@@ -240,13 +242,19 @@ final class TransactionCoordinator: Sendable {
             armTimer(&state)
             return due
         }
-        for target in due {
+        return due.map { target in
             logger.info(
                 "aborting a transaction that exceeded its timeout",
                 metadata: ["transactional-id": "\(target.transactionalId)", "timeout-ms": "\(target.timeoutMs)"]
             )
-            Task { _ = await self.write(target) }
+            return Task { _ = await self.write(target) }
         }
+    }
+
+    /// Waits until the markers of the id's decided transaction (if any are being written) are done.
+    func waitForMarkers(transactionalId: String) async {
+        let task = locked.withLock { $0.markerTasks[transactionalId] }
+        await task?.value
     }
 
     /// Forgets transactional ids idle for longer than `transactional.id.expiration.ms`.
