@@ -150,9 +150,11 @@ extension TransactionCoordinator {
         return (failed, aborted)
     }
 
-    /// Submits the markers in partition order — on a storage thread for a blocking backend, where
-    /// produced batches are appended too, so a partition's appends reach the backend in offset
-    /// order — then one shared sync on a shared-sync backend. Returns each partition's transaction
+    /// Submits the markers. On a non-blocking backend right here, in partition order, then one
+    /// shared sync on a shared-sync backend. On a blocking backend each partition's marker is
+    /// submitted from a storage thread — where produced batches are appended too, so a
+    /// partition's appends reach the backend in offset order — one work item per partition, so
+    /// their fdatasyncs run in parallel (`--num-io-threads`). Returns each partition's transaction
     /// first offset (nil where the producer wrote nothing there).
     private func submitMarkers(
         _ partitions: [Partition],
@@ -161,30 +163,39 @@ extension TransactionCoordinator {
         into outcomes: MarkerOutcomes
     ) async -> [Int64?] {
         let nowMs = clock()
-        return await withCheckedContinuation { continuation in
-            let work: @Sendable () -> Void = {
-                var firstOffsets: [Int64?] = []
-                var sharedSync: [(Partition, Int64)] = []
-                for (slot, partition) in partitions.enumerated() {
-                    let (submission, first) = partition.submitMarker(
-                        producerId: decided.producerId,
-                        producerEpoch: decided.producerEpoch,
-                        commit: commit,
-                        nowMs: nowMs,
-                        sink: AppendSink(collector: outcomes, slot: slot)
-                    )
-                    firstOffsets.append(first)
-                    if case .awaitsSharedSync = submission { sharedSync.append((partition, 0)) }
+        let submit: @Sendable (Int, Partition) -> (Partition.Submission, Int64?) = { slot, partition in
+            partition.submitMarker(
+                producerId: decided.producerId,
+                producerEpoch: decided.producerEpoch,
+                commit: commit,
+                nowMs: nowMs,
+                sink: AppendSink(collector: outcomes, slot: slot)
+            )
+        }
+        guard storage.usesBlockingPool else {
+            var firstOffsets: [Int64?] = []
+            var sharedSync: [(Partition, Int64)] = []
+            for (slot, partition) in partitions.enumerated() {
+                let (submission, first) = submit(slot, partition)
+                firstOffsets.append(first)
+                if case .awaitsSharedSync = submission { sharedSync.append((partition, 0)) }
+            }
+            for index in sharedSync.indices { sharedSync[index].1 = sharedSync[index].0.submittedEnd }
+            Partition.submitSharedSync(covering: sharedSync)
+            return firstOffsets
+        }
+        let storage = self.storage
+        return await withTaskGroup(of: (Int, Int64?).self) { group in
+            for (slot, partition) in partitions.enumerated() {
+                group.addTask {
+                    await withCheckedContinuation { continuation in
+                        storage.runOnStorageThread { continuation.resume(returning: (slot, submit(slot, partition).1)) }
+                    }
                 }
-                for index in sharedSync.indices { sharedSync[index].1 = sharedSync[index].0.submittedEnd }
-                Partition.submitSharedSync(covering: sharedSync)
-                continuation.resume(returning: firstOffsets)
             }
-            if storage.usesBlockingPool {
-                storage.runOnStorageThread(work)
-            } else {
-                work()
-            }
+            var firstOffsets = [Int64?](repeating: nil, count: partitions.count)
+            for await (slot, first) in group { firstOffsets[slot] = first }
+            return firstOffsets
         }
     }
 }
