@@ -127,15 +127,26 @@ final class TransactionCoordinator: Sendable {
         return await carryOut(decision)
     }
 
-    /// EndTxn: answered once the decision (PrepareCommit/PrepareAbort) is durable; the markers
-    /// follow in the background, and the transaction's requests get CONCURRENT_TRANSACTIONS
-    /// until they are all written.
+    /// How long EndTxn waits for the markers after the decision is durable (see `endTransaction`).
+    static let endTransactionMarkerWait: Duration = .seconds(2)
+
+    /// EndTxn: decided once PrepareCommit/PrepareAbort is durable — the answer could go out then,
+    /// as Kafka's does, with the markers following in the background and the transaction's next
+    /// requests answered CONCURRENT_TRANSACTIONS until they are written. On one broker the markers
+    /// are local and take a few milliseconds, so the answer waits for them (at most
+    /// `endTransactionMarkerWait`): the producer's next AddPartitionsToTxn then succeeds at once
+    /// instead of after a retry (librdkafka backs off 20 ms), and its committed offsets are
+    /// visible when the commit returns. What the answer means is unchanged: the decision is durable.
     func endTransaction(transactionalId: String, producer: ProducerIdAndEpoch, commit: Bool) async -> ErrorCode {
         let decision = locked.withLock { state -> TransactionDecision in
             guard !state.isClosed else { return .answer(.coordinatorNotAvailable) }
             return state.machine.endTransaction(transactionalId: transactionalId, producer: producer, commit: commit, nowMs: clock())
         }
-        return await carryOut(decision)
+        let error = await carryOut(decision)
+        if case .write = decision, error == .none {
+            await waitForMarkers(transactionalId: transactionalId, atMost: Self.endTransactionMarkerWait)
+        }
+        return error
     }
 
     private func carryOut(_ decision: TransactionDecision) async -> ErrorCode {
@@ -251,10 +262,20 @@ final class TransactionCoordinator: Sendable {
         }
     }
 
-    /// Waits until the markers of the id's decided transaction (if any are being written) are done.
-    func waitForMarkers(transactionalId: String) async {
-        let task = locked.withLock { $0.markerTasks[transactionalId] }
-        await task?.value
+    /// Waits until the markers of the id's decided transaction (if any are being written) are
+    /// done, or at most `limit`.
+    func waitForMarkers(transactionalId: String, atMost limit: Duration? = nil) async {
+        guard let task = locked.withLock({ $0.markerTasks[transactionalId] }) else { return }
+        guard let limit else {
+            await task.value
+            return
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await task.value }
+            group.addTask { try? await Task.sleep(for: limit) }
+            await group.next()
+            group.cancelAll()
+        }
     }
 
     /// Forgets transactional ids idle for longer than `transactional.id.expiration.ms`.
