@@ -55,7 +55,15 @@ public struct BrokerConfiguration: Sendable {
     /// The committed-offsets log is compacted once it holds at least this many offset records (and
     /// twice as many as there are live offsets).
     public var offsetsCompactionThresholdRecords: Int = 10_000
-    /// Wall-clock milliseconds since the epoch (record timestamps, producer expiry); tests inject one.
+    /// `transaction.max.timeout.ms`: the longest transaction timeout a producer may ask for.
+    public var transactionMaxTimeoutMs: Int32 = 900_000
+    /// `transactional.id.expiration.ms`: idle transactional ids are forgotten after this.
+    public var transactionalIdExpirationMs: Int64 = 604_800_000
+    /// The transaction state and aborted-transaction index logs are compacted once they hold at
+    /// least this many entries (and twice as many as are live).
+    public var transactionLogCompactionThresholdEntries: Int = 10_000
+    /// Wall-clock milliseconds since the epoch (record timestamps, producer expiry, transaction
+    /// timeouts); tests inject one.
     public var clock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
     /// The Kafka names of the configs the operator set (`setStatic`): DescribeConfigs reports them
     /// as STATIC_BROKER_CONFIG, the others as DEFAULT_CONFIG.
@@ -85,6 +93,7 @@ public final class Broker: KafkaRequestHandler {
     /// The broker configs in their layers (static, dynamic defaults, this broker's dynamic ones).
     let configs: BrokerConfigStore
     let groupCoordinator: GroupCoordinator
+    let transactionCoordinator: TransactionCoordinator
     let clusterId: String
     let allocator = ByteBufferAllocator()
 
@@ -107,6 +116,14 @@ public final class Broker: KafkaRequestHandler {
             logger: logger
         )
         let groupCoordinator = try await openGroupCoordinator(configuration, storage, registry, metadata, logger)
+        let transactionCoordinator = try await openTransactionCoordinator(
+            configuration,
+            storage,
+            registry,
+            metadata,
+            groupCoordinator,
+            logger
+        )
         let broker = Broker(
             configuration: configuration,
             logger: logger,
@@ -114,7 +131,7 @@ public final class Broker: KafkaRequestHandler {
             registry: registry,
             metadata: metadata,
             configs: configs,
-            groupCoordinator: groupCoordinator,
+            coordinators: (groupCoordinator, transactionCoordinator),
             clusterId: metadata.clusterId
         )
         // A crash between a topic's deletion and its offsets' deletion leaves offsets of a topic
@@ -132,7 +149,7 @@ public final class Broker: KafkaRequestHandler {
         registry: TopicRegistry,
         metadata: MetadataManager,
         configs: BrokerConfigStore,
-        groupCoordinator: GroupCoordinator,
+        coordinators: (groups: GroupCoordinator, transactions: TransactionCoordinator),
         clusterId: String
     ) {
         self.configuration = configuration
@@ -141,7 +158,8 @@ public final class Broker: KafkaRequestHandler {
         self.registry = registry
         self.metadata = metadata
         self.configs = configs
-        self.groupCoordinator = groupCoordinator
+        self.groupCoordinator = coordinators.groups
+        self.transactionCoordinator = coordinators.transactions
         self.clusterId = clusterId
     }
 
@@ -172,6 +190,8 @@ public final class Broker: KafkaRequestHandler {
         maintenance.withLock { tasks in
             for task in tasks { task.cancel() }
         }
+        // Marker writers stop before the partitions they write to close.
+        await transactionCoordinator.close()
         for topic in registry.all {
             for partition in topic.partitions { await partition.close() }
         }
@@ -193,6 +213,8 @@ public final class Broker: KafkaRequestHandler {
             for topic in broker.registry.all {
                 for partition in topic.partitions { partition.expireProducers(olderThan: cutoff) }
             }
+            await broker.transactionCoordinator.expireTransactionalIds()
+            await broker.transactionCoordinator.index.maybeCompact(registry: broker.registry)
         }
         maintenance.withLock { $0 = [flush, retention] }
     }
@@ -343,7 +365,7 @@ public final class Broker: KafkaRequestHandler {
             return .now(respond(handleDescribeConfigs(describe, request), to: request))
         case .initProducerId:
             let initProducerId = try InitProducerIdRequest(from: &body, version: version)
-            return inOrder(request) { await self.handleInitProducerId(initProducerId) }
+            return inOrder(request) { await self.handleInitProducerId(initProducerId, version: version) }
         case .findCoordinator:
             let find = try FindCoordinatorRequest(from: &body, version: version)
             return .now(respond(handleFindCoordinator(find, request), to: request))
@@ -371,6 +393,9 @@ public final class Broker: KafkaRequestHandler {
         case .offsetDelete:
             let offsetDelete = try OffsetDeleteRequest(from: &body, version: version)
             return inOrder(request) { await self.handleOffsetDelete(offsetDelete, request) }
+        case .addPartitionsToTxn, .addOffsetsToTxn, .endTxn, .txnOffsetCommit, .describeTransactions, .listTransactions,
+            .describeProducers:
+            return try routeTransactions(request, body: &body)
         default:
             return try routeAdmin(request, body: &body)
         }
@@ -411,6 +436,37 @@ public final class Broker: KafkaRequestHandler {
         default:
             // SupportedApis lists only what is routed here; reaching this is a bug, not bad input.
             preconditionFailure("\(request.apiKey.name) is advertised but not routed")
+        }
+    }
+
+    /// The transaction APIs: the ones that change a transaction hold the connection's order until
+    /// their change is durable (Kafka handles one request of a connection at a time); the
+    /// descriptions answer at once.
+    private func routeTransactions(_ request: Request, body: inout ByteBuffer) throws -> RequestReply {
+        let version = request.version
+        switch request.apiKey {
+        case .addPartitionsToTxn:
+            let add = try AddPartitionsToTxnRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleAddPartitionsToTxn(add, request) }
+        case .addOffsetsToTxn:
+            let add = try AddOffsetsToTxnRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleAddOffsetsToTxn(add, request) }
+        case .endTxn:
+            let end = try EndTxnRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleEndTxn(end, request) }
+        case .txnOffsetCommit:
+            return handleTxnOffsetCommit(try TxnOffsetCommitRequest(from: &body, version: version), request)
+        case .describeTransactions:
+            let describe = try DescribeTransactionsRequest(from: &body, version: version)
+            return .now(respond(handleDescribeTransactions(describe), to: request))
+        case .listTransactions:
+            let list = try ListTransactionsRequest(from: &body, version: version)
+            return .now(respond(handleListTransactions(list, request), to: request))
+        case .describeProducers:
+            let describe = try DescribeProducersRequest(from: &body, version: version)
+            return .now(respond(handleDescribeProducers(describe), to: request))
+        default:
+            preconditionFailure("\(request.apiKey.name) is not a transaction API")
         }
     }
 
@@ -474,6 +530,9 @@ enum SupportedApis {
         // The admin surface (Handlers/ConfigHandlers, PartitionAdminHandlers, ClusterHandlers).
         .createPartitions, .deleteRecords, .alterConfigs, .incrementalAlterConfigs, .describeCluster,
         .describeLogDirs, .electLeaders, .listPartitionReassignments, .alterPartitionReassignments,
+        // Transactions (Transactions/, Handlers/TransactionHandlers.swift).
+        .addPartitionsToTxn, .addOffsetsToTxn, .endTxn, .txnOffsetCommit, .describeTransactions, .listTransactions,
+        .describeProducers,
     ]
 
     private static let table: [ApiKey: ClosedRange<Int16>] = Dictionary(

@@ -159,6 +159,12 @@ struct Fjord: AsyncParsableCommand {
     @Option(help: "Largest consumer session timeout accepted, in milliseconds (Kafka's group.max.session.timeout.ms).")
     var groupMaxSessionTimeoutMs: Int32 = BrokerConfiguration().groupMaxSessionTimeoutMs
 
+    @Option(help: "Longest transaction timeout a producer may ask for, in milliseconds (Kafka's transaction.max.timeout.ms).")
+    var transactionMaxTimeoutMs: Int32 = BrokerConfiguration().transactionMaxTimeoutMs
+
+    @Option(help: "Forget transactional ids idle for this long, in milliseconds (Kafka's transactional.id.expiration.ms).")
+    var transactionalIdExpirationMs: Int64 = BrokerConfiguration().transactionalIdExpirationMs
+
     /// Parses the command line; a usage error prints one line and exits with status 2 (argument-parser
     /// itself would print the usage screen and exit with 64).
     static func main() async {
@@ -266,6 +272,9 @@ struct Fjord: AsyncParsableCommand {
                     + "--group-max-session-timeout-ms (\(self.groupMaxSessionTimeoutMs))"
             )
         }
+        guard self.transactionMaxTimeoutMs >= 1, self.transactionalIdExpirationMs >= 1 else {
+            throw ValidationError("--transaction-max-timeout-ms and --transactional-id-expiration-ms must be at least 1")
+        }
         // Everything the server checks is covered above; this catches a check added there later.
         do {
             try self.serverConfiguration.validate()
@@ -349,6 +358,8 @@ struct Fjord: AsyncParsableCommand {
         let directory = Self.absolutePath(self.dataDir)
         configuration.logDirectory = directory
         configuration.logDirectoryUsage = { VolumeUsage.of(directory) }
+        configuration.transactionMaxTimeoutMs = self.transactionMaxTimeoutMs
+        configuration.transactionalIdExpirationMs = self.transactionalIdExpirationMs
         return configuration
     }
 

@@ -41,8 +41,8 @@ def _bytes_or_null(value: bytes | None) -> bytes:
 
 
 def record_batch(values, *, producer_id=-1, producer_epoch=-1, base_sequence=-1, base_timestamp=None,
-                 keys=None, base_offset=0) -> bytes:
-    """A RecordBatch v2, uncompressed, one record per value."""
+                 keys=None, base_offset=0, attributes=0) -> bytes:
+    """A RecordBatch v2, uncompressed, one record per value (attributes 0x10: transactional)."""
     ts = int(time.time() * 1000) if base_timestamp is None else base_timestamp
     records = bytearray()
     for i, value in enumerate(values):
@@ -50,7 +50,7 @@ def record_batch(values, *, producer_id=-1, producer_epoch=-1, base_sequence=-1,
         body = (b"\x00" + _varint(0) + _varint(i) + _bytes_or_null(key) + _bytes_or_null(value) + _varint(0))
         records += _varint(len(body)) + body
     count = len(values)
-    after_crc = struct.pack(">hiqqqhii", 0, count - 1, ts, ts, producer_id, producer_epoch, base_sequence, count) + records
+    after_crc = struct.pack(">hiqqqhii", attributes, count - 1, ts, ts, producer_id, producer_epoch, base_sequence, count) + records
     crc = crc32c(after_crc)
     batch_length = 4 + 1 + 4 + len(after_crc)  # leader epoch + magic + crc + rest
     return struct.pack(">qiibI", base_offset, batch_length, 0, 2, crc) + after_crc

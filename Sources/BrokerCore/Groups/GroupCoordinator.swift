@@ -123,7 +123,7 @@ struct GroupClock: Sendable {
 final class GroupCoordinator: Sendable {
     static let logName = "__fjord_group_offsets"
 
-    private struct Writer {
+    struct Writer {
         /// The offset the next append must start at.
         var nextOffset: Int64
         /// Bumped when a write fails and `nextOffset` is re-read from the log.
@@ -135,7 +135,7 @@ final class GroupCoordinator: Sendable {
         var needsSnapshot = false
     }
 
-    private struct Locked {
+    struct Locked {
         var machine: GroupCoordinatorState
         var writer: Writer
         var waiters: [UInt64: GroupReplyWaiter] = [:]
@@ -150,8 +150,10 @@ final class GroupCoordinator: Sendable {
     let offsetsSettings: OffsetsStoreSettings
     private let log: StorageLog
     private let clock: GroupClock
+    var clockNowMs: Int64 { clock.nowMs() }
     private let logger: Logger
-    private let locked: Mutex<Locked>
+    // Internal (not private) for GroupCoordinator+Transactions.swift.
+    let locked: Mutex<Locked>
 
     /// Opens the offsets log, replays it and starts the coordinator.
     static func open(
@@ -533,7 +535,7 @@ final class GroupCoordinator: Sendable {
 
     /// Submits records as consecutive log entries, then a sync. Called under the lock, so entries
     /// reach the log in the order their changes were applied.
-    private func submit(_ records: [OffsetsLogRecord], _ state: inout Locked) -> PendingOffsetsWrite {
+    func submit(_ records: [OffsetsLogRecord], _ state: inout Locked) -> PendingOffsetsWrite {
         let pending = PendingOffsetsWrite(completions: records.count + 1, epoch: state.writer.epoch)
         for record in records {
             let offset = state.writer.nextOffset
@@ -549,7 +551,7 @@ final class GroupCoordinator: Sendable {
 
     /// A write failed: memory may now hold a change the log does not. Re-read where the log ends
     /// (once per failure epoch) and have the next snapshot make log and memory agree again.
-    private func offsetsWriteFailed(_ pending: PendingOffsetsWrite, _ error: StorageError) {
+    func offsetsWriteFailed(_ pending: PendingOffsetsWrite, _ error: StorageError) {
         locked.withLock { state in
             guard state.writer.epoch == pending.epoch else { return }
             state.writer.epoch += 1

@@ -217,17 +217,24 @@ struct GroupCoordinatorState: Sendable {
 
     // MARK: Offsets
 
-    /// Whether an OffsetCommit may store offsets now (nil) or the error for all its partitions.
+    /// Whether an OffsetCommit (or, `isTransactional`, a TxnOffsetCommit) may store offsets now
+    /// (nil) or the error for all its partitions.
     mutating func validateOffsetCommit(
         groupId: String,
         memberId: String,
         groupInstanceId: String?,
         generationId: Int32,
+        isTransactional: Bool = false,
         now: Int64
     )
         -> ErrorCode?
     {
         if !exists(groupId) {
+            if isTransactional {
+                // Kafka creates the group (Empty) for a TxnOffsetCommit; only a member of it could
+                // name a generation or member id.
+                return generationId < 0 && memberId.isEmpty && groupInstanceId == nil ? nil : .unknownMemberId
+            }
             // A commit with a generation (from a group member) for a group this coordinator does
             // not know belongs to an older generation; one without creates a "simple" group.
             return generationId < 0 ? nil : .illegalGeneration
@@ -237,6 +244,7 @@ struct GroupCoordinatorState: Sendable {
             memberId: memberId,
             groupInstanceId: groupInstanceId,
             generationId: generationId,
+            isTransactional: isTransactional,
             now: now
         )
         put(group)
@@ -245,6 +253,17 @@ struct GroupCoordinatorState: Sendable {
 
     mutating func storeOffsets(groupId: String, _ committed: [TopicPartition: CommittedOffset]) {
         offsets.store(group: groupId, committed)
+    }
+
+    /// TxnOffsetCommit: the offsets wait for the producer's transaction to be decided.
+    mutating func storeTransactionalOffsets(groupId: String, producerId: Int64, _ pending: [TopicPartition: CommittedOffset]) {
+        offsets.storePending(group: groupId, producerId: producerId, pending)
+    }
+
+    /// The transaction's marker for this group: its offsets are committed or dropped.
+    mutating func completeTransactionalOffsets(groupId: String, producerId: Int64, commit: Bool) {
+        offsets.completePending(group: groupId, producerId: producerId, commit: commit)
+        if let group = groups[groupId] { put(group) }
     }
 
     /// Removes every group's offsets of a deleted topic; returns how many there were.

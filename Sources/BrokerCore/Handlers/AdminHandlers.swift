@@ -133,24 +133,11 @@ extension Broker {
 
     /// Idempotent producers get a fresh producer id with epoch 0. Kafka does the same for a
     /// non-transactional InitProducerId even when the client names its old id (KIP-360 epoch
-    /// bumps matter only to transactional producers). Transactions are not supported.
-    func handleInitProducerId(_ request: InitProducerIdRequest) async -> InitProducerIdResponse {
-        if request.transactionalId == "" {
-            // Kafka's TransactionCoordinator refuses an empty transactional id.
-            return InitProducerIdResponse(
-                throttleTimeMs: 0,
-                errorCode: ErrorCode.invalidRequest.rawValue,
-                producerId: -1,
-                producerEpoch: -1
-            )
-        }
-        if request.transactionalId != nil {
-            return InitProducerIdResponse(
-                throttleTimeMs: 0,
-                errorCode: ErrorCode.transactionalIdAuthorizationFailed.rawValue,
-                producerId: -1,
-                producerEpoch: -1
-            )
+    /// bumps matter only to transactional producers). Transactional ids go to the transaction
+    /// coordinator (Handlers/TransactionHandlers.swift).
+    func handleInitProducerId(_ request: InitProducerIdRequest, version: Int16) async -> InitProducerIdResponse {
+        if let transactionalId = request.transactionalId {
+            return await handleTransactionalInitProducerId(request, transactionalId: transactionalId, version: version)
         }
         do {
             let producerId = try await metadata.allocateProducerId()

@@ -92,6 +92,7 @@ extension Broker {
                         to: topic,
                         acks: acks,
                         nowMs: nowMs,
+                        transactionalId: request.transactionalId,
                         sink: sink,
                         rewriteBudget: &rewriteBudget
                     )
@@ -117,6 +118,7 @@ extension Broker {
         to topic: Topic,
         acks: Int16,
         nowMs: Int64,
+        transactionalId: String?,
         sink: AppendSink,
         rewriteBudget: inout Int
     ) -> Partition? {
@@ -163,11 +165,13 @@ extension Broker {
             sink.deliver(.failure(ErrorCode(rawValue: error.kafkaErrorCode), error.message))
             return nil
         }
-        if validated.header.isTransactional {
-            sink.deliver(.failure(.invalidRecord, "transactional batches are not supported by Fjord"))
-            return nil
-        }
-        switch partition.submit(batch: stored, validated: validated, acks: acks, nowMs: nowMs, sink: sink) {
+        // Only a transactional batch is checked with the transaction coordinator (by the partition,
+        // under its append order); nothing is built for the others.
+        let verifier: (any TransactionVerifier)? =
+            validated.header.isTransactional
+            ? transactionalId.map { ProduceTransactionVerifier(coordinator: transactionCoordinator, transactionalId: $0) }
+            : nil
+        switch partition.submit(batch: stored, validated: validated, acks: acks, nowMs: nowMs, sink: sink, verifier: verifier) {
         case .submitted: return nil
         case .awaitsSharedSync: return partition
         }
