@@ -30,19 +30,40 @@ let package = Package(
     ],
     targets: [
         // MARK: Storage ABI and backends (C)
+        // The ABI: kstore.h and its own helpers (kstore_status_name, …), whose source lives with the kit
+        // so the host and every backend get them through CKStore alone.
         .target(
             name: "CKStore",
             path: "Backends",
-            exclude: ["memory", "file", "faulty", "uring"],
-            sources: ["abi/kstore_abi.c"],
+            exclude: ["memory", "file", "faulty", "uring", "kit/include"],
+            sources: ["kit/kstore_abi.c"],
             publicHeadersPath: "include",
             cSettings: cSettings
         ),
-        .target(name: "KStoreMemory", dependencies: ["CKStore"], path: "Backends/memory", cSettings: cSettings),
+        // The C every backend shares: error slot, options, data directory, syscalls with one fault hook.
+        .target(
+            name: "KStoreKit",
+            dependencies: ["CKStore"],
+            path: "Backends/kit",
+            exclude: ["kstore_abi.c"],
+            cSettings: cSettings
+        ),
+        .target(name: "KStoreMemory", dependencies: ["CKStore", "KStoreKit"], path: "Backends/memory", cSettings: cSettings),
         // Plain files: segments, sparse indexes, pwrite + fdatasync, CRC-checked recovery.
-        .target(name: "KStoreFile", dependencies: ["CKStore", "CCRC32C"], path: "Backends/file", cSettings: cSettings),
-        // Test-only shim: seeded error injection and a crash model over any backend table.
-        .target(name: "KStoreFaulty", dependencies: ["CKStore"], path: "Backends/faulty", cSettings: cSettings),
+        .target(
+            name: "KStoreFile",
+            dependencies: ["CKStore", "KStoreKit", "CCRC32C"],
+            path: "Backends/file",
+            cSettings: cSettings
+        ),
+        // Test-only shim: seeded error injection (ABI-level and, through the kit's fault hook, I/O-level)
+        // and a crash model over any backend table.
+        .target(
+            name: "KStoreFaulty",
+            dependencies: ["CKStore", "KStoreKit"],
+            path: "Backends/faulty",
+            cSettings: cSettings
+        ),
         // CRC-32C with the CPU's crc32 instruction: shared by KafkaRecords and the durable backends,
         // which may depend on C targets only.
         .target(name: "CCRC32C", cSettings: cSettings),
@@ -172,7 +193,7 @@ let package = Package(
         .testTarget(
             name: "StorageHostTests",
             dependencies: [
-                "StorageHost", "StorageBackends", "CKStore", "KStoreFile", "KStoreFaulty", "KStoreURing",
+                "StorageHost", "StorageBackends", "CKStore", "KStoreKit", "KStoreFile", "KStoreFaulty", "KStoreURing",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -377,13 +377,13 @@ struct kstore_backend {
 typedef const kstore_backend *(*kstore_backend_entry_fn)(void);
 
 /* Returns a static, NUL-terminated name for a status code ("KSTORE_ERR_IO"); "KSTORE_UNKNOWN"
- * for codes outside the list. Implemented once in Backends/abi, shared by host and backends. */
+ * for codes outside the list. Implemented once in Backends/kit/kstore_abi.c, shared by host and backends. */
 const char *kstore_status_name(kstore_status status);
 
 /* Whether retrying the same call can succeed (see the status list). */
 int kstore_status_is_retryable(kstore_status status);
 
-/* Helpers for backends, implemented once in Backends/abi (not members of the tables).
+/* Helpers for backends, implemented once in Backends/kit/kstore_abi.c (not members of the tables).
  *
  * Whether `name` is a valid log name: 1..KSTORE_LOG_NAME_MAX bytes of [A-Za-z0-9._-], not "." or
  * "..". */

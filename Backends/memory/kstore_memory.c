@@ -2,8 +2,8 @@
  * backend and the protocol-overhead baseline.
  *
  * Layout
- *   instance  a mutex-protected array of logs sorted by name (binary search), plus the last-error
- *             buffer under its own mutex. Logs live as long as the instance: closing a log keeps its
+ *   instance  a mutex-protected array of logs sorted by name (binary search), plus the kit's error
+ *             slot for last_error. Logs live as long as the instance: closing a log keeps its
  *             entries, delete_log frees them.
  *   log       entry bytes are copied into large chunks (geometrically growing from
  *             MEM_CHUNK_BYTES_MIN to MEM_CHUNK_BYTES_MAX; an entry larger than that gets a chunk of
@@ -11,6 +11,8 @@
  *             mem_entry per entry, in offset order) is searched by binary search: reads never scan
  *             from the start of the log. Each index record carries a running maximum of the
  *             entries' max timestamps so find_offset_by_time is a binary search too.
+ *   shared    argument checks, result copies, the error slot and list_logs's name list come from
+ *             the kit (Backends/kit), so every backend accepts, refuses and reports alike.
  *   locking   one rwlock per log (writer-preferring so a stream of readers cannot starve appends):
  *             append, truncate_to, delete_before and enforce_retention take it exclusively; read,
  *             state, find_offset_by_time and sync take it shared. Completions are called after the
@@ -18,11 +20,11 @@
  */
 #include "kstore_memory.h"
 
+#include "kstore_kit.h"
+
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,8 +34,6 @@
 #define MEM_CHUNK_BYTES_MAX ((size_t)1024 * 1024)
 /* Initial capacity of a log's offset index, in entries. */
 #define MEM_INDEX_ENTRIES_MIN ((size_t)64)
-/* Size of the per-instance last-error buffer, including the NUL. */
-#define MEM_ERROR_BYTES_MAX ((size_t)512)
 
 typedef struct mem_instance mem_instance;
 
@@ -94,28 +94,13 @@ struct mem_instance {
     size_t log_count;
     size_t log_capacity;
 
-    pthread_mutex_t error_mutex;
-    char error_message[MEM_ERROR_BYTES_MAX];
-    size_t error_length;
+    kstore_kit_error errors;
 };
 
 static const kstore_log_methods mem_log_methods;
 static const kstore_backend mem_backend;
 
 /* MARK: - Helpers */
-
-__attribute__((format(printf, 2, 3))) static void mem_set_error(mem_instance *instance, const char *format,
-                                                                 ...) {
-    char message[MEM_ERROR_BYTES_MAX];
-    va_list arguments;
-    va_start(arguments, format);
-    if (vsnprintf(message, sizeof(message), format, arguments) < 0) message[0] = '\0';
-    va_end(arguments);
-    pthread_mutex_lock(&instance->error_mutex);
-    memcpy(instance->error_message, message, sizeof(message));
-    instance->error_length = strlen(instance->error_message);
-    pthread_mutex_unlock(&instance->error_mutex);
-}
 
 static int64_t mem_max_int64(int64_t a, int64_t b) { return a > b ? a : b; }
 
@@ -254,11 +239,6 @@ static void mem_advance_start(mem_log *log, int64_t offset) {
     }
 }
 
-/* Fields of a host-provided struct that fit its struct_size (kstore.h: "a backend fills only the
- * fields that fit"). */
-#define MEM_FITS(pointer, type, field) \
-    ((size_t)(pointer)->struct_size >= offsetof(type, field) + sizeof(((type *)0)->field))
-
 static void mem_free_log(mem_log *log) {
     for (size_t index = log->chunk_begin; index < log->chunk_end; index++) free(log->chunks[index].bytes);
     free(log->chunks);
@@ -284,54 +264,26 @@ static kstore_status mem_log_append(kstore_log *handle, int64_t first_offset, in
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     mem_log *log = (mem_log *)handle;
     mem_instance *instance = log->instance;
-    if (completion == NULL) {
-        mem_set_error(instance, "append to log '%s': completion is NULL", log->name);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    if (iov == NULL || iov_count == 0) {
-        mem_set_error(instance, "append to log '%s': no iovecs (iov_count %u)", log->name, iov_count);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    size_t total_bytes = 0;
-    for (uint32_t index = 0; index < iov_count; index++) {
-        if (iov[index].len > 0 && iov[index].base == NULL) {
-            mem_set_error(instance, "append to log '%s': iov[%u].base is NULL with length %zu", log->name, index,
-                          iov[index].len);
-            return KSTORE_ERR_INVALID_ARGUMENT;
-        }
-        if (iov[index].len > SIZE_MAX - total_bytes) {
-            mem_set_error(instance, "append to log '%s': total length overflows", log->name);
-            return KSTORE_ERR_INVALID_ARGUMENT;
-        }
-        total_bytes += iov[index].len;
-    }
-    if (total_bytes == 0) {
-        mem_set_error(instance, "append to log '%s': the entry is empty", log->name);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    if (last_offset < first_offset || last_offset == INT64_MAX) {
-        mem_set_error(instance, "append to log '%s': bad offset range [%lld, %lld]", log->name,
-                      (long long)first_offset, (long long)last_offset);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    if (max_timestamp < -1) {
-        mem_set_error(instance, "append to log '%s': max_timestamp %lld is neither -1 nor >= 0", log->name,
-                      (long long)max_timestamp);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
+    const kstore_kit_append append = {first_offset, last_offset, max_timestamp, iov, iov_count, completion};
+    uint64_t checked_bytes = 0;
+    kstore_status invalid = kstore_kit_check_append(&append, SIZE_MAX, log->name, &instance->errors, &checked_bytes);
+    if (invalid != KSTORE_OK) return invalid;
+    size_t total_bytes = (size_t)checked_bytes;
 
     pthread_rwlock_wrlock(&log->lock);
     if (first_offset != log->end_offset) {
         int64_t end_offset = log->end_offset;
         pthread_rwlock_unlock(&log->lock);
-        mem_set_error(instance, "append to log '%s': first_offset %lld does not continue the log (end %lld)",
-                      log->name, (long long)first_offset, (long long)end_offset);
+        kstore_kit_error_set(&instance->errors,
+                             "append to log '%s': first_offset %lld does not continue the log (end %lld)", log->name,
+                             (long long)first_offset, (long long)end_offset);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     mem_chunk *chunk = NULL;
     if (!mem_reserve_entry(log) || (chunk = mem_reserve_bytes(log, total_bytes, first_offset)) == NULL) {
         pthread_rwlock_unlock(&log->lock);
-        mem_set_error(instance, "append to log '%s': out of memory for %zu bytes", log->name, total_bytes);
+        kstore_kit_error_set(&instance->errors, "append to log '%s': out of memory for %zu bytes", log->name,
+                             total_bytes);
         return KSTORE_ERR_NO_MEMORY;
     }
     uint8_t *destination = chunk->bytes + chunk->used_bytes;
@@ -369,10 +321,8 @@ static kstore_status mem_log_read(kstore_log *handle, int64_t offset, int64_t en
                                   uint64_t capacity, kstore_read_result *result) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     mem_log *log = (mem_log *)handle;
-    if (result == NULL || (buf == NULL && capacity > 0)) {
-        mem_set_error(log->instance, "read from log '%s': %s is NULL", log->name, result == NULL ? "result" : "buf");
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
+    kstore_status invalid = kstore_kit_check_read(buf, capacity, result, log->name, &log->instance->errors);
+    if (invalid != KSTORE_OK) return invalid;
 
     uint32_t entry_count = 0;
     uint64_t byte_count = 0;
@@ -380,12 +330,11 @@ static kstore_status mem_log_read(kstore_log *handle, int64_t offset, int64_t en
     uint64_t first_entry_bytes = 0;
 
     pthread_rwlock_rdlock(&log->lock);
-    if (offset < log->start_offset || offset > log->end_offset) {
-        int64_t start_offset = log->start_offset, end_offset = log->end_offset;
+    kstore_status outside =
+        kstore_kit_check_read_offset(offset, log->start_offset, log->end_offset, log->name, &log->instance->errors);
+    if (outside != KSTORE_OK) {
         pthread_rwlock_unlock(&log->lock);
-        mem_set_error(log->instance, "read from log '%s': offset %lld outside [%lld, %lld]", log->name,
-                      (long long)offset, (long long)start_offset, (long long)end_offset);
-        return KSTORE_ERR_OUT_OF_RANGE;
+        return outside;
     }
     if (offset < log->end_offset && offset < end_offset_limit) {
         uint8_t *destination = buf;
@@ -414,20 +363,20 @@ static kstore_status mem_log_read(kstore_log *handle, int64_t offset, int64_t en
     }
     pthread_rwlock_unlock(&log->lock);
 
-    if (MEM_FITS(result, kstore_read_result, entry_count)) result->entry_count = entry_count;
-    if (MEM_FITS(result, kstore_read_result, byte_count)) result->byte_count = byte_count;
-    if (MEM_FITS(result, kstore_read_result, next_offset)) result->next_offset = next_offset;
-    if (MEM_FITS(result, kstore_read_result, first_entry_bytes)) result->first_entry_bytes = first_entry_bytes;
+    kstore_read_result values = {.entry_count = entry_count,
+                                 .byte_count = byte_count,
+                                 .next_offset = next_offset,
+                                 .first_entry_bytes = first_entry_bytes};
+    kstore_kit_put_read_result(result, &values);
     return KSTORE_OK;
 }
 
 static kstore_status mem_log_sync(kstore_log *handle, kstore_completion completion, void *context) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     mem_log *log = (mem_log *)handle;
-    if (completion == NULL) {
-        mem_set_error(log->instance, "sync of log '%s': completion is NULL", log->name);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
+    kstore_status invalid =
+        kstore_kit_require(completion != NULL, "sync", "completion", log->name, &log->instance->errors);
+    if (invalid != KSTORE_OK) return invalid;
     /* Appends complete before they return, so every accepted append is already readable; taking
      * the lock orders this sync after an append running concurrently on another thread. */
     pthread_rwlock_rdlock(&log->lock);
@@ -439,25 +388,20 @@ static kstore_status mem_log_sync(kstore_log *handle, kstore_completion completi
 static kstore_status mem_log_state(kstore_log *handle, kstore_log_state *state) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     mem_log *log = (mem_log *)handle;
-    if (state == NULL) {
-        mem_set_error(log->instance, "state of log '%s': state is NULL", log->name);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
+    kstore_status invalid = kstore_kit_require(state != NULL, "state", "state", log->name, &log->instance->errors);
+    if (invalid != KSTORE_OK) return invalid;
+    kstore_log_state values = {.struct_size = sizeof(kstore_log_state)};
     pthread_rwlock_rdlock(&log->lock);
-    int64_t start_offset = log->start_offset, end_offset = log->end_offset;
-    int64_t max_timestamp =
+    values.start_offset = log->start_offset;
+    values.end_offset = log->end_offset;
+    /* Not durable: what is readable is all there is (kstore.h durable_end_offset). */
+    values.durable_end_offset = log->end_offset;
+    values.max_timestamp =
         log->entry_end > log->entry_begin ? log->entries[log->entry_end - 1].running_max_timestamp : -1;
-    uint64_t byte_count = log->byte_count;
-    uint64_t entry_count = log->entry_end - log->entry_begin;
+    values.byte_count = log->byte_count;
+    values.entry_count = log->entry_end - log->entry_begin;
     pthread_rwlock_unlock(&log->lock);
-
-    if (MEM_FITS(state, kstore_log_state, reserved)) state->reserved = 0;
-    if (MEM_FITS(state, kstore_log_state, start_offset)) state->start_offset = start_offset;
-    if (MEM_FITS(state, kstore_log_state, end_offset)) state->end_offset = end_offset;
-    if (MEM_FITS(state, kstore_log_state, durable_end_offset)) state->durable_end_offset = end_offset;
-    if (MEM_FITS(state, kstore_log_state, max_timestamp)) state->max_timestamp = max_timestamp;
-    if (MEM_FITS(state, kstore_log_state, byte_count)) state->byte_count = byte_count;
-    if (MEM_FITS(state, kstore_log_state, entry_count)) state->entry_count = entry_count;
+    kstore_kit_put_state(state, &values);
     return KSTORE_OK;
 }
 
@@ -478,8 +422,9 @@ static kstore_status mem_log_truncate_to(kstore_log *handle, int64_t offset) {
     if (!boundary) {
         int64_t start_offset = log->start_offset, end_offset = log->end_offset;
         pthread_rwlock_unlock(&log->lock);
-        mem_set_error(log->instance, "truncate_to of log '%s': %lld is not an entry boundary in [%lld, %lld]",
-                      log->name, (long long)offset, (long long)start_offset, (long long)end_offset);
+        kstore_kit_error_set(&log->instance->errors,
+                             "truncate_to of log '%s': %lld is not an entry boundary in [%lld, %lld]", log->name,
+                             (long long)offset, (long long)start_offset, (long long)end_offset);
         return KSTORE_ERR_OUT_OF_RANGE;
     }
     for (size_t removed = index; removed < log->entry_end; removed++) {
@@ -513,8 +458,8 @@ static kstore_status mem_log_delete_before(kstore_log *handle, int64_t offset) {
     if (offset > log->end_offset) {
         int64_t end_offset = log->end_offset;
         pthread_rwlock_unlock(&log->lock);
-        mem_set_error(log->instance, "delete_before of log '%s': %lld is beyond the end %lld", log->name,
-                      (long long)offset, (long long)end_offset);
+        kstore_kit_error_set(&log->instance->errors, "delete_before of log '%s': %lld is beyond the end %lld",
+                             log->name, (long long)offset, (long long)end_offset);
         return KSTORE_ERR_OUT_OF_RANGE;
     }
     mem_advance_start(log, offset);
@@ -526,10 +471,9 @@ static kstore_status mem_log_enforce_retention(kstore_log *handle, int64_t retai
                                                int64_t *new_start_offset) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     mem_log *log = (mem_log *)handle;
-    if (new_start_offset == NULL) {
-        mem_set_error(log->instance, "enforce_retention of log '%s': new_start_offset is NULL", log->name);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
+    kstore_status invalid = kstore_kit_require(new_start_offset != NULL, "enforce_retention", "new_start_offset",
+                                               log->name, &log->instance->errors);
+    if (invalid != KSTORE_OK) return invalid;
     pthread_rwlock_wrlock(&log->lock);
     /* The unit is one entry. Walk from the oldest entry while it must go. */
     uint64_t remaining_bytes = log->byte_count;
@@ -537,7 +481,8 @@ static kstore_status mem_log_enforce_retention(kstore_log *handle, int64_t retai
     while (index < log->entry_end) {
         const mem_entry *entry = &log->entries[index];
         /* An entry without timestamps (-1) never expires by time (kstore.h, enforce_retention). */
-        bool expired = retain_after_timestamp >= 0 && entry->max_timestamp >= 0 && entry->max_timestamp < retain_after_timestamp;
+        bool expired =
+            retain_after_timestamp >= 0 && entry->max_timestamp >= 0 && entry->max_timestamp < retain_after_timestamp;
         bool over_size = retain_bytes >= 0 && remaining_bytes > (uint64_t)retain_bytes;
         bool is_last = index + 1 == log->entry_end;
         /* The entry holding the last offset goes only when it is wholly expired. */
@@ -558,10 +503,9 @@ static kstore_status mem_log_enforce_retention(kstore_log *handle, int64_t retai
 static kstore_status mem_log_find_offset_by_time(kstore_log *handle, int64_t timestamp, int64_t *offset) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     mem_log *log = (mem_log *)handle;
-    if (offset == NULL) {
-        mem_set_error(log->instance, "find_offset_by_time of log '%s': offset is NULL", log->name);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
+    kstore_status invalid =
+        kstore_kit_require(offset != NULL, "find_offset_by_time", "offset", log->name, &log->instance->errors);
+    if (invalid != KSTORE_OK) return invalid;
     pthread_rwlock_rdlock(&log->lock);
     /* First live entry whose running max timestamp reaches `timestamp`: that entry's own max
      * timestamp is the first to reach it. */
@@ -583,8 +527,8 @@ static kstore_status mem_log_find_offset_by_time(kstore_log *handle, int64_t tim
 static kstore_status mem_log_control(kstore_log *handle, int32_t op, void *argument) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     mem_log *log = (mem_log *)handle;
-    mem_set_error(log->instance, "control of log '%s': op %d is not supported by the memory backend", log->name,
-                  (int)op);
+    kstore_kit_error_set(&log->instance->errors, "control of log '%s': op %d is not supported by the memory backend",
+                         log->name, (int)op);
     return KSTORE_ERR_UNSUPPORTED;
 }
 
@@ -605,36 +549,26 @@ static const kstore_log_methods mem_log_methods = {
 
 /* MARK: - Instance members */
 
-static void mem_write_open_error(char *error_message, size_t error_capacity, const char *message) {
-    if (error_message != NULL && error_capacity > 0) snprintf(error_message, error_capacity, "%s", message);
-}
-
 static kstore_status mem_open(const kstore_option *options, uint32_t option_count, kstore_instance **instance,
                               char *error_message, size_t error_capacity) {
     if (instance == NULL) {
-        mem_write_open_error(error_message, error_capacity, "memory backend: instance pointer is NULL");
+        kstore_kit_message(error_message, error_capacity, "memory backend: instance pointer is NULL");
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     *instance = NULL;
-    if (options == NULL && option_count > 0) {
-        mem_write_open_error(error_message, error_capacity, "memory backend: options is NULL");
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    for (uint32_t index = 0; index < option_count; index++) {
-        if (options[index].key == NULL || options[index].value == NULL) {
-            mem_write_open_error(error_message, error_capacity, "memory backend: an option key or value is NULL");
-            return KSTORE_ERR_INVALID_ARGUMENT;
-        }
-        /* The memory backend knows no instance option; "path" and others are ignored. */
-    }
+    /* The memory backend knows no instance option ("path" and others are ignored); the parser still
+     * refuses a NULL array, key or value. */
+    kstore_status status =
+        kstore_kit_parse_options("memory backend", options, option_count, NULL, 0, error_message, error_capacity);
+    if (status != KSTORE_OK) return status;
     mem_instance *created = calloc(1, sizeof(mem_instance));
     if (created == NULL) {
-        mem_write_open_error(error_message, error_capacity, "memory backend: out of memory");
+        kstore_kit_message(error_message, error_capacity, "memory backend: out of memory");
         return KSTORE_ERR_NO_MEMORY;
     }
     created->base.backend = &mem_backend;
     pthread_mutex_init(&created->mutex, NULL);
-    pthread_mutex_init(&created->error_mutex, NULL);
+    kstore_kit_error_init(&created->errors);
     *instance = &created->base;
     return KSTORE_OK;
 }
@@ -645,21 +579,12 @@ static void mem_close(kstore_instance *handle) {
     for (size_t index = 0; index < instance->log_count; index++) mem_free_log(instance->logs[index]);
     free(instance->logs);
     pthread_mutex_destroy(&instance->mutex);
-    pthread_mutex_destroy(&instance->error_mutex);
+    kstore_kit_error_destroy(&instance->errors);
     free(instance);
 }
 
 static size_t mem_last_error(kstore_instance *handle, char *buf, size_t capacity) {
-    if (handle == NULL) {
-        if (buf != NULL && capacity > 0) buf[0] = '\0';
-        return 0;
-    }
-    mem_instance *instance = (mem_instance *)handle;
-    pthread_mutex_lock(&instance->error_mutex);
-    size_t length = instance->error_length;
-    kstore_copy_error(instance->error_message, length, buf, capacity);
-    pthread_mutex_unlock(&instance->error_mutex);
-    return length;
+    return kstore_kit_error_copy(handle == NULL ? NULL : &((mem_instance *)handle)->errors, buf, capacity);
 }
 
 /* Position of `name` in the sorted log array, or where it would be inserted; *found says which.
@@ -714,7 +639,7 @@ static kstore_status mem_open_log(kstore_instance *handle, const char *name, uin
     kstore_status invalid =
         kstore_check_open_log_arguments(name, flags, options, option_count, log_out, message, sizeof(message));
     if (invalid != KSTORE_OK) {
-        mem_set_error(instance, "%s", message);
+        kstore_kit_error_set(&instance->errors, "%s", message);
         return invalid;
     }
     pthread_mutex_lock(&instance->mutex);
@@ -725,28 +650,27 @@ static kstore_status mem_open_log(kstore_instance *handle, const char *name, uin
         log = instance->logs[position];
         if ((flags & KSTORE_OPEN_EXCLUSIVE) != 0) {
             pthread_mutex_unlock(&instance->mutex);
-            mem_set_error(instance, "open_log '%s': the log exists (exclusive create)", name);
+            kstore_kit_error_set(&instance->errors, "open_log '%s': the log exists (exclusive create)", name);
             return KSTORE_ERR_EXISTS;
         }
         if (log->open) {
             pthread_mutex_unlock(&instance->mutex);
-            mem_set_error(instance, "open_log '%s': the log is already open", name);
+            kstore_kit_error_set(&instance->errors, "open_log '%s': the log is already open", name);
             return KSTORE_ERR_BUSY;
         }
     } else {
         if ((flags & KSTORE_OPEN_CREATE) == 0) {
             pthread_mutex_unlock(&instance->mutex);
-            mem_set_error(instance, "open_log '%s': no such log", name);
+            kstore_kit_error_set(&instance->errors, "open_log '%s': no such log", name);
             return KSTORE_ERR_NOT_FOUND;
         }
         if (instance->log_count == instance->log_capacity) {
             size_t capacity = instance->log_capacity == 0 ? 16 : instance->log_capacity * 2;
-            mem_log **logs = capacity <= SIZE_MAX / sizeof(mem_log *)
-                                 ? realloc(instance->logs, capacity * sizeof(mem_log *))
-                                 : NULL;
+            mem_log **logs =
+                capacity <= SIZE_MAX / sizeof(mem_log *) ? realloc(instance->logs, capacity * sizeof(mem_log *)) : NULL;
             if (logs == NULL) {
                 pthread_mutex_unlock(&instance->mutex);
-                mem_set_error(instance, "open_log '%s': out of memory", name);
+                kstore_kit_error_set(&instance->errors, "open_log '%s': out of memory", name);
                 return KSTORE_ERR_NO_MEMORY;
             }
             instance->logs = logs;
@@ -755,7 +679,7 @@ static kstore_status mem_open_log(kstore_instance *handle, const char *name, uin
         log = mem_new_log(instance, name);
         if (log == NULL) {
             pthread_mutex_unlock(&instance->mutex);
-            mem_set_error(instance, "open_log '%s': out of memory", name);
+            kstore_kit_error_set(&instance->errors, "open_log '%s': out of memory", name);
             return KSTORE_ERR_NO_MEMORY;
         }
         memmove(instance->logs + position + 1, instance->logs + position,
@@ -775,7 +699,7 @@ static kstore_status mem_delete_log(kstore_instance *handle, const char *name) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     mem_instance *instance = (mem_instance *)handle;
     if (!kstore_log_name_is_valid(name)) {
-        mem_set_error(instance, "delete_log: invalid log name");
+        kstore_kit_error_set(&instance->errors, "delete_log: invalid log name");
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     pthread_mutex_lock(&instance->mutex);
@@ -783,13 +707,13 @@ static kstore_status mem_delete_log(kstore_instance *handle, const char *name) {
     size_t position = mem_find_log(instance, name, &found);
     if (!found) {
         pthread_mutex_unlock(&instance->mutex);
-        mem_set_error(instance, "delete_log '%s': no such log", name);
+        kstore_kit_error_set(&instance->errors, "delete_log '%s': no such log", name);
         return KSTORE_ERR_NOT_FOUND;
     }
     mem_log *log = instance->logs[position];
     if (log->open) {
         pthread_mutex_unlock(&instance->mutex);
-        mem_set_error(instance, "delete_log '%s': the log is open", name);
+        kstore_kit_error_set(&instance->errors, "delete_log '%s': the log is open", name);
         return KSTORE_ERR_BUSY;
     }
     memmove(instance->logs + position, instance->logs + position + 1,
@@ -804,34 +728,24 @@ static kstore_status mem_list_logs(kstore_instance *handle, kstore_list_callback
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     mem_instance *instance = (mem_instance *)handle;
     if (callback == NULL) {
-        mem_set_error(instance, "list_logs: callback is NULL");
+        kstore_kit_error_set(&instance->errors, "list_logs: callback is NULL");
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     /* Copy the names so the callback runs without the instance mutex held. */
+    kstore_kit_names names = {0};
+    bool failed = false;
     pthread_mutex_lock(&instance->mutex);
-    size_t count = instance->log_count;
-    char **names = count > 0 ? calloc(count, sizeof(char *)) : NULL;
-    bool failed = count > 0 && names == NULL;
-    for (size_t index = 0; !failed && index < count; index++) {
-        names[index] = strdup(instance->logs[index]->name);
-        failed = names[index] == NULL;
+    for (size_t index = 0; !failed && index < instance->log_count; index++) {
+        failed = !kstore_kit_names_add(&names, instance->logs[index]->name);
     }
     pthread_mutex_unlock(&instance->mutex);
-    if (!failed) {
-        for (size_t index = 0; index < count; index++) callback(context, names[index]);
-    }
-    for (size_t index = 0; names != NULL && index < count; index++) free(names[index]);
-    free(names);
-    if (failed) {
-        mem_set_error(instance, "list_logs: out of memory");
-        return KSTORE_ERR_NO_MEMORY;
-    }
-    return KSTORE_OK;
+    return kstore_kit_names_finish(&names, !failed, callback, context, &instance->errors);
 }
 
 static kstore_status mem_control(kstore_instance *handle, int32_t op, void *argument) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
-    mem_set_error((mem_instance *)handle, "control: op %d is not supported by the memory backend", (int)op);
+    kstore_kit_error_set(&((mem_instance *)handle)->errors, "control: op %d is not supported by the memory backend",
+                         (int)op);
     return KSTORE_ERR_UNSUPPORTED;
 }
 

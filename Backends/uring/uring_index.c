@@ -126,7 +126,8 @@ static bool ur_part_recompute(ur_part *part) {
 
 void ur_log_remove_parts(ur_log *log, size_t from, size_t to) {
     for (size_t index = from; index < to; index++) free(log->parts[index].entries);
-    memmove(log->parts + from, log->parts + to, (log->part_count - to) * sizeof(ur_part));
+    /* memmove with a NULL array is undefined even for zero bytes (UBSan reports it). */
+    if (to < log->part_count) memmove(log->parts + from, log->parts + to, (log->part_count - to) * sizeof(ur_part));
     log->part_count -= to - from;
 }
 

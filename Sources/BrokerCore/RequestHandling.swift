@@ -22,10 +22,23 @@ public struct RequestContext: Sendable, Hashable {
     /// 0 for the first frame read from the connection, then +1 per frame, in the order the frames
     /// arrived. The transport calls `handle` once for every sequence number it assigns, in order.
     public var sequence: UInt64
+    /// The connection's share of the broker's response memory (nil: unbounded, for tests). A
+    /// Fetch reserves from it and sizes its response to what it is granted.
+    public var responseBudget: ConnectionBudget?
 
-    public init(connection: ConnectionInfo, sequence: UInt64) {
+    public init(connection: ConnectionInfo, sequence: UInt64, responseBudget: ConnectionBudget? = nil) {
         self.connection = connection
         self.sequence = sequence
+        self.responseBudget = responseBudget
+    }
+
+    public static func == (lhs: RequestContext, rhs: RequestContext) -> Bool {
+        lhs.connection == rhs.connection && lhs.sequence == rhs.sequence
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(connection)
+        hasher.combine(sequence)
     }
 }
 

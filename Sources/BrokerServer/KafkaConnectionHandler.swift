@@ -39,11 +39,27 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
 
     let connection: ConnectionInfo
     private let requestHandler: any KafkaRequestHandler
-    private let maxInFlightRequests: Int
-    private let idleTimeout: TimeAmount
+    private let limits: ConnectionLimits
+    private var maxInFlightRequests: Int { self.limits.maxInFlightRequests }
+    private var idleTimeout: TimeAmount { self.limits.idleTimeout }
     private let logger: Logger
     private let counters: ServerCounters?
     private let mailbox: EventLoopMailbox
+    /// The connection's share of response memory (nil: unbounded).
+    private let responseBudget: ConnectionBudget?
+    /// Bytes of requests read and not answered, over all connections (nil: unbounded).
+    private let requestPool: RequestMemoryPool?
+    /// The server's record of this connection (nil in tests without a server).
+    private let record: ConnectionRecord?
+    /// Bytes of this connection's requests read and not answered (undispatched ones included),
+    /// and each in-flight request's share of it, by slot.
+    private var inFlightRequestBytes = 0
+    private var requestBytes: [Int]
+    private var receivedRequest = false
+    /// When the handler joined the pipeline, on the event loop's clock (virtual in tests).
+    private var acceptedAt = NIODeadline.distantPast
+    /// A re-check of a read held back only by broker-wide memory, which other connections free.
+    private var memoryRecheck: Scheduled<Void>?
 
     private var lifecycle = Lifecycle.open
     /// The sequence number the next started request gets.
@@ -68,27 +84,31 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     private var readPending = false
     private var writable = true
     /// Last time bytes were read or responses were written, for the idle timeout.
-    private var lastActivity = NIODeadline.now()
+    private var lastActivity = NIODeadline.distantPast
     private var idleCheck: Scheduled<Void>?
 
     init(
         connection: ConnectionInfo,
         requestHandler: any KafkaRequestHandler,
-        maxInFlightRequests: Int,
-        idleTimeout: TimeAmount,
+        limits: ConnectionLimits,
         logger: Logger,
         mailbox: EventLoopMailbox,
+        memory: (responses: ConnectionBudget, requests: RequestMemoryPool)? = nil,
+        record: ConnectionRecord? = nil,
         counters: ServerCounters? = nil
     ) {
-        precondition(maxInFlightRequests >= 1, "maxInFlightRequests must be positive")
+        precondition(limits.maxInFlightRequests >= 1, "maxInFlightRequests must be positive")
         self.mailbox = mailbox
         self.connection = connection
         self.requestHandler = requestHandler
-        self.maxInFlightRequests = maxInFlightRequests
-        self.idleTimeout = idleTimeout
+        self.limits = limits
         self.logger = logger
         self.counters = counters
-        self.outcomes = Array(repeating: nil, count: maxInFlightRequests)
+        self.responseBudget = memory?.responses
+        self.requestPool = memory?.requests
+        self.record = record
+        self.outcomes = Array(repeating: nil, count: limits.maxInFlightRequests)
+        self.requestBytes = Array(repeating: 0, count: limits.maxInFlightRequests)
     }
 
     /// Requests started whose outcome has not been written (or skipped) yet.
@@ -101,25 +121,43 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
 
     private var mayRead: Bool {
         self.isAcceptingRequests && self.writable && self.undispatchedFrames.isEmpty
-            && self.inFlightCount < self.maxInFlightRequests
+            && self.inFlightCount < self.maxInFlightRequests && self.memoryAllowsReading
+    }
+
+    /// Memory bounds on reading: this connection's requests in flight and unwritten responses, and
+    /// the broker-wide pools — except that a connection with nothing in flight may always read one
+    /// request, so every client makes progress.
+    private var memoryAllowsReading: Bool {
+        let idle = self.inFlightCount == 0 && self.undispatchedFrames.isEmpty
+        if self.inFlightRequestBytes >= self.limits.maxInFlightRequestBytes && !idle { return false }
+        if let pool = self.requestPool, pool.isExhausted, !idle { return false }
+        if let budget = self.responseBudget, budget.isOverShare, budget.used > 0 || !idle { return false }
+        return true
     }
 
     // MARK: Lifecycle
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.writable = context.channel.isWritable
+        // Times come from the event loop's clock (`EventLoop.now`), so tests can drive them with an
+        // embedded loop's virtual time.
+        self.acceptedAt = context.eventLoop.now
+        self.lastActivity = self.acceptedAt
         if context.channel.isActive {
-            self.scheduleIdleCheck(context: context, deadline: .now() + self.idleTimeout)
+            self.scheduleIdleCheck(context: context, deadline: context.eventLoop.now + self.firstCheckDelay)
         }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        self.lastActivity = .now()
+        self.lastActivity = context.eventLoop.now
         if self.idleCheck == nil {
-            self.scheduleIdleCheck(context: context, deadline: self.lastActivity + self.idleTimeout)
+            self.scheduleIdleCheck(context: context, deadline: self.lastActivity + self.firstCheckDelay)
         }
         context.fireChannelActive()
     }
+
+    /// Until the first request, the first-request deadline comes before the idle timeout.
+    private var firstCheckDelay: TimeAmount { min(self.idleTimeout, self.limits.firstRequestTimeout) }
 
     func channelInactive(context: ChannelHandlerContext) {
         if case .closed = self.lifecycle {
@@ -132,6 +170,10 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         // Release buffers now; handler tasks still running finish and their outcomes are dropped.
         self.undispatchedFrames.removeAll()
         for index in self.outcomes.indices { self.outcomes[index] = nil }
+        self.requestPool?.remove(self.inFlightRequestBytes)
+        self.inFlightRequestBytes = 0
+        self.responseBudget?.close()
+        self.memoryRecheck?.cancel()
         self.logger.debug("\(self.connection) closed")
         self.requestHandler.connectionClosed(self.connection)
         context.fireChannelInactive()
@@ -166,7 +208,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     private func quiesce(context: ChannelHandlerContext) {
         guard case .open = self.lifecycle else { return }
         self.lifecycle = .quiescing
-        self.undispatchedFrames.removeAll()
+        self.dropUndispatchedFrames()
         if self.inFlightCount == 0 {
             self.closeAfterWrites(context: context)
         }
@@ -179,18 +221,26 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
             context.read()
         } else {
             self.readPending = true
+            if !self.memoryAllowsReading { self.scheduleMemoryRecheck(context: context) }
         }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // Frames after a `.close` outcome or during shutdown are never started, so they get no sequence.
         guard self.isAcceptingRequests else { return }
-        self.undispatchedFrames.append(Self.unwrapInboundIn(data))
+        let frame = Self.unwrapInboundIn(data)
+        self.inFlightRequestBytes += frame.readableBytes
+        self.requestPool?.add(frame.readableBytes)
+        if !self.receivedRequest {
+            self.receivedRequest = true
+            self.record?.markReceivedRequest()
+        }
+        self.undispatchedFrames.append(frame)
         self.startUndispatchedRequests(context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        self.lastActivity = .now()
+        self.lastActivity = context.eventLoop.now
         context.fireChannelReadComplete()
     }
 
@@ -214,16 +264,30 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
             }
         }
         while self.isAcceptingRequests, self.orderHeldBy == nil, self.inFlightCount < self.maxInFlightRequests,
+            !(self.responseBudget?.isOverShare ?? false) || self.responseBudget?.used == 0,
             let frame = self.undispatchedFrames.popFirst()
         {
             self.startRequest(frame: frame, context: context)
         }
     }
 
+    /// Frames that will never be started (shutdown, a close outcome): their bytes are free again.
+    private func dropUndispatchedFrames() {
+        let bytes = self.undispatchedFrames.reduce(0) { $0 + $1.readableBytes }
+        self.undispatchedFrames.removeAll()
+        self.inFlightRequestBytes -= bytes
+        self.requestPool?.remove(bytes)
+    }
+
     private func startRequest(frame: ByteBuffer, context: ChannelHandlerContext) {
         let sequence = self.nextSequence
         self.nextSequence += 1
-        let requestContext = RequestContext(connection: self.connection, sequence: sequence)
+        self.requestBytes[self.slot(for: sequence)] = frame.readableBytes
+        let requestContext = RequestContext(
+            connection: self.connection,
+            sequence: sequence,
+            responseBudget: self.responseBudget
+        )
         // Run to completion here: the core decodes, validates and submits on this event loop.
         let reply = self.requestHandler.handle(frame: frame, context: requestContext)
         self.counters?.requestHandled()
@@ -272,6 +336,38 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         if self.readPending && self.mayRead {
             self.readPending = false
             context.read()
+        } else if (self.readPending || !self.undispatchedFrames.isEmpty) && !self.memoryAllowsReading {
+            self.scheduleMemoryRecheck(context: context)
+        }
+    }
+
+    /// Writes a response, charged to the connection's response memory until the socket took it.
+    private func write(_ response: ByteBuffer, context: ChannelHandlerContext) {
+        guard let budget = self.responseBudget else {
+            context.write(Self.wrapOutboundOut(response), promise: nil)
+            return
+        }
+        let bytes = response.readableBytes
+        budget.charge(bytes)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.write(Self.wrapOutboundOut(response), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in
+            budget.release(bytes)
+            guard case .open = self.lifecycle else { return }
+            self.startUndispatchedRequests(context: context)
+            self.resumeReadingIfAllowed(context: context)
+        }
+    }
+
+    /// Broker-wide memory is freed by other connections, which do not tell this one: look again
+    /// shortly while a read is held back for it.
+    private func scheduleMemoryRecheck(context: ChannelHandlerContext) {
+        guard self.memoryRecheck == nil else { return }
+        self.memoryRecheck = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(10)) {
+            self.memoryRecheck = nil
+            guard case .open = self.lifecycle else { return }
+            self.startUndispatchedRequests(context: context)
+            self.resumeReadingIfAllowed(context: context)
         }
     }
 
@@ -291,11 +387,15 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         if case .close = outcome, sequence < (self.closeSequence ?? .max) {
             // Stop starting new requests right away; the close itself happens in order.
             self.closeSequence = sequence
-            self.undispatchedFrames.removeAll()
+            self.dropUndispatchedFrames()
         }
         let slot = self.slot(for: sequence)
         precondition(self.outcomes[slot] == nil, "two outcomes for sequence \(sequence)")
         self.outcomes[slot] = outcome
+        // The core is done with the request's bytes.
+        self.inFlightRequestBytes -= self.requestBytes[slot]
+        self.requestPool?.remove(self.requestBytes[slot])
+        self.requestBytes[slot] = 0
         self.writeReadyOutcomes(context: context)
     }
 
@@ -310,7 +410,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
             self.nextSequenceToWrite += 1
             switch outcome {
             case .respond(let response):
-                context.write(Self.wrapOutboundOut(response), promise: nil)
+                self.write(response, context: context)
                 wroteResponse = true
             case .noResponse:
                 break
@@ -321,7 +421,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
             }
         }
         if wroteResponse {
-            self.lastActivity = .now()
+            self.lastActivity = context.eventLoop.now
             if self.dispatching {
                 self.flushPending = true
             } else {
@@ -346,8 +446,8 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         case .closing, .closed:
             return
         }
-        self.lifecycle = .closing(since: .now())
-        self.undispatchedFrames.removeAll()
+        self.lifecycle = .closing(since: context.eventLoop.now)
+        self.dropUndispatchedFrames()
         // An empty write completes after every write queued before it, so its promise tells when the
         // earlier responses are out.
         let written = context.eventLoop.makePromise(of: Void.self)
@@ -373,7 +473,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     /// timeout and has no request in flight (a long poll is traffic still to come, not idleness).
     /// A connection stuck in `closing` (its peer stopped reading) is also closed after the timeout.
     private func checkIdle(context: ChannelHandlerContext) {
-        let now = NIODeadline.now()
+        let now = context.eventLoop.now
         switch self.lifecycle {
         case .closed:
             self.idleCheck = nil
@@ -387,6 +487,20 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
             }
             self.scheduleIdleCheck(context: context, deadline: since + self.idleTimeout)
         case .open, .quiescing:
+            let firstRequestDeadline = self.acceptedAt + self.limits.firstRequestTimeout
+            if !self.receivedRequest {
+                let idleDeadline = self.lastActivity + self.idleTimeout
+                if now >= firstRequestDeadline || now >= idleDeadline {
+                    self.logger.debug(
+                        "closing \(self.connection): no complete request within \(self.limits.firstRequestTimeout)"
+                    )
+                    self.idleCheck = nil
+                    context.close(promise: nil)
+                    return
+                }
+                self.scheduleIdleCheck(context: context, deadline: min(firstRequestDeadline, idleDeadline))
+                return
+            }
             let idleSince = self.lastActivity
             if self.inFlightCount == 0, self.undispatchedFrames.isEmpty, now - idleSince >= self.idleTimeout {
                 self.logger.debug("closing idle \(self.connection) (no traffic for \(self.idleTimeout))")

@@ -10,10 +10,18 @@ public struct ServerStatistics: Sendable, Hashable {
     public var openConnections: Int = 0
     /// Connections accepted and served since start.
     public var acceptedConnections: Int = 0
-    /// Connections closed at once because `maxConnections` were open (or the server was shutting down).
+    /// Connections closed at once because `maxConnections` (or `maxConnectionsPerIP`) were open,
+    /// or the server was shutting down.
     public var refusedConnections: Int = 0
+    /// Connections that had not sent a complete request, closed to make room for a new one at
+    /// `maxConnections`.
+    public var evictedConnections: Int = 0
     /// Requests whose `handle` call has returned.
     public var requestsHandled: Int = 0
+    /// Bytes of responses built and not yet written (or reserved by a Fetch), over all connections.
+    public var responseMemoryBytes: Int = 0
+    /// Bytes of requests read and not yet answered, over all connections.
+    public var requestMemoryBytes: Int = 0
 
     public init() {}
 }
@@ -35,6 +43,8 @@ public final class KafkaServer: Sendable {
     private let group: any EventLoopGroup
     private let counters = ServerCounters()
     private let mailboxes = EventLoopMailboxes()
+    private let responseMemory: ResponseMemoryPool
+    private let requestMemory: RequestMemoryPool
     private let state = NIOLockedValueBox(State())
 
     private enum Lifecycle {
@@ -45,7 +55,9 @@ public final class KafkaServer: Sendable {
         var lifecycle = Lifecycle.idle
         var serverChannel: (any Channel)?
         /// Open connections by connection id, so shutdown can reach every one.
-        var connections: [UInt64: any Channel] = [:]
+        var connections: [UInt64: ConnectionRecord] = [:]
+        /// Open connections per peer address (`maxConnectionsPerIP`).
+        var connectionsPerHost: [String: Int] = [:]
         var nextConnectionID: UInt64 = 1
         /// Rate limit for the "connection refused" warning.
         var lastRefusalWarning = NIODeadline.distantPast
@@ -68,12 +80,16 @@ public final class KafkaServer: Sendable {
         self.handler = handler
         self.logger = logger
         self.group = group
+        self.responseMemory = ResponseMemoryPool(limitBytes: max(1, configuration.maxResponseMemoryBytes))
+        self.requestMemory = RequestMemoryPool(limitBytes: max(1, configuration.queuedMaxRequestBytes))
     }
 
     /// A snapshot of the counters.
     public var statistics: ServerStatistics {
         var statistics = self.counters.snapshot
         statistics.openConnections = self.state.withLockedValue { $0.connections.count }
+        statistics.responseMemoryBytes = self.responseMemory.used
+        statistics.requestMemoryBytes = self.requestMemory.used
         return statistics
     }
 
@@ -162,7 +178,7 @@ public final class KafkaServer: Sendable {
             case .running:
                 // From here on `initializeConnection` refuses every new connection.
                 state.lifecycle = .shuttingDown
-                return (state.serverChannel, Array(state.connections.values))
+                return (state.serverChannel, state.connections.values.map(\.channel))
             }
         }
         guard let serverChannel else { return }
@@ -214,73 +230,114 @@ public final class KafkaServer: Sendable {
     // MARK: Connections
 
     private enum Admission {
-        case admitted(UInt64)
-        case refused(openConnections: Int, warn: Bool, suppressedWarnings: Int)
+        case admitted(ConnectionRecord, evicted: ConnectionRecord?)
+        case refused(reason: String, warn: Bool, suppressedWarnings: Int)
     }
 
     /// Runs on the new connection's event loop before it is registered.
     private func initializeConnection(_ channel: any Channel) -> EventLoopFuture<Void> {
-        let limit = self.configuration.maxConnections
-        let admission = self.state.withLockedValue { state -> Admission in
-            let running: Bool
-            if case .running = state.lifecycle { running = true } else { running = false }
-            guard running, state.connections.count < limit else {
-                let now = NIODeadline.now()
-                let warn = now - state.lastRefusalWarning >= Self.refusalWarningInterval
-                let suppressed = state.refusalsSinceWarning
-                if warn {
-                    state.lastRefusalWarning = now
-                    state.refusalsSinceWarning = 0
-                } else {
-                    state.refusalsSinceWarning += 1
-                }
-                return .refused(
-                    openConnections: state.connections.count,
-                    warn: warn && running,
-                    suppressedWarnings: suppressed
-                )
-            }
-            let id = state.nextConnectionID
-            state.nextConnectionID += 1
-            state.connections[id] = channel
-            return .admitted(id)
-        }
         let peer = hostAndPort(channel.remoteAddress)
+        let host = channel.remoteAddress?.ipAddress ?? peer
+        let admission = self.state.withLockedValue { state in self.admit(channel, host: host, &state) }
 
         switch admission {
-        case .refused(let openConnections, let warn, let suppressed):
+        case .refused(let reason, let warn, let suppressed):
             self.counters.connectionRefused()
             if warn {
                 let more = suppressed > 0 ? " (\(suppressed) more refused since the last warning)" : ""
-                self.logger.warning(
-                    "refusing connection from \(peer): \(openConnections) connections open, the limit is \(limit)\(more)"
-                )
+                self.logger.warning("refusing connection from \(peer): \(reason)\(more)")
             }
             // Failing the initializer makes NIO close the accepted socket.
             return channel.eventLoop.makeFailedFuture(ConnectionRefused())
 
-        case .admitted(let id):
+        case .admitted(let record, let evicted):
             self.counters.connectionAccepted()
-            channel.closeFuture.whenComplete { _ in
-                _ = self.state.withLockedValue { $0.connections.removeValue(forKey: id) }
+            if let evicted {
+                self.counters.connectionEvicted()
+                self.logger.info(
+                    "closing connection \(evicted.id) from \(evicted.host), which sent no request yet, to admit one from \(peer): \(self.configuration.maxConnections) connections open"
+                )
+                evicted.channel.close(promise: nil)
             }
-            let connection = ConnectionInfo(id: id, remoteAddress: peer)
+            channel.closeFuture.whenComplete { _ in
+                self.state.withLockedValue { state in
+                    guard state.connections.removeValue(forKey: record.id) != nil else { return }
+                    let remaining = (state.connectionsPerHost[record.host] ?? 1) - 1
+                    state.connectionsPerHost[record.host] = remaining > 0 ? remaining : nil
+                }
+            }
+            let connection = ConnectionInfo(id: record.id, remoteAddress: peer)
             self.logger.debug("accepted \(connection)")
+            let budget = ConnectionBudget(
+                pool: self.responseMemory,
+                limitBytes: max(1, self.configuration.maxResponseMemoryBytesPerConnection)
+            )
             return channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandlers(
                     ByteToMessageHandler(KafkaFrameDecoder(maxFrameBytes: self.configuration.maxFrameBytes)),
                     KafkaConnectionHandler(
                         connection: connection,
                         requestHandler: self.handler,
-                        maxInFlightRequests: self.configuration.maxInFlightRequestsPerConnection,
-                        idleTimeout: TimeAmount(self.configuration.idleTimeout),
+                        limits: ConnectionLimits(self.configuration),
                         logger: self.logger,
                         mailbox: self.mailboxes.mailbox(for: channel.eventLoop),
+                        memory: (budget, self.requestMemory),
+                        record: record,
                         counters: self.counters
                     )
                 )
             }
         }
+    }
+
+    /// Decides whether a new connection is served: the server must be running, its address under
+    /// `maxConnectionsPerIP`, and the server under `maxConnections` — or able to make room by
+    /// closing the oldest connection that has not sent a complete request.
+    private func admit(_ channel: any Channel, host: String, _ state: inout State) -> Admission {
+        func refuse(_ reason: String, warnable: Bool) -> Admission {
+            let now = NIODeadline.now()
+            let warn = now - state.lastRefusalWarning >= Self.refusalWarningInterval
+            let suppressed = state.refusalsSinceWarning
+            if warn {
+                state.lastRefusalWarning = now
+                state.refusalsSinceWarning = 0
+            } else {
+                state.refusalsSinceWarning += 1
+            }
+            return .refused(reason: reason, warn: warn && warnable, suppressedWarnings: suppressed)
+        }
+        guard case .running = state.lifecycle else { return refuse("the server is not running", warnable: false) }
+        let fromHost = state.connectionsPerHost[host] ?? 0
+        guard fromHost < self.configuration.maxConnectionsPerIP else {
+            return refuse(
+                "\(fromHost) connections open from \(host), the limit is \(self.configuration.maxConnectionsPerIP) "
+                    + "(max.connections.per.ip)",
+                warnable: true
+            )
+        }
+        var evicted: ConnectionRecord?
+        if state.connections.count >= self.configuration.maxConnections {
+            guard
+                let victim = state.connections.values.filter({ !$0.hasReceivedRequest }).min(by: {
+                    $0.acceptedAt < $1.acceptedAt
+                })
+            else {
+                return refuse(
+                    "\(state.connections.count) connections open, the limit is \(self.configuration.maxConnections)",
+                    warnable: true
+                )
+            }
+            state.connections.removeValue(forKey: victim.id)
+            let remaining = (state.connectionsPerHost[victim.host] ?? 1) - 1
+            state.connectionsPerHost[victim.host] = remaining > 0 ? remaining : nil
+            evicted = victim
+        }
+        let id = state.nextConnectionID
+        state.nextConnectionID += 1
+        let record = ConnectionRecord(id: id, host: host, channel: channel, acceptedAt: .now())
+        state.connections[id] = record
+        state.connectionsPerHost[host, default: 0] += 1
+        return .admitted(record, evicted: evicted)
     }
 }
 
@@ -330,6 +387,7 @@ final class ServerCounters: Sendable {
 
     func connectionAccepted() { self.statistics.withLockedValue { $0.acceptedConnections += 1 } }
     func connectionRefused() { self.statistics.withLockedValue { $0.refusedConnections += 1 } }
+    func connectionEvicted() { self.statistics.withLockedValue { $0.evictedConnections += 1 } }
     func requestHandled() { self.statistics.withLockedValue { $0.requestsHandled += 1 } }
 }
 

@@ -77,8 +77,41 @@ struct Fjord: AsyncParsableCommand {
     @Option(help: "Close connections idle this long, in milliseconds (Kafka's connections.max.idle.ms).")
     var idleTimeoutMs: Int64 = 600_000
 
-    @Option(help: "Open connections allowed at once; more are closed as they arrive.")
+    @Option(
+        help: """
+            Open connections allowed at once. At the limit a new connection replaces the oldest one \
+            that has not sent a complete request yet; otherwise it is closed.
+            """
+    )
     var maxConnections: Int = ServerConfiguration().maxConnections
+
+    @Option(
+        name: .customLong("max-connections-per-ip"),
+        help: "Open connections allowed from one address (Kafka's max.connections.per.ip; default: unlimited)."
+    )
+    var maxConnectionsPerIP: Int?
+
+    @Option(help: "Close a new connection that sends no complete request within this many milliseconds.")
+    var firstRequestTimeoutMs: Int64 = 10_000
+
+    @Option(
+        help: """
+            Bytes of requests read but not answered, over all connections, before reading stops \
+            (Kafka's queued.max.request.bytes).
+            """
+    )
+    var queuedMaxRequestBytes: Int = ServerConfiguration().queuedMaxRequestBytes
+
+    @Option(
+        help: """
+            Bytes of responses built but not yet written, over all connections; Fetch sizes its \
+            responses to what is left.
+            """
+    )
+    var maxResponseMemoryBytes: Int = ServerConfiguration().maxResponseMemoryBytes
+
+    @Option(help: "The same bound for one connection; above it the connection is not read until it drains.")
+    var maxResponseMemoryBytesPerConnection: Int = ServerConfiguration().maxResponseMemoryBytesPerConnection
 
     @Option(
         name: .customLong("backend-option"),
@@ -125,6 +158,12 @@ struct Fjord: AsyncParsableCommand {
 
     @Option(help: "Largest consumer session timeout accepted, in milliseconds (Kafka's group.max.session.timeout.ms).")
     var groupMaxSessionTimeoutMs: Int32 = BrokerConfiguration().groupMaxSessionTimeoutMs
+
+    @Option(help: "Longest transaction timeout a producer may ask for, in milliseconds (Kafka's transaction.max.timeout.ms).")
+    var transactionMaxTimeoutMs: Int32 = BrokerConfiguration().transactionMaxTimeoutMs
+
+    @Option(help: "Forget transactional ids idle for this long, in milliseconds (Kafka's transactional.id.expiration.ms).")
+    var transactionalIdExpirationMs: Int64 = BrokerConfiguration().transactionalIdExpirationMs
 
     /// Parses the command line; a usage error prints one line and exits with status 2 (argument-parser
     /// itself would print the usage screen and exit with 64).
@@ -211,6 +250,14 @@ struct Fjord: AsyncParsableCommand {
         guard self.maxConnections >= 1 else {
             throw ValidationError("--max-connections must be at least 1, got \(self.maxConnections)")
         }
+        guard (self.maxConnectionsPerIP ?? 1) >= 1, self.firstRequestTimeoutMs >= 1, self.queuedMaxRequestBytes >= 1,
+            self.maxResponseMemoryBytes >= 1, self.maxResponseMemoryBytesPerConnection >= 1
+        else {
+            throw ValidationError(
+                "--max-connections-per-ip, --first-request-timeout-ms, --queued-max-request-bytes and the "
+                    + "--max-response-memory-bytes options must be at least 1"
+            )
+        }
         guard (1...1024).contains(self.numIoThreads) else {
             throw ValidationError("--num-io-threads must be in 1...1024, got \(self.numIoThreads)")
         }
@@ -224,6 +271,9 @@ struct Fjord: AsyncParsableCommand {
                 "--group-min-session-timeout-ms (\(self.groupMinSessionTimeoutMs)) must be at least 1 and at most "
                     + "--group-max-session-timeout-ms (\(self.groupMaxSessionTimeoutMs))"
             )
+        }
+        guard self.transactionMaxTimeoutMs >= 1, self.transactionalIdExpirationMs >= 1 else {
+            throw ValidationError("--transaction-max-timeout-ms and --transactional-id-expiration-ms must be at least 1")
         }
         // Everything the server checks is covered above; this catches a check added there later.
         do {
@@ -245,7 +295,50 @@ struct Fjord: AsyncParsableCommand {
         return HostPort(host: self.listen.isWildcard ? "127.0.0.1" : self.listen.host, port: self.listen.port)
     }
 
-    var brokerConfiguration: BrokerConfiguration {
+    /// The Kafka names of the broker settings this command line sets, with their values: the static
+    /// layer of the broker's configs (DescribeConfigs reports them as STATIC_BROKER_CONFIG). Only
+    /// options given on the command line are included; a properties file could add to the same map.
+    func staticBrokerConfigs(given: Set<String>) -> [String: String] {
+        let address = self.advertisedAddress
+        let options: [(option: String, key: String, value: String)] = [
+            ("node-id", "node.id", String(self.nodeId)),
+            ("default-partitions", "num.partitions", String(self.defaultPartitions)),
+            ("auto-create-topics", "auto.create.topics.enable", String(self.autoCreateTopics)),
+            ("message-max-bytes", "message.max.bytes", String(self.messageMaxBytes)),
+            ("log-retention-ms", "log.retention.ms", String(self.logRetentionMs)),
+            ("log-retention-bytes", "log.retention.bytes", String(self.logRetentionBytes)),
+            ("log-segment-bytes", "log.segment.bytes", String(self.logSegmentBytes)),
+            ("retention-check-interval-ms", "log.retention.check.interval.ms", String(self.retentionCheckIntervalMs)),
+            ("group-initial-rebalance-delay-ms", "group.initial.rebalance.delay.ms", String(self.groupInitialRebalanceDelayMs)),
+            ("group-min-session-timeout-ms", "group.min.session.timeout.ms", String(self.groupMinSessionTimeoutMs)),
+            ("group-max-session-timeout-ms", "group.max.session.timeout.ms", String(self.groupMaxSessionTimeoutMs)),
+            ("advertised-listener", "advertised.listeners", "PLAINTEXT://\(address.host):\(address.port)"),
+            ("listen", "listeners", "PLAINTEXT://\(self.listen.host):\(self.listen.port)"),
+            ("data-dir", "log.dirs", Self.absolutePath(self.dataDir)),
+            ("num-io-threads", "num.io.threads", String(self.numIoThreads)),
+            ("max-request-bytes", "socket.request.max.bytes", String(self.maxRequestBytes)),
+            ("idle-timeout-ms", "connections.max.idle.ms", String(self.idleTimeoutMs)),
+            ("max-connections", "max.connections", String(self.maxConnections)),
+            ("max-connections-per-ip", "max.connections.per.ip", self.maxConnectionsPerIP.map(String.init) ?? ""),
+            ("queued-max-request-bytes", "queued.max.request.bytes", String(self.queuedMaxRequestBytes)),
+        ]
+        var configs: [String: String] = [:]
+        for option in options where given.contains(option.option) { configs[option.key] = option.value }
+        if configs["node.id"] != nil { configs["broker.id"] = configs["node.id"] }
+        return configs
+    }
+
+    /// The long options named on the command line (`--name value` or `--name=value`).
+    static func givenOptions(_ arguments: [String]) -> Set<String> {
+        Set(
+            arguments.dropFirst().compactMap { argument in
+                guard argument.hasPrefix("--") else { return nil }
+                return argument.dropFirst(2).split(separator: "=", maxSplits: 1).first.map(String.init)
+            }
+        )
+    }
+
+    func brokerConfiguration(given: Set<String>) throws -> BrokerConfiguration {
         var configuration = BrokerConfiguration()
         configuration.nodeId = self.nodeId
         configuration.advertisedHost = self.advertisedAddress.host
@@ -261,7 +354,23 @@ struct Fjord: AsyncParsableCommand {
         configuration.groupInitialRebalanceDelayMs = self.groupInitialRebalanceDelayMs
         configuration.groupMinSessionTimeoutMs = self.groupMinSessionTimeoutMs
         configuration.groupMaxSessionTimeoutMs = self.groupMaxSessionTimeoutMs
+        try configuration.setStatic(self.staticBrokerConfigs(given: given))
+        let directory = Self.absolutePath(self.dataDir)
+        configuration.logDirectory = directory
+        configuration.logDirectoryUsage = { VolumeUsage.of(directory) }
+        configuration.transactionMaxTimeoutMs = self.transactionMaxTimeoutMs
+        configuration.transactionalIdExpirationMs = self.transactionalIdExpirationMs
         return configuration
+    }
+
+    /// `path` made absolute against the working directory (DescribeLogDirs reports absolute paths).
+    static func absolutePath(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        guard let cwd = getcwd(nil, 0) else { return path }
+        defer { free(cwd) }
+        let base = String(cString: cwd)
+        let relative = path.hasPrefix("./") ? String(path.dropFirst(2)) : path
+        return relative.isEmpty || relative == "." ? base : base + "/" + relative
     }
 
     var serverConfiguration: ServerConfiguration {
@@ -272,6 +381,11 @@ struct Fjord: AsyncParsableCommand {
         configuration.maxInFlightRequestsPerConnection = self.maxInFlightRequests
         configuration.idleTimeout = .milliseconds(self.idleTimeoutMs)
         configuration.maxConnections = self.maxConnections
+        configuration.maxConnectionsPerIP = self.maxConnectionsPerIP ?? Int.max
+        configuration.firstRequestTimeout = .milliseconds(self.firstRequestTimeoutMs)
+        configuration.queuedMaxRequestBytes = self.queuedMaxRequestBytes
+        configuration.maxResponseMemoryBytes = self.maxResponseMemoryBytes
+        configuration.maxResponseMemoryBytesPerConnection = self.maxResponseMemoryBytesPerConnection
         return configuration
     }
 
@@ -288,6 +402,12 @@ struct Fjord: AsyncParsableCommand {
         let logger = Logger(label: "fjord")
         // Installed first, so a signal during startup is not fatal; it is acted on once startup is done.
         let signals = ShutdownSignals()
+
+        if let limits = FileDescriptorLimit.raiseSoftToHard() {
+            logger.info(
+                "open-file limit: soft \(limits.before.soft) -> \(limits.after.soft), hard \(limits.after.hard)"
+            )
+        }
 
         let storage: any OpenedStorage
         do {
@@ -308,7 +428,7 @@ struct Fjord: AsyncParsableCommand {
         let broker: any BrokerService
         do {
             broker = try await storage.startBroker(
-                configuration: self.brokerConfiguration,
+                configuration: try self.brokerConfiguration(given: Self.givenOptions(CommandLine.arguments)),
                 logger: Logger(label: "fjord.broker")
             )
         } catch {

@@ -38,8 +38,7 @@ struct KafkaFrameDecoderTests {
             KafkaConnectionHandler(
                 connection: ConnectionInfo(id: 7, remoteAddress: "192.0.2.1:4242"),
                 requestHandler: handler,
-                maxInFlightRequests: 4,
-                idleTimeout: .seconds(600),
+                limits: ConnectionLimits(maxInFlightRequests: 4, idleTimeout: .seconds(600)),
                 logger: logs.logger(),
                 mailbox: EventLoopMailbox(eventLoop: channel.eventLoop)
             )

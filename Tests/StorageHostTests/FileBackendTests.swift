@@ -1,5 +1,6 @@
 import CKStore
 import Foundation
+import KStoreFaulty
 import KStoreFile
 import NIOCore
 import Testing
@@ -424,7 +425,8 @@ struct FileBackendTests {
         await engine.close()
     }
 
-    /// Faults injected into the backend's I/O layer (kstore_file.h control op).
+    /// Faults injected into the backend's system calls, through the faulty shim's I/O controls (the
+    /// kit's fault hook under every system call of the file backend).
     enum InjectedFault: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case noSpaceWritingTheFrame, shortWriteThenNoSpace, noSpaceWritingTheIndex, noSpaceCreatingASegment
         case ioWritingTheFrame, ioInFdatasync
@@ -437,7 +439,7 @@ struct FileBackendTests {
     func injectedFaultsFollowTheAppendContract(fault: InjectedFault) async throws {
         let scratch = try ScratchDirectory("file-fault")
         defer { scratch.remove() }
-        let engine = try Self.open(scratch)
+        let engine = try openEngine(try faultyFileBackend(), path: scratch.path)
         // Every 300-byte entry passes the 256-byte index interval, so each append writes an index entry;
         // 20 entries of 340 framed bytes fill two 3400-byte segments, so the next append rolls (only in
         // the case that fails the roll: a roll writes the old segment's summary first).
@@ -458,17 +460,13 @@ struct FileBackendTests {
             let status: Int32
             switch fault {
             case .noSpaceWritingTheFrame:
-                status = engine.injectFault(operation: KSTORE_FILE_IO_WRITE, fault: KSTORE_FILE_FAULT_NO_SPACE)
+                status = engine.failIO(KSTORE_FAULTY_IO_WRITE, error: ENOSPC)
             case .shortWriteThenNoSpace:
-                status = engine.injectFault(
-                    operation: KSTORE_FILE_IO_WRITE,
-                    fault: KSTORE_FILE_FAULT_NO_SPACE,
-                    partial: true
-                )
+                status = engine.failIO(KSTORE_FAULTY_IO_WRITE, error: ENOSPC, torn: true)
             case .noSpaceWritingTheIndex:
-                status = engine.injectFault(operation: KSTORE_FILE_IO_WRITE, fault: KSTORE_FILE_FAULT_NO_SPACE, skip: 1)
+                status = engine.failIO(KSTORE_FAULTY_IO_WRITE, error: ENOSPC, skip: 1)
             default:
-                status = engine.injectFault(operation: KSTORE_FILE_IO_OPEN, fault: KSTORE_FILE_FAULT_NO_SPACE)
+                status = engine.failIO(KSTORE_FAULTY_IO_OPEN, error: ENOSPC)
             }
             #expect(status == KSTORE_OK)
             let code = await storageErrorCode { try await log.appendEntry(entry) }
@@ -481,11 +479,11 @@ struct FileBackendTests {
             #expect(try await log.readAll(from: 0) == plan.entries)
         case .ioWritingTheFrame, .ioInFdatasync:
             if fault == .ioWritingTheFrame {
-                #expect(engine.injectFault(operation: KSTORE_FILE_IO_WRITE, fault: KSTORE_FILE_FAULT_IO) == KSTORE_OK)
+                #expect(engine.failIO(KSTORE_FAULTY_IO_WRITE, error: EIO) == KSTORE_OK)
                 #expect(await storageErrorCode { try await log.appendEntry(entry) } == .io)
             } else {
                 try await log.appendEntry(entry)
-                #expect(engine.injectFault(operation: KSTORE_FILE_IO_SYNC, fault: KSTORE_FILE_FAULT_IO) == KSTORE_OK)
+                #expect(engine.failIO(KSTORE_FAULTY_IO_SYNC, error: EIO) == KSTORE_OK)
                 #expect(await storageErrorCode { try await log.sync() } == .io)
                 #expect(engine.lastError.contains("fdatasync"))
             }

@@ -1,5 +1,6 @@
 import CKStore
 import Foundation
+import KStoreFaulty
 import KStoreFile
 import Logging
 import NIOCore
@@ -44,26 +45,27 @@ func openEngine(_ backend: StorageBackend, path: String, threads: Int = 2) throw
 
 func fileBackend() throws -> StorageBackend { try StorageBackend.builtin(named: "file") }
 
+/// The faulty shim over the file backend (one table for the whole test process, see FaultyTables):
+/// the way tests inject I/O faults into the file backend's system calls.
+func faultyFileBackend() throws -> StorageBackend {
+    let table = try FaultyTables.table(wrapping: try fileBackend().table.pointer)
+    return try StorageBackend(validating: table, origin: "faulty shim (file)")
+}
+
 extension StorageEngine {
-    /// Arms a fault in the file backend's I/O layer (kstore_file.h).
-    func injectFault(
-        operation: Int32,
-        fault: Int32,
-        skip: UInt32 = 0,
-        fail: UInt32 = 1,
-        partial: Bool = false
-    )
-        -> Int32
-    {
-        var argument = kstore_file_fault(
-            struct_size: UInt32(MemoryLayout<kstore_file_fault>.size),
+    /// Through the faulty shim: fails the next `fail` calls of one I/O operation of the inner backend
+    /// (`KSTORE_FAULTY_IO_*`) with `error` (an errno), after `skip` of them succeed; `torn` writes
+    /// land half their bytes before failing (kstore_faulty.h KSTORE_FAULTY_CONTROL_FAIL_IO).
+    func failIO(_ operation: Int32, error: Int32, skip: UInt32 = 0, fail: UInt32 = 1, torn: Bool = false) -> Int32 {
+        var argument = kstore_faulty_io_fault(
+            struct_size: UInt32(MemoryLayout<kstore_faulty_io_fault>.size),
             operation: UInt32(operation),
-            fault: UInt32(fault),
+            error: error,
             skip_count: skip,
             fail_count: fail,
-            partial: partial ? 1 : 0
+            torn: torn ? 1 : 0
         )
-        return self.control(KSTORE_FILE_CONTROL_INJECT_FAULT, &argument)
+        return self.control(KSTORE_FAULTY_CONTROL_FAIL_IO, &argument)
     }
 
     /// The backend's last_error text.

@@ -6,22 +6,34 @@ extension Broker {
     /// Fetch, sessionless (KIP-227 fetch sessions are not implemented: session id 0 tells the
     /// client so). Answers at once when there are at least MinBytes or an error; otherwise waits
     /// up to MaxWaitMs for a high watermark to move (long poll) and reads again.
-    func handleFetch(_ request: FetchRequest, _ context: Request) async -> FetchResponse {
+    func handleFetch(_ request: FetchRequest, _ context: Request) async -> (response: FetchResponse, reservedBytes: Int) {
         if request.sessionId != 0 {
-            return FetchResponse(throttleTimeMs: 0, errorCode: ErrorCode.fetchSessionIdNotFound.rawValue, sessionId: 0)
+            return (FetchResponse(throttleTimeMs: 0, errorCode: ErrorCode.fetchSessionIdNotFound.rawValue, sessionId: 0), 0)
         }
         if request.sessionEpoch > 0 {
-            return FetchResponse(throttleTimeMs: 0, errorCode: ErrorCode.invalidFetchSessionEpoch.rawValue, sessionId: 0)
+            return (FetchResponse(throttleTimeMs: 0, errorCode: ErrorCode.invalidFetchSessionEpoch.rawValue, sessionId: 0), 0)
         }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: .milliseconds(max(0, Int64(request.maxWaitMs))))
+        let budget = context.context.responseBudget
+        let wanted = Int(min(request.maxBytes, configuration.fetchMaxBytes))
         while true {
-            let round = await fetchRound(request)
-            if round.bytes >= Int(request.minBytes) || round.hasError || request.maxWaitMs <= 0 || isShuttingDown
-                || clock.now >= deadline
-            {
-                return round.response
+            // The response may hold only what the connection's share of response memory grants
+            // (a client that does not read its responses cannot make the broker hold more); with
+            // nothing granted, wait for its earlier responses to drain, then answer without records.
+            let granted = budget.map { $0.reserve(upTo: wanted) } ?? wanted
+            if granted == 0 && wanted > 0 && clock.now < deadline && !isShuttingDown {
+                try? await Task.sleep(for: .milliseconds(Self.fetchBudgetPollMs))
+                continue
             }
+            let round = await fetchRound(request, maxBytes: granted)
+            if round.bytes >= Int(request.minBytes) || round.hasError || request.maxWaitMs <= 0 || isShuttingDown
+                || clock.now >= deadline || granted == 0
+            {
+                return (round.response, granted)
+            }
+            // Nothing to send yet: give the reservation back while waiting.
+            budget?.release(granted)
             // With nothing to watch (an empty request) only the timer wakes the wait.
             let waiter = FetchWaiter()
             for (partition, highWatermark) in round.watched {
@@ -36,10 +48,14 @@ extension Broker {
             for (partition, _) in round.watched { partition.removeWaiter(waiter) }
             if clock.now >= deadline || isShuttingDown {
                 // Read once more so data that arrived with the deadline is not left behind.
-                return await fetchRound(request).response
+                let last = budget.map { $0.reserve(upTo: wanted) } ?? wanted
+                return (await fetchRound(request, maxBytes: last).response, last)
             }
         }
     }
+
+    /// How often a Fetch whose connection has no response memory left checks again.
+    static let fetchBudgetPollMs = 5
 
     private struct FetchRound {
         var response: FetchResponse
@@ -48,9 +64,9 @@ extension Broker {
         var watched: [(Partition, Int64)]
     }
 
-    private func fetchRound(_ request: FetchRequest) async -> FetchRound {
+    private func fetchRound(_ request: FetchRequest, maxBytes: Int) async -> FetchRound {
         let readCommitted = request.isolationLevel == 1
-        var remaining = Int(min(request.maxBytes, configuration.fetchMaxBytes))
+        var remaining = maxBytes
         var round = FetchRound(
             response: FetchResponse(throttleTimeMs: 0, errorCode: 0, sessionId: 0, responses: []),
             bytes: 0,
@@ -86,18 +102,23 @@ extension Broker {
                 }
                 // KIP-74: the first batch of the first non-empty partition is returned even when
                 // it is larger than the limits, so a consumer can always make progress.
+                // read_committed stops at the last stable offset and reports the aborted
+                // transactions in what it returns, which the consumer drops.
                 let outcome = await partition.read(
                     from: fetchPartition.fetchOffset,
                     maxBytes: min(Int(fetchPartition.partitionMaxBytes), remaining),
-                    minimumOneBatch: round.bytes == 0,
-                    allocator: allocator
+                    minimumOneBatch: round.bytes == 0 && maxBytes > 0,
+                    allocator: allocator,
+                    readCommitted: readCommitted
                 )
                 switch outcome {
-                case .records(let records, let snapshot):
+                case .records(let records, let snapshot, let aborted):
                     data.highWatermark = snapshot.highWatermark
-                    // No transactions: the last stable offset is the high watermark.
-                    data.lastStableOffset = snapshot.highWatermark
+                    data.lastStableOffset = snapshot.lastStableOffset
                     data.logStartOffset = snapshot.logStartOffset
+                    if readCommitted {
+                        data.abortedTransactions = aborted.map { .init(producerId: $0.producerId, firstOffset: $0.firstOffset) }
+                    }
                     data.records = records
                     round.bytes += records.readableBytes
                     remaining = max(0, remaining - records.readableBytes)
@@ -105,7 +126,7 @@ extension Broker {
                 case .error(let code, let snapshot):
                     data.errorCode = code.rawValue
                     data.highWatermark = snapshot.highWatermark
-                    data.lastStableOffset = snapshot.highWatermark
+                    data.lastStableOffset = snapshot.lastStableOffset
                     data.logStartOffset = snapshot.logStartOffset
                     round.hasError = true
                 }
@@ -115,11 +136,13 @@ extension Broker {
         return round
     }
 
-    /// ListOffsets: earliest (-2), latest (-1, the high watermark, which is also the last stable
-    /// offset), max timestamp (-3, v7+), or the first offset whose record timestamp is at or after
-    /// a timestamp.
+    /// ListOffsets: earliest (-2), latest (-1: the high watermark, or for read_committed (v2+
+    /// IsolationLevel 1) the last stable offset), max timestamp (-3, v7+), or the first offset
+    /// whose record timestamp is at or after a timestamp (read_committed: below the last stable
+    /// offset only, as Kafka bounds it).
     func handleListOffsets(_ request: ListOffsetsRequest, _ context: Request) async -> ListOffsetsResponse {
         var response = ListOffsetsResponse(throttleTimeMs: 0, topics: [])
+        let readCommitted = context.version >= 2 && request.isolationLevel == 1
         for listTopic in request.topics {
             var topicResponse = ListOffsetsResponse.ListOffsetsTopicResponse(name: listTopic.name, partitions: [])
             let topic = registry.topic(named: listTopic.name)
@@ -141,7 +164,9 @@ extension Broker {
                     answer.errorCode = ErrorCode.unknownLeaderEpoch.rawValue
                     continue
                 }
-                let snapshot = partition.snapshot
+                var snapshot = partition.snapshot
+                // Everything below answers from "the end": the last stable offset for read_committed.
+                if readCommitted { snapshot.highWatermark = snapshot.lastStableOffset }
                 guard snapshot.isOnline else {
                     answer.errorCode = ErrorCode.kafkaStorageError.rawValue
                     continue

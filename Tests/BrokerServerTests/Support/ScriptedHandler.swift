@@ -13,6 +13,8 @@ enum Command: UInt8, Sendable {
     case noResponse = 2
     /// `.close(reason:)` at once.
     case close = 3
+    /// Respond at once with `ScriptedHandler.largeResponseBytes` of padding after tag and sequence.
+    case respondLarge = 4
 }
 
 struct TestRequest: Sendable {
@@ -105,12 +107,22 @@ final class ScriptedHandler: KafkaRequestHandler {
         switch command {
         case .respond, .respondWhenReleased:
             return .now(Self.response(tag: tag, sequence: context.sequence))
+        case .respondLarge:
+            var response = ByteBuffer()
+            response.writeInteger(Int32(12 + Self.largeResponseBytes))
+            response.writeInteger(tag)
+            response.writeInteger(context.sequence)
+            response.writeRepeatingByte(0xCD, count: Self.largeResponseBytes)
+            return .now(.respond(response))
         case .noResponse:
             return .now(.noResponse)
         case .close:
             return .now(.close(reason: "test asked to close after tag \(tag)"))
         }
     }
+
+    /// The padding of a `.respondLarge` response.
+    static let largeResponseBytes = 256 * 1024
 
     private func finish(tag: UInt32) {
         self.state.withLockedValue { state in

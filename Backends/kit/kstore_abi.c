@@ -1,6 +1,7 @@
-/* Shared helpers of the storage ABI (see kstore.h): status names, retryability, and the argument
- * checks and error copies every backend does the same way. Compiling this file also evaluates the
- * header's layout _Static_asserts once for the host. */
+/* kstore.h's own helpers: status names, retryability, and the argument checks and error copies
+ * every backend does the same way. It lives with the kit but is compiled by the CKStore target, so
+ * the host and any backend get these with kstore.h alone (the rest of the kit is KStoreKit).
+ * Compiling this file also evaluates the header's layout _Static_asserts once for the host. */
 #include "kstore.h"
 
 #include <stdio.h>
@@ -27,10 +28,8 @@ int kstore_status_is_retryable(kstore_status status) {
     switch (status) {
     case KSTORE_ERR_NO_SPACE:
     case KSTORE_ERR_BUSY:
-    case KSTORE_ERR_NO_MEMORY:
-        return 1;
-    default:
-        return 0;
+    case KSTORE_ERR_NO_MEMORY: return 1;
+    default: return 0;
     }
 }
 
@@ -41,8 +40,8 @@ int kstore_log_name_is_valid(const char *name) {
     if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) return 0;
     for (size_t index = 0; index < length; index++) {
         char c = name[index];
-        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-                 c == '_' || c == '-';
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                 c == '-';
         if (!ok) return 0;
     }
     return 1;
