@@ -27,6 +27,9 @@
 #define UR_WRITE_BYTES_DEFAULT ((uint64_t)1024 * 1024)
 #define UR_WRITES_INFLIGHT_DEFAULT 8u
 #define UR_WRITES_INFLIGHT_MAX 64u
+/* uring.read.cache.bytes: the tail consumers read, kept in memory (direct writes bypass the page
+ * cache). 32 MiB holds tens of milliseconds of a busy broker's writes. */
+#define UR_READ_CACHE_BYTES_DEFAULT ((uint64_t)32 * 1024 * 1024)
 #define UR_RING_ENTRIES 256u
 /* The data directory's format marker. */
 #define UR_MARKER_NAME ".fjord-backend"
@@ -47,6 +50,7 @@ static void ur_destroy(ur_instance *instance) {
     for (size_t index = 0; index < instance->segment_count; index++) {
         ur_segment *segment = instance->segments[index];
         if (segment->fd >= 0) close(segment->fd);
+        if (segment->wfd >= 0) close(segment->wfd);
         if (segment->idx_fd >= 0) close(segment->idx_fd);
         if (segment->state != UR_SEGMENT_READY) {
             /* A spare that never became ready leaves no half-made file behind. */
@@ -59,12 +63,11 @@ static void ur_destroy(ur_instance *instance) {
     free(instance->segments);
     while (instance->chunk_head != NULL) {
         ur_chunk *next = instance->chunk_head->next;
-        free(instance->chunk_head->pending);
-        free(instance->chunk_head->bytes);
-        free(instance->chunk_head);
+        ur_chunk_free(instance, instance->chunk_head);
         instance->chunk_head = next;
     }
     ur_chunks_free_idle(instance);
+    ur_cache_destroy(instance);
     free(instance->syncs);
     free(instance->dirty_logs);
     free(instance->fsync_logs);
@@ -101,7 +104,11 @@ static bool ur_size_option(const kstore_option *option, const char *key, uint64_
 typedef struct ur_options {
     const char *path;
     const char *simulated_error; /* uring.test.io_uring_error */
+    enum ur_direct_mode direct;
+    /* uring.segment.zero: fallocate, write, or (auto) write in direct mode and fallocate otherwise. */
+    bool zero_auto;
     bool zero_by_fallocate;
+    uint64_t read_cache_bytes;
     uint64_t segment_bytes;
     uint64_t staging_bytes;
     uint64_t write_bytes;
@@ -120,7 +127,10 @@ static kstore_status ur_parse_options(const kstore_option *options, uint32_t opt
      * of a growing WAL; on this project's 2-core benchmark machine fallocate gave about twice the
      * durable throughput (1 KiB x 64 logs) despite the extent conversions fdatasync journals. */
     *parsed = (ur_options){
+        .direct = UR_DIRECT_AUTO,
+        .zero_auto = true,
         .zero_by_fallocate = true,
+        .read_cache_bytes = UR_READ_CACHE_BYTES_DEFAULT,
         .segment_bytes = UR_SEGMENT_BYTES_DEFAULT,
         .staging_bytes = UR_STAGING_BYTES_DEFAULT,
         .write_bytes = UR_WRITE_BYTES_DEFAULT,
@@ -136,12 +146,28 @@ static kstore_status ur_parse_options(const kstore_option *options, uint32_t opt
         if (strcmp(option->key, "path") == 0) {
             parsed->path = option->value;
         } else if (strcmp(option->key, "uring.segment.zero") == 0) {
-            if (strcmp(option->value, "write") != 0 && strcmp(option->value, "fallocate") != 0) {
+            if (strcmp(option->value, "write") != 0 && strcmp(option->value, "fallocate") != 0 &&
+                strcmp(option->value, "auto") != 0) {
                 ur_write_open_error(error_message, error_capacity,
-                                    "uring backend: option uring.segment.zero is 'write' or 'fallocate'");
+                                    "uring backend: option uring.segment.zero is 'auto', 'write' or 'fallocate'");
                 return KSTORE_ERR_INVALID_ARGUMENT;
             }
+            parsed->zero_auto = strcmp(option->value, "auto") == 0;
             parsed->zero_by_fallocate = strcmp(option->value, "fallocate") == 0;
+        } else if (strcmp(option->key, "uring.direct") == 0) {
+            if (strcmp(option->value, "auto") == 0) {
+                parsed->direct = UR_DIRECT_AUTO;
+            } else if (strcmp(option->value, "on") == 0) {
+                parsed->direct = UR_DIRECT_ON;
+            } else if (strcmp(option->value, "off") == 0) {
+                parsed->direct = UR_DIRECT_OFF;
+            } else {
+                ur_write_open_error(error_message, error_capacity,
+                                    "uring backend: option uring.direct is 'auto', 'on' or 'off'");
+                return KSTORE_ERR_INVALID_ARGUMENT;
+            }
+        } else if (strcmp(option->key, "uring.read.cache.bytes") == 0 && strcmp(option->value, "0") == 0) {
+            parsed->read_cache_bytes = 0; /* no read cache */
         } else if (strcmp(option->key, "uring.test.io_uring_error") == 0) {
             parsed->simulated_error = option->value;
         } else if (ur_size_option(option, "uring.segment.bytes", UR_SEGMENT_BYTES_MIN, UR_SEGMENT_BYTES_MAX,
@@ -151,7 +177,9 @@ static kstore_status ur_parse_options(const kstore_option *options, uint32_t opt
                    ur_size_option(option, "uring.write.bytes", 4096, (uint64_t)64 * 1024 * 1024,
                                   &parsed->write_bytes, error_message, error_capacity, &bad) ||
                    ur_size_option(option, "uring.writes.inflight", 1, UR_WRITES_INFLIGHT_MAX,
-                                  &parsed->writes_inflight, error_message, error_capacity, &bad)) {
+                                  &parsed->writes_inflight, error_message, error_capacity, &bad) ||
+                   ur_size_option(option, "uring.read.cache.bytes", 1, (uint64_t)1 << 40, &parsed->read_cache_bytes,
+                                  error_message, error_capacity, &bad)) {
             if (bad) return KSTORE_ERR_INVALID_ARGUMENT;
         }
         /* Unknown options are ignored (kstore.h). */
@@ -208,6 +236,8 @@ static ur_instance *ur_instance_new(const ur_options *options) {
     instance->zero_by_fallocate = options->zero_by_fallocate;
     instance->write_bytes = options->write_bytes;
     instance->writes_inflight_max = (uint32_t)options->writes_inflight;
+    instance->write_align = UR_FRAME_ALIGN_BYTES;
+    ur_cache_init(&instance->cache, options->read_cache_bytes);
     instance->next_log_id = 1;
     pthread_mutex_init(&instance->catalog_lock, NULL);
     pthread_mutex_init(&instance->wal_lock, NULL);
@@ -371,6 +401,9 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
     char message[UR_ERROR_BYTES_MAX + 256];
     status = ur_lock_directory(instance, message, sizeof(message));
     if (status == KSTORE_OK) status = ur_check_marker(instance, message, sizeof(message));
+    if (status == KSTORE_OK) status = ur_direct_probe(instance, parsed.direct, message, sizeof(message));
+    /* Direct writes into unwritten extents would convert extents on every write: zero-fill then. */
+    if (parsed.zero_auto) instance->zero_by_fallocate = !instance->direct;
     if (status == KSTORE_OK) status = ur_probe_io_uring(instance, parsed.simulated_error, message, sizeof(message));
     if (status == KSTORE_OK) status = ur_recover(instance, message, sizeof(message));
     if (status == KSTORE_ERR_CORRUPT) {
@@ -447,7 +480,14 @@ static kstore_status ur_control_stats(ur_instance *instance, kstore_uring_stats 
     copy.staging_bytes_max = instance->staging_bytes_max;
     copy.index_memory_bytes = index_bytes;
     copy.active_generation = instance->cursor_segment != NULL ? instance->cursor_segment->generation : 0;
+    copy.direct = instance->direct ? 1 : 0;
+    copy.write_align_bytes = instance->write_align;
     pthread_mutex_unlock(&instance->wal_lock);
+    pthread_rwlock_rdlock(&instance->cache.lock);
+    copy.read_cache_bytes = instance->cache.bytes;
+    pthread_rwlock_unlock(&instance->cache.lock);
+    copy.read_cache_hits = atomic_load(&instance->cache.hits);
+    copy.read_cache_misses = atomic_load(&instance->cache.misses);
     size_t size = stats->struct_size < sizeof(copy) ? stats->struct_size : sizeof(copy);
     copy.struct_size = stats->struct_size;
     memcpy(stats, &copy, size);

@@ -21,6 +21,30 @@ void ur_frame_encode(uint8_t *destination, ur_frame_header *header, uint32_t pay
     memset(destination + copied, 0, ur_frame_bytes(header->payload_bytes) - copied);
 }
 
+/* Pad frames are at most a little more than twice the largest alignment: their payload's CRC is
+ * taken over this many zeros. */
+static const uint8_t ur_pad_zeros[2 * UR_DIRECT_ALIGN_MAX];
+
+void ur_pad_frame_encode(uint8_t *destination, uint64_t frame_bytes, uint64_t generation, uint64_t sequence,
+                         uint64_t durable_sequence) {
+    uint64_t payload_bytes = frame_bytes - UR_FRAME_HEADER_BYTES;
+    ur_frame_header header = {
+        .magic = UR_FRAME_MAGIC,
+        .payload_bytes = (uint32_t)payload_bytes,
+        .kind = UR_FRAME_MARK,
+        .generation = generation,
+        .log_id = 0,
+        .first_offset = 0,
+        .last_offset = 0,
+        .max_timestamp = -1,
+        .sequence = sequence,
+        .durable_sequence = durable_sequence,
+    };
+    header.crc = ur_frame_crc(fjord_crc32c(0, ur_pad_zeros, (size_t)payload_bytes), &header);
+    memcpy(destination, &header, sizeof(header));
+    memset(destination + UR_FRAME_HEADER_BYTES, 0, (size_t)payload_bytes);
+}
+
 /* Whether a header read at position can start a frame of `generation` that ends inside the file
  * (its magic is checked by the callers, which treat a wrong one differently). */
 static bool ur_frame_header_fits(const ur_frame_header *header, uint64_t generation, uint64_t position,

@@ -11,9 +11,11 @@
  *   uring_catalog.c       the log table of an instance: open_log, delete_log, list_logs
  *   uring_log.c           the log table members except read: append, sync, state, truncate_to,
  *                         delete_before, enforce_retention, find_offset_by_time
- *   uring_read.c          read: index lookups and gathered preadv of adjacent frames
+ *   uring_read.c          read: index lookups, the read cache, gathered preadv of adjacent frames
  *   uring_index.c         a log's parts and fine index entries; index files of sealed segments
- *   uring_staging.c       frames staged in chunks: reserve, commit, sync requests, segment roll
+ *   uring_staging.c       frames staged in chunks: reserve, commit, padding, sync requests, segment roll
+ *   uring_direct.c        O_DIRECT: the probe at open, the write alignment, aligned buffers
+ *   uring_cache.c         the read cache: recently written chunks kept for reads of the WAL's tail
  *   uring_io.c            the I/O thread: writes, group-committed fdatasync, delivery, rewind
  *   uring_maintenance.c   the maintenance thread: segment files, index files, deletion, GC
  *   uring_recovery.c      recovery at open, one function per phase
@@ -29,10 +31,22 @@
  *   one fdatasync (IORING_OP_FSYNC + IORING_FSYNC_DATASYNC) per written segment file whenever sync
  *   requests wait; syncs requested while a flush is in flight wait for the next one, which covers
  *   every log's requests at once (group commit). It submits the next I/O before it runs the host's
- *   callbacks. Reads pread page-cached, recently written data (kstore.h read is synchronous: an
- *   io_uring read would block the caller just the same). The maintenance thread does the blocking
- *   file work: deleting segments no log needs, writing index files of sealed segments, preparing
- *   segments ahead of need.
+ *   callbacks, and runs all the callbacks of one pass (a round) together, in WAL order.
+ *   A chunk that is still filling (the open tail) is written only when the disk would otherwise
+ *   have nothing of ours to do, when it is full, or when a sync waits for it and no fdatasync is in
+ *   flight; so appends wake the I/O thread at most once per burst, and a round's frames go in few
+ *   writes.
+ *   Direct I/O (`uring.direct`, uring_direct.c): where the file system takes O_DIRECT, the WAL is
+ *   written with O_DIRECT from aligned staging, so no write copies into the page cache or waits for
+ *   an io-wq worker. Every write then starts at a multiple of the write alignment and ends with a pad
+ *   frame (a MARK with a zero payload) up to the next one: a write never rewrites a block holding
+ *   frames written before it, and the WAL stays a gapless run of valid frames. Each segment has a
+ *   second descriptor for that (wfd); reads, recovery and index files use the buffered one (fd).
+ *   Reads pread page-cached or on-disk data (kstore.h read is synchronous: an io_uring read would
+ *   block the caller just the same); recently written chunks are kept in the read cache
+ *   (`uring.read.cache.bytes`, uring_cache.c) and reads of the WAL's tail copy from there. The
+ *   maintenance thread does the blocking file work: deleting segments no log needs, writing index
+ *   files of sealed segments, preparing (and in direct mode zero-filling) segments ahead of need.
  *
  * Failures
  *   A failed write (ENOSPC, EDQUOT; injected by KSTORE_URING_CONTROL_FAIL_WRITES) or a segment that
@@ -44,7 +58,9 @@
  *   but inert: every open_log answers CORRUPT naming the file and position.
  *
  * Locks (in this order): catalog_lock (the log table) → log->lock (one log's index) → wal_lock
- * (staging, chunks, segments, sync requests, failure state). error_lock is a leaf.
+ * (staging, chunks, segments, sync requests, failure state). error_lock and the read cache's lock
+ * (cache.lock: readers hold it shared while they copy, the I/O thread exclusively to add and evict)
+ * are leaves.
  *
  * Functions shared between these files are declared below with hidden visibility (the one exported
  * symbol is kstore_uring_backend); a function used by one file stays static there.
@@ -82,6 +98,9 @@
  * are written already, so reusing them costs neither zeroing nor new extents. Frames left in them
  * carry an older generation, which recovery and reads never take for the new one's. */
 #define UR_RECYCLE_MAX 2
+/* The largest direct-I/O write alignment used; a file system that asks for more is written
+ * buffered (uring.direct=auto) or refused (on). */
+#define UR_DIRECT_ALIGN_MAX ((uint32_t)64 * 1024)
 
 enum ur_frame_kind {
     UR_FRAME_DATA = 1,     /* an entry: log_id, offsets, max_timestamp, payload = entry bytes */
@@ -136,7 +155,10 @@ typedef struct ur_segment {
      * segments (a young or small instance does not preallocate 3 x 256 MiB); an existing file's
      * size after recovery. */
     uint64_t capacity;
-    int fd;     /* -1 until READY */
+    int fd;     /* -1 until READY; buffered: reads, recovery, zeroing after a failed write */
+    /* Direct mode: the same file opened O_DIRECT, for WAL writes and fdatasync; -1 otherwise (then
+     * fd is used). See ur_segment_wfd. */
+    int wfd;
     int idx_fd; /* -1 until the index file is written */
     enum ur_segment_state state;
     int prepare_error;
@@ -204,8 +226,13 @@ struct ur_log {
 
     /* Protected by wal_lock. */
     uint64_t last_sequence; /* of its newest staged frame */
-    uint64_t undelivered;   /* accepted appends whose completion was not delivered */
+    /* Accepted appends whose completion was not delivered: raised under wal_lock when staged,
+     * lowered by the I/O thread after it has taken their chunk off the WAL (outside wal_lock). */
+    _Atomic uint64_t undelivered;
     /* I/O thread only. */
+    /* Where its readable/durable end updates of the current pass are (ur_io_update merges them). */
+    uint64_t update_pass[2];
+    size_t update_index[2];
     int64_t written_end;
     uint64_t written_truncate_generation;
     int64_t fsync_end;
@@ -231,11 +258,13 @@ enum ur_chunk_state { UR_CHUNK_OPEN, UR_CHUNK_CLOSED, UR_CHUNK_IN_FLIGHT, UR_CHU
 /* Staged frames that become one write: contiguous bytes of one segment. */
 typedef struct ur_chunk {
     struct ur_chunk *next;
-    ur_segment *segment;
+    ur_segment *segment; /* NULL once the chunk is in the read cache (which knows the generation) */
+    uint64_t generation; /* of the segment */
     uint64_t position;
-    uint8_t *bytes;
-    size_t capacity;
-    size_t used;
+    uint8_t *bytes; /* aligned (ur_aligned_alloc): it is written with O_DIRECT in direct mode */
+    size_t capacity; /* frames fit up to here; the allocation has room for a pad frame after it */
+    size_t allocated; /* bytes of the allocation (ur_aligned_free) */
+    size_t used;     /* frames (and, once closed in direct mode, the pad up to the alignment) */
     size_t written; /* bytes confirmed written (short writes are resubmitted) */
     uint64_t first_sequence;
     uint64_t last_sequence;
@@ -246,6 +275,30 @@ typedef struct ur_chunk {
     int error; /* errno of a failed write */
     bool injected;
 } ur_chunk;
+
+/* A run of WAL bytes a read can copy from memory: a delivered chunk kept in the read cache, or a
+ * copy of a mostly empty one (then chunk is NULL and bytes is its own allocation). */
+typedef struct ur_cached {
+    uint64_t generation;
+    uint64_t position;
+    size_t length;
+    size_t memory; /* counted against the bound */
+    uint8_t *bytes;
+    ur_chunk *chunk;
+} ur_cached;
+
+/* The read cache (uring_cache.c): runs in WAL order, oldest first, in a ring. */
+typedef struct ur_read_cache {
+    pthread_rwlock_t lock;
+    ur_cached *runs;
+    size_t head;
+    size_t count;
+    size_t capacity;
+    uint64_t bytes;     /* memory of the runs held */
+    uint64_t bytes_max; /* uring.read.cache.bytes; 0: no cache */
+    _Atomic uint64_t hits;   /* frames read from the cache */
+    _Atomic uint64_t misses; /* frames read from the files */
+} ur_read_cache;
 
 typedef struct ur_sync_request {
     uint64_t target_sequence;
@@ -267,6 +320,11 @@ struct ur_instance {
     bool zero_by_fallocate;
     uint64_t write_bytes;
     uint32_t writes_inflight_max;
+    /* uring.direct: the WAL is written with O_DIRECT (decided by the probe at open). */
+    bool direct;
+    /* Writes start at multiples of this and are padded to it (direct mode); 8 when buffered. */
+    uint32_t write_align;
+    ur_read_cache cache;
 
     /* MARK: catalog (catalog_lock) */
     pthread_mutex_t catalog_lock;
@@ -298,6 +356,9 @@ struct ur_instance {
     ur_sync_request *syncs;
     size_t sync_count;
     size_t sync_capacity;
+    /* Sync requests the I/O thread completed whose callbacks it has not run yet: a sync that could
+     * complete at once waits behind them (syncs complete in the order they were accepted). */
+    _Atomic uint64_t sync_callbacks_queued;
     bool io_waiting;
     bool rewinding;
     /* The status of the appends the last rewind failed (see ur_log.rollback_pending). */
@@ -399,6 +460,13 @@ static inline uint32_t ur_frame_crc(uint32_t payload_crc, const ur_frame_header 
     return fjord_crc32c(payload_crc, (const uint8_t *)header + 8, UR_FRAME_HEADER_BYTES - 8);
 }
 
+/* Where a segment's WAL writes go: the O_DIRECT descriptor in direct mode. */
+static inline int ur_segment_wfd(const ur_segment *segment) { return segment->wfd >= 0 ? segment->wfd : segment->fd; }
+
+static inline uint64_t ur_align_up(uint64_t position, uint64_t alignment) {
+    return (position + alignment - 1) / alignment * alignment;
+}
+
 /* Catalog frames make a segment need a checkpoint before it is deleted; data and marks do not. */
 static inline bool ur_frame_is_catalog(uint16_t kind) { return kind != UR_FRAME_DATA && kind != UR_FRAME_MARK; }
 
@@ -429,7 +497,42 @@ void ur_spare_name(char *buffer, size_t capacity, uint64_t generation);
  * becomes true (a segment being prepared while the instance closes), and early (successfully)
  * when *hurry becomes true. Either may be NULL. */
 int ur_write_zeros_cancellable(int fd, uint64_t position, uint64_t count, _Atomic bool *cancel, _Atomic bool *hurry);
+/* ur_write_zeros for the WAL: through the segment's O_DIRECT descriptor in direct mode (position and
+ * count are then aligned), so the zeros leave no page-cache pages behind for later direct writes. */
+int ur_write_segment_zeros(const ur_segment *segment, uint64_t position, uint64_t count);
 int ur_write_zeros(int fd, uint64_t position, uint64_t count);
+
+/* MARK: - uring_direct.c */
+
+/* uring.direct */
+enum ur_direct_mode { UR_DIRECT_AUTO, UR_DIRECT_ON, UR_DIRECT_OFF };
+/* Decides instance->direct and instance->write_align: writes a probe file in the data directory with
+ * O_DIRECT. auto: direct where the file system takes O_DIRECT and reports its alignment (statx
+ * STATX_DIOALIGN), else buffered; on: direct or KSTORE_ERR_UNSUPPORTED; off: buffered. Runs in open
+ * before recovery. */
+kstore_status ur_direct_probe(ur_instance *instance, enum ur_direct_mode mode, char *message, size_t capacity);
+/* Memory for WAL writes: aligned for O_DIRECT (and to the page), uninitialized; NULL if none. Its
+ * own mapping where the page alignment is enough, so that freeing it gives the memory back to the
+ * system (staging and the read cache come and go with load). */
+void *ur_aligned_alloc(const ur_instance *instance, size_t bytes);
+void ur_aligned_free(const ur_instance *instance, void *memory, size_t bytes);
+/* In direct mode opens the segment file `name` again with O_DIRECT for writing into *wfd; otherwise
+ * sets *wfd to -1. False (errno set) if the open fails. */
+bool ur_open_wfd(const ur_instance *instance, const char *name, int *wfd);
+
+/* MARK: - uring_cache.c */
+
+void ur_cache_init(ur_read_cache *cache, uint64_t bytes_max);
+/* Frees every run and the chunks the cache holds. No other thread may use the cache. */
+void ur_cache_destroy(ur_instance *instance);
+/* I/O thread, no lock held: adds delivered chunks (a list in WAL order) and evicts the oldest runs
+ * beyond the bound. Chunks the cache does not keep (mostly empty ones are copied instead) are
+ * prepended to *reclaim, for the caller to give back to staging (ur_chunk_reclaim). */
+void ur_cache_add(ur_read_cache *cache, ur_chunk *delivered, ur_chunk **reclaim);
+/* The cached bytes [position, position + length) of segment `generation`, or NULL. The caller holds
+ * cache->lock shared for as long as it uses them. *hint: the run found last (start with 0). */
+const uint8_t *ur_cache_find(const ur_read_cache *cache, uint64_t generation, uint64_t position, size_t length,
+                             size_t *hint);
 
 /* MARK: - uring_frame.c */
 
@@ -437,6 +540,10 @@ int ur_write_zeros(int fd, uint64_t position, uint64_t count);
  * zero-fills the padding up to ur_frame_bytes(header->payload_bytes). */
 void ur_frame_encode(uint8_t *destination, ur_frame_header *header, uint32_t payload_crc, const kstore_iovec *iov,
                      uint32_t iov_count);
+/* Encodes a pad frame of frame_bytes (at least a header, a multiple of 8) at destination: a MARK
+ * whose payload is zeros. Direct mode ends every write with one, up to the write alignment. */
+void ur_pad_frame_encode(uint8_t *destination, uint64_t frame_bytes, uint64_t generation, uint64_t sequence,
+                         uint64_t durable_sequence);
 /* Bytes [position, position + count) of the file, or NULL past its end or on a read error (errno
  * set then; 0 past the end). */
 const uint8_t *ur_scan_get(ur_scan *scan, uint64_t position, size_t count);
@@ -491,6 +598,23 @@ void ur_maybe_seal(ur_instance *instance, ur_segment *segment);
 void ur_wake_io(ur_instance *instance);
 /* Keeps chunks of the standard size for reuse, up to the staging bound; frees the others. */
 void ur_chunk_release(ur_instance *instance, ur_chunk *chunk);
+/* Gives a chunk back to staging that the read cache held (it was not counted in staging_bytes). */
+void ur_chunk_reclaim(ur_instance *instance, ur_chunk *chunk);
+/* Frees a chunk, its bytes and its pending array. */
+void ur_chunk_free(const ur_instance *instance, ur_chunk *chunk);
+/* Where a chunk whose frames end at `end` of `segment` ends once padded (direct mode): the length
+ * of the pad frame (0: none; a pad is at least a frame header), the end of its write, and where
+ * the cursor goes. Near the segment's end, where no pad frame fits, the write is padded with zeros
+ * and the cursor goes to the segment's end (the next frame starts the next segment). */
+typedef struct ur_pad {
+    uint64_t frame_bytes;
+    uint64_t write_end;
+    uint64_t cursor;
+} ur_pad;
+ur_pad ur_pad_for(const ur_instance *instance, const ur_segment *segment, uint64_t end);
+/* Closes an open chunk: it takes no more frames; in direct mode it gets its pad (a frame with the
+ * next sequence), and the cursor moves past it if it was at the chunk's end. */
+void ur_chunk_close(ur_instance *instance, ur_chunk *chunk);
 /* Frees the chunks kept for reuse. */
 void ur_chunks_free_idle(ur_instance *instance);
 /* Finds room for a frame without changing the WAL. */
@@ -517,9 +641,9 @@ void *ur_io_main(void *argument);
 /* MARK: - uring_maintenance.c */
 
 void *ur_maintenance_main(void *argument);
-/* Creates (or reuses a spare), preallocates and zero-fills a segment file; returns its fd or -1
- * with *error. Caller holds no lock. */
-int ur_prepare_segment_file(ur_instance *instance, ur_segment *segment, int *error);
+/* Creates (or reuses a spare), preallocates and zero-fills a segment file; returns its fd (and in
+ * direct mode the O_DIRECT one in *wfd, else -1 there) or -1 with *error. Caller holds no lock. */
+int ur_prepare_segment_file(ur_instance *instance, ur_segment *segment, int *wfd, int *error);
 /* Closes a segment's files, unlinks them and frees it. */
 void ur_unlink_segment(ur_instance *instance, ur_segment *segment);
 /* After a log's start moved or a log was deleted: deletes WAL segments no log needs any more,

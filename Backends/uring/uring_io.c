@@ -35,9 +35,22 @@ typedef struct ur_update {
 
 typedef struct ur_io_state {
     ur_callbacks callbacks;
+    /* Of callbacks: completions of sync requests (instance->sync_callbacks_queued). */
+    uint64_t sync_callbacks;
     ur_update *updates;
     size_t update_count;
     size_t update_capacity;
+    /* Counts flushes: a log's updates within one pass are merged (ur_log.update_pass). */
+    uint64_t pass;
+    /* Chunks whose write completed, taken off the WAL under wal_lock; their appends are completed
+     * outside it (ur_io_complete_chunks), so appenders do not wait for that. */
+    ur_chunk *written_head;
+    ur_chunk *written_tail;
+    /* Chunks delivered in this pass, in WAL order, for the read cache (ur_io_flush). */
+    ur_chunk *delivered_head;
+    ur_chunk *delivered_tail;
+    /* Chunks the read cache gave back, returned to staging under wal_lock. */
+    ur_chunk *reclaim;
     uint64_t event_value;
     bool event_armed;
 } ur_io_state;
@@ -62,16 +75,33 @@ static void ur_callbacks_run(ur_callbacks *callbacks) {
     callbacks->count = 0;
 }
 
+/* Queues a log's readable (or durable) end for ur_io_flush, merged with the log's earlier update of
+ * the same kind in this pass: one lock of the log per pass, not one per append. */
 static void ur_io_update(ur_io_state *io, ur_log *log, int64_t end_offset, uint64_t truncate_generation,
                          bool durable) {
+    int kind = durable ? 1 : 0;
+    if (log->update_pass[kind] == io->pass) {
+        ur_update *update = &io->updates[log->update_index[kind]];
+        if (update->truncate_generation == truncate_generation) {
+            if (end_offset > update->end_offset) update->end_offset = end_offset;
+            return;
+        }
+    }
     if (!ur_grow((void **)&io->updates, &io->update_capacity, io->update_count + 1, sizeof(ur_update), 256)) {
         return; /* Out of memory: the state lags (readable/durable_end), data is still correct. */
     }
+    log->update_pass[kind] = io->pass;
+    log->update_index[kind] = io->update_count;
     io->updates[io->update_count++] = (ur_update){log, end_offset, truncate_generation, durable};
 }
 
-/* Applies readable/durable end updates, then calls the completions (outside wal_lock). */
-static void ur_io_flush(ur_io_state *io) {
+/* Hands the chunks delivered in this pass to the read cache, applies readable/durable end updates,
+ * then calls the completions — all outside wal_lock, in WAL order. */
+static void ur_io_flush(ur_instance *instance, ur_io_state *io) {
+    if (io->delivered_head != NULL) {
+        ur_cache_add(&instance->cache, io->delivered_head, &io->reclaim);
+        io->delivered_head = io->delivered_tail = NULL;
+    }
     for (size_t index = 0; index < io->update_count; index++) {
         ur_update *update = &io->updates[index];
         pthread_rwlock_rdlock(&update->log->lock);
@@ -83,7 +113,36 @@ static void ur_io_flush(ur_io_state *io) {
         pthread_rwlock_unlock(&update->log->lock);
     }
     io->update_count = 0;
+    io->pass++;
     ur_callbacks_run(&io->callbacks);
+    if (io->sync_callbacks > 0) {
+        atomic_fetch_sub_explicit(&instance->sync_callbacks_queued, io->sync_callbacks, memory_order_release);
+        io->sync_callbacks = 0;
+    }
+}
+
+/* Gives the chunks the read cache let go back to staging. Caller holds wal_lock. */
+static void ur_io_reclaim(ur_instance *instance, ur_io_state *io) {
+    while (io->reclaim != NULL) {
+        ur_chunk *chunk = io->reclaim;
+        io->reclaim = chunk->next;
+        chunk->next = NULL;
+        ur_chunk_reclaim(instance, chunk);
+    }
+}
+
+/* Whether the open tail chunk is written now rather than left to take more frames: when none of
+ * our writes is in flight (the disk would have nothing of ours to do), or when a sync waits for
+ * its frames and no fdatasync is in flight (the next group commit needs them). Otherwise the
+ * completion of the write in flight comes back for it, with every frame staged meanwhile: a round
+ * goes in few writes however many appends make it. Caller holds wal_lock. */
+static bool ur_io_tail_due(const ur_instance *instance, const ur_chunk *chunk) {
+    if (instance->writes_in_flight == 0 || instance->stopping) return true;
+    if (instance->fsync_in_flight) return false;
+    for (size_t index = 0; index < instance->sync_count; index++) {
+        if (instance->syncs[index].target_sequence >= chunk->first_sequence) return true;
+    }
+    return false;
 }
 
 static struct io_uring_sqe *ur_io_sqe(ur_instance *instance) {
@@ -105,8 +164,8 @@ static bool ur_io_submit_writes(ur_instance *instance) {
         if (chunk->state == UR_CHUNK_IN_FLIGHT || chunk->state == UR_CHUNK_DONE) continue;
         if (instance->writes_in_flight >= instance->writes_inflight_max) break;
         if (chunk->state == UR_CHUNK_OPEN) {
-            if (chunk->used == 0) break;
-            chunk->state = UR_CHUNK_CLOSED;
+            if (chunk->used == 0 || !ur_io_tail_due(instance, chunk)) break;
+            ur_chunk_close(instance, chunk);
         }
         if (chunk->segment->state == UR_SEGMENT_FAILED) {
             /* The segment could not be created (no space): its frames fail and roll back. */
@@ -129,7 +188,7 @@ static bool ur_io_submit_writes(ur_instance *instance) {
         }
         struct io_uring_sqe *sqe = ur_io_sqe(instance);
         if (sqe == NULL) break;
-        io_uring_prep_write(sqe, chunk->segment->fd, chunk->bytes + chunk->written,
+        io_uring_prep_write(sqe, ur_segment_wfd(chunk->segment), chunk->bytes + chunk->written,
                             (unsigned)(chunk->used - chunk->written), chunk->position + chunk->written);
         io_uring_sqe_set_data(sqe, chunk);
         chunk->state = UR_CHUNK_IN_FLIGHT;
@@ -149,6 +208,8 @@ static void ur_io_complete_syncs(ur_instance *instance, ur_io_state *io, kstore_
         ur_sync_request *request = &instance->syncs[index];
         if (status != KSTORE_OK || request->target_sequence <= instance->durable_sequence) {
             ur_callbacks_add(&io->callbacks, request->completion, request->context, status);
+            io->sync_callbacks++;
+            atomic_fetch_add_explicit(&instance->sync_callbacks_queued, 1, memory_order_relaxed);
         } else {
             instance->syncs[kept++] = *request;
         }
@@ -195,7 +256,7 @@ static void ur_io_maybe_fsync(ur_instance *instance, ur_io_state *io) {
                 instance->fsync_error = EAGAIN;
                 continue;
             }
-            io_uring_prep_fsync(sqe, segment->fd, IORING_FSYNC_DATASYNC);
+            io_uring_prep_fsync(sqe, ur_segment_wfd(segment), IORING_FSYNC_DATASYNC);
             io_uring_sqe_set_data(sqe, (void *)((uintptr_t)segment | UR_TAG_FSYNC_BIT));
             segment->dirty = false;
             segment->fsyncs_in_flight++;
@@ -258,16 +319,51 @@ static void ur_io_fsync_done(ur_instance *instance, ur_io_state *io) {
     ur_io_complete_syncs(instance, io, KSTORE_OK);
 }
 
-/* Delivers the chunks at the head whose write completed, in WAL order. Caller holds wal_lock. */
+/* Appends chunk to the list [*head, *tail]. */
+static void ur_chunk_list_append(ur_chunk **head, ur_chunk **tail, ur_chunk *chunk) {
+    chunk->next = NULL;
+    if (*tail != NULL) {
+        (*tail)->next = chunk;
+    } else {
+        *head = chunk;
+    }
+    *tail = chunk;
+}
+
+/* Takes the chunks at the head whose write completed off the WAL, in WAL order: what the group
+ * commit and sealing need, in O(1) per chunk. Their appends are completed by ur_io_complete_chunks
+ * after wal_lock is let go. Caller holds wal_lock. */
 static void ur_io_deliver(ur_instance *instance, ur_io_state *io) {
     while (instance->chunk_head != NULL && instance->chunk_head->state == UR_CHUNK_DONE &&
            instance->chunk_head->error == 0) {
         ur_chunk *chunk = instance->chunk_head;
+        instance->written_sequence = chunk->last_sequence;
+        instance->stats.bytes_written += chunk->used;
+        chunk->segment->dirty = true;
+        ur_segment *segment = chunk->segment;
+        instance->chunk_head = chunk->next;
+        if (instance->chunk_head == NULL) instance->chunk_tail = NULL;
+        /* It leaves staging: the read cache may keep it, or it comes back (ur_io_reclaim). */
+        instance->staging_bytes -= chunk->capacity;
+        chunk->segment = NULL;
+        ur_chunk_list_append(&io->written_head, &io->written_tail, chunk);
+        ur_maybe_seal(instance, segment);
+    }
+}
+
+/* Completes the appends of the chunks ur_io_deliver took off the WAL, in WAL order: their logs'
+ * readable ends, the logs the next fdatasync covers, and their callbacks (run by ur_io_flush).
+ * I/O thread, no lock held: the fields it touches are the I/O thread's. */
+static void ur_io_complete_chunks(ur_instance *instance, ur_io_state *io) {
+    while (io->written_head != NULL) {
+        ur_chunk *chunk = io->written_head;
+        io->written_head = chunk->next;
+        if (io->written_head == NULL) io->written_tail = NULL;
         for (size_t index = 0; index < chunk->pending_count; index++) {
             ur_pending *pending = &chunk->pending[index];
             if (pending->kind != UR_FRAME_DATA || pending->log == NULL) continue;
             ur_log *log = pending->log;
-            log->undelivered--;
+            atomic_fetch_sub_explicit(&log->undelivered, 1, memory_order_relaxed);
             ur_io_update(io, log, pending->end_offset, pending->truncate_generation, false);
             log->written_end = pending->end_offset;
             log->written_truncate_generation = pending->truncate_generation;
@@ -279,14 +375,13 @@ static void ur_io_deliver(ur_instance *instance, ur_io_state *io) {
             }
             ur_callbacks_add(&io->callbacks, pending->completion, pending->context, KSTORE_OK);
         }
-        instance->written_sequence = chunk->last_sequence;
-        instance->stats.bytes_written += chunk->used;
-        chunk->segment->dirty = true;
-        ur_segment *segment = chunk->segment;
-        instance->chunk_head = chunk->next;
-        if (instance->chunk_head == NULL) instance->chunk_tail = NULL;
-        ur_chunk_release(instance, chunk);
-        ur_maybe_seal(instance, segment);
+        if (instance->cache.bytes_max > 0) {
+            /* Kept for reads of the tail: ur_io_flush hands it to the read cache. */
+            ur_chunk_list_append(&io->delivered_head, &io->delivered_tail, chunk);
+        } else {
+            chunk->next = io->reclaim;
+            io->reclaim = chunk;
+        }
     }
 }
 
@@ -340,8 +435,11 @@ static void ur_rewind_begin(ur_instance *instance, ur_rewind *rewind) {
 static void ur_rewind_zero_later_writes(ur_instance *instance, ur_rewind *rewind) {
     for (ur_chunk *chunk = rewind->list; chunk != NULL && rewind->status == KSTORE_ERR_NO_SPACE; chunk = chunk->next) {
         if (chunk->written == 0) continue;
-        if (ur_write_zeros(chunk->segment->fd, chunk->position, chunk->written) != 0 ||
-            ur_fdatasync(chunk->segment->fd) != 0) {
+        /* Direct mode zeroes whole aligned blocks (a short write may have reached into the next). */
+        size_t count = (size_t)ur_align_up(chunk->written, instance->write_align);
+        if (count > chunk->used) count = chunk->used;
+        if (ur_write_segment_zeros(chunk->segment, chunk->position, count) != 0 ||
+            ur_fdatasync(ur_segment_wfd(chunk->segment)) != 0) {
             int zero_error = errno;
             pthread_mutex_lock(&instance->wal_lock);
             ur_fail_wal(instance, "zeroing a rolled-back write", zero_error);
@@ -359,7 +457,7 @@ static void ur_rewind_frame(ur_instance *instance, ur_io_state *io, ur_rewind *r
     if (log != NULL && log->last_sequence >= rewind->sequence) log->last_sequence = rewind->sequence - 1;
     if (pending->kind == UR_FRAME_DATA) {
         if (log != NULL) {
-            log->undelivered--;
+            atomic_fetch_sub_explicit(&log->undelivered, 1, memory_order_relaxed);
             bool seen = false;
             for (size_t k = 0; k < rewind->rollback_count; k++) seen = seen || rewind->rollbacks[k].log == log;
             if (!seen && ur_grow((void **)&rewind->rollbacks, &rewind->rollback_capacity, rewind->rollback_count + 1,
@@ -499,7 +597,11 @@ static void ur_io_write_done(ur_instance *instance, ur_chunk *chunk, int32_t res
         chunk->state = UR_CHUNK_DONE;
     } else {
         chunk->written += (size_t)result;
-        /* A short write is resubmitted for the rest. */
+        /* A short write is resubmitted for the rest; a direct one from an aligned position (the
+         * partial block is written again). */
+        if (chunk->written < chunk->used && instance->direct) {
+            chunk->written = chunk->written / instance->write_align * instance->write_align;
+        }
         chunk->state = chunk->written < chunk->used ? UR_CHUNK_CLOSED : UR_CHUNK_DONE;
     }
 }
@@ -535,19 +637,22 @@ static void ur_io_wait(ur_instance *instance, ur_io_state *io) {
     io_uring_cq_advance(&instance->ring, seen);
     ur_io_deliver(instance, io);
     pthread_mutex_unlock(&instance->wal_lock);
+    ur_io_complete_chunks(instance, io);
 }
 
 void *ur_io_main(void *argument) {
     ur_instance *instance = argument;
     ur_io_state io;
     memset(&io, 0, sizeof(io));
+    io.pass = 1; /* a log's update_pass starts at 0: no update of it in this pass yet */
     for (;;) {
         ur_io_arm_event(instance, &io);
         pthread_mutex_lock(&instance->wal_lock);
+        ur_io_reclaim(instance, &io);
         if (ur_io_must_rewind(instance)) {
             pthread_mutex_unlock(&instance->wal_lock);
             ur_io_rewind(instance, &io);
-            ur_io_flush(&io);
+            ur_io_flush(instance, &io);
             continue;
         }
         bool settled = ur_io_submit_writes(instance);
@@ -561,17 +666,20 @@ void *ur_io_main(void *argument) {
         /* Completions are delivered only after the next writes and fdatasync were submitted, so
          * the disk works while the host runs its callbacks (thousands per group commit). A sync's
          * callback still follows its appends': it comes from a later fdatasync completion. */
-        bool deliver = io.callbacks.count > 0 || io.update_count > 0 || settled;
+        bool deliver = io.callbacks.count > 0 || io.update_count > 0 || io.delivered_head != NULL || settled;
         if (!exit_now && !deliver) instance->io_waiting = true;
         pthread_mutex_unlock(&instance->wal_lock);
         if (deliver) {
             io_uring_submit(&instance->ring);
-            ur_io_flush(&io);
+            ur_io_flush(instance, &io);
             continue;
         }
         if (exit_now) break;
         ur_io_wait(instance, &io);
     }
+    pthread_mutex_lock(&instance->wal_lock);
+    ur_io_reclaim(instance, &io);
+    pthread_mutex_unlock(&instance->wal_lock);
     free(io.callbacks.items);
     free(io.updates);
     return NULL;

@@ -179,8 +179,11 @@ static kstore_status ur_log_sync(kstore_log *handle, kstore_completion completio
         ur_set_error(instance, "sync of log '%s': the write-ahead log failed earlier; reopen the instance", log->name);
         return KSTORE_ERR_IO;
     }
-    if (log->undelivered == 0 && log->last_sequence <= instance->durable_sequence) {
-        /* Nothing of this log waits: complete before returning (kstore.h "Completions"). */
+    if (atomic_load_explicit(&log->undelivered, memory_order_relaxed) == 0 &&
+        log->last_sequence <= instance->durable_sequence && instance->sync_count == 0 &&
+        atomic_load_explicit(&instance->sync_callbacks_queued, memory_order_acquire) == 0) {
+        /* Nothing of this log waits, and no earlier sync does: complete before returning (kstore.h
+         * "Completions"). */
         now = true;
     } else if (!ur_add_sync(instance, log->last_sequence, log, completion, context, &wake)) {
         pthread_mutex_unlock(&instance->wal_lock);

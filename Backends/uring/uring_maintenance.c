@@ -19,7 +19,8 @@
 
 /* Makes a retired segment file (spare-<generation>.log) the file of `segment` when one waits;
  * returns its fd, or -1 when there is none or it does not fit (it is removed then). */
-static int ur_reuse_spare(ur_instance *instance, ur_segment *segment, const char *name, uint64_t capacity) {
+static int ur_reuse_spare(ur_instance *instance, ur_segment *segment, const char *name, uint64_t capacity,
+                          int *wfd) {
     pthread_mutex_lock(&instance->wal_lock);
     bool recycle = instance->recycled_count > 0;
     uint64_t old_generation = recycle ? instance->recycled[--instance->recycled_count] : 0;
@@ -36,7 +37,11 @@ static int ur_reuse_spare(ur_instance *instance, ur_segment *segment, const char
         fd = openat(instance->dir_fd, name, O_RDWR | O_CLOEXEC);
     } while (fd < 0 && errno == EINTR);
     struct stat info;
-    if (fd >= 0 && fstat(fd, &info) == 0 && (uint64_t)info.st_size >= capacity && ur_fsync(instance->dir_fd) == 0) {
+    if (fd >= 0 && fstat(fd, &info) == 0 && (uint64_t)info.st_size >= capacity && ur_fsync(instance->dir_fd) == 0 &&
+        ur_open_wfd(instance, name, wfd)) {
+        /* Pages a reader cached in its earlier life would make every direct write over them wait
+         * (the kernel must drop them first): drop them now, off the write path. */
+        if (instance->direct) posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
         pthread_mutex_lock(&instance->wal_lock);
         /* A larger file only gives the segment more room. */
         if ((uint64_t)info.st_size > segment->capacity) segment->capacity = (uint64_t)info.st_size;
@@ -49,9 +54,10 @@ static int ur_reuse_spare(ur_instance *instance, ur_segment *segment, const char
     return -1;
 }
 
-/* Creates a new segment file of `capacity` bytes; returns its fd or -1 with *error. */
+/* Creates a new segment file of `capacity` bytes; returns its fd (and the O_DIRECT one in *wfd in
+ * direct mode) or -1 with *error. */
 static int ur_create_segment_file(ur_instance *instance, ur_segment *segment, const char *name, uint64_t capacity,
-                                  int *error) {
+                                  int *wfd, int *error) {
     int fd;
     do {
         fd = openat(instance->dir_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -67,16 +73,22 @@ static int ur_create_segment_file(ur_instance *instance, ur_segment *segment, co
     if (result != 0 && errno == EOPNOTSUPP) {
         result = ftruncate(fd, (off_t)capacity);
     }
-    /* uring.segment.zero=write: real zeros, not unwritten extents: later overwrites then change no
-     * extent metadata, so the WAL's fdatasync flushes data only, and the end of valid data reads as
-     * zeros. */
+    if (result == 0 && !ur_open_wfd(instance, name, wfd)) result = -1;
+    /* uring.segment.zero=write (the default in direct mode): real zeros, not unwritten extents:
+     * later overwrites then change no extent metadata, so the WAL's fdatasync flushes data only, a
+     * direct write never converts extents, and the end of valid data reads as zeros. In direct
+     * mode the zeros go through the O_DIRECT descriptor, in whole aligned blocks. */
+    int zero_fd = *wfd >= 0 ? *wfd : fd;
+    uint64_t zero_bytes = ur_align_up(capacity, instance->write_align);
     if (result != 0 ||
         (!instance->zero_by_fallocate &&
-         ur_write_zeros_cancellable(fd, 0, capacity, &instance->closing, &segment->hurry) != 0) ||
+         ur_write_zeros_cancellable(zero_fd, 0, zero_bytes, &instance->closing, &segment->hurry) != 0) ||
         (!atomic_load(&segment->hurry) && ur_fdatasync(fd) != 0) ||
         ur_fsync(instance->dir_fd) != 0) {
         *error = errno;
         close(fd);
+        if (*wfd >= 0) close(*wfd);
+        *wfd = -1;
         unlinkat(instance->dir_fd, name, 0);
         return -1;
     }
@@ -84,8 +96,9 @@ static int ur_create_segment_file(ur_instance *instance, ur_segment *segment, co
 }
 
 /* Creates (or reuses a spare), preallocates and, with uring.segment.zero=write, zero-fills a segment
- * file; returns its fd or -1 with *error. */
-int ur_prepare_segment_file(ur_instance *instance, ur_segment *segment, int *error) {
+ * file; returns its fd (and the O_DIRECT one in *wfd) or -1 with *error. */
+int ur_prepare_segment_file(ur_instance *instance, ur_segment *segment, int *wfd, int *error) {
+    *wfd = -1;
     char name[64];
     pthread_mutex_lock(&instance->wal_lock);
     uint64_t generation = segment->generation;
@@ -99,9 +112,9 @@ int ur_prepare_segment_file(ur_instance *instance, ur_segment *segment, int *err
     pthread_mutex_unlock(&instance->wal_lock);
     if (inject) return -1;
     /* Reuse a retired segment file when one waits. */
-    int fd = ur_reuse_spare(instance, segment, name, capacity);
+    int fd = ur_reuse_spare(instance, segment, name, capacity, wfd);
     if (fd >= 0) return fd;
-    return ur_create_segment_file(instance, segment, name, capacity, error);
+    return ur_create_segment_file(instance, segment, name, capacity, wfd, error);
 }
 
 static bool ur_write_index(ur_instance *instance, ur_segment *segment) {
@@ -114,6 +127,7 @@ static bool ur_write_index(ur_instance *instance, ur_segment *segment) {
 void ur_unlink_segment(ur_instance *instance, ur_segment *segment) {
     char name[64];
     if (segment->fd >= 0) close(segment->fd);
+    if (segment->wfd >= 0) close(segment->wfd);
     if (segment->idx_fd >= 0) close(segment->idx_fd);
     ur_segment_name(name, sizeof(name), segment->generation, "idx");
     unlinkat(instance->dir_fd, name, 0);
@@ -137,6 +151,7 @@ static void ur_retire_segment(ur_instance *instance, ur_segment *segment) {
             ur_segment_name(name, sizeof(name), segment->generation, "idx");
             unlinkat(instance->dir_fd, name, 0);
             if (segment->fd >= 0) close(segment->fd);
+            if (segment->wfd >= 0) close(segment->wfd);
             if (segment->idx_fd >= 0) close(segment->idx_fd);
             pthread_mutex_lock(&instance->wal_lock);
             instance->recycled[instance->recycled_count++] = segment->generation;
@@ -211,10 +226,12 @@ static bool ur_maintain_prepare(ur_instance *instance, uint64_t *last_retry_ns) 
     uint64_t generation = prepare->generation;
     pthread_mutex_unlock(&instance->wal_lock);
     int error = 0;
-    int fd = ur_prepare_segment_file(instance, prepare, &error);
+    int wfd = -1;
+    int fd = ur_prepare_segment_file(instance, prepare, &wfd, &error);
     pthread_mutex_lock(&instance->wal_lock);
     if (fd >= 0) {
         prepare->fd = fd;
+        prepare->wfd = wfd;
         prepare->state = UR_SEGMENT_READY;
         instance->stats.segments_created++;
     } else {

@@ -1,8 +1,9 @@
 /* read (kstore.h): the part holding the offset is found by bisection over the log's parts, the
  * entry by bisection over that part's fine index (memory or index file); runs of adjacent frames
- * are read with one preadv each (headers to scratch, payloads straight into the caller's buffer),
- * and every frame is checked against its index entry. Only entries whose append completed are
- * returned. Invariants and lock order: uring_internal.h. */
+ * are copied from the read cache where it holds them (the tail, uring_cache.c), else read with one
+ * preadv each (headers to scratch, payloads straight into the caller's buffer), and every frame is
+ * checked against its index entry either way. Only entries whose append completed are returned.
+ * Invariants and lock order: uring_internal.h. */
 #include "uring_internal.h"
 
 #include <errno.h>
@@ -60,10 +61,47 @@ static kstore_status ur_read_entry(ur_log *log, const ur_part *part, const ur_en
     return ur_check_read(log, part, entry, &header, destination);
 }
 
-/* Reads a run of entries whose frames are adjacent in the segment with one preadv: headers and
- * padding go to scratch, payloads straight into the caller's buffer. */
+/* Copies the longest prefix of a run the read cache holds into destination and checks its frames
+ * (after letting go of the cache's lock). Returns how many entries it copied; *status tells whether
+ * they are good. */
+static size_t ur_read_cached(ur_log *log, const ur_part *part, const ur_entry *run, size_t count,
+                             uint8_t *destination, kstore_status *status) {
+    ur_read_cache *cache = &log->instance->cache;
+    *status = KSTORE_OK;
+    if (cache->bytes_max == 0) return 0;
+    ur_frame_header headers[UR_READ_IOVECS_MAX / 3];
+    size_t served = 0, hint = 0, offset = 0;
+    pthread_rwlock_rdlock(&cache->lock);
+    for (; served < count && served < UR_READ_IOVECS_MAX / 3; served++) {
+        const uint8_t *frame = ur_cache_find(cache, part->segment->generation, run[served].position,
+                                             UR_FRAME_HEADER_BYTES + run[served].payload_bytes, &hint);
+        if (frame == NULL) break;
+        memcpy(&headers[served], frame, sizeof(headers[served]));
+        memcpy(destination + offset, frame + UR_FRAME_HEADER_BYTES, run[served].payload_bytes);
+        offset += run[served].payload_bytes;
+    }
+    pthread_rwlock_unlock(&cache->lock);
+    offset = 0;
+    for (size_t index = 0; index < served && *status == KSTORE_OK; index++) {
+        *status = ur_check_read(log, part, &run[index], &headers[index], destination + offset);
+        offset += run[index].payload_bytes;
+    }
+    if (served > 0) atomic_fetch_add_explicit(&cache->hits, served, memory_order_relaxed);
+    return served;
+}
+
+/* Reads a run of entries whose frames are adjacent in the segment: what the read cache holds from
+ * memory, the rest with one preadv (headers and padding to scratch, payloads straight into the
+ * caller's buffer). */
 static kstore_status ur_read_run(ur_log *log, const ur_part *part, const ur_entry *run, size_t count,
                                  uint8_t *destination) {
+    kstore_status cached_status = KSTORE_OK;
+    size_t cached = ur_read_cached(log, part, run, count, destination, &cached_status);
+    if (cached_status != KSTORE_OK || cached == count) return cached_status;
+    for (size_t index = 0; index < cached; index++) destination += run[index].payload_bytes;
+    run += cached;
+    count -= cached;
+    atomic_fetch_add_explicit(&log->instance->cache.misses, count, memory_order_relaxed);
     if (count == 1) return ur_read_entry(log, part, &run[0], destination);
     ur_frame_header headers[UR_READ_IOVECS_MAX / 3];
     uint8_t padding[UR_FRAME_ALIGN_BYTES];

@@ -33,6 +33,8 @@ typedef struct ur_recovery {
     ur_log *last; /* lookup cache */
     ur_scan scan;
     uint64_t expected; /* next sequence; 0 until the first frame */
+    /* The largest durable_sequence the replayed frames claim (what a pad frame may claim again). */
+    uint64_t durable_claimed;
     /* Where the replay stopped: the end of the WAL. */
     size_t end_index;
     uint64_t end_position;
@@ -184,13 +186,15 @@ static kstore_status ur_recover_segments(ur_recovery *recovery) {
         ur_segment_name(name, sizeof(name), generations[index], "log");
         ur_segment *segment = calloc(1, sizeof(ur_segment));
         int fd = openat(instance->dir_fd, name, O_RDWR | O_CLOEXEC);
+        int wfd = -1;
         struct stat info;
-        if (segment == NULL || fd < 0 || fstat(fd, &info) != 0 ||
+        if (segment == NULL || fd < 0 || fstat(fd, &info) != 0 || !ur_open_wfd(instance, name, &wfd) ||
             !ur_grow((void **)&instance->segments, &instance->segment_capacity, instance->segment_count + 1,
                      sizeof(ur_segment *), 8)) {
             snprintf(recovery->message, recovery->message_capacity, "cannot open write-ahead-log segment %s in %s: %s",
                      name, instance->path, strerror(errno));
             if (fd >= 0) close(fd);
+            if (wfd >= 0) close(wfd);
             free(segment);
             status = KSTORE_ERR_IO;
             break;
@@ -198,6 +202,7 @@ static kstore_status ur_recover_segments(ur_recovery *recovery) {
         segment->generation = generations[index];
         segment->capacity = (uint64_t)info.st_size;
         segment->fd = fd;
+        segment->wfd = wfd;
         segment->idx_fd = -1;
         segment->state = UR_SEGMENT_READY;
         instance->segments[instance->segment_count++] = segment;
@@ -234,6 +239,7 @@ static kstore_status ur_replay_segment(ur_recovery *recovery, size_t index) {
             break;
         }
         if (ur_frame_is_catalog(header.kind)) segment->has_catalog = true;
+        if (header.durable_sequence > recovery->durable_claimed) recovery->durable_claimed = header.durable_sequence;
         recovery->expected = header.sequence + 1;
         position += ur_frame_bytes(header.payload_bytes);
         recovery->frames++;
@@ -412,6 +418,41 @@ static void ur_tail_drop_later_segments(ur_recovery *recovery) {
     end_segment->sealed = false;
 }
 
+/* Direct mode: the WAL continues at an aligned position. If the end is not one (a write torn after
+ * some whole frames, or a WAL written buffered), a pad frame with the next sequence fills the gap —
+ * written here, through the page cache, over bytes no acknowledged frame shares a block with (the
+ * torn write started at an aligned position) — or, where none fits before the segment's end, the
+ * next frame starts the next segment. Then the segment's cached pages are dropped, so direct writes
+ * do not find them. */
+static kstore_status ur_tail_align(ur_recovery *recovery) {
+    ur_instance *instance = recovery->instance;
+    ur_segment *segment = instance->cursor_segment;
+    if (!instance->direct) return KSTORE_OK;
+    ur_pad pad = ur_pad_for(instance, segment, instance->cursor_position);
+    if (pad.frame_bytes > 0) {
+        uint8_t *frame = malloc((size_t)pad.frame_bytes);
+        uint64_t sequence = recovery->expected != 0 ? recovery->expected : 1;
+        if (frame != NULL) {
+            ur_pad_frame_encode(frame, pad.frame_bytes, segment->generation, sequence, recovery->durable_claimed);
+        }
+        if (frame == NULL ||
+            ur_pwrite_all(segment->fd, frame, (size_t)pad.frame_bytes, instance->cursor_position) < 0 ||
+            ur_fdatasync(segment->fd) != 0) {
+            int error = frame == NULL ? ENOMEM : errno;
+            free(frame);
+            snprintf(recovery->message, recovery->message_capacity,
+                     "cannot pad the end of wal-%016" PRIx64 ".log in %s at %" PRIu64 ": %s", segment->generation,
+                     instance->path, instance->cursor_position, strerror(error));
+            return ur_status_from_errno(error);
+        }
+        free(frame);
+        recovery->expected = sequence + 1;
+    }
+    instance->cursor_position = pad.cursor;
+    posix_fadvise(segment->fd, 0, 0, POSIX_FADV_DONTNEED);
+    return KSTORE_OK;
+}
+
 /* The tail: any frame after the end that claims an acknowledged (durable) sequence at or beyond
  * the end means a frame in between was damaged after it was acknowledged (CORRUPT); otherwise the
  * bytes after the end are a torn, never-acknowledged tail, zeroed, and later segments go. */
@@ -424,6 +465,7 @@ static kstore_status ur_recover_tail(ur_recovery *recovery) {
     }
     if (status == KSTORE_OK) status = ur_tail_zero(recovery, dirty_end);
     if (status == KSTORE_OK) ur_tail_drop_later_segments(recovery);
+    if (status == KSTORE_OK) status = ur_tail_align(recovery);
     return status;
 }
 
@@ -457,7 +499,8 @@ static kstore_status ur_recover_continue(ur_recovery *recovery, uint64_t started
     if (instance->segment_count == 0) {
         ur_segment *segment = ur_segment_add(instance);
         int error = 0;
-        int fd = segment != NULL ? ur_prepare_segment_file(instance, segment, &error) : -1;
+        int wfd = -1;
+        int fd = segment != NULL ? ur_prepare_segment_file(instance, segment, &wfd, &error) : -1;
         if (fd < 0) {
             snprintf(recovery->message, recovery->message_capacity,
                      "cannot create the first write-ahead-log segment in %s: %s", instance->path,
@@ -465,6 +508,7 @@ static kstore_status ur_recover_continue(ur_recovery *recovery, uint64_t started
             return ur_status_from_errno(segment != NULL ? error : ENOMEM);
         }
         segment->fd = fd;
+        segment->wfd = wfd;
         segment->state = UR_SEGMENT_READY;
         instance->stats.segments_created++;
         instance->cursor_segment = segment;

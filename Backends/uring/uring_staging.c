@@ -11,12 +11,15 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The first segment's size; each next one doubles up to uring.segment.bytes. */
+/* The first segment's size; each next one doubles up to uring.segment.bytes. Direct writes take at
+ * least a block each (a lightly loaded WAL writes a block per sync), so they start larger: a young
+ * instance then rolls (and prepares segments) about as often as a buffered one. */
 #define UR_SEGMENT_BYTES_FIRST ((uint64_t)64 * 1024)
+#define UR_SEGMENT_BYTES_FIRST_DIRECT ((uint64_t)1024 * 1024)
 
 static uint64_t ur_capacity_for(const ur_instance *instance, uint64_t generation) {
-    uint64_t capacity = UR_SEGMENT_BYTES_FIRST < instance->segment_bytes ? UR_SEGMENT_BYTES_FIRST
-                                                                         : instance->segment_bytes;
+    uint64_t first = instance->direct ? UR_SEGMENT_BYTES_FIRST_DIRECT : UR_SEGMENT_BYTES_FIRST;
+    uint64_t capacity = first < instance->segment_bytes ? first : instance->segment_bytes;
     for (uint64_t step = 1; step < generation && capacity < instance->segment_bytes; step++) capacity *= 2;
     return capacity < instance->segment_bytes ? capacity : instance->segment_bytes;
 }
@@ -50,6 +53,7 @@ ur_segment *ur_segment_add(ur_instance *instance) {
     segment->generation = last + 1 > instance->generation_floor ? last + 1 : instance->generation_floor;
     segment->capacity = ur_capacity_for(instance, segment->generation);
     segment->fd = -1;
+    segment->wfd = -1;
     segment->idx_fd = -1;
     segment->state = UR_SEGMENT_PREPARING;
     instance->segments[instance->segment_count++] = segment;
@@ -61,6 +65,11 @@ void ur_wake_io(ur_instance *instance) {
     uint64_t one = 1;
     while (write(instance->event_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
     }
+}
+
+/* The capacity of a standard chunk (the ones kept for reuse): uring.write.bytes, aligned. */
+static size_t ur_chunk_standard_capacity(const ur_instance *instance) {
+    return (size_t)ur_align_up(instance->write_bytes, instance->write_align);
 }
 
 static ur_chunk *ur_chunk_take(ur_instance *instance, size_t capacity) {
@@ -76,7 +85,11 @@ static ur_chunk *ur_chunk_take(ur_instance *instance, size_t capacity) {
     }
     ur_chunk *chunk = calloc(1, sizeof(ur_chunk));
     if (chunk == NULL) return NULL;
-    chunk->bytes = malloc(capacity);
+    /* Room after the frames for a pad frame: up to the alignment, and one more when the gap is
+     * shorter than a frame header. */
+    size_t slack = instance->direct ? 2 * (size_t)instance->write_align : 0;
+    chunk->allocated = capacity + slack;
+    chunk->bytes = ur_aligned_alloc(instance, chunk->allocated);
     if (chunk->bytes == NULL) {
         free(chunk);
         return NULL;
@@ -96,15 +109,25 @@ void ur_chunk_release(ur_instance *instance, ur_chunk *chunk) {
     chunk->segment = NULL;
     size_t kept = 0;
     for (ur_chunk *free_chunk = instance->free_chunks; free_chunk != NULL; free_chunk = free_chunk->next) kept++;
-    if (chunk->capacity == instance->write_bytes && kept < 4) {
+    if (chunk->capacity == ur_chunk_standard_capacity(instance) && kept < 4) {
         chunk->next = instance->free_chunks;
         instance->free_chunks = chunk;
         return;
     }
     instance->staging_bytes -= chunk->capacity;
+    ur_chunk_free(instance, chunk);
+}
+
+void ur_chunk_free(const ur_instance *instance, ur_chunk *chunk) {
     free(chunk->pending);
-    free(chunk->bytes);
+    ur_aligned_free(instance, chunk->bytes, chunk->allocated);
     free(chunk);
+}
+
+/* Gives a chunk back to staging that the read cache held (it was not counted in staging_bytes). */
+void ur_chunk_reclaim(ur_instance *instance, ur_chunk *chunk) {
+    instance->staging_bytes += chunk->capacity;
+    ur_chunk_release(instance, chunk);
 }
 
 /* Frees the chunks kept for reuse. */
@@ -113,9 +136,7 @@ void ur_chunks_free_idle(ur_instance *instance) {
         ur_chunk *chunk = instance->free_chunks;
         instance->free_chunks = chunk->next;
         instance->staging_bytes -= chunk->capacity;
-        free(chunk->pending);
-        free(chunk->bytes);
-        free(chunk);
+        ur_chunk_free(instance, chunk);
     }
 }
 
@@ -127,7 +148,48 @@ void ur_maybe_seal(ur_instance *instance, ur_segment *segment) {
     pthread_cond_signal(&instance->maintenance_wake);
 }
 
-/* Finds room for a frame without changing the WAL. */
+ur_pad ur_pad_for(const ur_instance *instance, const ur_segment *segment, uint64_t end) {
+    ur_pad pad = {0, end, end};
+    if (!instance->direct) return pad;
+    uint64_t align = instance->write_align;
+    uint64_t aligned = ur_align_up(end, align);
+    if (aligned == end) return pad;
+    if (aligned - end < UR_FRAME_HEADER_BYTES) aligned += align;
+    if (aligned <= segment->capacity) {
+        pad.frame_bytes = aligned - end;
+        pad.write_end = pad.cursor = aligned;
+        return pad;
+    }
+    /* No pad frame fits before the segment's end: zeros to the alignment, and the segment is full
+     * (recovery continues in the next segment, whose first frame carries the next sequence). */
+    pad.write_end = ur_align_up(end, align);
+    pad.cursor = pad.write_end > segment->capacity ? pad.write_end : segment->capacity;
+    return pad;
+}
+
+/* Closes an open chunk: it takes no more frames; in direct mode it gets its pad (a frame with the
+ * next sequence), and the cursor moves past it if it was at the chunk's end. */
+void ur_chunk_close(ur_instance *instance, ur_chunk *chunk) {
+    if (chunk->state != UR_CHUNK_OPEN) return;
+    chunk->state = UR_CHUNK_CLOSED;
+    uint64_t end = chunk->position + chunk->used;
+    ur_pad pad = ur_pad_for(instance, chunk->segment, end);
+    bool at_cursor = instance->cursor_segment == chunk->segment && instance->cursor_position == end;
+    if (pad.frame_bytes > 0) {
+        uint64_t sequence = instance->next_sequence++;
+        ur_pad_frame_encode(chunk->bytes + chunk->used, pad.frame_bytes, chunk->segment->generation, sequence,
+                            instance->durable_sequence);
+        chunk->last_sequence = sequence;
+        instance->stats.pad_bytes += pad.frame_bytes;
+    } else if (pad.write_end > end) {
+        memset(chunk->bytes + chunk->used, 0, (size_t)(pad.write_end - end));
+    }
+    chunk->used = (size_t)(pad.write_end - chunk->position);
+    if (at_cursor) instance->cursor_position = pad.cursor;
+}
+
+/* Finds room for a frame without changing the WAL: in the open tail chunk, or in a new chunk after
+ * it (once padded) or at the start of the next segment. */
 kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, bool catalog,
                          ur_reservation *reservation, const char **reason) {
     if (instance->failed_status != KSTORE_OK) {
@@ -143,7 +205,22 @@ kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, bool catal
     uint64_t limit = catalog ? segment->capacity : segment->capacity - ur_catalog_reserve(segment->capacity);
     /* Data frames never go into a sealed segment (its index was written): after a rewind into
      * one, only catalog frames do. */
-    if (position + frame_bytes > limit || (!catalog && segment->sealed)) {
+    bool closed_to_data = !catalog && segment->sealed;
+    ur_chunk *tail = instance->chunk_tail;
+    bool tail_open = tail != NULL && tail->state == UR_CHUNK_OPEN && tail->segment == segment &&
+                     tail->position + tail->used == position;
+    if (tail_open && !closed_to_data && position + frame_bytes <= limit && tail->capacity - tail->used >= frame_bytes) {
+        if (!ur_grow((void **)&tail->pending, &tail->pending_capacity, tail->pending_count + 1, sizeof(ur_pending),
+                     64)) {
+            *reason = "out of memory";
+            return KSTORE_ERR_NO_MEMORY;
+        }
+        *reservation = (ur_reservation){segment, position, tail, false};
+        return KSTORE_OK;
+    }
+    /* A new chunk starts where the open tail ends once padded (ur_commit closes it). */
+    if (tail_open) position = ur_pad_for(instance, segment, position).cursor;
+    if (position + frame_bytes > limit || closed_to_data) {
         ur_segment *next = ur_segment_after(instance, segment);
         if (next == NULL) next = ur_segment_add(instance);
         if (next == NULL) {
@@ -154,7 +231,8 @@ kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, bool catal
         position = 0;
         /* An entry larger than a young segment: that segment grows (a write past its
          * preallocated end extends the file). */
-        uint64_t needed = frame_bytes + frame_bytes / 7 + UR_FRAME_ALIGN_BYTES;
+        uint64_t needed = ur_align_up(frame_bytes + frame_bytes / 7 + UR_FRAME_ALIGN_BYTES,
+                                      instance->write_align > 4096 ? instance->write_align : 4096);
         if (!catalog && segment->capacity - ur_catalog_reserve(segment->capacity) < frame_bytes) {
             segment->capacity = needed > segment->capacity ? needed : segment->capacity;
         }
@@ -165,18 +243,8 @@ kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, bool catal
         *reason = "no space for the next write-ahead-log segment";
         return ur_status_from_errno(segment->prepare_error);
     }
-    ur_chunk *tail = instance->chunk_tail;
-    if (tail != NULL && tail->state == UR_CHUNK_OPEN && tail->segment == segment &&
-        tail->position + tail->used == position && tail->capacity - tail->used >= frame_bytes) {
-        if (!ur_grow((void **)&tail->pending, &tail->pending_capacity, tail->pending_count + 1, sizeof(ur_pending),
-                     64)) {
-            *reason = "out of memory";
-            return KSTORE_ERR_NO_MEMORY;
-        }
-        *reservation = (ur_reservation){segment, position, tail, false};
-        return KSTORE_OK;
-    }
     size_t capacity = frame_bytes > instance->write_bytes ? (size_t)frame_bytes : (size_t)instance->write_bytes;
+    capacity = (size_t)ur_align_up(capacity, instance->write_align);
     bool fits_free = false;
     for (ur_chunk *free_chunk = instance->free_chunks; free_chunk != NULL; free_chunk = free_chunk->next) {
         if (free_chunk->capacity >= capacity) fits_free = true;
@@ -210,11 +278,15 @@ kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, bool catal
 bool ur_commit(ur_instance *instance, const ur_reservation *reservation, const ur_frame *frame,
                uint64_t *sequence_out) {
     ur_chunk *chunk = reservation->chunk;
+    bool closed_tail = false;
     if (reservation->new_chunk) {
         if (instance->chunk_tail != NULL && instance->chunk_tail->state == UR_CHUNK_OPEN) {
-            instance->chunk_tail->state = UR_CHUNK_CLOSED;
+            /* Padded now, so its pad takes the sequence before the new chunk's frames. */
+            ur_chunk_close(instance, instance->chunk_tail);
+            closed_tail = true;
         }
         chunk->first_sequence = instance->next_sequence;
+        chunk->generation = reservation->segment->generation;
         chunk->next = NULL;
         if (instance->chunk_tail != NULL) {
             instance->chunk_tail->next = chunk;
@@ -266,11 +338,16 @@ bool ur_commit(ur_instance *instance, const ur_reservation *reservation, const u
     instance->cursor_position = reservation->position + frame_bytes;
     if (log != NULL) {
         log->last_sequence = sequence;
-        if (frame->kind == UR_FRAME_DATA) log->undelivered++;
+        if (frame->kind == UR_FRAME_DATA) atomic_fetch_add_explicit(&log->undelivered, 1, memory_order_relaxed);
     }
     if (frame->kind == UR_FRAME_DATA) instance->stats.appends++;
     if (sequence_out != NULL) *sequence_out = sequence;
-    bool wake = instance->io_waiting && instance->writes_in_flight < instance->writes_inflight_max;
+    /* Once per burst: a waiting I/O thread writes the open tail at once only when none of our writes
+     * is in flight (ur_io_submit_writes); otherwise the next write's completion wakes it, and the
+     * appends of the burst go in one write. A chunk that just filled up goes if a write slot is free. */
+    bool wake = instance->io_waiting &&
+                (instance->writes_in_flight == 0 ||
+                 (closed_tail && instance->writes_in_flight < instance->writes_inflight_max));
     if (wake) instance->io_waiting = false;
     return wake;
 }

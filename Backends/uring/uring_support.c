@@ -108,14 +108,16 @@ void ur_spare_name(char *buffer, size_t capacity, uint64_t generation) {
 }
 
 /* Writes zeros over [position, position + count) of fd; stops with ECANCELED when *cancel
- * becomes true (a segment being prepared while the instance closes). */
+ * becomes true (a segment being prepared while the instance closes). The buffer is aligned for
+ * O_DIRECT descriptors (whose callers pass aligned positions and counts). */
 int ur_write_zeros_cancellable(int fd, uint64_t position, uint64_t count, _Atomic bool *cancel,
                                _Atomic bool *hurry) {
-    uint8_t *buffer = calloc(1, UR_ZERO_BYTES);
-    if (buffer == NULL) {
+    uint8_t *buffer = NULL;
+    if (posix_memalign((void **)&buffer, UR_DIRECT_ALIGN_MAX, UR_ZERO_BYTES) != 0) {
         errno = ENOMEM;
         return -1;
     }
+    memset(buffer, 0, UR_ZERO_BYTES);
     int result = 0;
     while (count > 0) {
         if (cancel != NULL && atomic_load_explicit(cancel, memory_order_relaxed)) {
@@ -140,4 +142,8 @@ int ur_write_zeros_cancellable(int fd, uint64_t position, uint64_t count, _Atomi
 
 int ur_write_zeros(int fd, uint64_t position, uint64_t count) {
     return ur_write_zeros_cancellable(fd, position, count, NULL, NULL);
+}
+
+int ur_write_segment_zeros(const ur_segment *segment, uint64_t position, uint64_t count) {
+    return ur_write_zeros(ur_segment_wfd(segment), position, count);
 }

@@ -328,6 +328,11 @@ struct RunResult: Encodable {
     /// uring only (its stats control op): fdatasync rounds during the append phase, and the
     /// rate at which recovery replayed (checksummed and indexed) the WAL's frames at reopen.
     var fsyncs: UInt64?
+    /// uring only: WAL writes during the append phase, the bytes they wrote (frames and padding),
+    /// and whether they were O_DIRECT.
+    var writes: UInt64?
+    var walBytesWritten: UInt64?
+    var direct: Bool?
     var recoveryReplayGigabytesPerSecond: Double?
 }
 
@@ -396,7 +401,8 @@ func run(_ options: Options) async throws -> RunResult {
         done.notify(queue: .global()) { continuation.resume() }
     }
     let elapsed = Double(nowNs() - started) / 1e9
-    let fsyncs = uringStats(engine)?.fsyncs
+    let appendStats = uringStats(engine)
+    let fsyncs = appendStats?.fsyncs
     var histogram = makeLatencyHistogram()
     var batches: UInt64 = 0
     for producer in producers {
@@ -467,6 +473,9 @@ func run(_ options: Options) async throws -> RunResult {
         recoveryScanGigabytesPerSecond: scanRate,
         rssMegabytes: rss,
         fsyncs: fsyncs,
+        writes: appendStats?.writes,
+        walBytesWritten: appendStats?.bytes_written,
+        direct: appendStats.map { $0.direct == 1 },
         recoveryReplayGigabytesPerSecond: replayRate
     )
 }

@@ -127,14 +127,6 @@ extension StorageLog {
     }
 }
 
-/// The position after the last nonzero byte of a file, rounded up to the frame alignment (8).
-func endOfData(_ path: String) throws -> Int {
-    let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-    var end = bytes.count
-    while end > 0 && bytes[end - 1] == 0 { end -= 1 }
-    return (end + 7) / 8 * 8
-}
-
 func patchFile(_ path: String, at position: Int, with bytes: [UInt8]) throws {
     let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
     try handle.seek(toOffset: UInt64(position))
@@ -338,7 +330,10 @@ struct URingTests {
             let copy = try fixture.copyDirectory()
             defer { try? FileManager.default.removeItem(atPath: copy) }
             let wal = (copy as NSString).appendingPathComponent(fixture.walFiles[0])
-            let end = try endOfData(wal)
+            // The end of the WAL: after its last frame (with direct writes, a pad frame).
+            let frames = try walFrames(wal)
+            let end = try #require(frames.last).end
+            let lastData = try #require(frames.last { $0.kind == WALFrame.data })
             let generation = UInt64(fixture.walFiles[0].dropFirst(4).prefix(16), radix: 16)!
             switch damage {
             case .none:
@@ -357,7 +352,7 @@ struct URingTests {
                 var generator = SystemRandomNumberGenerator()
                 try patchFile(wal, at: end + 8_192, with: (0..<4_096).map { _ in UInt8.random(in: 1...255, using: &generator) })
             case .tornLastFrame:
-                try patchFile(wal, at: end - 16, with: [UInt8](repeating: 0x5A, count: 16))
+                try patchFile(wal, at: lastData.end - 16, with: [UInt8](repeating: 0x5A, count: 16))
             }
             let recovered = try URingFixture(directory: copy)
             let reopenedA = try await recovered.engine.openLog(named: "a", create: false)
@@ -449,8 +444,10 @@ struct URingTests {
             let copy = try fixture.copyDirectory()
             defer { try? FileManager.default.removeItem(atPath: copy) }
             let wal = (copy as NSString).appendingPathComponent(fixture.walFiles[0])
-            // Frame 0 is the CREATE record of "x" (72 + 1 bytes, padded to 80); entry 0 follows.
-            try patchFile(wal, at: 80 + 72 + 100, with: [0xFF])
+            // Frame 0 is the CREATE record of "x" (72 + 1 bytes, padded to 80; with direct writes a pad
+            // frame follows it up to the write alignment); entry 0 follows.
+            let entry = try #require(try walFrames(wal).first { $0.kind == WALFrame.data })
+            try patchFile(wal, at: entry.position + 72 + 100, with: [0xFF])
             // The instance opens (and writes nothing); open_log answers CORRUPT.
             let damaged = try URingFixture(directory: copy)
             var failure: StorageError? = nil
@@ -464,7 +461,7 @@ struct URingTests {
             #expect(error.code == .corrupt)
             #expect(error.isDataLoss)
             #expect(error.message.contains(fixture.walFiles[0]), "\(error.message)")
-            #expect(error.message.contains("position 80"), "\(error.message)")
+            #expect(error.message.contains("position \(entry.position)"), "\(error.message)")
             await log.close()
         }
     }
@@ -730,7 +727,13 @@ struct URingTests {
                 if batch == 2_048 { residentAfterWarmup = resident }
                 residentMax = max(residentMax, resident)
             }
-            let stats = try fixture.stats()
+            // Retired segments are deleted by the maintenance thread, after the checkpoint passes
+            // them: give it a moment (bounded) before counting.
+            var stats = try fixture.stats()
+            for _ in 0..<200 where stats.segments > 10 {
+                try await Task.sleep(for: .milliseconds(10))
+                stats = try fixture.stats()
+            }
             print(
                 "appended \(mebibytes) MiB: RSS after warm-up \(residentAfterWarmup >> 20) MiB, max \(residentMax >> 20) MiB, "
                     + "segments \(stats.segments), index memory \(stats.index_memory_bytes >> 10) KiB, staging \(stats.staging_bytes >> 20) MiB"

@@ -1,5 +1,6 @@
 /* The io_uring write-ahead-log storage backend: durable, non-blocking, one shared WAL whose group
- * commit covers every log of the instance. Implements kstore.h. */
+ * commit covers every log of the instance. Implements kstore.h. On-disk format:
+ * docs/storage-formats-uring.md. */
 #ifndef KSTORE_URING_H
 #define KSTORE_URING_H
 #include "kstore.h"
@@ -20,11 +21,26 @@ const kstore_backend *kstore_uring_backend(void);
  *                            reached (the host waits and retries)
  *   "uring.write.bytes"      largest write the I/O thread gathers from staged frames (default 1 MiB)
  *   "uring.writes.inflight"  writes the I/O thread keeps in flight at once (default 8)
- *   "uring.segment.zero"     "fallocate" (default): new segments are left as unwritten extents,
- *                            which read as zeros (half the disk writes; fdatasync journals the
- *                            extent conversions); "write": zero-filled with real writes ahead of
- *                            need (later overwrites change no extent metadata; filling stops early
- *                            rather than stall the WAL) — for file systems without unwritten extents
+ *   "uring.direct"           "auto" (default): the WAL is written with O_DIRECT from aligned
+ *                            staging where the data directory's file system takes it and reports
+ *                            its direct-I/O alignment (statx STATX_DIOALIGN; ext4, xfs), and
+ *                            buffered elsewhere (tmpfs); "on": O_DIRECT or open fails with
+ *                            KSTORE_ERR_UNSUPPORTED; "off": buffered writes through the page cache.
+ *                            Buffered WAL writes to ext4 are each handed to an io-wq kernel worker
+ *                            that copies them into the page cache; direct ones are submitted without
+ *                            blocking and copy nothing. Direct writes start aligned and end with a
+ *                            pad frame (docs/storage-formats-uring.md); either mode reads the other's
+ *                            data directories.
+ *   "uring.read.cache.bytes" memory for the most recently written WAL bytes, from which reads of the
+ *                            logs' tails are served (default 32 MiB; "0": none). Direct writes leave
+ *                            nothing in the page cache; older data is read from the files.
+ *   "uring.segment.zero"     "auto" (default): "write" when the WAL is written with O_DIRECT,
+ *                            "fallocate" otherwise; "fallocate": new segments are left as unwritten
+ *                            extents, which read as zeros (half the disk writes; fdatasync journals
+ *                            the extent conversions); "write": zero-filled with real writes ahead of
+ *                            need (later overwrites change no extent metadata, and direct writes
+ *                            into them need no conversion; filling stops early rather than stall
+ *                            the WAL). Retired segments are reused as spares, already written.
  *   "uring.test.io_uring_error"  TESTS ONLY: "ENOSYS" or "EPERM" makes open behave as if
  *                            io_uring_queue_init had failed with that error. */
 
@@ -70,6 +86,12 @@ typedef struct kstore_uring_stats {
     uint64_t segments_recycled;  /* segments made from a retired segment file (no zeroing) */
     uint64_t recovery_replay_bytes; /* of recovery_bytes: the valid frames replayed */
     uint64_t recovery_replay_ns;    /* of recovery_ns: replaying them (CRC, indexes, index files) */
+    uint64_t direct;             /* 1 when the WAL is written with O_DIRECT (uring.direct), else 0 */
+    uint64_t write_align_bytes;  /* writes start at multiples of this (8 when buffered) */
+    uint64_t pad_bytes;          /* bytes of pad frames written (direct mode), included in bytes_written */
+    uint64_t read_cache_bytes;   /* memory the read cache holds now */
+    uint64_t read_cache_hits;    /* frames reads copied from the read cache */
+    uint64_t read_cache_misses;  /* frames reads took from the segment files */
 } kstore_uring_stats;
 
 #ifdef __cplusplus
