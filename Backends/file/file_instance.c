@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,6 +59,7 @@ static void fl_free_instance(fl_instance *instance) {
     for (size_t index = 0; index < instance->busy_count; index++) free(instance->busy_names[index]);
     free(instance->busy_names);
     pthread_mutex_destroy(&instance->mutex);
+    fl_cache_destroy(&instance->cache);
     kstore_kit_error_destroy(&instance->errors);
     free(instance);
 }
@@ -112,6 +114,16 @@ static void fl_finish_deletions(fl_instance *instance) {
     if (removed) kstore_kit_fsync(&instance->io, instance->deleted_fd);
 }
 
+/* The default of file.open.files.max: a fraction of the soft RLIMIT_NOFILE now (fjord raises the soft
+ * limit to the hard one before it opens the backend), leaving the rest for sockets. */
+static uint64_t fl_default_open_files(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return FL_OPEN_FILES_UNLIMITED_DEFAULT;
+    uint64_t open_files = (uint64_t)limit.rlim_cur / FL_OPEN_FILES_DEFAULT_DIVISOR;
+    if (open_files < FL_OPEN_FILES_MIN) return FL_OPEN_FILES_MIN;
+    return open_files > FL_OPEN_FILES_MAX ? FL_OPEN_FILES_MAX : open_files;
+}
+
 static kstore_status fl_open(const kstore_option *options, uint32_t option_count, kstore_instance **instance_out,
                              char *error_message, size_t error_capacity) {
     if (instance_out == NULL) {
@@ -120,18 +132,26 @@ static kstore_status fl_open(const kstore_option *options, uint32_t option_count
     }
     *instance_out = NULL;
     const char *path = NULL;
+    uint64_t open_files = 0;
     const kstore_kit_option_spec specs[] = {
         {.key = "path",
          .kind = KSTORE_KIT_OPTION_TEXT,
          .required = true,
          .meaning = "the data directory",
          .target = &path},
+        {.key = "file.open.files.max",
+         .kind = KSTORE_KIT_OPTION_SIZE,
+         .minimum = FL_OPEN_FILES_MIN,
+         .maximum = FL_OPEN_FILES_MAX,
+         .target = &open_files},
     };
     kstore_status status =
-        kstore_kit_parse_options("file backend", options, option_count, specs, 1, error_message, error_capacity);
+        kstore_kit_parse_options("file backend", options, option_count, specs, 2, error_message, error_capacity);
     if (status != KSTORE_OK) return status;
+    if (open_files == 0) open_files = fl_default_open_files();
     fl_instance *instance = calloc(1, sizeof(fl_instance));
-    if (instance == NULL) {
+    if (instance == NULL || fl_cache_init(&instance->cache, (size_t)open_files) != KSTORE_OK) {
+        free(instance);
         kstore_kit_message(error_message, error_capacity, "file backend: out of memory");
         return KSTORE_ERR_NO_MEMORY;
     }
@@ -229,8 +249,6 @@ static fl_log *fl_new_log(fl_instance *instance, const char *name, const fl_log_
     log->segment_bytes_max = (uint64_t)options->segment_bytes;
     log->segment_ms = options->segment_ms;
     log->index_interval_bytes = (uint64_t)options->interval_bytes;
-    log->active = fl_fds_none();
-    log->dir_fd = -1;
     pthread_mutex_init(&log->mutate_mutex, NULL);
     pthread_mutex_init(&log->state_mutex, NULL);
     pthread_rwlockattr_t attributes;
@@ -242,26 +260,25 @@ static fl_log *fl_new_log(fl_instance *instance, const char *name, const fl_log_
     return log;
 }
 
-/* Opens the log's directory and recovers the log. A log found clean loses its clean-shutdown marker
- * before it is used: from then on it may hold unsynced data, and a crash must not find it marked. */
+/* Recovers the log. A log found clean loses its clean-shutdown marker before it is used: from then on
+ * it may hold unsynced data, and a crash must not find it marked. */
 static kstore_status fl_open_and_recover(fl_log *log, bool created) {
     fl_instance *instance = log->instance;
-    log->dir_fd = kstore_kit_openat(&instance->io, instance->logs_fd, log->name, O_RDONLY | O_DIRECTORY, 0);
-    if (log->dir_fd < 0) {
-        return kstore_kit_error_errno(&instance->errors, errno, "open_log '%s': opening %s failed", log->name,
-                                      log->path);
-    }
-    bool trusted = !created && faccessat(log->dir_fd, "clean-shutdown", F_OK, 0) == 0;
+    char marker[FL_PATH_BYTES];
+    fl_log_path(log, marker, "clean-shutdown");
+    bool trusted = !created && faccessat(instance->logs_fd, marker, F_OK, 0) == 0;
     kstore_status status = fl_recover(log, trusted);
     if (status == KSTORE_OK && created && kstore_kit_fsync(&instance->io, instance->logs_fd) != 0) {
         status = kstore_kit_error_errno(&instance->errors, errno, "open_log '%s': fsync of %s/logs failed", log->name,
                                         instance->directory.path);
     }
-    if (status == KSTORE_OK && trusted &&
-        ((unlinkat(log->dir_fd, "clean-shutdown", 0) != 0 && errno != ENOENT) ||
-         kstore_kit_fsync(&instance->io, log->dir_fd) != 0)) {
-        status = kstore_kit_error_errno(&instance->errors, errno, "open_log '%s': removing %s/clean-shutdown failed",
-                                        log->name, log->path);
+    if (status == KSTORE_OK && trusted) {
+        if (unlinkat(instance->logs_fd, marker, 0) != 0 && errno != ENOENT) {
+            status = kstore_kit_error_errno(&instance->errors, errno,
+                                            "open_log '%s': removing %s/clean-shutdown failed", log->name, log->path);
+        } else {
+            status = fl_sync_directory(log, "open_log: ");
+        }
     }
     return status;
 }
@@ -302,8 +319,7 @@ static kstore_status fl_open_log(kstore_instance *handle, const char *name, uint
     }
     status = fl_open_and_recover(log, created);
     if (status != KSTORE_OK) {
-        fl_fds_close(&log->active);
-        kstore_kit_close_fd(log->dir_fd);
+        fl_cache_forget_log(log);
         fl_log_free(log);
         if (created) fl_remove_tree(instance->logs_fd, name);
         fl_release_name(instance, name);
@@ -405,6 +421,17 @@ static kstore_status fl_control(kstore_instance *handle, int32_t op, void *argum
             kstore_kit_error_set(&instance->errors, "control: the fault hook is too small or has no decide function");
         }
         return status;
+    }
+    if (op == KSTORE_FILE_CONTROL_DESCRIPTOR_INFO) {
+        kstore_file_descriptor_info *info = argument;
+        if (info == NULL || info->struct_size < offsetof(kstore_file_descriptor_info, limit) + sizeof(uint64_t)) {
+            kstore_kit_error_set(&instance->errors, "control: the descriptor info argument is NULL or too small");
+            return KSTORE_ERR_INVALID_ARGUMENT;
+        }
+        kstore_file_descriptor_info copy = {.struct_size = info->struct_size};
+        fl_cache_info(&instance->cache, &copy);
+        memcpy(info, &copy, info->struct_size < sizeof(copy) ? info->struct_size : sizeof(copy));
+        return KSTORE_OK;
     }
     kstore_kit_error_set(&instance->errors, "control: op %d is not supported by the file backend", (int)op);
     return KSTORE_ERR_UNSUPPORTED;

@@ -20,6 +20,8 @@
  *                    file, the totals state() reports
  *   file_index.c     offset and time index maintenance: the builder, record reads and counts
  *   file_buffers.c   buffered windows over files (reads) and buffered index writes (rebuilds)
+ *   file_descriptor_cache.c  the bounded LRU cache every descriptor of a log is leased from, and
+ *                    the files of one segment during a call (fl_files)
  *   file_format.c    encoding and decoding of frames, index records, summaries, meta; file names
  * A file calls only files listed after it (file_names.c serves instance and log).
  *
@@ -27,10 +29,18 @@
  * rwlock `lock` protects the segment array and every published size, and is held shared by read,
  * find_offset_by_time and sync for their I/O, exclusively only to publish changes (and for the rare
  * structural changes: truncation, deletion of segments); `state_mutex` guards the snapshot that
- * state() copies, so state never waits for I/O.
+ * state() copies, so state never waits for I/O. Per instance, the descriptor cache's `mutex` is a
+ * leaf below all of them. Lock order: mutate_mutex → lock → cache mutex (→ the error slot's mutex);
+ * state_mutex is a leaf too and never held with the cache mutex.
  *
- * Memory: per log, one descriptor per segment plus the active segment's index state. Index entries
- * live in the index files and are read with pread.
+ * Descriptors: a log holds none of its own. Every descriptor of a log directory and of a segment's
+ * three files is leased from the instance's descriptor cache for the duration of one call and
+ * stays cached (idle) afterwards until the cache needs room (file_descriptor_cache.c), so an
+ * instance keeps at most `file.open.files.max` descriptors open however many logs are open.
+ * Files are opened, created, renamed and unlinked by their path relative to X/logs.
+ *
+ * Memory: per log, the segment array and the active segment's index state. Index entries live in
+ * the index files and are read with pread.
  *
  * Symbols: functions shared between these files are fl_*, with hidden visibility, so a build as a
  * shared library still exports only kstore_* (STYLE: exported symbols are kstore_*).
@@ -79,6 +89,16 @@
 #define FL_WRITER_BYTES ((size_t)64 * 1024)
 /* %020lld + ".timeindex" + NUL. */
 #define FL_FILE_NAME_BYTES 40
+/* "<log name>/<file name>", a path relative to X/logs. */
+#define FL_PATH_BYTES (KSTORE_LOG_NAME_MAX + 1 + FL_FILE_NAME_BYTES)
+/* file.open.files.max: the smallest allowed (one call leases at most four descriptors), the
+ * largest, and the default: this fraction of the soft RLIMIT_NOFILE at instance open, leaving the
+ * rest for sockets and the other backends' files. */
+#define FL_OPEN_FILES_MIN ((uint64_t)4)
+#define FL_OPEN_FILES_MAX ((uint64_t)1 << 30)
+#define FL_OPEN_FILES_DEFAULT_DIVISOR 2
+/* The default when the soft limit is unlimited. */
+#define FL_OPEN_FILES_UNLIMITED_DEFAULT ((uint64_t)1 << 20)
 
 /* MARK: - Types */
 
@@ -128,7 +148,8 @@ typedef struct fl_segment {
     int64_t created_ms;
 } fl_segment;
 
-/* The three files of a segment: <base>.log, <base>.index, <base>.timeindex (-1: not open). */
+/* The three files of a segment during a call: <base>.log, <base>.index, <base>.timeindex (-1: not
+ * leased). */
 typedef struct fl_fds {
     int log_fd;
     int index_fd;
@@ -180,14 +201,58 @@ typedef struct fl_writer {
     int error;
 } fl_writer;
 
-/* The files of one segment during a call: the active segment's stay open, a sealed segment's are
- * opened for the call (index files only when needed). */
+/* What a cached descriptor is open on (file_descriptor_cache.c). The segment kinds index arrays. */
+typedef enum fl_file_kind {
+    FL_FILE_LOG = 0,       /* <base>.log */
+    FL_FILE_INDEX = 1,     /* <base>.index */
+    FL_FILE_TIME = 2,      /* <base>.timeindex */
+    FL_FILE_DIRECTORY = 3, /* the log directory X/logs/<name> (base_offset 0) */
+} fl_file_kind;
+
+/* One descriptor of the cache (file_descriptor_cache.c). */
+typedef struct fl_entry fl_entry;
+
+/* A descriptor leased from the cache: open, and never closed under the holder, until released. */
+typedef struct fl_lease {
+    /* NULL: nothing leased. */
+    fl_entry *entry;
+    int fd;
+} fl_lease;
+
+/* The files of one segment during a call, leased from the descriptor cache: the .log when the
+ * files are opened, the index files only when needed. `fds` mirrors the leases (-1: not leased). */
 typedef struct fl_files {
+    int64_t base_offset;
     fl_fds fds;
-    bool owned;
+    fl_lease leases[3];
     bool index_tried;
     bool time_tried;
 } fl_files;
+
+/* The instance's descriptor cache (file_descriptor_cache.c). Everything is guarded by `mutex`. */
+typedef struct fl_cache {
+    pthread_mutex_t mutex;
+    /* Broadcast when an entry that was being closed is gone. */
+    pthread_cond_t closed;
+    /* file.open.files.max: idle descriptors are closed while more than this many are open. */
+    size_t limit;
+    /* Entries with an open descriptor: leased, idle or being closed. */
+    size_t open_count;
+    size_t peak_open_count;
+    /* Chained hash of the entries by (log, base offset, kind); bucket_count is a power of two. */
+    fl_entry **buckets;
+    size_t bucket_count;
+    /* Idle entries (no lease), least recently used first: clean ones, and .log files with writes
+     * no fdatasync has covered yet (closed only when no clean one is left, after an fdatasync). */
+    fl_entry *clean_head, *clean_tail;
+    fl_entry *dirty_head, *dirty_tail;
+    /* What happened (KSTORE_FILE_CONTROL_DESCRIPTOR_INFO). */
+    uint64_t open_calls;
+    uint64_t hits;
+    uint64_t evictions;
+    uint64_t eviction_syncs;
+    uint64_t exhausted_retries;
+} fl_cache;
 
 /* A located frame. */
 typedef struct fl_place {
@@ -221,7 +286,6 @@ struct fl_log {
     char *name;
     /* data/logs/<name>, for messages. */
     char *path;
-    int dir_fd;
     uint64_t segment_bytes_max;
     int64_t segment_ms;
     uint64_t index_interval_bytes;
@@ -232,7 +296,6 @@ struct fl_log {
     fl_segment *segments;
     size_t segment_count;
     size_t segment_capacity;
-    fl_fds active;
     int64_t start_offset;
     int64_t end_offset;
     /* Entries of segments[0] lying wholly below the start, and their payload bytes. */
@@ -257,6 +320,9 @@ struct fl_log {
     kstore_log_state snapshot;
 
     kstore_file_recovery_info recovery;
+
+    /* This log's entries in the descriptor cache (guarded by the cache's mutex). */
+    fl_entry *cache_entries;
 };
 
 struct fl_instance {
@@ -269,6 +335,8 @@ struct fl_instance {
     /* Every system call on data goes through the kit with this (and its optional fault hook). */
     kstore_kit_io io;
     kstore_kit_error errors;
+    /* Every descriptor of every log is leased from here. */
+    fl_cache cache;
 
     /* Names of logs that are open, being opened or being deleted. */
     pthread_mutex_t mutex;
@@ -316,18 +384,63 @@ static inline uint64_t fl_payload_bytes(const fl_segment *segment) {
     return segment->size_bytes - segment->entry_count * FL_FRAME_HEADER_BYTES;
 }
 
-static inline bool fl_is_active(const fl_log *log, const fl_segment *segment) {
-    return segment == &log->segments[log->segment_count - 1];
-}
-
 static inline fl_fds fl_fds_none(void) { return (fl_fds){.log_fd = -1, .index_fd = -1, .time_fd = -1}; }
 
-/* Closes the descriptors that are open and marks them closed. */
-static inline void fl_fds_close(fl_fds *fds) {
-    kstore_kit_close_fd(fds->log_fd);
-    kstore_kit_close_fd(fds->index_fd);
-    kstore_kit_close_fd(fds->time_fd);
-    *fds = fl_fds_none();
+/* MARK: - file_descriptor_cache.c: the descriptor cache */
+
+kstore_status fl_cache_init(fl_cache *cache, size_t limit);
+/* After every log was closed (then the cache holds no entry). */
+void fl_cache_destroy(fl_cache *cache);
+/* Leases the descriptor of (log, base_offset, kind), opening it (read-write; directories read-only)
+ * on a miss, creating a missing segment file when `create`. On failure the message is recorded;
+ * descriptor exhaustion (EMFILE, ENFILE), after idle descriptors were closed and the open retried
+ * once, answers KSTORE_ERR_BUSY with a message naming the limits. */
+kstore_status fl_lease_file(fl_log *log, int64_t base_offset, fl_file_kind kind, bool create, fl_lease *lease);
+/* Leases the descriptor only if it is open (waiting while it is being closed): false when it is not.
+ * A .log file whose descriptor is not open has no write that an fdatasync has not covered. */
+bool fl_lease_if_open(fl_log *log, int64_t base_offset, fl_file_kind kind, fl_lease *lease);
+/* Puts a descriptor the caller just opened (a created file) into the cache, leased. A .log counts as
+ * written (its creation truncated it). On failure the descriptor is closed. */
+kstore_status fl_lease_adopt(fl_log *log, int64_t base_offset, fl_file_kind kind, int fd, fl_lease *lease);
+/* Ends a lease (nothing when none is held); the descriptor stays cached, idle. */
+void fl_release(fl_log *log, fl_lease *lease);
+/* After every write or truncation through a leased .log descriptor (once the system call returned,
+ * whatever its result): it now has unsynced writes. Leaves errno alone. */
+void fl_lease_note_write(const fl_lease *lease);
+/* fdatasync through a leased .log descriptor if it has writes no fdatasync covered yet: 0 or the
+ * errno (errno is set too). */
+int fl_lease_fdatasync(fl_log *log, const fl_lease *lease);
+/* The files of a segment are deleted or replaced: their cached descriptors are closed (without an
+ * fdatasync: the content goes). A leased one is closed when its lease ends. */
+void fl_cache_forget_segment(fl_log *log, int64_t base_offset);
+/* The log closes: every descriptor it has in the cache is closed (none may be leased). */
+void fl_cache_forget_log(fl_log *log);
+/* An open that is not cached (meta, markers, directory listings): openat through the kit with the
+ * same answer to descriptor exhaustion (close idle descriptors, retry once). */
+int fl_open_transient(fl_instance *instance, int dir_fd, const char *name, int flags, mode_t mode);
+/* Records the failure of an open: "<what>: <reason>" and, for EMFILE or ENFILE, the limits; returns
+ * KSTORE_ERR_BUSY for those, the kit's status for the errno otherwise. */
+__attribute__((format(printf, 3, 4))) kstore_status fl_open_error(fl_instance *instance, int error,
+                                                                  const char *format, ...);
+void fl_cache_info(fl_cache *cache, kstore_file_descriptor_info *info);
+
+/* "<log name>/<file>", the path of a file of the log relative to X/logs. */
+void fl_log_path(const fl_log *log, char *buffer, const char *file);
+
+kstore_status fl_files_open(fl_log *log, const fl_segment *segment, fl_files *files);
+/* The offset index's descriptor, or -1 when it cannot be opened (lookups then scan). */
+int fl_files_index(fl_log *log, fl_files *files);
+int fl_files_time(fl_log *log, fl_files *files);
+/* Leases the index files too, creating missing ones when `create`: an error when one fails. */
+kstore_status fl_files_indexes(fl_log *log, fl_files *files, bool create);
+/* Leases all three files of the segment at base_offset (index files created when `create`). */
+kstore_status fl_files_all(fl_log *log, int64_t base_offset, bool create, fl_files *files);
+/* Ends the leases (the descriptors stay cached). */
+void fl_files_close(fl_log *log, fl_files *files);
+static inline fl_files fl_files_none(int64_t base_offset) {
+    fl_files files = {.base_offset = base_offset, .fds = fl_fds_none()};
+    for (int kind = 0; kind < 3; kind++) files.leases[kind] = (fl_lease){.entry = NULL, .fd = -1};
+    return files;
 }
 
 /* MARK: - file_format.c: the on-disk format */
@@ -385,10 +498,6 @@ bool fl_count_records_below(fl_log *log, int fd, uint64_t count, bool time_index
 /* MARK: - file_lookup.c: finding frames, reading entries */
 
 size_t fl_find_segment(const fl_log *log, int64_t offset);
-kstore_status fl_files_open(fl_log *log, const fl_segment *segment, fl_files *files);
-int fl_files_index(fl_log *log, const fl_segment *segment, fl_files *files);
-int fl_files_time(fl_log *log, const fl_segment *segment, fl_files *files);
-void fl_files_close(fl_files *files);
 __attribute__((format(printf, 4, 5))) kstore_status fl_frame_error(fl_log *log, int64_t base_offset, uint64_t position,
                                                                    const char *format, ...);
 kstore_status fl_read_header(fl_log *log, const fl_segment *segment, fl_reader *reader, uint64_t position,
@@ -407,9 +516,15 @@ kstore_status fl_compute_dead(fl_log *log);
 
 /* MARK: - file_segment.c: segment files, rolling, appending, the start offset file */
 
-int fl_open_segment_file(fl_log *log, int64_t base_offset, const char *suffix, int flags);
+void fl_unlink_file(fl_log *log, const char *file);
 void fl_unlink_segment(fl_log *log, int64_t base_offset);
-kstore_status fl_create_segment_files(fl_log *log, int64_t base_offset, fl_fds *fds);
+kstore_status fl_create_segment_files(fl_log *log, int64_t base_offset, fl_files *files);
+/* fsync of the log directory through a leased descriptor; `member` prefixes the message ("" or
+ * "delete_before of "). */
+kstore_status fl_sync_directory(fl_log *log, const char *member);
+/* fdatasync of the active segment's .log if it has writes no fdatasync covered; a failure fails the
+ * log. */
+kstore_status fl_sync_active(fl_log *log, const char *member);
 bool fl_write_summary(fl_log *log, int index_fd, const fl_segment *segment);
 int fl_read_meta(fl_log *log, int64_t *start_offset);
 kstore_status fl_write_meta(fl_log *log, int64_t start_offset);
@@ -433,8 +548,8 @@ kstore_status fl_verify_segment(fl_log *log, fl_segment *segment, fl_builder *bu
                                 uint64_t file_size, fl_reader *reader, fl_verify *verify);
 bool fl_valid_frame_at(fl_reader *reader, uint64_t position, uint64_t file_size);
 int64_t fl_find_valid_frame(fl_reader *reader, int fd, uint64_t from, uint64_t file_size);
-bool fl_trust_segment(fl_log *log, fl_segment *segment, fl_fds *fds, uint64_t file_size, int64_t next_base, bool last,
-                      fl_reader *reader);
+bool fl_trust_segment(fl_log *log, fl_segment *segment, fl_files *files, uint64_t file_size, int64_t next_base,
+                      bool last, fl_reader *reader);
 bool fl_restore_builder(fl_log *log, fl_segment *segment, const fl_fds *fds, bool recount, fl_reader *reader);
 
 /* MARK: - file_recovery.c */

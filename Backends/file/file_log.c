@@ -8,7 +8,6 @@
  */
 #include "file_internal.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,23 +39,24 @@ static void fl_log_close(kstore_log *handle) {
     pthread_mutex_lock(&log->mutate_mutex);
     /* Everything synced and summarized: the next open may trust the indexes. kstore.h only promises
      * synced entries survive close; syncing here is what makes the clean marker honest. */
-    bool clean = atomic_load(&log->failed) == 0 && atomic_load(&log->index_suspect) == 0 && log->active.log_fd >= 0;
-    if (clean) clean = kstore_kit_fdatasync(&instance->io, log->active.log_fd) == 0;
+    bool clean = atomic_load(&log->failed) == 0 && atomic_load(&log->index_suspect) == 0;
+    if (clean) clean = fl_sync_active(log, "close of ") == KSTORE_OK;
     if (clean) {
         fl_seal_active(log);
         clean = atomic_load(&log->index_suspect) == 0;
     }
     if (clean) {
-        int fd = kstore_kit_openat(&instance->io, log->dir_fd, "clean-shutdown", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        char path[FL_PATH_BYTES];
+        fl_log_path(log, path, "clean-shutdown");
+        int fd = fl_open_transient(instance, instance->logs_fd, path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         clean = fd >= 0;
         kstore_kit_close_fd(fd);
-        if (clean && kstore_kit_fsync(&instance->io, log->dir_fd) != 0) {
-            unlinkat(log->dir_fd, "clean-shutdown", 0);
+        if (clean && fl_sync_directory(log, "close of ") != KSTORE_OK) {
+            unlinkat(instance->logs_fd, path, 0);
             clean = false;
         }
     }
-    fl_fds_close(&log->active);
-    kstore_kit_close_fd(log->dir_fd);
+    fl_cache_forget_log(log);
     pthread_mutex_unlock(&log->mutate_mutex);
     fl_release_name(instance, log->name);
     fl_log_free(log);
@@ -88,6 +88,9 @@ static kstore_status fl_log_append(kstore_log *handle, int64_t first_offset, int
     }
     kstore_status status = fl_append_frame(log, &append, total_bytes);
     pthread_mutex_unlock(&log->mutate_mutex);
+    /* Out of descriptors before anything was written: refused, so the host tries again later
+     * (kstore.h "Completions": BUSY is backpressure). */
+    if (status == KSTORE_ERR_BUSY) return status;
     /* Synchronous: the entry is readable (or the append failed) before append returns. */
     completion(context, status);
     return KSTORE_OK;
@@ -124,16 +127,16 @@ static kstore_status fl_log_sync(kstore_log *handle, kstore_completion completio
         return fl_refuse_failed(log, "sync of");
     }
     /* Sealed segments were synced when they were rolled, and indexes are rebuilt after a crash, so
-     * the active segment is the only file with unsynced entries. */
+     * the active segment is the only file with unsynced entries — and only if its descriptor is open
+     * with writes no fdatasync covered (file_descriptor_cache.c: a descriptor closed to make room was
+     * fdatasync'ed first, and a failure there failed the log, checked again below). */
     int64_t end_offset = log->end_offset;
-    int64_t base_offset = log->segments[log->segment_count - 1].base_offset;
-    kstore_status status = KSTORE_OK;
-    if (kstore_kit_fdatasync(&instance->io, log->active.log_fd) != 0) {
-        atomic_store(&log->failed, 1);
-        kstore_kit_error_errno(&instance->errors, errno, "sync of log '%s': fdatasync of %s/%020lld.log failed",
-                               log->name, log->path, (long long)base_offset);
-        status = KSTORE_ERR_IO;
-    } else {
+    kstore_status status = fl_sync_active(log, "sync of ");
+    if (status == KSTORE_OK && atomic_load(&log->failed) != 0) {
+        pthread_rwlock_unlock(&log->lock);
+        return fl_refuse_failed(log, "sync of");
+    }
+    if (status == KSTORE_OK) {
         pthread_mutex_lock(&log->state_mutex);
         log->snapshot.durable_end_offset = fl_max64(log->snapshot.durable_end_offset, end_offset);
         pthread_mutex_unlock(&log->state_mutex);

@@ -11,7 +11,6 @@
 #include "fjord_crc32c.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,53 +26,6 @@ size_t fl_find_segment(const fl_log *log, int64_t offset) {
         }
     }
     return low;
-}
-
-kstore_status fl_files_open(fl_log *log, const fl_segment *segment, fl_files *files) {
-    memset(files, 0, sizeof(*files));
-    files->fds.index_fd = -1;
-    files->fds.time_fd = -1;
-    if (fl_is_active(log, segment)) {
-        files->fds.log_fd = log->active.log_fd;
-        files->fds.index_fd = log->active.index_fd;
-        files->fds.time_fd = log->active.time_fd;
-        files->index_tried = files->time_tried = true;
-        return KSTORE_OK;
-    }
-    files->owned = true;
-    files->fds.log_fd = fl_open_segment_file(log, segment->base_offset, ".log", O_RDONLY);
-    if (files->fds.log_fd < 0) {
-        char name[FL_FILE_NAME_BYTES];
-        fl_segment_name(name, segment->base_offset, ".log");
-        return kstore_kit_error_errno(&log->instance->errors, errno, "log '%s': opening %s/%s failed", log->name,
-                                      log->path, name);
-    }
-    return KSTORE_OK;
-}
-
-/* The offset index's descriptor, or -1 when it cannot be opened (lookups then scan). */
-int fl_files_index(fl_log *log, const fl_segment *segment, fl_files *files) {
-    if (!files->index_tried) {
-        files->index_tried = true;
-        files->fds.index_fd = fl_open_segment_file(log, segment->base_offset, ".index", O_RDONLY);
-    }
-    return files->fds.index_fd;
-}
-
-int fl_files_time(fl_log *log, const fl_segment *segment, fl_files *files) {
-    if (!files->time_tried) {
-        files->time_tried = true;
-        files->fds.time_fd = fl_open_segment_file(log, segment->base_offset, ".timeindex", O_RDONLY);
-    }
-    return files->fds.time_fd;
-}
-
-void fl_files_close(fl_files *files) {
-    if (!files->owned) return;
-    kstore_kit_close_fd(files->fds.log_fd);
-    kstore_kit_close_fd(files->fds.index_fd);
-    kstore_kit_close_fd(files->fds.time_fd);
-    files->owned = false;
 }
 
 /* CORRUPT with a message naming the segment file and the byte position. */
@@ -121,7 +73,7 @@ kstore_status fl_locate(fl_log *log, const fl_segment *segment, fl_files *files,
     int64_t expected = segment->base_offset;
     bool from_index = false;
     if (offset > segment->base_offset && segment->index_count > 0) {
-        int fd = fl_files_index(log, segment, files);
+        int fd = fl_files_index(log, files);
         if (fd >= 0) {
             uint64_t low = 0, high = segment->index_count;
             bool damaged = false;
@@ -275,7 +227,7 @@ kstore_status fl_walk(fl_log *log, const fl_segment *segment, fl_files *files, f
     search->max_timestamp = -1;
     search->found = false;
     uint64_t count = segment->index_count;
-    int fd = count > 0 ? fl_files_index(log, segment, files) : -1;
+    int fd = count > 0 ? fl_files_index(log, files) : -1;
     if (fd < 0) return fl_scan_headers(log, segment, reader, position, segment->size_bytes, search);
     fl_reader index_reader;
     if (!fl_reader_init(&index_reader, log->instance, FL_READ_WINDOW_BYTES)) {
@@ -302,7 +254,7 @@ static kstore_status fl_time_lookup(fl_log *log, const fl_segment *segment, fl_f
                                     int64_t timestamp, fl_search *search) {
     *search = (fl_search){.searching = true, .threshold = timestamp, .max_timestamp = -1};
     uint64_t count = segment->time_count;
-    int fd = count > 0 ? fl_files_time(log, segment, files) : -1;
+    int fd = count > 0 ? fl_files_time(log, files) : -1;
     if (fd >= 0) {
         uint64_t low = 0, high = count;
         bool damaged = false;
@@ -379,7 +331,7 @@ kstore_status fl_find_by_time(fl_log *log, int64_t timestamp, int64_t *offset) {
                 status = fl_walk(log, segment, &files, &reader, place.position, &search);
             }
         }
-        fl_files_close(&files);
+        fl_files_close(log, &files);
         if (status == KSTORE_OK && search.found) *offset = fl_max64(search.frame.first_offset, log->start_offset);
         if (status != KSTORE_OK || search.found) break;
     }
@@ -408,7 +360,7 @@ kstore_status fl_compute_dead(fl_log *log) {
     if (status != KSTORE_OK) return status;
     fl_reader reader;
     if (!fl_reader_init(&reader, log->instance, FL_READ_WINDOW_BYTES)) {
-        fl_files_close(&files);
+        fl_files_close(log, &files);
         kstore_kit_error_set(&log->instance->errors, "log '%s': out of memory", log->name);
         return KSTORE_ERR_NO_MEMORY;
     }
@@ -423,7 +375,7 @@ kstore_status fl_compute_dead(fl_log *log) {
         log->first_live_max_timestamp = search.max_timestamp;
     }
     fl_reader_free(&reader);
-    fl_files_close(&files);
+    fl_files_close(log, &files);
     return status;
 }
 
@@ -439,7 +391,7 @@ typedef struct fl_cursor {
 
 /* Moves the cursor to the first frame of the next segment; *ended when there is none to read. */
 static kstore_status fl_cursor_next_segment(fl_log *log, fl_cursor *cursor, bool *ended) {
-    fl_files_close(&cursor->files);
+    fl_files_close(log, &cursor->files);
     *ended = true;
     cursor->segment_index++;
     if (cursor->segment_index == log->segment_count) return KSTORE_OK;
@@ -521,7 +473,7 @@ kstore_status fl_read_entries(fl_log *log, int64_t offset, int64_t end_offset_li
             status = fl_copy_frame(log, &cursor, end_offset_limit, destination, capacity, values, &stop);
         }
     }
-    fl_files_close(&cursor.files);
+    fl_files_close(log, &cursor.files);
     fl_reader_free(&cursor.reader);
     return status;
 }
@@ -544,7 +496,7 @@ kstore_status fl_is_boundary(fl_log *log, int64_t offset, bool *boundary) {
     if (status == KSTORE_OK) {
         fl_reader_reset(&reader, files.fds.log_fd, segment->size_bytes);
         status = fl_locate(log, segment, &files, &reader, offset, &place);
-        fl_files_close(&files);
+        fl_files_close(log, &files);
     }
     fl_reader_free(&reader);
     *boundary = status == KSTORE_OK && place.frame.first_offset == offset;

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* One recovery's working state. */
@@ -34,8 +35,6 @@ typedef struct fl_loader {
     bool changed;
     /* A window of FL_SCAN_WINDOW_BYTES for the large sequential reads of verification. */
     fl_reader reader;
-    /* The last segment's files, kept open for the active segment. */
-    fl_fds active;
     /* The index state of the segment rebuilt last; the active segment's when have_builder. */
     fl_builder builder;
     bool have_builder;
@@ -51,15 +50,13 @@ static int fl_compare_offsets(const void *a, const void *b) {
 /* Lists the segment files of the log directory (sorted base offsets) and removes leftovers: temporary
  * files and index files without their segment. */
 static kstore_status fl_list_segments(fl_log *log, int64_t **bases_out, size_t *count_out, bool *changed) {
-    int fd = dup(log->dir_fd);
+    int fd = fl_open_transient(log->instance, log->instance->logs_fd, log->name, O_RDONLY | O_DIRECTORY, 0);
     DIR *directory = fd >= 0 ? fdopendir(fd) : NULL;
     if (directory == NULL) {
         int error = errno;
         kstore_kit_close_fd(fd);
-        return kstore_kit_error_errno(&log->instance->errors, error, "log '%s': listing %s failed", log->name,
-                                      log->path);
+        return fl_open_error(log->instance, error, "log '%s': listing %s failed", log->name, log->path);
     }
-    rewinddir(directory);
     int64_t *bases = NULL;
     size_t count = 0, capacity = 0;
     kstore_status status = KSTORE_OK;
@@ -82,15 +79,17 @@ static kstore_status fl_list_segments(fl_log *log, int64_t **bases_out, size_t *
             }
             bases[count++] = base;
         } else if (length > 4 && strcmp(name + length - 4, ".tmp") == 0) {
-            unlinkat(log->dir_fd, name, 0);
+            fl_unlink_file(log, name);
             *changed = true;
         } else if (length >= 26 && length <= 30 &&
                    (strcmp(name + 20, ".index") == 0 || strcmp(name + 20, ".timeindex") == 0)) {
             char segment_name[FL_FILE_NAME_BYTES];
+            char path[FL_PATH_BYTES];
             memcpy(segment_name, name, 20);
             memcpy(segment_name + 20, ".log", 5);
-            if (faccessat(log->dir_fd, segment_name, F_OK, 0) != 0 && errno == ENOENT) {
-                unlinkat(log->dir_fd, name, 0);
+            fl_log_path(log, path, segment_name);
+            if (faccessat(log->instance->logs_fd, path, F_OK, 0) != 0 && errno == ENOENT) {
+                fl_unlink_file(log, name);
                 *changed = true;
             }
         }
@@ -110,7 +109,7 @@ static kstore_status fl_list_segments(fl_log *log, int64_t **bases_out, size_t *
  * retention interrupted by a crash) are deleted; the segment array and the scan window are
  * allocated. */
 static kstore_status fl_loader_begin(fl_log *log, fl_loader *loader) {
-    *loader = (fl_loader){.log = log, .active = fl_fds_none()};
+    *loader = (fl_loader){.log = log};
     size_t base_count = 0;
     kstore_status status = fl_list_segments(log, &loader->bases, &base_count, &loader->changed);
     if (status != KSTORE_OK) return status;
@@ -146,32 +145,26 @@ static kstore_status fl_loader_begin(fl_log *log, fl_loader *loader) {
 
 /* MARK: - Steps shared by both paths */
 
-/* Opens a segment's .log read-write and reads its size. */
-static kstore_status fl_open_segment_log(fl_log *log, int64_t base_offset, int *log_fd, uint64_t *file_size) {
-    *log_fd = fl_open_segment_file(log, base_offset, ".log", O_RDWR);
-    if (*log_fd >= 0 && kstore_kit_file_size(*log_fd, file_size) == 0) return KSTORE_OK;
-    kstore_status status =
-        kstore_kit_error_errno(&log->instance->errors, errno, "log '%s': opening %s/%020lld.log failed", log->name,
-                               log->path, (long long)base_offset);
-    kstore_kit_close_fd(*log_fd);
-    *log_fd = -1;
-    return status;
+/* Leases a segment's .log into files and reads its size. */
+static kstore_status fl_open_segment_log(fl_log *log, int64_t base_offset, fl_files *files, uint64_t *file_size) {
+    *files = fl_files_none(base_offset);
+    fl_segment segment = {.base_offset = base_offset};
+    kstore_status status = fl_files_open(log, &segment, files);
+    if (status != KSTORE_OK) return status;
+    if (kstore_kit_file_size(files->fds.log_fd, file_size) == 0) return KSTORE_OK;
+    return kstore_kit_error_errno(&log->instance->errors, errno, "log '%s': examining %s/%020lld.log failed", log->name,
+                                  log->path, (long long)base_offset);
 }
 
-/* Rebuilds a segment from its frames: opens (creating) its index files into fds and verifies every
- * frame into *segment and loader->builder; verify says whether a bad frame stopped it. */
-static kstore_status fl_rebuild(fl_loader *loader, fl_segment *segment, fl_fds *fds, uint64_t file_size,
+/* Rebuilds a segment from its frames: leases (creating) its index files into files and verifies
+ * every frame into *segment and loader->builder; verify says whether a bad frame stopped it. */
+static kstore_status fl_rebuild(fl_loader *loader, fl_segment *segment, fl_files *files, uint64_t file_size,
                                 fl_verify *verify) {
     fl_log *log = loader->log;
-    int64_t base_offset = segment->base_offset;
-    fds->index_fd = fl_open_segment_file(log, base_offset, ".index", O_RDWR | O_CREAT);
-    fds->time_fd = fds->index_fd < 0 ? -1 : fl_open_segment_file(log, base_offset, ".timeindex", O_RDWR | O_CREAT);
-    if (fds->index_fd < 0 || fds->time_fd < 0) {
-        return kstore_kit_error_errno(&log->instance->errors, errno,
-                                      "log '%s': opening the indexes of %s/%020lld.log failed", log->name, log->path,
-                                      (long long)base_offset);
-    }
-    kstore_status status = fl_verify_segment(log, segment, &loader->builder, fds, file_size, &loader->reader, verify);
+    kstore_status status = fl_files_indexes(log, files, true);
+    if (status != KSTORE_OK) return status;
+    const fl_fds *fds = &files->fds;
+    status = fl_verify_segment(log, segment, &loader->builder, fds, file_size, &loader->reader, verify);
     log->recovery.rebuilt_index_count++;
     return status;
 }
@@ -198,9 +191,8 @@ static void fl_seal_rebuilt(fl_loader *loader, fl_segment *segment, const fl_fds
     }
 }
 
-/* Appends a loaded segment to the array once its offsets continue the previous one's; the last
- * segment's files are kept for the active segment (taken from *fds), the others' closed. */
-static kstore_status fl_loader_add(fl_loader *loader, const fl_segment *segment, fl_fds *fds, bool last, bool rebuilt) {
+/* Appends a loaded segment to the array once its offsets continue the previous one's. */
+static kstore_status fl_loader_add(fl_loader *loader, const fl_segment *segment, bool last, bool rebuilt) {
     fl_log *log = loader->log;
     if (log->segment_count > 0) {
         const fl_segment *previous = &log->segments[log->segment_count - 1];
@@ -213,13 +205,7 @@ static kstore_status fl_loader_add(fl_loader *loader, const fl_segment *segment,
         }
     }
     log->segments[log->segment_count++] = *segment;
-    if (last) {
-        loader->active = *fds;
-        loader->have_builder = rebuilt;
-    } else {
-        fl_fds_close(fds);
-    }
-    *fds = fl_fds_none();
+    if (last) loader->have_builder = rebuilt;
     return KSTORE_OK;
 }
 
@@ -228,24 +214,27 @@ static kstore_status fl_loader_add(fl_loader *loader, const fl_segment *segment,
 /* A bad frame at verify->valid_bytes of segment bases[i] after a crash: damage to acknowledged data
  * (CORRUPT) when a valid frame follows, in this segment or a later one; otherwise a torn write, cut
  * off with the later (garbage-only) segments. */
-static kstore_status fl_cut_torn_tail(fl_loader *loader, size_t i, int log_fd, uint64_t file_size,
+static kstore_status fl_cut_torn_tail(fl_loader *loader, size_t i, const fl_files *files, uint64_t file_size,
                                       const fl_verify *verify) {
     fl_log *log = loader->log;
     fl_instance *instance = log->instance;
     int64_t base_offset = loader->bases[i];
     uint64_t bad = verify->valid_bytes;
-    int64_t later = fl_find_valid_frame(&loader->reader, log_fd, bad + 1, file_size);
+    int64_t later = fl_find_valid_frame(&loader->reader, files->fds.log_fd, bad + 1, file_size);
     if (later >= 0) {
         return fl_frame_error(log, base_offset, bad,
                               "%s, followed by a valid frame at position %lld: acknowledged data is damaged",
                               verify->reason, (long long)later);
     }
     for (size_t j = i + 1; j < loader->end; j++) {
-        int fd = fl_open_segment_file(log, loader->bases[j], ".log", O_RDONLY);
+        fl_lease lease;
         uint64_t size = 0;
         int64_t found = -1;
-        if (fd >= 0 && kstore_kit_file_size(fd, &size) == 0) found = fl_find_valid_frame(&loader->reader, fd, 0, size);
-        kstore_kit_close_fd(fd);
+        if (fl_lease_file(log, loader->bases[j], FL_FILE_LOG, false, &lease) == KSTORE_OK &&
+            kstore_kit_file_size(lease.fd, &size) == 0) {
+            found = fl_find_valid_frame(&loader->reader, lease.fd, 0, size);
+        }
+        fl_release(log, &lease);
         if (found >= 0) {
             return fl_frame_error(log, base_offset, bad,
                                   "%s, followed by a valid frame in %020lld.log at position %lld: acknowledged data "
@@ -254,16 +243,21 @@ static kstore_status fl_cut_torn_tail(fl_loader *loader, size_t i, int log_fd, u
         }
     }
     kstore_status status = KSTORE_OK;
-    if (kstore_kit_ftruncate(&instance->io, log_fd, bad) != 0 || kstore_kit_fdatasync(&instance->io, log_fd) != 0) {
-        status = kstore_kit_error_errno(&instance->errors, errno, "log '%s': truncating %s/%020lld.log to %llu failed",
+    int error = kstore_kit_ftruncate(&instance->io, files->fds.log_fd, bad) != 0 ? errno : 0;
+    fl_lease_note_write(&files->leases[FL_FILE_LOG]);
+    if (error == 0) error = fl_lease_fdatasync(log, &files->leases[FL_FILE_LOG]);
+    if (error != 0) {
+        status = kstore_kit_error_errno(&instance->errors, error, "log '%s': truncating %s/%020lld.log to %llu failed",
                                         log->name, log->path, (long long)base_offset, (unsigned long long)bad);
     }
     log->recovery.truncated_bytes += file_size - bad;
     for (size_t j = i + 1; j < loader->end; j++) {
-        int fd = fl_open_segment_file(log, loader->bases[j], ".log", O_RDONLY);
-        uint64_t size = 0;
-        if (fd >= 0 && kstore_kit_file_size(fd, &size) == 0) log->recovery.truncated_bytes += size;
-        kstore_kit_close_fd(fd);
+        char name[FL_FILE_NAME_BYTES];
+        char path[FL_PATH_BYTES];
+        struct stat entry;
+        fl_segment_name(name, loader->bases[j], ".log");
+        fl_log_path(log, path, name);
+        if (fstatat(instance->logs_fd, path, &entry, 0) == 0) log->recovery.truncated_bytes += (uint64_t)entry.st_size;
         fl_unlink_segment(log, loader->bases[j]);
         loader->changed = true;
     }
@@ -271,41 +265,38 @@ static kstore_status fl_cut_torn_tail(fl_loader *loader, size_t i, int log_fd, u
     return status;
 }
 
-/* The crash path for segment bases[i] (its .log open in fds): every frame is verified and both
+/* The crash path for segment bases[i] (its .log leased in files): every frame is verified and both
  * indexes rebuilt; a bad frame is a torn tail (cut) or damage (CORRUPT). */
-static kstore_status fl_recover_crashed_segment(fl_loader *loader, size_t i, fl_segment *segment, fl_fds *fds,
+static kstore_status fl_recover_crashed_segment(fl_loader *loader, size_t i, fl_segment *segment, fl_files *files,
                                                 uint64_t file_size) {
     fl_verify verify;
-    kstore_status status = fl_rebuild(loader, segment, fds, file_size, &verify);
-    if (status == KSTORE_OK && verify.bad) status = fl_cut_torn_tail(loader, i, fds->log_fd, file_size, &verify);
-    if (status == KSTORE_OK) fl_seal_rebuilt(loader, segment, fds, i + 1 == loader->end);
+    kstore_status status = fl_rebuild(loader, segment, files, file_size, &verify);
+    if (status == KSTORE_OK && verify.bad) status = fl_cut_torn_tail(loader, i, files, file_size, &verify);
+    if (status == KSTORE_OK) fl_seal_rebuilt(loader, segment, &files->fds, i + 1 == loader->end);
     return status;
 }
 
 /* MARK: - The clean path */
 
-/* The clean path for segment bases[i] (its .log open in fds): trusted from its summary, or rebuilt
+/* The clean path for segment bases[i] (its .log leased in files): trusted from its summary, or rebuilt
  * when it does not add up; a bad frame is damage either way (everything was synced at close).
  * *rebuilt says which. */
-static kstore_status fl_recover_clean_segment(fl_loader *loader, size_t i, fl_segment *segment, fl_fds *fds,
+static kstore_status fl_recover_clean_segment(fl_loader *loader, size_t i, fl_segment *segment, fl_files *files,
                                               uint64_t file_size, bool *rebuilt) {
     fl_log *log = loader->log;
     bool last = i + 1 == loader->end;
     int64_t next_base = last ? -1 : loader->bases[i + 1];
     *rebuilt = false;
-    if (fl_trust_segment(log, segment, fds, file_size, next_base, last, &loader->reader)) return KSTORE_OK;
-    kstore_kit_close_fd(fds->index_fd);
-    kstore_kit_close_fd(fds->time_fd);
-    fds->index_fd = fds->time_fd = -1;
+    if (fl_trust_segment(log, segment, files, file_size, next_base, last, &loader->reader)) return KSTORE_OK;
     *segment = (fl_segment){.base_offset = loader->bases[i]};
     fl_verify verify;
-    kstore_status status = fl_rebuild(loader, segment, fds, file_size, &verify);
+    kstore_status status = fl_rebuild(loader, segment, files, file_size, &verify);
     *rebuilt = true;
     if (status == KSTORE_OK && verify.bad) {
         status = fl_frame_error(log, segment->base_offset, verify.valid_bytes, "%s in a log that was closed cleanly",
                                 verify.reason);
     }
-    if (status == KSTORE_OK) fl_seal_rebuilt(loader, segment, fds, last);
+    if (status == KSTORE_OK) fl_seal_rebuilt(loader, segment, &files->fds, last);
     return status;
 }
 
@@ -317,17 +308,20 @@ static kstore_status fl_load_segments(fl_loader *loader, bool trusted) {
     kstore_status status = KSTORE_OK;
     for (size_t i = loader->first; status == KSTORE_OK && i < loader->end; i++) {
         fl_segment segment = {.base_offset = loader->bases[i]};
-        fl_fds fds = fl_fds_none();
+        fl_files files;
         uint64_t file_size = 0;
-        status = fl_open_segment_log(log, segment.base_offset, &fds.log_fd, &file_size);
-        if (status != KSTORE_OK) break;
+        status = fl_open_segment_log(log, segment.base_offset, &files, &file_size);
         bool rebuilt = true;
-        status = trusted ? fl_recover_clean_segment(loader, i, &segment, &fds, file_size, &rebuilt)
-                         : fl_recover_crashed_segment(loader, i, &segment, &fds, file_size);
+        if (status == KSTORE_OK) {
+            status = trusted ? fl_recover_clean_segment(loader, i, &segment, &files, file_size, &rebuilt)
+                             : fl_recover_crashed_segment(loader, i, &segment, &files, file_size);
+        }
+        /* One segment's descriptors at a time: they stay cached (the last one's for the active
+         * segment) until the cache needs room. */
+        fl_files_close(log, &files);
         /* After a torn tail the crash path ended the log at this segment. */
         bool last = i + 1 == loader->end;
-        if (status == KSTORE_OK) status = fl_loader_add(loader, &segment, &fds, last, rebuilt);
-        if (status != KSTORE_OK) fl_fds_close(&fds);
+        if (status == KSTORE_OK) status = fl_loader_add(loader, &segment, last, rebuilt);
     }
     return status;
 }
@@ -338,12 +332,13 @@ static kstore_status fl_load_segments(fl_loader *loader, bool trusted) {
  * recovered end: begin afresh with one empty segment at the start. */
 static kstore_status fl_start_afresh(fl_loader *loader) {
     fl_log *log = loader->log;
-    fl_fds_close(&loader->active);
     for (size_t index = 0; index < log->segment_count; index++) {
         fl_unlink_segment(log, log->segments[index].base_offset);
     }
     loader->changed = true;
-    kstore_status status = fl_create_segment_files(log, loader->start, &loader->active);
+    fl_files files;
+    kstore_status status = fl_create_segment_files(log, loader->start, &files);
+    fl_files_close(log, &files);
     if (status != KSTORE_OK) return status;
     log->segments[0] = (fl_segment){.base_offset = loader->start, .end_offset = loader->start, .max_timestamp = -1};
     log->segment_count = 1;
@@ -356,17 +351,17 @@ static kstore_status fl_start_afresh(fl_loader *loader) {
  * files, or rebuilt when they do not add up), and the derived state of the first segment. */
 static kstore_status fl_activate(fl_loader *loader) {
     fl_log *log = loader->log;
-    log->active = loader->active;
-    loader->active = fl_fds_none();
     fl_segment *active = &log->segments[log->segment_count - 1];
-    kstore_status status = KSTORE_OK;
+    fl_files files;
+    kstore_status status = fl_files_all(log, active->base_offset, true, &files);
+    if (status != KSTORE_OK) return status;
     if (loader->have_builder) {
         log->builder = loader->builder;
-    } else if (!fl_restore_builder(log, active, &log->active, false, &loader->reader)) {
+    } else if (!fl_restore_builder(log, active, &files.fds, false, &loader->reader)) {
         /* The last segment's indexes do not add up after all: rebuild them. */
         fl_verify verify;
         status =
-            fl_verify_segment(log, active, &log->builder, &log->active, active->size_bytes, &loader->reader, &verify);
+            fl_verify_segment(log, active, &log->builder, &files.fds, active->size_bytes, &loader->reader, &verify);
         log->recovery.rebuilt_index_count++;
         if (status == KSTORE_OK && verify.bad) {
             status = fl_frame_error(log, active->base_offset, verify.valid_bytes, "%s in a log that was closed cleanly",
@@ -376,13 +371,13 @@ static kstore_status fl_activate(fl_loader *loader) {
     if (status == KSTORE_OK) {
         if (active->created_ms == 0 && active->entry_count > 0) active->created_ms = fl_now_ms();
         uint64_t index_bytes = 0;
-        if (kstore_kit_file_size(log->active.index_fd, &index_bytes) != 0) index_bytes = 0;
+        if (kstore_kit_file_size(files.fds.index_fd, &index_bytes) != 0) index_bytes = 0;
         log->active_index_bytes = index_bytes;
         log->active_time_bytes = active->time_count * FL_TIME_ENTRY_BYTES;
         log->start_offset = loader->start;
-        status = fl_compute_dead(log);
     }
-    if (status != KSTORE_OK) fl_fds_close(&log->active);
+    fl_files_close(log, &files);
+    if (status == KSTORE_OK) status = fl_compute_dead(log);
     return status;
 }
 
@@ -400,12 +395,8 @@ kstore_status fl_recover(fl_log *log, bool trusted) {
         (log->segment_count == 0 || loader.start > log->segments[log->segment_count - 1].end_offset)) {
         status = fl_start_afresh(&loader);
     }
-    if (status == KSTORE_OK && loader.changed && kstore_kit_fsync(&log->instance->io, log->dir_fd) != 0) {
-        status = kstore_kit_error_errno(&log->instance->errors, errno, "log '%s': fsync of directory %s failed",
-                                        log->name, log->path);
-    }
+    if (status == KSTORE_OK && loader.changed) status = fl_sync_directory(log, "");
     if (status == KSTORE_OK) status = fl_activate(&loader);
-    fl_fds_close(&loader.active);
     fl_reader_free(&loader.reader);
     if (status != KSTORE_OK) return status;
     fl_recompute_totals(log);

@@ -9,7 +9,6 @@
 #include "file_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 
 /* MARK: - Deleting from the front */
@@ -50,11 +49,7 @@ kstore_status fl_delete_before_locked(fl_log *log, int64_t offset) {
     pthread_rwlock_unlock(&log->lock);
     if (drop > 0) {
         status = fl_delete_oldest(log, drop);
-        if (status == KSTORE_OK && kstore_kit_fsync(&instance->io, log->dir_fd) != 0) {
-            status =
-                kstore_kit_error_errno(&instance->errors, errno,
-                                       "delete_before of log '%s': fsync of directory %s failed", log->name, log->path);
-        }
+        if (status == KSTORE_OK) status = fl_sync_directory(log, "delete_before of ");
         return status;
     }
     pthread_rwlock_wrlock(&log->lock);
@@ -68,7 +63,6 @@ kstore_status fl_delete_before_locked(fl_log *log, int64_t offset) {
 /* enforce_retention (kstore.h): the unit is a whole segment, from the oldest. A segment with an
  * entry without timestamp never expires by time. */
 kstore_status fl_enforce_retention_locked(fl_log *log, int64_t retain_bytes, int64_t retain_after_timestamp) {
-    fl_instance *instance = log->instance;
     uint64_t remaining = log->byte_count;
     size_t count = 0;
     while (count < log->segment_count) {
@@ -92,12 +86,8 @@ kstore_status fl_enforce_retention_locked(fl_log *log, int64_t retain_bytes, int
         status = fl_roll(log);
         if (status == KSTORE_OK) status = fl_delete_oldest(log, 1);
     }
-    if (kstore_kit_fsync(&instance->io, log->dir_fd) != 0 && status == KSTORE_OK) {
-        status =
-            kstore_kit_error_errno(&instance->errors, errno,
-                                   "enforce_retention of log '%s': fsync of directory %s failed", log->name, log->path);
-    }
-    return status;
+    kstore_status synced = fl_sync_directory(log, "enforce_retention of ");
+    return status == KSTORE_OK ? synced : status;
 }
 
 /* MARK: - Truncating the tail */
@@ -133,8 +123,8 @@ static kstore_status fl_plan_cut(fl_log *log, int64_t offset, fl_reader *reader,
     }
     if (status == KSTORE_OK) {
         uint64_t position = cut->place.position;
-        int index_fd = segment->index_count > 0 ? fl_files_index(log, segment, &files) : -1;
-        int time_fd = segment->time_count > 0 ? fl_files_time(log, segment, &files) : -1;
+        int index_fd = segment->index_count > 0 ? fl_files_index(log, &files) : -1;
+        int time_fd = segment->time_count > 0 ? fl_files_time(log, &files) : -1;
         cut->indexes_ok =
             (segment->index_count == 0 ||
              (index_fd >= 0 &&
@@ -142,41 +132,33 @@ static kstore_status fl_plan_cut(fl_log *log, int64_t offset, fl_reader *reader,
             (segment->time_count == 0 || (time_fd >= 0 && fl_count_records_below(log, time_fd, segment->time_count,
                                                                                  true, position, &cut->time_below)));
     }
-    fl_files_close(&files);
+    fl_files_close(log, &files);
     return status;
 }
 
-/* Makes the cut segment the active one: deletes the later segments and opens its files read-write.
- * Caller holds `lock` exclusively. */
-static kstore_status fl_drop_later_segments(fl_log *log, const fl_cut *cut) {
-    const fl_segment *segment = &log->segments[cut->segment_index];
-    fl_fds_close(&log->active);
+/* Deletes the segments after the cut, so the cut segment becomes the active one. Caller holds `lock`
+ * exclusively. */
+static void fl_drop_later_segments(fl_log *log, const fl_cut *cut) {
     for (size_t index = cut->segment_index + 1; index < log->segment_count; index++) {
         fl_unlink_segment(log, log->segments[index].base_offset);
     }
-    log->active.log_fd = fl_open_segment_file(log, segment->base_offset, ".log", O_RDWR);
-    log->active.index_fd = fl_open_segment_file(log, segment->base_offset, ".index", O_RDWR | O_CREAT);
-    log->active.time_fd = fl_open_segment_file(log, segment->base_offset, ".timeindex", O_RDWR | O_CREAT);
-    if (log->active.log_fd < 0 || log->active.index_fd < 0 || log->active.time_fd < 0) {
-        return kstore_kit_error_errno(&log->instance->errors, errno,
-                                      "truncate_to of log '%s': opening %s/%020lld.log failed", log->name, log->path,
-                                      (long long)segment->base_offset);
-    }
-    return KSTORE_OK;
 }
 
-/* Cuts the active segment's files at the cut and restores its descriptor and index state (a
+/* Cuts the active segment's files (leased in `files`) at the cut and restores its index state (a
  * rebuild when the indexes do not add up). Caller holds `lock` exclusively. */
-static kstore_status fl_cut_active(fl_log *log, const fl_cut *cut, int64_t offset, fl_reader *reader) {
+static kstore_status fl_cut_active(fl_log *log, const fl_cut *cut, int64_t offset, fl_files *files,
+                                   fl_reader *reader) {
     fl_instance *instance = log->instance;
     fl_segment *segment = &log->segments[cut->segment_index];
     uint64_t position = cut->place.position;
     static const uint8_t zeros[FL_INDEX_HEADER_BYTES] = {0};
     uint64_t index_bytes = cut->index_below > 0 ? FL_INDEX_HEADER_BYTES + cut->index_below * FL_INDEX_ENTRY_BYTES : 0;
-    if (kstore_kit_ftruncate(&instance->io, log->active.log_fd, position) != 0 ||
-        kstore_kit_ftruncate(&instance->io, log->active.index_fd, index_bytes) != 0 ||
-        kstore_kit_ftruncate(&instance->io, log->active.time_fd, cut->time_below * FL_TIME_ENTRY_BYTES) != 0 ||
-        (index_bytes > 0 && kstore_kit_pwrite_all(&instance->io, log->active.index_fd, zeros, sizeof(zeros), 0) != 0)) {
+    const fl_fds *fds = &files->fds;
+    bool cut_log = kstore_kit_ftruncate(&instance->io, fds->log_fd, position) == 0;
+    fl_lease_note_write(&files->leases[FL_FILE_LOG]); /* keeps errno */
+    if (!cut_log || kstore_kit_ftruncate(&instance->io, fds->index_fd, index_bytes) != 0 ||
+        kstore_kit_ftruncate(&instance->io, fds->time_fd, cut->time_below * FL_TIME_ENTRY_BYTES) != 0 ||
+        (index_bytes > 0 && kstore_kit_pwrite_all(&instance->io, fds->index_fd, zeros, sizeof(zeros), 0) != 0)) {
         return kstore_kit_error_errno(&instance->errors, errno,
                                       "truncate_to of log '%s': truncating %s/%020lld.log to %llu failed", log->name,
                                       log->path, (long long)segment->base_offset, (unsigned long long)position);
@@ -188,15 +170,15 @@ static kstore_status fl_cut_active(fl_log *log, const fl_cut *cut, int64_t offse
     segment->time_count = cut->time_below;
     if (segment->entry_count == 0) segment->created_ms = 0;
     kstore_status status = KSTORE_OK;
-    if (!cut->indexes_ok || !fl_restore_builder(log, segment, &log->active, true, reader)) {
+    if (!cut->indexes_ok || !fl_restore_builder(log, segment, fds, true, reader)) {
         fl_verify verify;
-        status = fl_verify_segment(log, segment, &log->builder, &log->active, position, reader, &verify);
+        status = fl_verify_segment(log, segment, &log->builder, fds, position, reader, &verify);
         if (status == KSTORE_OK && verify.bad) {
             status = fl_frame_error(log, segment->base_offset, verify.valid_bytes, "%s", verify.reason);
         }
     }
     uint64_t size = 0;
-    log->active_index_bytes = kstore_kit_file_size(log->active.index_fd, &size) == 0 ? size : 0;
+    log->active_index_bytes = kstore_kit_file_size(fds->index_fd, &size) == 0 ? size : 0;
     log->active_time_bytes = segment->time_count * FL_TIME_ENTRY_BYTES;
     return status;
 }
@@ -215,43 +197,40 @@ kstore_status fl_truncate_inside(fl_log *log, int64_t offset) {
         fl_reader_free(&reader);
         return status;
     }
+    /* The cut segment's files, before anything changes: out of descriptors, nothing is cut. */
+    fl_files files;
+    status = fl_files_all(log, log->segments[cut.segment_index].base_offset, true, &files);
+    if (status != KSTORE_OK) {
+        fl_reader_free(&reader);
+        return status;
+    }
     pthread_rwlock_wrlock(&log->lock);
     bool changed = cut.segment_index + 1 < log->segment_count;
-    if (changed) status = fl_drop_later_segments(log, &cut);
+    if (changed) fl_drop_later_segments(log, &cut);
     log->segment_count = cut.segment_index + 1;
-    if (status == KSTORE_OK) status = fl_cut_active(log, &cut, offset, &reader);
+    status = fl_cut_active(log, &cut, offset, &files, &reader);
+    fl_files_close(log, &files);
     if (status == KSTORE_OK && cut.segment_index == 0) status = fl_compute_dead(log);
     if (status != KSTORE_OK) atomic_store(&log->failed, 1);
     fl_recompute_totals(log);
     fl_publish_state(log);
     pthread_rwlock_unlock(&log->lock);
     fl_reader_free(&reader);
-    if (status == KSTORE_OK && changed && kstore_kit_fsync(&instance->io, log->dir_fd) != 0) {
-        status = kstore_kit_error_errno(&instance->errors, errno,
-                                        "truncate_to of log '%s': fsync of directory %s failed", log->name, log->path);
-    }
+    if (status == KSTORE_OK && changed) status = fl_sync_directory(log, "truncate_to of ");
     return status;
 }
 
 /* truncate_to the start: every entry goes; one empty segment at the start remains. */
 kstore_status fl_wipe(fl_log *log) {
-    fl_instance *instance = log->instance;
     int64_t base_offset = log->start_offset;
     pthread_rwlock_wrlock(&log->lock);
-    fl_fds_close(&log->active);
     for (size_t index = 0; index < log->segment_count; index++) {
         if (log->segments[index].base_offset != base_offset) fl_unlink_segment(log, log->segments[index].base_offset);
     }
-    fl_fds fds;
-    kstore_status status = fl_create_segment_files(log, base_offset, &fds);
-    if (status == KSTORE_OK) {
-        log->active = fds;
-        if (kstore_kit_fsync(&instance->io, log->dir_fd) != 0) {
-            status =
-                kstore_kit_error_errno(&instance->errors, errno,
-                                       "truncate_to of log '%s': fsync of directory %s failed", log->name, log->path);
-        }
-    }
+    fl_files files;
+    kstore_status status = fl_create_segment_files(log, base_offset, &files);
+    fl_files_close(log, &files);
+    if (status == KSTORE_OK) status = fl_sync_directory(log, "truncate_to of ");
     if (status != KSTORE_OK) atomic_store(&log->failed, 1);
     log->segments[0] = (fl_segment){.base_offset = base_offset, .end_offset = base_offset, .max_timestamp = -1};
     log->segment_count = 1;

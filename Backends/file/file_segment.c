@@ -21,41 +21,65 @@
 
 /* MARK: - Segment files */
 
-int fl_open_segment_file(fl_log *log, int64_t base_offset, const char *suffix, int flags) {
-    char name[FL_FILE_NAME_BYTES];
-    fl_segment_name(name, base_offset, suffix);
-    return kstore_kit_openat(&log->instance->io, log->dir_fd, name, flags, 0644);
+/* Removes a file of the log directory (by its path relative to X/logs; a missing one is fine). */
+void fl_unlink_file(fl_log *log, const char *file) {
+    char path[FL_PATH_BYTES];
+    fl_log_path(log, path, file);
+    unlinkat(log->instance->logs_fd, path, 0);
 }
 
 static const char *const fl_segment_suffixes[] = {".log", ".index", ".timeindex"};
 
-/* Removes a segment's three files (missing ones are fine). */
+/* Removes a segment's three files (missing ones are fine), closing their cached descriptors. */
 void fl_unlink_segment(fl_log *log, int64_t base_offset) {
+    fl_cache_forget_segment(log, base_offset);
     for (size_t index = 0; index < 3; index++) {
         char name[FL_FILE_NAME_BYTES];
         fl_segment_name(name, base_offset, fl_segment_suffixes[index]);
-        unlinkat(log->dir_fd, name, 0);
+        fl_unlink_file(log, name);
     }
 }
 
-/* Creates an empty segment's files (truncating leftovers of the same name). The offset index gets
- * no header until the segment is sealed: a zero-filled hole reads as "no summary". */
-kstore_status fl_create_segment_files(fl_log *log, int64_t base_offset, fl_fds *fds) {
-    int opened[3] = {-1, -1, -1};
-    for (size_t index = 0; index < 3; index++) {
-        opened[index] = fl_open_segment_file(log, base_offset, fl_segment_suffixes[index], O_RDWR | O_CREAT | O_TRUNC);
-        if (opened[index] < 0) {
-            int error = errno;
-            for (size_t done = 0; done < index; done++) kstore_kit_close_fd(opened[done]);
-            fl_unlink_segment(log, base_offset);
-            char name[FL_FILE_NAME_BYTES];
-            fl_segment_name(name, base_offset, fl_segment_suffixes[index]);
-            return kstore_kit_error_errno(&log->instance->errors, error, "log '%s': creating %s/%s failed", log->name,
-                                          log->path, name);
+/* Creates an empty segment's files (truncating leftovers of the same name) and leases their
+ * descriptors into *files. The offset index gets no header until the segment is sealed: a
+ * zero-filled hole reads as "no summary". On failure nothing is leased and no file is left. */
+kstore_status fl_create_segment_files(fl_log *log, int64_t base_offset, fl_files *files) {
+    *files = fl_files_none(base_offset);
+    fl_cache_forget_segment(log, base_offset);
+    kstore_status status = KSTORE_OK;
+    for (fl_file_kind kind = FL_FILE_LOG; status == KSTORE_OK && kind <= FL_FILE_TIME; kind++) {
+        char name[FL_FILE_NAME_BYTES];
+        char path[FL_PATH_BYTES];
+        fl_segment_name(name, base_offset, fl_segment_suffixes[kind]);
+        fl_log_path(log, path, name);
+        int fd = fl_open_transient(log->instance, log->instance->logs_fd, path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) {
+            status = fl_open_error(log->instance, errno, "log '%s': creating %s/%s failed", log->name, log->path, name);
+        } else {
+            status = fl_lease_adopt(log, base_offset, kind, fd, &files->leases[kind]);
         }
     }
-    *fds = (fl_fds){.log_fd = opened[0], .index_fd = opened[1], .time_fd = opened[2]};
-    return KSTORE_OK;
+    files->fds = (fl_fds){.log_fd = files->leases[FL_FILE_LOG].fd,
+                          .index_fd = files->leases[FL_FILE_INDEX].fd,
+                          .time_fd = files->leases[FL_FILE_TIME].fd};
+    files->index_tried = files->time_tried = true;
+    if (status != KSTORE_OK) {
+        fl_files_close(log, files);
+        fl_unlink_segment(log, base_offset);
+    }
+    return status;
+}
+
+kstore_status fl_sync_directory(fl_log *log, const char *member) {
+    fl_lease lease;
+    kstore_status status = fl_lease_file(log, 0, FL_FILE_DIRECTORY, false, &lease);
+    if (status != KSTORE_OK) return status;
+    if (kstore_kit_fsync(&log->instance->io, lease.fd) != 0) {
+        status = kstore_kit_error_errno(&log->instance->errors, errno, "%slog '%s': fsync of directory %s failed",
+                                        member, log->name, log->path);
+    }
+    fl_release(log, &lease);
+    return status;
 }
 
 /* Writes the segment's summary header. Failure only costs a rebuild at the next open. */
@@ -69,7 +93,9 @@ bool fl_write_summary(fl_log *log, int index_fd, const fl_segment *segment) {
 
 /* Reads `meta`: 1 with *start_offset, 0 when missing, -1 when damaged. */
 int fl_read_meta(fl_log *log, int64_t *start_offset) {
-    int fd = kstore_kit_openat(&log->instance->io, log->dir_fd, "meta", O_RDONLY, 0);
+    char path[FL_PATH_BYTES];
+    fl_log_path(log, path, "meta");
+    int fd = fl_open_transient(log->instance, log->instance->logs_fd, path, O_RDONLY, 0);
     if (fd < 0) return errno == ENOENT ? 0 : -1;
     uint8_t bytes[FL_META_BYTES];
     ssize_t got = kstore_kit_pread_full(&log->instance->io, fd, bytes, sizeof(bytes), 0);
@@ -85,27 +111,26 @@ kstore_status fl_write_meta(fl_log *log, int64_t start_offset) {
     kstore_kit_error *errors = &log->instance->errors;
     uint8_t bytes[FL_META_BYTES];
     fl_meta_encode(bytes, start_offset);
-    int fd = kstore_kit_openat(io, log->dir_fd, "meta.tmp", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        return kstore_kit_error_errno(errors, errno, "log '%s': creating %s/meta.tmp failed", log->name, log->path);
-    }
+    int logs_fd = log->instance->logs_fd;
+    char temporary[FL_PATH_BYTES], final[FL_PATH_BYTES];
+    fl_log_path(log, temporary, "meta.tmp");
+    fl_log_path(log, final, "meta");
+    int fd = fl_open_transient(log->instance, logs_fd, temporary, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return fl_open_error(log->instance, errno, "log '%s': creating %s/meta.tmp failed", log->name, log->path);
     int error = kstore_kit_pwrite_all(io, fd, bytes, sizeof(bytes), 0);
     if (error == 0 && kstore_kit_fdatasync(io, fd) != 0) error = errno;
     kstore_kit_close_fd(fd);
     if (error != 0) {
-        unlinkat(log->dir_fd, "meta.tmp", 0);
+        unlinkat(logs_fd, temporary, 0);
         return kstore_kit_error_errno(errors, error, "log '%s': writing %s/meta.tmp at position 0 failed", log->name,
                                       log->path);
     }
-    if (renameat(log->dir_fd, "meta.tmp", log->dir_fd, "meta") != 0) {
+    if (renameat(logs_fd, temporary, logs_fd, final) != 0) {
         error = errno;
-        unlinkat(log->dir_fd, "meta.tmp", 0);
+        unlinkat(logs_fd, temporary, 0);
         return kstore_kit_error_errno(errors, error, "log '%s': renaming %s/meta.tmp failed", log->name, log->path);
     }
-    if (kstore_kit_fsync(io, log->dir_fd) != 0) {
-        return kstore_kit_error_errno(errors, errno, "log '%s': fsync of directory %s failed", log->name, log->path);
-    }
-    return KSTORE_OK;
+    return fl_sync_directory(log, "");
 }
 
 /* MARK: - The totals state() reports */
@@ -141,10 +166,17 @@ void fl_publish_state(fl_log *log) {
 /* MARK: - Sealing and rolling */
 
 /* Seals the active segment once its frames are on disk: records the final time entry and the summary
- * and syncs the index files. Failures cost only a rebuild at the next open. */
+ * and syncs the index files (through leases: an fdatasync of each file, whichever descriptor wrote
+ * it). Failures cost only a rebuild at the next open. */
 void fl_seal_active(fl_log *log) {
     kstore_kit_io *io = &log->instance->io;
     fl_segment *active = &log->segments[log->segment_count - 1];
+    fl_files files = fl_files_none(active->base_offset);
+    if (fl_files_indexes(log, &files, false) != KSTORE_OK) {
+        fl_files_close(log, &files);
+        atomic_store(&log->index_suspect, 1);
+        return;
+    }
     fl_segment sealed = *active;
     fl_builder builder = log->builder;
     fl_time_record time;
@@ -152,7 +184,7 @@ void fl_seal_active(fl_log *log) {
     if (fl_builder_final_time(&sealed, &builder, &time)) {
         uint8_t bytes[FL_TIME_ENTRY_BYTES];
         fl_time_encode(bytes, &time);
-        ok = kstore_kit_pwrite_all(io, log->active.time_fd, bytes, sizeof(bytes),
+        ok = kstore_kit_pwrite_all(io, files.fds.time_fd, bytes, sizeof(bytes),
                                    (sealed.time_count - 1) * FL_TIME_ENTRY_BYTES) == 0;
         if (ok) {
             log->builder = builder;
@@ -162,11 +194,27 @@ void fl_seal_active(fl_log *log) {
             pthread_rwlock_unlock(&log->lock);
         }
     }
-    ok = ok && fl_write_summary(log, log->active.index_fd, active);
+    ok = ok && fl_write_summary(log, files.fds.index_fd, active);
     if (ok) log->active_index_bytes = fl_max64((int64_t)log->active_index_bytes, FL_INDEX_HEADER_BYTES);
-    ok =
-        ok && kstore_kit_fdatasync(io, log->active.index_fd) == 0 && kstore_kit_fdatasync(io, log->active.time_fd) == 0;
+    ok = ok && kstore_kit_fdatasync(io, files.fds.index_fd) == 0 && kstore_kit_fdatasync(io, files.fds.time_fd) == 0;
+    fl_files_close(log, &files);
     if (!ok) atomic_store(&log->index_suspect, 1);
+}
+
+kstore_status fl_sync_active(fl_log *log, const char *member) {
+    const fl_segment *active = &log->segments[log->segment_count - 1];
+    fl_lease lease;
+    /* Not open: every write to it was covered by an fdatasync (file_descriptor_cache.c). */
+    if (!fl_lease_if_open(log, active->base_offset, FL_FILE_LOG, &lease)) return KSTORE_OK;
+    kstore_status status = KSTORE_OK;
+    int error = fl_lease_fdatasync(log, &lease);
+    if (error != 0) {
+        atomic_store(&log->failed, 1);
+        status = kstore_kit_error_errno(&log->instance->errors, error, "%slog '%s': fdatasync of %s/%020lld.log failed",
+                                        member, log->name, log->path, (long long)active->base_offset);
+    }
+    fl_release(log, &lease);
+    return status;
 }
 
 /* Starts a new segment at the log's end: fdatasync the old one and seal it, create the new files,
@@ -189,33 +237,31 @@ kstore_status fl_roll(fl_log *log) {
     }
     fl_segment *active = &log->segments[log->segment_count - 1];
     int64_t base_offset = active->end_offset;
-    if (kstore_kit_fdatasync(&instance->io, log->active.log_fd) != 0) {
-        atomic_store(&log->failed, 1);
-        return kstore_kit_error_errno(&instance->errors, errno, "log '%s': fdatasync of %s/%020lld.log failed",
-                                      log->name, log->path, (long long)active->base_offset);
-    }
+    kstore_status status = fl_sync_active(log, "");
+    if (status != KSTORE_OK) return status;
     fl_seal_active(log);
-    fl_fds fds;
-    kstore_status status = fl_create_segment_files(log, base_offset, &fds);
+    fl_files files;
+    status = fl_create_segment_files(log, base_offset, &files);
+    fl_files_close(log, &files);
+    /* Out of space, memory or descriptors, nothing changed but the old segment's summary (which a
+     * later append outdates, and the next open then rebuilds): the log stays usable. */
     if (status != KSTORE_OK) {
-        if (status != KSTORE_ERR_NO_SPACE && status != KSTORE_ERR_NO_MEMORY) atomic_store(&log->failed, 1);
+        if (status != KSTORE_ERR_NO_SPACE && status != KSTORE_ERR_NO_MEMORY && status != KSTORE_ERR_BUSY) {
+            atomic_store(&log->failed, 1);
+        }
         return status;
     }
-    if (kstore_kit_fsync(&instance->io, log->dir_fd) != 0) {
-        int error = errno;
-        fl_fds_close(&fds);
+    status = fl_sync_directory(log, "");
+    if (status != KSTORE_OK) {
         fl_unlink_segment(log, base_offset);
-        atomic_store(&log->failed, 1);
-        return kstore_kit_error_errno(&instance->errors, error, "log '%s': fsync of directory %s failed", log->name,
-                                      log->path);
+        /* BUSY: the directory could not be opened, so nothing was synced and the new files are gone. */
+        if (status != KSTORE_ERR_BUSY) atomic_store(&log->failed, 1);
+        return status;
     }
-    fl_fds old = log->active;
     pthread_rwlock_wrlock(&log->lock);
     log->segments[log->segment_count++] =
         (fl_segment){.base_offset = base_offset, .end_offset = base_offset, .max_timestamp = -1};
-    log->active = fds;
     pthread_rwlock_unlock(&log->lock);
-    fl_fds_close(&old);
     fl_builder_start(&log->builder, log->index_interval_bytes);
     log->active_index_bytes = 0;
     log->active_time_bytes = 0;
@@ -236,8 +282,8 @@ static bool fl_must_roll(const fl_log *log, const fl_segment *active, int64_t fi
 
 /* pwritev of the frame header followed by the entry's pieces at `position`: *error is 0 or an errno.
  * False when the iovec array cannot be allocated (then nothing was written). */
-static bool fl_write_frame(fl_log *log, const uint8_t *header, const kstore_kit_append *append, uint64_t position,
-                           int *error) {
+static bool fl_write_frame(fl_log *log, const fl_files *files, const uint8_t *header, const kstore_kit_append *append,
+                           uint64_t position, int *error) {
     struct iovec stack_pieces[17];
     struct iovec *pieces = stack_pieces;
     uint32_t iov_count = append->iov_count;
@@ -251,14 +297,15 @@ static bool fl_write_frame(fl_log *log, const uint8_t *header, const kstore_kit_
         pieces[index + 1].iov_base = (void *)append->iov[index].base;
         pieces[index + 1].iov_len = append->iov[index].len;
     }
-    *error = kstore_kit_pwritev_all(&log->instance->io, log->active.log_fd, pieces, (size_t)iov_count + 1, position);
+    *error = kstore_kit_pwritev_all(&log->instance->io, files->fds.log_fd, pieces, (size_t)iov_count + 1, position);
+    fl_lease_note_write(&files->leases[FL_FILE_LOG]);
     if (pieces != stack_pieces) free(pieces);
     return true;
 }
 
 /* Writes the index entries the frame asked for; *what names the step that failed. 0 or an errno. */
-static int fl_write_index_entries(fl_log *log, const fl_segment *next, const fl_emit *emit, uint64_t *index_bytes,
-                                  uint64_t *time_bytes, const char **what) {
+static int fl_write_index_entries(fl_log *log, const fl_files *files, const fl_segment *next, const fl_emit *emit,
+                                  uint64_t *index_bytes, uint64_t *time_bytes, const char **what) {
     kstore_kit_io *io = &log->instance->io;
     int error = 0;
     if (emit->index) {
@@ -266,7 +313,7 @@ static int fl_write_index_entries(fl_log *log, const fl_segment *next, const fl_
         fl_index_encode(bytes, &emit->index_record);
         uint64_t at = FL_INDEX_HEADER_BYTES + (next->index_count - 1) * FL_INDEX_ENTRY_BYTES;
         *what = "indexing";
-        error = kstore_kit_pwrite_all(io, log->active.index_fd, bytes, sizeof(bytes), at);
+        error = kstore_kit_pwrite_all(io, files->fds.index_fd, bytes, sizeof(bytes), at);
         if (error == 0) *index_bytes = at + sizeof(bytes);
     }
     if (error == 0 && emit->time) {
@@ -274,7 +321,7 @@ static int fl_write_index_entries(fl_log *log, const fl_segment *next, const fl_
         fl_time_encode(bytes, &emit->time_record);
         uint64_t at = (next->time_count - 1) * FL_TIME_ENTRY_BYTES;
         *what = "time-indexing";
-        error = kstore_kit_pwrite_all(io, log->active.time_fd, bytes, sizeof(bytes), at);
+        error = kstore_kit_pwrite_all(io, files->fds.time_fd, bytes, sizeof(bytes), at);
         if (error == 0) *time_bytes = at + sizeof(bytes);
     }
     return error;
@@ -283,20 +330,21 @@ static int fl_write_index_entries(fl_log *log, const fl_segment *next, const fl_
 /* A write of the frame or its index entries failed with `error`: cut the segment and its indexes
  * back to their old length (kstore.h append "state after failure": the log's end returns to
  * first_offset), or fail the log when that fails too. */
-static kstore_status fl_undo_append(fl_log *log, const kstore_kit_append *append, const fl_emit *emit,
-                                    uint64_t position, int error, const char *what) {
+static kstore_status fl_undo_append(fl_log *log, const fl_files *files, const kstore_kit_append *append,
+                                    const fl_emit *emit, uint64_t position, int error, const char *what) {
     fl_instance *instance = log->instance;
     const fl_segment *active = &log->segments[log->segment_count - 1];
     kstore_status status = kstore_kit_error_errno(
         &instance->errors, error, "log '%s': %s [%lld, %lld] at %s/%020lld.log position %llu failed", log->name, what,
         (long long)append->first_offset, (long long)append->last_offset, log->path, (long long)active->base_offset,
         (unsigned long long)position);
-    bool restored = kstore_kit_ftruncate(&instance->io, log->active.log_fd, position) == 0;
+    bool restored = kstore_kit_ftruncate(&instance->io, files->fds.log_fd, position) == 0;
+    fl_lease_note_write(&files->leases[FL_FILE_LOG]);
     if (restored && emit->index) {
-        restored = kstore_kit_ftruncate(&instance->io, log->active.index_fd, log->active_index_bytes) == 0;
+        restored = kstore_kit_ftruncate(&instance->io, files->fds.index_fd, log->active_index_bytes) == 0;
     }
     if (restored && emit->time) {
-        restored = kstore_kit_ftruncate(&instance->io, log->active.time_fd, log->active_time_bytes) == 0;
+        restored = kstore_kit_ftruncate(&instance->io, files->fds.time_fd, log->active_time_bytes) == 0;
     }
     if (!restored) {
         kstore_kit_error_set(&instance->errors,
@@ -308,6 +356,15 @@ static kstore_status fl_undo_append(fl_log *log, const kstore_kit_append *append
         status = KSTORE_ERR_IO;
     }
     if (status == KSTORE_ERR_IO) atomic_store(&log->failed, 1);
+    return status;
+}
+
+/* Leases the active segment's .log and the index files the frame writes to, before anything is
+ * written: a failure to open them (KSTORE_ERR_BUSY when out of descriptors) changes nothing. */
+static kstore_status fl_lease_for_append(fl_log *log, const fl_segment *active, const fl_emit *emit, fl_files *files) {
+    kstore_status status = fl_files_open(log, active, files);
+    if (status == KSTORE_OK && (emit->index || emit->time)) status = fl_files_indexes(log, files, false);
+    if (status != KSTORE_OK) fl_files_close(log, files);
     return status;
 }
 
@@ -342,16 +399,22 @@ kstore_status fl_append_frame(fl_log *log, const kstore_kit_append *append, uint
     fl_emit emit;
     fl_builder_add(&next, &builder, &frame, position, &emit);
 
+    fl_files files;
+    kstore_status status = fl_lease_for_append(log, active, &emit, &files);
+    if (status != KSTORE_OK) return status;
     int error = 0;
-    if (!fl_write_frame(log, header, append, position, &error)) {
+    if (!fl_write_frame(log, &files, header, append, position, &error)) {
+        fl_files_close(log, &files);
         kstore_kit_error_set(&log->instance->errors, "log '%s': out of memory for %u iovecs", log->name,
                              append->iov_count);
         return KSTORE_ERR_NO_MEMORY;
     }
     const char *what = "appending";
     uint64_t index_bytes = log->active_index_bytes, time_bytes = log->active_time_bytes;
-    if (error == 0) error = fl_write_index_entries(log, &next, &emit, &index_bytes, &time_bytes, &what);
-    if (error != 0) return fl_undo_append(log, append, &emit, position, error, what);
+    if (error == 0) error = fl_write_index_entries(log, &files, &next, &emit, &index_bytes, &time_bytes, &what);
+    if (error != 0) status = fl_undo_append(log, &files, append, &emit, position, error, what);
+    fl_files_close(log, &files);
+    if (error != 0) return status;
 
     pthread_rwlock_wrlock(&log->lock);
     *active = next;

@@ -11,7 +11,6 @@
 #include "fjord_crc32c.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -224,11 +223,11 @@ static bool fl_trust_tail(fl_log *log, const fl_segment *loaded, int log_fd, fl_
 
 /* Loads a segment from its summary (clean shutdown) if the summary, the file sizes and the last
  * index entries agree; for the last segment also verifies the frames after its last index entry.
- * Opens the index files read-write into fds->index_fd / fds->time_fd (the caller closes them). */
-bool fl_trust_segment(fl_log *log, fl_segment *segment, fl_fds *fds, uint64_t file_size, int64_t next_base, bool last,
-                      fl_reader *reader) {
-    fds->index_fd = fl_open_segment_file(log, segment->base_offset, ".index", O_RDWR);
-    fds->time_fd = fl_open_segment_file(log, segment->base_offset, ".timeindex", O_RDWR);
+ * Leases the index files into `files` (the caller releases them). */
+bool fl_trust_segment(fl_log *log, fl_segment *segment, fl_files *files, uint64_t file_size, int64_t next_base,
+                      bool last, fl_reader *reader) {
+    if (fl_files_indexes(log, files, false) != KSTORE_OK) return false;
+    const fl_fds *fds = &files->fds;
     fl_segment loaded = {.base_offset = segment->base_offset};
     if (!fl_load_summary(log, fds, file_size, next_base, &loaded)) return false;
     int64_t base = loaded.base_offset;

@@ -116,7 +116,7 @@ struct Fjord: AsyncParsableCommand {
     @Option(
         name: .customLong("backend-option"),
         help: ArgumentHelp(
-            "An option passed to the storage backend, e.g. uring.segment.bytes=268435456 (repeatable).",
+            "An option passed to the storage backend (repeatable), e.g. uring.segment.bytes=268435456, or file.open.files.max=N (the most descriptors the file backend keeps open; default half the soft RLIMIT_NOFILE).",
             valueName: "key=value"
         )
     )

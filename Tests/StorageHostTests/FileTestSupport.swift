@@ -33,14 +33,46 @@ struct ScratchDirectory: Sendable {
     func file(_ relative: String) -> String { self.path + "/" + relative }
 }
 
-/// Opens an engine of `backend` on `path`.
-func openEngine(_ backend: StorageBackend, path: String, threads: Int = 2) throws -> StorageEngine {
+/// Opens an engine of `backend` on `path`, with more instance `options` (e.g. file.open.files.max).
+func openEngine(
+    _ backend: StorageBackend,
+    path: String,
+    threads: Int = 2,
+    options: [(key: String, value: String)] = []
+) throws -> StorageEngine {
     try StorageEngine.open(
         backend: backend,
-        options: [(key: "path", value: path)],
+        options: [(key: "path", value: path)] + options,
         logger: quietLogger,
         blockingThreadCount: threads
     )
+}
+
+/// How many of this process's descriptors are open on `directory` or anything below it
+/// (/proc/self/fd). Tests run in parallel in one process, so counting every descriptor would count
+/// theirs too; counting by path counts only what the instance on `directory` holds.
+func descriptorsBelow(_ directory: String) -> Int {
+    let root = URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return -1 }
+    var count = 0
+    var target = [CChar](repeating: 0, count: 4_096)
+    for name in names {
+        let length = readlink("/proc/self/fd/" + name, &target, target.count - 1)
+        guard length > 0 else { continue }
+        let path = String(decoding: target[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if path == root || path.hasPrefix(root + "/") { count += 1 }
+    }
+    return count
+}
+
+extension StorageEngine {
+    /// The file backend's descriptor cache (kstore_file.h), or nil for other backends.
+    func descriptorInfo() -> kstore_file_descriptor_info? {
+        var info = kstore_file_descriptor_info()
+        info.struct_size = UInt32(MemoryLayout<kstore_file_descriptor_info>.size)
+        guard self.control(KSTORE_FILE_CONTROL_DESCRIPTOR_INFO, &info) == KSTORE_OK else { return nil }
+        return info
+    }
 }
 
 func fileBackend() throws -> StorageBackend { try StorageBackend.builtin(named: "file") }

@@ -6,6 +6,7 @@ restricts the backends the parameterized tests run on.
 
 import os
 import pathlib
+import resource
 import signal
 import socket
 import subprocess
@@ -26,12 +27,15 @@ def free_port() -> int:
 
 
 class Broker:
-    """One fjord process. Its data directory and port survive restarts."""
+    """One fjord process. Its data directory and port survive restarts. `open_files` sets the
+    process's RLIMIT_NOFILE (soft and hard) before it starts, as `ulimit -n` would."""
 
-    def __init__(self, data_dir: pathlib.Path, backend: str = "memory", extra_args=(), port: int | None = None):
+    def __init__(self, data_dir: pathlib.Path, backend: str = "memory", extra_args=(), port: int | None = None,
+                 open_files: int | None = None):
         self.data_dir = data_dir
         self.backend = backend
         self.extra_args = list(extra_args)
+        self.open_files = open_files
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir.parent / f"fjord-{self.port}.log"
@@ -59,7 +63,9 @@ class Broker:
             "--log-level", "info",
             *self.extra_args,
         ]
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        limit = self.open_files
+        preexec = None if limit is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -98,6 +104,11 @@ class Broker:
         if self.proc is not None:
             assert self.stop() == 0
         return self.start()
+
+    def open_descriptors(self) -> int:
+        """How many descriptors the running process holds (/proc/PID/fd)."""
+        assert self.proc is not None
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def is_running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -2,7 +2,18 @@
  * sparse offset index and a time index per segment (Kafka's LogSegment layout), pwrite + fdatasync.
  * DURABLE, not NONBLOCKING: every call may block on I/O. Implements kstore.h (ABI version 1).
  *
- * Instance options: "path" (required) — the data directory, which must exist and be writable.
+ * Instance options: "path" (required) — the data directory, which must exist and be writable;
+ * "file.open.files.max" — the most descriptors the instance keeps open (a decimal in
+ * [4, 2^30]; default: half the soft RLIMIT_NOFILE when the instance opens, leaving the rest for
+ * sockets; 2^20 when the limit is unlimited). Every descriptor of a log directory and of a
+ * segment's .log, .index and .timeindex is leased from one LRU cache for the duration of a call;
+ * when more than the limit are open, the least recently used idle ones are closed (a .log with
+ * writes no fdatasync covered yet is fdatasync'ed first, and a failure of that fdatasync fails its
+ * log). So any number of logs work under a small RLIMIT_NOFILE, at the price of reopening files of
+ * logs that were not used recently. Calls in progress may hold up to four leased descriptors each
+ * above the limit. When an open still fails with EMFILE or ENFILE after idle descriptors were
+ * closed and it was retried once, the call answers KSTORE_ERR_BUSY (retryable) with a message
+ * naming both limits.
  * Log options (open_log): "segment.bytes" (default 1 GiB), "segment.ms" (default 7 days) and
  * "index.interval.bytes" (default 4096: bytes of log data between two offset index entries), all
  * positive decimals.
@@ -22,6 +33,32 @@ extern "C" {
 
 /* Returns the file backend's static table (name "file"). */
 const kstore_backend *kstore_file_backend(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * The descriptor cache (tests and operators).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Instance control op: describe the descriptor cache. argument: kstore_file_descriptor_info * with
+ * struct_size set by the caller; fields that fit are filled. */
+#define KSTORE_FILE_CONTROL_DESCRIPTOR_INFO 0x46490001
+
+typedef struct kstore_file_descriptor_info {
+    uint32_t struct_size;
+    uint32_t reserved;
+    /* file.open.files.max. */
+    uint64_t limit;
+    /* Descriptors open now (leased, idle or being closed), and the most ever open at once. */
+    uint64_t open_count;
+    uint64_t peak_open_count;
+    /* Opens the cache made (misses), and leases it answered from an open descriptor (hits). */
+    uint64_t open_calls;
+    uint64_t hits;
+    /* Idle descriptors closed to make room, and how many of them needed an fdatasync first. */
+    uint64_t evictions;
+    uint64_t eviction_syncs;
+    /* Opens retried after EMFILE or ENFILE (idle descriptors closed first). */
+    uint64_t exhausted_retries;
+} kstore_file_descriptor_info;
 
 /* ---------------------------------------------------------------------------------------------
  * What open_log found (tests and operators).
