@@ -289,10 +289,10 @@ bool ur_write_index_of(ur_instance *instance, ur_segment *segment, ur_log **logs
         uint64_t header[4] = {UR_INDEX_MAGIC, segment->generation, total, 0};
         memcpy(buffer, header, sizeof(header));
         do {
-            fd = openat(instance->dir_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+            fd = openat(instance->directory.root_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         } while (fd < 0 && errno == EINTR);
         /* Derived data, rebuilt by recovery at every open: no fsync needed. */
-        ok = fd >= 0 && ur_pwrite_all(fd, buffer, used, 0) >= 0;
+        ok = fd >= 0 && kstore_kit_pwrite_all(&instance->io, fd, buffer, used, 0) == 0;
     }
     if (ok) {
         /* Published before any part switches to the file: a reader that finds a part's entries

@@ -241,7 +241,7 @@ kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, bool catal
         instance->maintenance_poke = true;
         pthread_cond_signal(&instance->maintenance_wake);
         *reason = "no space for the next write-ahead-log segment";
-        return ur_status_from_errno(segment->prepare_error);
+        return kstore_kit_status_for_errno(segment->prepare_error);
     }
     size_t capacity = frame_bytes > instance->write_bytes ? (size_t)frame_bytes : (size_t)instance->write_bytes;
     capacity = (size_t)ur_align_up(capacity, instance->write_align);

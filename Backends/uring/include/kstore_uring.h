@@ -48,20 +48,9 @@ const kstore_backend *kstore_uring_backend(void);
 
 /* argument: kstore_uring_stats *, struct_size set by the caller; fills the fields that fit. */
 #define KSTORE_URING_CONTROL_STATS 0x55520001
-/* argument: const kstore_uring_fault *: the next `count` WAL writes fail with `error`
- * (ENOSPC, EDQUOT or EIO) instead of being written. For tests. */
-#define KSTORE_URING_CONTROL_FAIL_WRITES 0x55520002
-/* argument: const kstore_uring_fault *: the next `count` fdatasyncs fail with `error` (EIO)
- * instead of being issued. For tests. */
-#define KSTORE_URING_CONTROL_FAIL_FSYNCS 0x55520003
-/* argument: const kstore_uring_fault *: the next `count` segment preparations (fallocate) fail
- * with `error` (ENOSPC). For tests. */
-#define KSTORE_URING_CONTROL_FAIL_SEGMENTS 0x55520004
-
-typedef struct kstore_uring_fault {
-    int32_t count;
-    int32_t error; /* an errno value */
-} kstore_uring_fault;
+/* Tests inject I/O faults (failed or torn WAL writes, failed fdatasyncs, failed segment
+ * preparations) with the kit's KSTORE_KIT_CONTROL_SET_FAULT_HOOK (kstore_kit_io.h), usually through
+ * the faulty shim: the I/O thread asks the hook before each io_uring write and fdatasync round. */
 
 typedef struct kstore_uring_stats {
     uint32_t struct_size;
