@@ -1,7 +1,7 @@
 /* The io_uring write-ahead-log storage backend (kstore.h, ABI version 1): DURABLE, NONBLOCKING,
  * SHARED_SYNC; DESIGN.md §6 "uring". One write-ahead log per instance, shared by every log, so one
  * group-committed fdatasync makes many logs' appends durable. On-disk formats and recovery rules:
- * docs/storage-formats.md ("uring"). Threads, failure handling, locks and their order, and the map
+ * docs/storage-formats.md ("uring backend"). Threads, failure handling, locks and their order, and the map
  * of the files: uring_internal.h.
  *
  * This file: the backend table and the instance — options, open (parse → lock → probe io_uring →

@@ -1,7 +1,7 @@
 /* The log table of an instance: log objects, the table sorted by name (catalog_lock), and the
  * instance members that change it — open_log (a new log stages a CREATE frame), delete_log (a
  * DELETE frame, made durable before it returns) and list_logs. Formats: docs/storage-formats.md
- * ("uring"); invariants and lock order: uring_internal.h. */
+ * ("uring backend"); invariants and lock order: uring_internal.h. */
 #include "uring_internal.h"
 
 #include <stdlib.h>

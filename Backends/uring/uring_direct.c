@@ -6,7 +6,7 @@
  * write, and on this project's benchmark machine the copy alone cost more CPU than everything else
  * the broker does per byte). An O_DIRECT write into written (zero-filled or reused) blocks is
  * submitted without blocking and moves no bytes through the page cache. The format rules it brings
- * (each write starts aligned and ends with a pad frame) are in docs/storage-formats-uring.md.
+ * (each write starts aligned and ends with a pad frame) are in docs/storage-formats.md ("uring backend").
  * Invariants and lock order: uring_internal.h. */
 #include "uring_internal.h"
 

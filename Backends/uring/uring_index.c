@@ -1,7 +1,7 @@
 /* A log's index (Kafka's OffsetIndex and TimeIndex in one): one ur_part per WAL segment the log
  * has live entries in (offset range, bytes, count, max timestamp), and the fine index of 40-byte
  * ur_entry records — in memory for the segment being written, in wal-<generation>.idx once the
- * segment is sealed (docs/storage-formats.md, "uring"). Index files are derived data: recovery
+ * segment is sealed (docs/storage-formats.md, "uring backend"). Index files are derived data: recovery
  * rebuilds them at every open. Callers hold log->lock (shared for reads, exclusive for changes).
  * Invariants and lock order: uring_internal.h. */
 #include "uring_internal.h"

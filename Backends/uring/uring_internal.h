@@ -2,8 +2,8 @@
  * functions of the files in Backends/uring (kstore.h, ABI version 1: DURABLE, NONBLOCKING,
  * SHARED_SYNC; DESIGN.md §6 "uring"). The on-disk formats — WAL segments and frames, MARK and
  * catalog frames, the catalog reserve, index files, spare segments, .lock and .fjord-backend, and
- * the recovery rules — are documented once in docs/storage-formats.md ("uring"); this header keeps
- * the invariants the code relies on.
+ * the recovery rules — are documented once in docs/storage-formats.md ("uring backend"); this
+ * header keeps the invariants the code relies on.
  *
  * Files (one concept each)
  *   kstore_uring.c        the backend table and the instance: options, open (parse → lock →
@@ -20,7 +20,8 @@
  *   uring_maintenance.c   the maintenance thread: segment files, index files, deletion, GC
  *   uring_recovery.c      recovery at open, one function per phase
  *   uring_frame.c         one frame: encoding, and the checked scan recovery reads with
- *   uring_support.c       errors, errno mapping, array growth, EINTR-retrying file calls
+ *   uring_support.c       array growth, segment file names, zero-filling (errors, options, the
+ *                         data directory and system calls are the kit's: Backends/kit)
  *
  * Threads
  *   append/sync/reads run on the caller's thread and never wait for I/O: append validates, computes
@@ -58,7 +59,7 @@
  *   but inert: every open_log answers CORRUPT naming the file and position.
  *
  * Locks (in this order): catalog_lock (the log table) → log->lock (one log's index) → wal_lock
- * (staging, chunks, segments, sync requests, failure state). error_lock and the read cache's lock
+ * (staging, chunks, segments, sync requests, failure state). The error slot's mutex and the read cache's lock
  * (cache.lock: readers hold it shared while they copy, the I/O thread exclusively to add and evict)
  * are leaves.
  *
@@ -87,7 +88,7 @@
 #error "the uring backend writes its frames in host byte order and supports little-endian hosts only"
 #endif
 
-/* MARK: - Limits and formats (docs/storage-formats.md, "uring") */
+/* MARK: - Limits and formats (docs/storage-formats.md, "uring backend") */
 
 #define UR_FRAME_MAGIC 0x31574A46u /* "FJW1" */
 #define UR_FRAME_HEADER_BYTES 72u

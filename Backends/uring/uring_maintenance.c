@@ -2,7 +2,7 @@
  * It prepares segment files ahead of need (reusing retired spares, preallocating, zero-filling only
  * with slack), writes the index files of sealed segments, and retires segments no log needs once a
  * durable checkpoint of the catalog follows them (ur_schedule_gc). Formats: docs/storage-formats.md
- * ("uring"); invariants and lock order: uring_internal.h. */
+ * ("uring backend"); invariants and lock order: uring_internal.h. */
 #include "uring_internal.h"
 
 #include <errno.h>

@@ -8,7 +8,7 @@
  *      segments after the end go;
  *   4. resolve the logs by id (a data frame may precede its log's checkpointed CREATE);
  *   5. continue the WAL at the end (an empty directory gets its first segment).
- * The rules are in docs/storage-formats.md ("uring", "Recovery"); invariants: uring_internal.h. */
+ * The rules are in docs/storage-formats.md ("uring backend", "Recovery"); invariants: uring_internal.h. */
 #include "uring_internal.h"
 
 #include <dirent.h>

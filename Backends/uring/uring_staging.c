@@ -2,7 +2,7 @@
  * one write of the I/O thread), the cursor moves through the segments, and sync requests wait for
  * the sequence they cover. append, catalog changes and the I/O thread's marks all stage through
  * ur_reserve (room, or why not) and ur_commit (the frame, without failing). Callers hold wal_lock
- * unless said otherwise. Formats: docs/storage-formats.md ("uring"); invariants and lock order:
+ * unless said otherwise. Formats: docs/storage-formats.md ("uring backend"); invariants and lock order:
  * uring_internal.h. */
 #include "uring_internal.h"
 

@@ -1,6 +1,6 @@
 /* The io_uring write-ahead-log storage backend: durable, non-blocking, one shared WAL whose group
  * commit covers every log of the instance. Implements kstore.h. On-disk format:
- * docs/storage-formats-uring.md. */
+ * docs/storage-formats.md ("uring backend"). */
 #ifndef KSTORE_URING_H
 #define KSTORE_URING_H
 #include "kstore.h"
@@ -29,7 +29,7 @@ const kstore_backend *kstore_uring_backend(void);
  *                            Buffered WAL writes to ext4 are each handed to an io-wq kernel worker
  *                            that copies them into the page cache; direct ones are submitted without
  *                            blocking and copy nothing. Direct writes start aligned and end with a
- *                            pad frame (docs/storage-formats-uring.md); either mode reads the other's
+ *                            pad frame (docs/storage-formats.md ("uring backend")); either mode reads the other's
  *                            data directories.
  *   "uring.read.cache.bytes" memory for the most recently written WAL bytes, from which reads of the
  *                            logs' tails are served (default 32 MiB; "0": none). Direct writes leave
