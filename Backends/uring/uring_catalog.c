@@ -90,25 +90,13 @@ kstore_status ur_open_log(kstore_instance *handle, const char *name, uint32_t fl
     pthread_mutex_lock(&instance->catalog_lock);
     bool found = false;
     size_t position = ur_find_log(instance, name, &found);
-    ur_log *log = NULL;
-    if (found) {
-        log = instance->logs[position];
-        if ((flags & KSTORE_OPEN_EXCLUSIVE) != 0) {
-            pthread_mutex_unlock(&instance->catalog_lock);
-            kstore_kit_error_set(&instance->errors, "open_log '%s': the log exists (exclusive create)", name);
-            return KSTORE_ERR_EXISTS;
-        }
-        if (log->open) {
-            pthread_mutex_unlock(&instance->catalog_lock);
-            kstore_kit_error_set(&instance->errors, "open_log '%s': the log is already open", name);
-            return KSTORE_ERR_BUSY;
-        }
-    } else {
-        if ((flags & KSTORE_OPEN_CREATE) == 0) {
-            pthread_mutex_unlock(&instance->catalog_lock);
-            kstore_kit_error_set(&instance->errors, "open_log '%s': no such log", name);
-            return KSTORE_ERR_NOT_FOUND;
-        }
+    ur_log *log = found ? instance->logs[position] : NULL;
+    kstore_status admitted = kstore_kit_open_log_admit(name, flags, found, found && log->open, &instance->errors);
+    if (admitted != KSTORE_OK) {
+        pthread_mutex_unlock(&instance->catalog_lock);
+        return admitted;
+    }
+    if (!found) {
         log = ur_new_log(instance, instance->next_log_id);
         if (log != NULL) log->name = strdup(name);
         if (log == NULL || log->name == NULL || !ur_grow((void **)&instance->logs, &instance->log_capacity,

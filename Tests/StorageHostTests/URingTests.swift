@@ -614,7 +614,9 @@ struct URingTests {
         try await withURing(faulty: true) { fixture in
             let log = try await fixture.engine.openLog(named: "f", create: true)
             try await log.append(firstOffset: 0, lastOffset: 0, maxTimestamp: 0, parts: [TestEntry.make(firstOffset: 0, lastOffset: 0)])
-            try fixture.failIO(KSTORE_FAULTY_IO_SYNC, error: EIO)
+            // Every fsync fails from here on (the maintenance thread's directory fsyncs ask the same hook, so
+            // failing only the next one could miss the WAL's round); the reopened instance has no faults.
+            try fixture.failIO(KSTORE_FAULTY_IO_SYNC, error: EIO, count: 1_000_000)
             #expect(await storageErrorCode { try await log.sync() } == .io)
             #expect(
                 await storageErrorCode {
