@@ -77,7 +77,7 @@ let package = Package(
         // The io_uring write-ahead-log backend (Linux only).
         .target(
             name: "KStoreURing",
-            dependencies: ["CKStore", "CCRC32C", "CLibURing"],
+            dependencies: ["CKStore", "KStoreKit", "CCRC32C", "CLibURing"],
             path: "Backends/uring",
             exclude: ["liburing"],
             sources: [

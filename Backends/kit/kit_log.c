@@ -118,3 +118,20 @@ kstore_status kstore_kit_names_finish(kstore_kit_names *names, bool complete, ks
     kstore_kit_error_set(errors, "list_logs: out of memory");
     return KSTORE_ERR_NO_MEMORY;
 }
+
+kstore_status kstore_kit_open_log_admit(const char *name, uint32_t flags, bool found, bool open,
+                                        kstore_kit_error *errors) {
+    if (found && (flags & KSTORE_OPEN_EXCLUSIVE) != 0) {
+        kstore_kit_error_set(errors, "open_log '%s': the log exists (exclusive create)", name);
+        return KSTORE_ERR_EXISTS;
+    }
+    if (found && open) {
+        kstore_kit_error_set(errors, "open_log '%s': the log is already open", name);
+        return KSTORE_ERR_BUSY;
+    }
+    if (!found && (flags & KSTORE_OPEN_CREATE) == 0) {
+        kstore_kit_error_set(errors, "open_log '%s': no such log", name);
+        return KSTORE_ERR_NOT_FOUND;
+    }
+    return KSTORE_OK;
+}

@@ -645,25 +645,13 @@ static kstore_status mem_open_log(kstore_instance *handle, const char *name, uin
     pthread_mutex_lock(&instance->mutex);
     bool found = false;
     size_t position = mem_find_log(instance, name, &found);
-    mem_log *log = NULL;
-    if (found) {
-        log = instance->logs[position];
-        if ((flags & KSTORE_OPEN_EXCLUSIVE) != 0) {
-            pthread_mutex_unlock(&instance->mutex);
-            kstore_kit_error_set(&instance->errors, "open_log '%s': the log exists (exclusive create)", name);
-            return KSTORE_ERR_EXISTS;
-        }
-        if (log->open) {
-            pthread_mutex_unlock(&instance->mutex);
-            kstore_kit_error_set(&instance->errors, "open_log '%s': the log is already open", name);
-            return KSTORE_ERR_BUSY;
-        }
-    } else {
-        if ((flags & KSTORE_OPEN_CREATE) == 0) {
-            pthread_mutex_unlock(&instance->mutex);
-            kstore_kit_error_set(&instance->errors, "open_log '%s': no such log", name);
-            return KSTORE_ERR_NOT_FOUND;
-        }
+    mem_log *log = found ? instance->logs[position] : NULL;
+    kstore_status admitted = kstore_kit_open_log_admit(name, flags, found, found && log->open, &instance->errors);
+    if (admitted != KSTORE_OK) {
+        pthread_mutex_unlock(&instance->mutex);
+        return admitted;
+    }
+    if (!found) {
         if (instance->log_count == instance->log_capacity) {
             size_t capacity = instance->log_capacity == 0 ? 16 : instance->log_capacity * 2;
             mem_log **logs =

@@ -1,7 +1,7 @@
 /* The io_uring write-ahead-log storage backend (kstore.h, ABI version 1): DURABLE, NONBLOCKING,
  * SHARED_SYNC; DESIGN.md §6 "uring". One write-ahead log per instance, shared by every log, so one
  * group-committed fdatasync makes many logs' appends durable. On-disk formats and recovery rules:
- * docs/storage-formats.md ("uring"). Threads, failure handling, locks and their order, and the map
+ * docs/storage-formats.md ("uring backend"). Threads, failure handling, locks and their order, and the map
  * of the files: uring_internal.h.
  *
  * This file: the backend table and the instance — options, open (parse → lock → probe io_uring →
@@ -31,16 +31,10 @@
  * cache). 32 MiB holds tens of milliseconds of a busy broker's writes. */
 #define UR_READ_CACHE_BYTES_DEFAULT ((uint64_t)32 * 1024 * 1024)
 #define UR_RING_ENTRIES 256u
-/* The data directory's format marker. */
-#define UR_MARKER_NAME ".fjord-backend"
+/* The data directory's format marker (kstore_kit_data_directory.h). */
 #define UR_MARKER_TEXT "uring 1\n"
-#define UR_LOCK_NAME ".lock"
 
 static const kstore_backend ur_backend;
-
-static void ur_write_open_error(char *error_message, size_t error_capacity, const char *message) {
-    if (error_message != NULL && error_capacity > 0) snprintf(error_message, error_capacity, "%s", message);
-}
 
 static void ur_destroy(ur_instance *instance) {
     if (instance->ring_ready) io_uring_queue_exit(&instance->ring);
@@ -56,7 +50,7 @@ static void ur_destroy(ur_instance *instance) {
             /* A spare that never became ready leaves no half-made file behind. */
             char name[64];
             ur_segment_name(name, sizeof(name), segment->generation, "log");
-            if (segment->state == UR_SEGMENT_FAILED) unlinkat(instance->dir_fd, name, 0);
+            if (segment->state == UR_SEGMENT_FAILED) unlinkat(instance->directory.root_fd, name, 0);
         }
         free(segment);
     }
@@ -71,33 +65,13 @@ static void ur_destroy(ur_instance *instance) {
     free(instance->syncs);
     free(instance->dirty_logs);
     free(instance->fsync_logs);
-    if (instance->lock_fd >= 0) close(instance->lock_fd); /* releases the flock */
-    if (instance->dir_fd >= 0) close(instance->dir_fd);
     pthread_mutex_destroy(&instance->catalog_lock);
     pthread_mutex_destroy(&instance->wal_lock);
     pthread_cond_destroy(&instance->wal_changed);
     pthread_cond_destroy(&instance->maintenance_wake);
-    pthread_mutex_destroy(&instance->error_lock);
-    free(instance->path);
+    kstore_kit_data_directory_close(&instance->directory); /* releases the lock */
+    kstore_kit_error_destroy(&instance->errors);
     free(instance);
-}
-
-/* Parses a size option within [minimum, maximum]. */
-static bool ur_size_option(const kstore_option *option, const char *key, uint64_t minimum, uint64_t maximum,
-                           uint64_t *value, char *error_message, size_t error_capacity, bool *bad) {
-    if (strcmp(option->key, key) != 0) return false;
-    int64_t signed_value = 0;
-    uint64_t parsed = kstore_parse_positive_decimal(option->value, &signed_value) ? (uint64_t)signed_value : 0;
-    if (parsed == 0 || parsed < minimum || parsed > maximum) {
-        char message[256];
-        snprintf(message, sizeof(message), "uring backend: option %s has bad value '%s' (a decimal in [%" PRIu64
-                 ", %" PRIu64 "])", key, option->value, minimum, maximum);
-        ur_write_open_error(error_message, error_capacity, message);
-        *bad = true;
-        return true;
-    }
-    *value = parsed;
-    return true;
 }
 
 /* The instance options (kstore_uring.h), parsed and checked. */
@@ -115,121 +89,82 @@ typedef struct ur_options {
     uint64_t writes_inflight;
 } ur_options;
 
+/* uring.read.cache.bytes: "0" (no cache) or a size; the kit's SIZE kind takes positive values only. */
+static kstore_status ur_parse_read_cache(const char *text, uint64_t *bytes, char *error_message,
+                                         size_t error_capacity) {
+    if (text == NULL) return KSTORE_OK;
+    if (strcmp(text, "0") == 0) {
+        *bytes = 0;
+        return KSTORE_OK;
+    }
+    const kstore_option option = {.key = "uring.read.cache.bytes", .value = text};
+    const kstore_kit_option_spec spec = {
+        .key = option.key, .kind = KSTORE_KIT_OPTION_SIZE, .minimum = 1, .maximum = (uint64_t)1 << 40, .target = bytes};
+    return kstore_kit_parse_options("uring backend", &option, 1, &spec, 1, error_message, error_capacity);
+}
+
 /* Parses the options; the message of a bad one goes to error_message. */
 static kstore_status ur_parse_options(const kstore_option *options, uint32_t option_count, ur_options *parsed,
                                       char *error_message, size_t error_capacity) {
-    char message[UR_ERROR_BYTES_MAX + 256];
-    if (options == NULL && option_count > 0) {
-        ur_write_open_error(error_message, error_capacity, "uring backend: options is NULL");
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
     /* Default: unwritten extents. Writing zeros doubles the disk writes and the page-cache copies
      * of a growing WAL; on this project's 2-core benchmark machine fallocate gave about twice the
      * durable throughput (1 KiB x 64 logs) despite the extent conversions fdatasync journals. */
     *parsed = (ur_options){
         .direct = UR_DIRECT_AUTO,
-        .zero_auto = true,
-        .zero_by_fallocate = true,
         .read_cache_bytes = UR_READ_CACHE_BYTES_DEFAULT,
         .segment_bytes = UR_SEGMENT_BYTES_DEFAULT,
         .staging_bytes = UR_STAGING_BYTES_DEFAULT,
         .write_bytes = UR_WRITE_BYTES_DEFAULT,
         .writes_inflight = UR_WRITES_INFLIGHT_DEFAULT,
     };
-    for (uint32_t index = 0; index < option_count; index++) {
-        const kstore_option *option = &options[index];
-        if (option->key == NULL || option->value == NULL) {
-            ur_write_open_error(error_message, error_capacity, "uring backend: an option key or value is NULL");
-            return KSTORE_ERR_INVALID_ARGUMENT;
-        }
-        bool bad = false;
-        if (strcmp(option->key, "path") == 0) {
-            parsed->path = option->value;
-        } else if (strcmp(option->key, "uring.segment.zero") == 0) {
-            if (strcmp(option->value, "write") != 0 && strcmp(option->value, "fallocate") != 0 &&
-                strcmp(option->value, "auto") != 0) {
-                ur_write_open_error(error_message, error_capacity,
-                                    "uring backend: option uring.segment.zero is 'auto', 'write' or 'fallocate'");
-                return KSTORE_ERR_INVALID_ARGUMENT;
-            }
-            parsed->zero_auto = strcmp(option->value, "auto") == 0;
-            parsed->zero_by_fallocate = strcmp(option->value, "fallocate") == 0;
-        } else if (strcmp(option->key, "uring.direct") == 0) {
-            if (strcmp(option->value, "auto") == 0) {
-                parsed->direct = UR_DIRECT_AUTO;
-            } else if (strcmp(option->value, "on") == 0) {
-                parsed->direct = UR_DIRECT_ON;
-            } else if (strcmp(option->value, "off") == 0) {
-                parsed->direct = UR_DIRECT_OFF;
-            } else {
-                ur_write_open_error(error_message, error_capacity,
-                                    "uring backend: option uring.direct is 'auto', 'on' or 'off'");
-                return KSTORE_ERR_INVALID_ARGUMENT;
-            }
-        } else if (strcmp(option->key, "uring.read.cache.bytes") == 0 && strcmp(option->value, "0") == 0) {
-            parsed->read_cache_bytes = 0; /* no read cache */
-        } else if (strcmp(option->key, "uring.test.io_uring_error") == 0) {
-            parsed->simulated_error = option->value;
-        } else if (ur_size_option(option, "uring.segment.bytes", UR_SEGMENT_BYTES_MIN, UR_SEGMENT_BYTES_MAX,
-                                  &parsed->segment_bytes, error_message, error_capacity, &bad) ||
-                   ur_size_option(option, "uring.staging.bytes", 64 * 1024, (uint64_t)1 << 40,
-                                  &parsed->staging_bytes, error_message, error_capacity, &bad) ||
-                   ur_size_option(option, "uring.write.bytes", 4096, (uint64_t)64 * 1024 * 1024,
-                                  &parsed->write_bytes, error_message, error_capacity, &bad) ||
-                   ur_size_option(option, "uring.writes.inflight", 1, UR_WRITES_INFLIGHT_MAX,
-                                  &parsed->writes_inflight, error_message, error_capacity, &bad) ||
-                   ur_size_option(option, "uring.read.cache.bytes", 1, (uint64_t)1 << 40, &parsed->read_cache_bytes,
-                                  error_message, error_capacity, &bad)) {
-            if (bad) return KSTORE_ERR_INVALID_ARGUMENT;
-        }
-        /* Unknown options are ignored (kstore.h). */
-    }
-    if (parsed->segment_bytes % 4096 != 0) {
-        ur_write_open_error(error_message, error_capacity, "uring backend: uring.segment.bytes must be a multiple of 4096");
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
+    static const char *const zero_choices[] = {"auto", "write", "fallocate", NULL};
+    /* In enum ur_direct_mode's order. */
+    static const char *const direct_choices[] = {"auto", "on", "off", NULL};
+    int zero = 0;
+    int direct = UR_DIRECT_AUTO;
+    const char *read_cache = NULL;
+    const kstore_kit_option_spec specs[] = {
+        {.key = "path", .kind = KSTORE_KIT_OPTION_TEXT, .required = true, .meaning = "the data directory",
+         .target = &parsed->path},
+        {.key = "uring.segment.zero", .kind = KSTORE_KIT_OPTION_CHOICE, .choices = zero_choices, .target = &zero},
+        {.key = "uring.direct", .kind = KSTORE_KIT_OPTION_CHOICE, .choices = direct_choices, .target = &direct},
+        {.key = "uring.read.cache.bytes", .kind = KSTORE_KIT_OPTION_TEXT, .target = &read_cache},
+        {.key = "uring.test.io_uring_error", .kind = KSTORE_KIT_OPTION_TEXT, .target = &parsed->simulated_error},
+        {.key = "uring.segment.bytes", .kind = KSTORE_KIT_OPTION_SIZE, .minimum = UR_SEGMENT_BYTES_MIN,
+         .maximum = UR_SEGMENT_BYTES_MAX, .multiple = 4096, .target = &parsed->segment_bytes},
+        {.key = "uring.staging.bytes", .kind = KSTORE_KIT_OPTION_SIZE, .minimum = 64 * 1024,
+         .maximum = (uint64_t)1 << 40, .target = &parsed->staging_bytes},
+        {.key = "uring.write.bytes", .kind = KSTORE_KIT_OPTION_SIZE, .minimum = 4096,
+         .maximum = (uint64_t)64 * 1024 * 1024, .target = &parsed->write_bytes},
+        {.key = "uring.writes.inflight", .kind = KSTORE_KIT_OPTION_SIZE, .minimum = 1,
+         .maximum = UR_WRITES_INFLIGHT_MAX, .target = &parsed->writes_inflight},
+    };
+    kstore_status status = kstore_kit_parse_options("uring backend", options, option_count, specs,
+                                                    sizeof(specs) / sizeof(specs[0]), error_message, error_capacity);
+    if (status == KSTORE_OK) status = ur_parse_read_cache(read_cache, &parsed->read_cache_bytes, error_message, error_capacity);
+    if (status != KSTORE_OK) return status;
+    parsed->zero_auto = zero == 0;
+    parsed->zero_by_fallocate = zero != 1;
+    parsed->direct = (enum ur_direct_mode)direct;
     if (parsed->staging_bytes < 2 * parsed->write_bytes) {
         /* One write's chunk being written and one filling: less and appends could only wait. */
-        snprintf(message, sizeof(message),
-                 "uring backend: uring.staging.bytes (%llu) must be at least twice uring.write.bytes (%llu)",
-                 (unsigned long long)parsed->staging_bytes, (unsigned long long)parsed->write_bytes);
-        ur_write_open_error(error_message, error_capacity, message);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    if (parsed->path == NULL || parsed->path[0] == '\0') {
-        ur_write_open_error(error_message, error_capacity,
-                            "uring backend: option 'path' (the data directory) is required");
+        kstore_kit_message(error_message, error_capacity,
+                           "uring backend: uring.staging.bytes (%llu) must be at least twice uring.write.bytes (%llu)",
+                           (unsigned long long)parsed->staging_bytes, (unsigned long long)parsed->write_bytes);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     return KSTORE_OK;
 }
 
-/* The data directory must exist and be a directory. */
-static kstore_status ur_check_directory(const char *path, char *error_message, size_t error_capacity) {
-    char message[UR_ERROR_BYTES_MAX + 256];
-    struct stat info;
-    if (stat(path, &info) == 0 && S_ISDIR(info.st_mode)) return KSTORE_OK;
-    int error = errno;
-    if (stat(path, &info) == 0) {
-        snprintf(message, sizeof(message), "data directory %s is not a directory", path);
-        ur_write_open_error(error_message, error_capacity, message);
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    snprintf(message, sizeof(message), "data directory %s does not exist%s%s", path, error == ENOENT ? "" : ": ",
-             error == ENOENT ? "" : strerror(error));
-    ur_write_open_error(error_message, error_capacity, message);
-    return error == ENOENT || error == ENOTDIR ? KSTORE_ERR_NOT_FOUND : KSTORE_ERR_IO;
-}
-
 /* A new instance with its options, locks and condition variables; no file opened yet. */
 static ur_instance *ur_instance_new(const ur_options *options) {
     ur_instance *instance = calloc(1, sizeof(ur_instance));
-    if (instance == NULL || (instance->path = strdup(options->path)) == NULL) {
-        free(instance);
-        return NULL;
-    }
+    if (instance == NULL) return NULL;
     instance->base.backend = &ur_backend;
-    instance->dir_fd = instance->lock_fd = instance->event_fd = -1;
+    instance->directory = (kstore_kit_data_directory){.path = NULL, .root_fd = -1, .lock_fd = -1};
+    instance->event_fd = -1;
+    kstore_kit_io_init(&instance->io);
+    kstore_kit_error_init(&instance->errors);
     atomic_init(&instance->closing, false);
     instance->segment_bytes = options->segment_bytes;
     instance->staging_bytes_max = options->staging_bytes;
@@ -243,78 +178,7 @@ static ur_instance *ur_instance_new(const ur_options *options) {
     pthread_mutex_init(&instance->wal_lock, NULL);
     pthread_cond_init(&instance->wal_changed, NULL);
     pthread_cond_init(&instance->maintenance_wake, NULL);
-    pthread_mutex_init(&instance->error_lock, NULL);
     return instance;
-}
-
-/* Opens the data directory and locks it: flock on X/.lock, with our pid in it for the message
- * another process gets. */
-static kstore_status ur_lock_directory(ur_instance *instance, char *message, size_t capacity) {
-    const char *path = instance->path;
-    instance->dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (instance->dir_fd < 0) {
-        snprintf(message, capacity, "cannot open data directory %s: %s", path, strerror(errno));
-        return KSTORE_ERR_IO;
-    }
-    instance->lock_fd = openat(instance->dir_fd, UR_LOCK_NAME, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (instance->lock_fd < 0) {
-        snprintf(message, capacity, "data directory %s is not writable: %s", path, strerror(errno));
-        return KSTORE_ERR_IO;
-    }
-    if (flock(instance->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        int error = errno;
-        char pid[32] = {0};
-        ssize_t got = ur_pread_all(instance->lock_fd, pid, sizeof(pid) - 1, 0);
-        if (got > 0) pid[strcspn(pid, "\n")] = '\0';
-        if (error == EWOULDBLOCK) {
-            snprintf(message, capacity, "data directory %s is locked by another process (pid %s)", path,
-                     got > 0 && pid[0] != '\0' ? pid : "unknown");
-            return KSTORE_ERR_BUSY;
-        }
-        snprintf(message, capacity, "cannot lock data directory %s: %s", path, strerror(error));
-        return KSTORE_ERR_IO;
-    }
-    char pid[32];
-    int length = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-    if (ftruncate(instance->lock_fd, 0) != 0 || ur_pwrite_all(instance->lock_fd, pid, (size_t)length, 0) < 0) {
-        snprintf(message, capacity, "data directory %s is not writable: %s", path, strerror(errno));
-        return errno == ENOSPC || errno == EDQUOT ? KSTORE_ERR_NO_SPACE : KSTORE_ERR_IO;
-    }
-    return KSTORE_OK;
-}
-
-/* The format marker: refuse another backend's data; a new directory gets ours. */
-static kstore_status ur_check_marker(ur_instance *instance, char *message, size_t capacity) {
-    const char *path = instance->path;
-    char marker[64] = {0};
-    int fd = openat(instance->dir_fd, UR_MARKER_NAME, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        ssize_t got = ur_pread_all(fd, marker, sizeof(marker) - 1, 0);
-        close(fd);
-        if (got < 0 || strcmp(marker, UR_MARKER_TEXT) != 0) {
-            char backend[32] = {0};
-            if (sscanf(marker, "%31s", backend) != 1) snprintf(backend, sizeof(backend), "unknown");
-            if (strcmp(backend, "uring") == 0) {
-                snprintf(message, capacity, "data directory %s holds uring data of an unsupported format ('%.40s')",
-                         path, marker);
-            } else {
-                snprintf(message, capacity, "data directory %s holds data of backend '%s'", path, backend);
-            }
-            return KSTORE_ERR_INVALID_ARGUMENT;
-        }
-        return KSTORE_OK;
-    }
-    fd = openat(instance->dir_fd, UR_MARKER_NAME ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || ur_pwrite_all(fd, UR_MARKER_TEXT, strlen(UR_MARKER_TEXT), 0) < 0 || ur_fsync(fd) != 0 ||
-        renameat(instance->dir_fd, UR_MARKER_NAME ".tmp", instance->dir_fd, UR_MARKER_NAME) != 0 ||
-        ur_fsync(instance->dir_fd) != 0) {
-        int error = errno;
-        if (fd >= 0) close(fd);
-        snprintf(message, capacity, "data directory %s is not writable: %s", path, strerror(error));
-        return error == ENOSPC || error == EDQUOT ? KSTORE_ERR_NO_SPACE : KSTORE_ERR_IO;
-    }
-    close(fd);
-    return KSTORE_OK;
 }
 
 /* io_uring: containers (seccomp), kernel.io_uring_disabled or old kernels refuse it. Sets up the
@@ -352,7 +216,7 @@ static kstore_status ur_probe_io_uring(ur_instance *instance, const char *simula
     instance->event_fd = eventfd(0, EFD_CLOEXEC);
     if (instance->event_fd < 0) {
         snprintf(message, capacity, "eventfd: %s", strerror(errno));
-        return ur_status_from_errno(errno);
+        return kstore_kit_status_for_errno(errno);
     }
     return KSTORE_OK;
 }
@@ -384,23 +248,22 @@ static kstore_status ur_start_threads(ur_instance *instance, char *message, size
 static kstore_status ur_open(const kstore_option *options, uint32_t option_count, kstore_instance **instance_out,
                              char *error_message, size_t error_capacity) {
     if (instance_out == NULL) {
-        ur_write_open_error(error_message, error_capacity, "uring backend: instance pointer is NULL");
+        kstore_kit_message(error_message, error_capacity, "uring backend: instance pointer is NULL");
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     *instance_out = NULL;
     ur_options parsed;
     kstore_status status = ur_parse_options(options, option_count, &parsed, error_message, error_capacity);
-    if (status == KSTORE_OK) status = ur_check_directory(parsed.path, error_message, error_capacity);
     if (status != KSTORE_OK) return status;
     ur_instance *instance = ur_instance_new(&parsed);
     if (instance == NULL) {
-        ur_write_open_error(error_message, error_capacity, "uring backend: out of memory");
+        kstore_kit_message(error_message, error_capacity, "uring backend: out of memory");
         return KSTORE_ERR_NO_MEMORY;
     }
 
     char message[UR_ERROR_BYTES_MAX + 256];
-    status = ur_lock_directory(instance, message, sizeof(message));
-    if (status == KSTORE_OK) status = ur_check_marker(instance, message, sizeof(message));
+    status = kstore_kit_data_directory_open(&instance->directory, parsed.path, UR_MARKER_TEXT, &instance->io, message,
+                                            sizeof(message));
     if (status == KSTORE_OK) status = ur_direct_probe(instance, parsed.direct, message, sizeof(message));
     /* Direct writes into unwritten extents would convert extents on every write: zero-fill then. */
     if (parsed.zero_auto) instance->zero_by_fallocate = !instance->direct;
@@ -412,13 +275,13 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
          * which log and where rather than a broker that cannot start. */
         instance->failed_status = KSTORE_ERR_CORRUPT;
         snprintf(instance->corrupt_message, sizeof(instance->corrupt_message), "%s", message);
-        ur_set_error(instance, "%s", message);
+        kstore_kit_error_set(&instance->errors, "%s", message);
         *instance_out = &instance->base;
         return KSTORE_OK;
     }
     if (status == KSTORE_OK) status = ur_start_threads(instance, message, sizeof(message));
     if (status != KSTORE_OK) {
-        ur_write_open_error(error_message, error_capacity, message);
+        kstore_kit_message(error_message, error_capacity, "%s", message);
         ur_destroy(instance);
         return status;
     }
@@ -444,22 +307,13 @@ static void ur_close(kstore_instance *handle) {
 }
 
 static size_t ur_last_error(kstore_instance *handle, char *buf, size_t capacity) {
-    if (handle == NULL) {
-        if (buf != NULL && capacity > 0) buf[0] = '\0';
-        return 0;
-    }
-    ur_instance *instance = (ur_instance *)handle;
-    pthread_mutex_lock(&instance->error_lock);
-    size_t length = instance->error_length;
-    kstore_copy_error(instance->error_message, length, buf, capacity);
-    pthread_mutex_unlock(&instance->error_lock);
-    return length;
+    return kstore_kit_error_copy(handle == NULL ? NULL : &((ur_instance *)handle)->errors, buf, capacity);
 }
 
 /* KSTORE_URING_CONTROL_STATS: the counters, and the gauges read now. */
 static kstore_status ur_control_stats(ur_instance *instance, kstore_uring_stats *stats) {
     if (stats == NULL || stats->struct_size < 8) {
-        ur_set_error(instance, "control STATS: argument is NULL or its struct_size is too small");
+        kstore_kit_error_set(&instance->errors, "control STATS: argument is NULL or its struct_size is too small");
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     uint64_t index_bytes = 0;
@@ -494,39 +348,19 @@ static kstore_status ur_control_stats(ur_instance *instance, kstore_uring_stats 
     return KSTORE_OK;
 }
 
-/* KSTORE_URING_CONTROL_FAIL_WRITES, _FAIL_FSYNCS, _FAIL_SEGMENTS (tests). */
-static kstore_status ur_control_fault(ur_instance *instance, int32_t op, const kstore_uring_fault *fault) {
-    if (fault == NULL || fault->count < 0 || fault->error <= 0) {
-        ur_set_error(instance, "control fault injection: argument is NULL or invalid");
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    pthread_mutex_lock(&instance->wal_lock);
-    if (op == KSTORE_URING_CONTROL_FAIL_WRITES) {
-        instance->fail_writes_count = fault->count;
-        instance->fail_writes_error = fault->error;
-    } else if (op == KSTORE_URING_CONTROL_FAIL_FSYNCS) {
-        instance->fail_fsyncs_count = fault->count;
-        instance->fail_fsyncs_error = fault->error;
-    } else {
-        instance->fail_segments_count = fault->count;
-        instance->fail_segments_error = fault->error;
-    }
-    pthread_mutex_unlock(&instance->wal_lock);
-    return KSTORE_OK;
-}
-
 static kstore_status ur_control(kstore_instance *handle, int32_t op, void *argument) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_instance *instance = (ur_instance *)handle;
     switch (op) {
     case KSTORE_URING_CONTROL_STATS:
         return ur_control_stats(instance, argument);
-    case KSTORE_URING_CONTROL_FAIL_WRITES:
-    case KSTORE_URING_CONTROL_FAIL_FSYNCS:
-    case KSTORE_URING_CONTROL_FAIL_SEGMENTS:
-        return ur_control_fault(instance, op, argument);
+    case KSTORE_KIT_CONTROL_SET_FAULT_HOOK: {
+        kstore_status status = kstore_kit_io_set_hook(&instance->io, argument);
+        if (status != KSTORE_OK) kstore_kit_error_set(&instance->errors, "control SET_FAULT_HOOK: the hook is malformed");
+        return status;
+    }
     default:
-        ur_set_error(instance, "control: op %d is not supported by the uring backend", (int)op);
+        kstore_kit_error_set(&instance->errors, "control: op %d is not supported by the uring backend", (int)op);
         return KSTORE_ERR_UNSUPPORTED;
     }
 }

@@ -1,7 +1,7 @@
 /* The log table of an instance: log objects, the table sorted by name (catalog_lock), and the
  * instance members that change it — open_log (a new log stages a CREATE frame), delete_log (a
  * DELETE frame, made durable before it returns) and list_logs. Formats: docs/storage-formats.md
- * ("uring"); invariants and lock order: uring_internal.h. */
+ * ("uring backend"); invariants and lock order: uring_internal.h. */
 #include "uring_internal.h"
 
 #include <stdlib.h>
@@ -80,42 +80,30 @@ kstore_status ur_open_log(kstore_instance *handle, const char *name, uint32_t fl
     kstore_status invalid =
         kstore_check_open_log_arguments(name, flags, options, option_count, log_out, message, sizeof(message));
     if (invalid != KSTORE_OK) {
-        ur_set_error(instance, "%s", message);
+        kstore_kit_error_set(&instance->errors, "%s", message);
         return invalid;
     }
     if (instance->failed_status == KSTORE_ERR_CORRUPT) {
-        ur_set_error(instance, "open_log '%s': %s", name, instance->corrupt_message);
+        kstore_kit_error_set(&instance->errors, "open_log '%s': %s", name, instance->corrupt_message);
         return KSTORE_ERR_CORRUPT;
     }
     pthread_mutex_lock(&instance->catalog_lock);
     bool found = false;
     size_t position = ur_find_log(instance, name, &found);
-    ur_log *log = NULL;
-    if (found) {
-        log = instance->logs[position];
-        if ((flags & KSTORE_OPEN_EXCLUSIVE) != 0) {
-            pthread_mutex_unlock(&instance->catalog_lock);
-            ur_set_error(instance, "open_log '%s': the log exists (exclusive create)", name);
-            return KSTORE_ERR_EXISTS;
-        }
-        if (log->open) {
-            pthread_mutex_unlock(&instance->catalog_lock);
-            ur_set_error(instance, "open_log '%s': the log is already open", name);
-            return KSTORE_ERR_BUSY;
-        }
-    } else {
-        if ((flags & KSTORE_OPEN_CREATE) == 0) {
-            pthread_mutex_unlock(&instance->catalog_lock);
-            ur_set_error(instance, "open_log '%s': no such log", name);
-            return KSTORE_ERR_NOT_FOUND;
-        }
+    ur_log *log = found ? instance->logs[position] : NULL;
+    kstore_status admitted = kstore_kit_open_log_admit(name, flags, found, found && log->open, &instance->errors);
+    if (admitted != KSTORE_OK) {
+        pthread_mutex_unlock(&instance->catalog_lock);
+        return admitted;
+    }
+    if (!found) {
         log = ur_new_log(instance, instance->next_log_id);
         if (log != NULL) log->name = strdup(name);
         if (log == NULL || log->name == NULL || !ur_grow((void **)&instance->logs, &instance->log_capacity,
                                                          instance->log_count + 1, sizeof(ur_log *), 16)) {
             pthread_mutex_unlock(&instance->catalog_lock);
             ur_free_log(log);
-            ur_set_error(instance, "open_log '%s': out of memory", name);
+            kstore_kit_error_set(&instance->errors, "open_log '%s': out of memory", name);
             return KSTORE_ERR_NO_MEMORY;
         }
         /* Creation becomes durable with the next sync of any log (or close). */
@@ -128,7 +116,7 @@ kstore_status ur_open_log(kstore_instance *handle, const char *name, uint32_t fl
         if (status != KSTORE_OK) {
             pthread_mutex_unlock(&instance->catalog_lock);
             ur_free_log(log);
-            ur_set_error(instance, "open_log '%s': cannot record its creation: %s", name, reason);
+            kstore_kit_error_set(&instance->errors, "open_log '%s': cannot record its creation: %s", name, reason);
             return status;
         }
         instance->next_log_id++;
@@ -146,7 +134,7 @@ kstore_status ur_delete_log(kstore_instance *handle, const char *name) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_instance *instance = (ur_instance *)handle;
     if (!kstore_log_name_is_valid(name)) {
-        ur_set_error(instance, "delete_log: invalid log name");
+        kstore_kit_error_set(&instance->errors, "delete_log: invalid log name");
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     pthread_mutex_lock(&instance->catalog_lock);
@@ -154,13 +142,13 @@ kstore_status ur_delete_log(kstore_instance *handle, const char *name) {
     size_t position = ur_find_log(instance, name, &found);
     if (!found) {
         pthread_mutex_unlock(&instance->catalog_lock);
-        ur_set_error(instance, "delete_log '%s': no such log", name);
+        kstore_kit_error_set(&instance->errors, "delete_log '%s': no such log", name);
         return KSTORE_ERR_NOT_FOUND;
     }
     ur_log *log = instance->logs[position];
     if (log->open) {
         pthread_mutex_unlock(&instance->catalog_lock);
-        ur_set_error(instance, "delete_log '%s': the log is open", name);
+        kstore_kit_error_set(&instance->errors, "delete_log '%s': the log is open", name);
         return KSTORE_ERR_BUSY;
     }
     bool wake = false;
@@ -171,7 +159,7 @@ kstore_status ur_delete_log(kstore_instance *handle, const char *name) {
     if (status != KSTORE_OK) {
         pthread_mutex_unlock(&instance->catalog_lock);
         if (wake) ur_wake_io(instance);
-        ur_set_error(instance, "delete_log '%s': %s", name, reason);
+        kstore_kit_error_set(&instance->errors, "delete_log '%s': %s", name, reason);
         return status;
     }
     memmove(instance->logs + position, instance->logs + position + 1,
@@ -183,7 +171,7 @@ kstore_status ur_delete_log(kstore_instance *handle, const char *name) {
      * one place besides open and close where a member of this NONBLOCKING backend waits. */
     status = ur_wait_durable(instance);
     if (status != KSTORE_OK) {
-        ur_set_error(instance, "delete_log '%s': the deletion could not be made durable", name);
+        kstore_kit_error_set(&instance->errors, "delete_log '%s': the deletion could not be made durable", name);
         return status; /* the log is gone from memory; its memory is kept (the I/O thread may hold it) */
     }
     ur_free_log(log);
@@ -195,7 +183,7 @@ kstore_status ur_list_logs(kstore_instance *handle, kstore_list_callback callbac
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_instance *instance = (ur_instance *)handle;
     if (callback == NULL) {
-        ur_set_error(instance, "list_logs: callback is NULL");
+        kstore_kit_error_set(&instance->errors, "list_logs: callback is NULL");
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     pthread_mutex_lock(&instance->catalog_lock);
@@ -213,7 +201,7 @@ kstore_status ur_list_logs(kstore_instance *handle, kstore_list_callback callbac
     for (size_t index = 0; names != NULL && index < count; index++) free(names[index]);
     free(names);
     if (failed) {
-        ur_set_error(instance, "list_logs: out of memory");
+        kstore_kit_error_set(&instance->errors, "list_logs: out of memory");
         return KSTORE_ERR_NO_MEMORY;
     }
     return KSTORE_OK;

@@ -6,7 +6,7 @@
  * write, and on this project's benchmark machine the copy alone cost more CPU than everything else
  * the broker does per byte). An O_DIRECT write into written (zero-filled or reused) blocks is
  * submitted without blocking and moves no bytes through the page cache. The format rules it brings
- * (each write starts aligned and ends with a pad frame) are in docs/storage-formats-uring.md.
+ * (each write starts aligned and ends with a pad frame) are in docs/storage-formats.md ("uring backend").
  * Invariants and lock order: uring_internal.h. */
 #include "uring_internal.h"
 
@@ -45,7 +45,7 @@ static uint32_t ur_statx_dio_align(int fd) {
 static uint32_t ur_direct_try(ur_instance *instance, bool need_statx, int *error) {
     int fd;
     do {
-        fd = openat(instance->dir_fd, UR_DIRECT_PROBE_NAME, O_RDWR | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0644);
+        fd = openat(instance->directory.root_fd, UR_DIRECT_PROBE_NAME, O_RDWR | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0644);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         *error = errno;
@@ -74,7 +74,7 @@ static uint32_t ur_direct_try(ur_instance *instance, bool need_statx, int *error
             align = 0;
         } else {
             memset(block_bytes, 0, align);
-            if (ur_pwrite_all(fd, block_bytes, align, 0) < 0) {
+            if (kstore_kit_pwrite_all(&instance->io, fd, block_bytes, align, 0) != 0) {
                 *error = errno;
                 align = 0;
             }
@@ -82,7 +82,7 @@ static uint32_t ur_direct_try(ur_instance *instance, bool need_statx, int *error
         }
     }
     close(fd);
-    unlinkat(instance->dir_fd, UR_DIRECT_PROBE_NAME, 0);
+    unlinkat(instance->directory.root_fd, UR_DIRECT_PROBE_NAME, 0);
     return align;
 }
 
@@ -97,7 +97,7 @@ kstore_status ur_direct_probe(ur_instance *instance, enum ur_direct_mode mode, c
         snprintf(message, capacity,
                  "uring.direct=on: the file system of data directory %s does not take O_DIRECT writes (%s); use "
                  "uring.direct=auto or off",
-                 instance->path, strerror(error));
+                 instance->directory.path, strerror(error));
         return KSTORE_ERR_UNSUPPORTED;
     }
     instance->direct = true;
@@ -134,7 +134,7 @@ bool ur_open_wfd(const ur_instance *instance, const char *name, int *wfd) {
     if (!instance->direct) return true;
     int fd;
     do {
-        fd = openat(instance->dir_fd, name, O_WRONLY | O_DIRECT | O_CLOEXEC);
+        fd = openat(instance->directory.root_fd, name, O_WRONLY | O_DIRECT | O_CLOEXEC);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) return false;
     *wfd = fd;

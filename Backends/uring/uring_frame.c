@@ -1,4 +1,4 @@
-/* One WAL frame (docs/storage-formats.md, "uring"): a 72-byte header, the payload and zero padding
+/* One WAL frame (docs/storage-formats.md, "uring backend"): a 72-byte header, the payload and zero padding
  * to 8 bytes, checked by a CRC-32C over the payload and then header bytes [8, 72). Encoding for
  * staging; the checked reads recovery scans segments with. Invariants: uring_internal.h. */
 #include "uring_internal.h"

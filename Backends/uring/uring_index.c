@@ -1,7 +1,7 @@
 /* A log's index (Kafka's OffsetIndex and TimeIndex in one): one ur_part per WAL segment the log
  * has live entries in (offset range, bytes, count, max timestamp), and the fine index of 40-byte
  * ur_entry records — in memory for the segment being written, in wal-<generation>.idx once the
- * segment is sealed (docs/storage-formats.md, "uring"). Index files are derived data: recovery
+ * segment is sealed (docs/storage-formats.md, "uring backend"). Index files are derived data: recovery
  * rebuilds them at every open. Callers hold log->lock (shared for reads, exclusive for changes).
  * Invariants and lock order: uring_internal.h. */
 #include "uring_internal.h"
@@ -289,10 +289,10 @@ bool ur_write_index_of(ur_instance *instance, ur_segment *segment, ur_log **logs
         uint64_t header[4] = {UR_INDEX_MAGIC, segment->generation, total, 0};
         memcpy(buffer, header, sizeof(header));
         do {
-            fd = openat(instance->dir_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+            fd = openat(instance->directory.root_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         } while (fd < 0 && errno == EINTR);
         /* Derived data, rebuilt by recovery at every open: no fsync needed. */
-        ok = fd >= 0 && ur_pwrite_all(fd, buffer, used, 0) >= 0;
+        ok = fd >= 0 && kstore_kit_pwrite_all(&instance->io, fd, buffer, used, 0) == 0;
     }
     if (ok) {
         /* Published before any part switches to the file: a reader that finds a part's entries

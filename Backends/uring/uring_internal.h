@@ -2,8 +2,8 @@
  * functions of the files in Backends/uring (kstore.h, ABI version 1: DURABLE, NONBLOCKING,
  * SHARED_SYNC; DESIGN.md §6 "uring"). The on-disk formats — WAL segments and frames, MARK and
  * catalog frames, the catalog reserve, index files, spare segments, .lock and .fjord-backend, and
- * the recovery rules — are documented once in docs/storage-formats.md ("uring"); this header keeps
- * the invariants the code relies on.
+ * the recovery rules — are documented once in docs/storage-formats.md ("uring backend"); this
+ * header keeps the invariants the code relies on.
  *
  * Files (one concept each)
  *   kstore_uring.c        the backend table and the instance: options, open (parse → lock →
@@ -20,7 +20,8 @@
  *   uring_maintenance.c   the maintenance thread: segment files, index files, deletion, GC
  *   uring_recovery.c      recovery at open, one function per phase
  *   uring_frame.c         one frame: encoding, and the checked scan recovery reads with
- *   uring_support.c       errors, errno mapping, array growth, EINTR-retrying file calls
+ *   uring_support.c       array growth, segment file names, zero-filling (errors, options, the
+ *                         data directory and system calls are the kit's: Backends/kit)
  *
  * Threads
  *   append/sync/reads run on the caller's thread and never wait for I/O: append validates, computes
@@ -49,7 +50,7 @@
  *   files of sealed segments, preparing (and in direct mode zero-filling) segments ahead of need.
  *
  * Failures
- *   A failed write (ENOSPC, EDQUOT; injected by KSTORE_URING_CONTROL_FAIL_WRITES) or a segment that
+ *   A failed write (ENOSPC, EDQUOT; injected by tests through the kit fault hook) or a segment that
  *   cannot be created fails that append and every later staged one with NO_SPACE; the WAL is rolled
  *   back to the failed frame (bytes written after it are zeroed), logs' ends return to their first
  *   failed offset and catalog frames are staged again. EIO on a write or an fdatasync fails the WAL:
@@ -58,7 +59,7 @@
  *   but inert: every open_log answers CORRUPT naming the file and position.
  *
  * Locks (in this order): catalog_lock (the log table) → log->lock (one log's index) → wal_lock
- * (staging, chunks, segments, sync requests, failure state). error_lock and the read cache's lock
+ * (staging, chunks, segments, sync requests, failure state). The error slot's mutex and the read cache's lock
  * (cache.lock: readers hold it shared while they copy, the I/O thread exclusively to add and evict)
  * are leaves.
  *
@@ -68,6 +69,7 @@
 #ifndef URING_INTERNAL_H
 #define URING_INTERNAL_H
 
+#include "kstore_kit.h"
 #include "kstore_uring.h"
 
 #include <liburing.h>
@@ -86,7 +88,7 @@
 #error "the uring backend writes its frames in host byte order and supports little-endian hosts only"
 #endif
 
-/* MARK: - Limits and formats (docs/storage-formats.md, "uring") */
+/* MARK: - Limits and formats (docs/storage-formats.md, "uring backend") */
 
 #define UR_FRAME_MAGIC 0x31574A46u /* "FJW1" */
 #define UR_FRAME_HEADER_BYTES 72u
@@ -309,9 +311,8 @@ typedef struct ur_sync_request {
 
 struct ur_instance {
     kstore_instance base; /* first member: the handle the host holds */
-    char *path;
-    int dir_fd;
-    int lock_fd;
+    /* The data directory: its path, descriptor and lock (kstore_kit_data_directory.h). */
+    kstore_kit_data_directory directory;
     uint64_t segment_bytes;
     uint64_t staging_bytes_max;
     /* uring.segment.zero=fallocate (default): leave new segments as unwritten extents (they read as
@@ -374,13 +375,6 @@ struct ur_instance {
     size_t recycled_count;
     uint64_t gc_scheduled_below;
     uint64_t gc_ready_below;
-    /* Faults injected by tests. */
-    int32_t fail_writes_count;
-    int32_t fail_writes_error;
-    int32_t fail_fsyncs_count;
-    int32_t fail_fsyncs_error;
-    int32_t fail_segments_count;
-    int32_t fail_segments_error;
     kstore_uring_stats stats;
     /* I/O thread only: logs written since the last fdatasync was issued, and the ones it covers. */
     ur_log **dirty_logs;
@@ -404,9 +398,11 @@ struct ur_instance {
     _Atomic bool closing;
     bool maintenance_poke;
 
-    pthread_mutex_t error_lock;
-    char error_message[UR_ERROR_BYTES_MAX];
-    size_t error_length;
+    /* last_error's message (kstore_kit_error.h). */
+    kstore_kit_error errors;
+    /* The fault hook every system call and io_uring write, fdatasync and segment preparation asks
+     * (KSTORE_KIT_CONTROL_SET_FAULT_HOOK; tests only). */
+    kstore_kit_io io;
 };
 
 /* Where a frame of frame_bytes goes: the cursor, or the start of the next segment. */
@@ -480,15 +476,11 @@ static inline uint64_t ur_now_ns(void) {
 
 /* MARK: - uring_support.c */
 
-__attribute__((format(printf, 2, 3))) void ur_set_error(ur_instance *instance, const char *format, ...);
-/* Maps an errno to the ABI status (STYLE.md rule 15). */
-kstore_status ur_status_from_errno(int error);
 bool ur_grow(void **array, size_t *capacity, size_t needed, size_t element_bytes, size_t minimum);
-ssize_t ur_pwrite_all(int fd, const void *bytes, size_t count, uint64_t position);
-/* Reads exactly count bytes unless the file ends; returns the bytes read or -1. */
+/* kstore_kit_pread_full for reads of data the WAL already holds (recovery scans, frame checks,
+ * index files) made where no instance is at hand: no fault hook is asked (tests fail writes, syncs
+ * and segment preparations, which is where the uring backend's failure handling lives). */
 ssize_t ur_pread_all(int fd, void *bytes, size_t count, uint64_t position);
-int ur_fdatasync(int fd);
-int ur_fsync(int fd);
 /* wal-<generation>.<suffix> */
 void ur_segment_name(char *buffer, size_t capacity, uint64_t generation, const char *suffix);
 /* spare-<generation>.log: a retired segment file kept for reuse. */
@@ -496,11 +488,11 @@ void ur_spare_name(char *buffer, size_t capacity, uint64_t generation);
 /* Writes zeros over [position, position + count) of fd; stops with ECANCELED when *cancel
  * becomes true (a segment being prepared while the instance closes), and early (successfully)
  * when *hurry becomes true. Either may be NULL. */
-int ur_write_zeros_cancellable(int fd, uint64_t position, uint64_t count, _Atomic bool *cancel, _Atomic bool *hurry);
+int ur_write_zeros_cancellable(kstore_kit_io *io, int fd, uint64_t position, uint64_t count, _Atomic bool *cancel, _Atomic bool *hurry);
 /* ur_write_zeros for the WAL: through the segment's O_DIRECT descriptor in direct mode (position and
  * count are then aligned), so the zeros leave no page-cache pages behind for later direct writes. */
-int ur_write_segment_zeros(const ur_segment *segment, uint64_t position, uint64_t count);
-int ur_write_zeros(int fd, uint64_t position, uint64_t count);
+int ur_write_segment_zeros(kstore_kit_io *io, const ur_segment *segment, uint64_t position, uint64_t count);
+int ur_write_zeros(kstore_kit_io *io, int fd, uint64_t position, uint64_t count);
 
 /* MARK: - uring_direct.c */
 

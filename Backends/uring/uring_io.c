@@ -154,6 +154,28 @@ static struct io_uring_sqe *ur_io_sqe(ur_instance *instance) {
     return sqe;
 }
 
+/* Asks the kit's fault hook (tests; NULL in production) about the write a chunk is about to get, as
+ * the syscall wrappers do for pwrite: a fault settles the chunk with that errno instead of being
+ * submitted, after writing the leading bytes the hook lets land (a torn write; whole aligned blocks
+ * in direct mode). Returns whether the chunk settled. Caller holds wal_lock. */
+static bool ur_io_write_faulted(ur_instance *instance, ur_chunk *chunk) {
+    uint64_t landed = 0;
+    int wfd = ur_segment_wfd(chunk->segment);
+    int fault = kstore_kit_fault_check(&instance->io, KSTORE_KIT_IO_WRITE, wfd, chunk->position + chunk->written,
+                                       chunk->used - chunk->written, &landed);
+    if (fault == 0) return false;
+    landed = landed / instance->write_align * instance->write_align;
+    if (landed > 0) {
+        ssize_t done = pwrite(wfd, chunk->bytes + chunk->written, (size_t)landed,
+                              (off_t)(chunk->position + chunk->written));
+        if (done > 0) chunk->written += (size_t)done;
+    }
+    chunk->injected = true;
+    chunk->error = fault;
+    chunk->state = UR_CHUNK_DONE;
+    return true;
+}
+
 /* Submits staged chunks in WAL order while fewer than writes_inflight_max are in flight. Returns
  * whether a chunk settled without a CQE to come (an injected failure, a segment that could not be
  * created): the caller must then go round again instead of waiting. Caller holds wal_lock. */
@@ -178,11 +200,7 @@ static bool ur_io_submit_writes(ur_instance *instance) {
             atomic_store(&chunk->segment->hurry, true);
             break;
         }
-        if (instance->fail_writes_count > 0) {
-            instance->fail_writes_count--;
-            chunk->injected = true;
-            chunk->error = instance->fail_writes_error;
-            chunk->state = UR_CHUNK_DONE;
+        if (ur_io_write_faulted(instance, chunk)) {
             settled = true;
             continue;
         }
@@ -242,9 +260,11 @@ static void ur_io_maybe_fsync(ur_instance *instance, ur_io_state *io) {
     instance->fsync_error = 0;
     instance->fsync_covered_sequence = covered;
     instance->stats.fsyncs++;
-    if (instance->fail_fsyncs_count > 0) {
-        instance->fail_fsyncs_count--;
-        instance->fsync_error = instance->fail_fsyncs_error;
+    uint64_t ignored = 0;
+    int fault = kstore_kit_fault_check(&instance->io, KSTORE_KIT_IO_SYNC, -1, 0, 0, &ignored);
+    if (fault != 0) {
+        /* A fault hook (tests) fails the round as a failed fdatasync would. */
+        instance->fsync_error = fault;
         instance->fsync_parts_left = 0;
     } else {
         instance->fsync_parts_left = 0;
@@ -285,8 +305,8 @@ static void ur_io_maybe_fsync(ur_instance *instance, ur_io_state *io) {
 static void ur_fail_wal(ur_instance *instance, const char *what, int error) {
     if (instance->failed_status == KSTORE_OK) {
         instance->failed_status = KSTORE_ERR_IO;
-        ur_set_error(instance, "%s in data directory %s failed: %s; the write-ahead log is failed until the instance is reopened",
-                     what, instance->path, strerror(error));
+        kstore_kit_error_set(&instance->errors, "%s in data directory %s failed: %s; the write-ahead log is failed until the instance is reopened",
+                     what, instance->directory.path, strerror(error));
     }
     pthread_cond_broadcast(&instance->wal_changed);
 }
@@ -414,7 +434,7 @@ static void ur_rewind_begin(ur_instance *instance, ur_rewind *rewind) {
     rewind->list = list;
     rewind->error = list->error != 0 ? list->error : EIO;
     rewind->status =
-        instance->failed_status != KSTORE_OK ? instance->failed_status : ur_status_from_errno(rewind->error);
+        instance->failed_status != KSTORE_OK ? instance->failed_status : kstore_kit_status_for_errno(rewind->error);
     if (rewind->status == KSTORE_ERR_NO_MEMORY) rewind->status = KSTORE_ERR_IO;
     rewind->segment = list->segment;
     rewind->position = list->position;
@@ -438,8 +458,8 @@ static void ur_rewind_zero_later_writes(ur_instance *instance, ur_rewind *rewind
         /* Direct mode zeroes whole aligned blocks (a short write may have reached into the next). */
         size_t count = (size_t)ur_align_up(chunk->written, instance->write_align);
         if (count > chunk->used) count = chunk->used;
-        if (ur_write_segment_zeros(chunk->segment, chunk->position, count) != 0 ||
-            ur_fdatasync(ur_segment_wfd(chunk->segment)) != 0) {
+        if (ur_write_segment_zeros(&instance->io, chunk->segment, chunk->position, count) != 0 ||
+            kstore_kit_fdatasync(&instance->io, ur_segment_wfd(chunk->segment)) != 0) {
             int zero_error = errno;
             pthread_mutex_lock(&instance->wal_lock);
             ur_fail_wal(instance, "zeroing a rolled-back write", zero_error);
@@ -553,8 +573,8 @@ static void ur_io_rewind(ur_instance *instance, ur_io_state *io) {
 
     ur_rewind_logs(&rewind);
     free(rewind.rollbacks);
-    ur_set_error(instance, "a write to the write-ahead log in %s failed: %s; the appends from it on were rolled back",
-                 instance->path, strerror(rewind.error));
+    kstore_kit_error_set(&instance->errors, "a write to the write-ahead log in %s failed: %s; the appends from it on were rolled back",
+                 instance->directory.path, strerror(rewind.error));
 }
 
 /* Keeps a read of the eventfd in the ring, so a wake-up from another thread completes a wait. */

@@ -23,17 +23,17 @@ static kstore_status ur_append_check(ur_log *log, ur_frame *frame) {
     const kstore_iovec *iov = frame->iov;
     uint32_t iov_count = frame->iov_count;
     if (frame->completion == NULL) {
-        ur_set_error(instance, "append to log '%s': completion is NULL", log->name);
+        kstore_kit_error_set(&instance->errors, "append to log '%s': completion is NULL", log->name);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     if (iov == NULL || iov_count == 0) {
-        ur_set_error(instance, "append to log '%s': no iovecs (iov_count %u)", log->name, iov_count);
+        kstore_kit_error_set(&instance->errors, "append to log '%s': no iovecs (iov_count %u)", log->name, iov_count);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     uint64_t total_bytes = 0;
     for (uint32_t index = 0; index < iov_count; index++) {
         if (iov[index].len > 0 && iov[index].base == NULL) {
-            ur_set_error(instance, "append to log '%s': iov[%u].base is NULL with length %zu", log->name, index,
+            kstore_kit_error_set(&instance->errors, "append to log '%s': iov[%u].base is NULL with length %zu", log->name, index,
                          iov[index].len);
             return KSTORE_ERR_INVALID_ARGUMENT;
         }
@@ -44,24 +44,24 @@ static kstore_status ur_append_check(ur_log *log, ur_frame *frame) {
         total_bytes += iov[index].len;
     }
     if (total_bytes == 0) {
-        ur_set_error(instance, "append to log '%s': the entry is empty", log->name);
+        kstore_kit_error_set(&instance->errors, "append to log '%s': the entry is empty", log->name);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     if (total_bytes == UINT64_MAX ||
         ur_frame_bytes(total_bytes) > instance->segment_bytes - ur_catalog_reserve(instance->segment_bytes)) {
-        ur_set_error(instance,
+        kstore_kit_error_set(&instance->errors,
                      "append to log '%s': the entry (%" PRIu64 " bytes) does not fit in a write-ahead-log segment "
                      "(uring.segment.bytes %" PRIu64 ")",
                      log->name, total_bytes, instance->segment_bytes);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     if (frame->last_offset < frame->first_offset || frame->last_offset == INT64_MAX) {
-        ur_set_error(instance, "append to log '%s': bad offset range [%lld, %lld]", log->name,
+        kstore_kit_error_set(&instance->errors, "append to log '%s': bad offset range [%lld, %lld]", log->name,
                      (long long)frame->first_offset, (long long)frame->last_offset);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     if (frame->max_timestamp < -1) {
-        ur_set_error(instance, "append to log '%s': max_timestamp %lld is neither -1 nor >= 0", log->name,
+        kstore_kit_error_set(&instance->errors, "append to log '%s': max_timestamp %lld is neither -1 nor >= 0", log->name,
                      (long long)frame->max_timestamp);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
@@ -97,7 +97,7 @@ static kstore_status ur_log_append(kstore_log *handle, int64_t first_offset, int
     pthread_rwlock_wrlock(&log->lock);
     if (atomic_load(&log->failed_status) != KSTORE_OK) {
         pthread_rwlock_unlock(&log->lock);
-        ur_set_error(instance, "append to log '%s': the log failed earlier; reopen the instance", log->name);
+        kstore_kit_error_set(&instance->errors, "append to log '%s': the log failed earlier; reopen the instance", log->name);
         return KSTORE_ERR_IO;
     }
     if (first_offset != log->end_offset) {
@@ -106,7 +106,7 @@ static kstore_status ur_log_append(kstore_log *handle, int64_t first_offset, int
             kstore_status stale = log->stale_status;
             log->stale_end = last_offset + 1;
             pthread_rwlock_unlock(&log->lock);
-            ur_set_error(instance,
+            kstore_kit_error_set(&instance->errors,
                          "append [%lld, %lld] to log '%s': an earlier append failed (%s) and the log's end returned "
                          "to %lld; append again from there",
                          (long long)first_offset, (long long)last_offset, log->name, kstore_status_name(stale),
@@ -114,7 +114,7 @@ static kstore_status ur_log_append(kstore_log *handle, int64_t first_offset, int
             return stale;
         }
         pthread_rwlock_unlock(&log->lock);
-        ur_set_error(instance, "append to log '%s': first_offset %lld does not continue the log (end %lld)", log->name,
+        kstore_kit_error_set(&instance->errors, "append to log '%s': first_offset %lld does not continue the log (end %lld)", log->name,
                      (long long)first_offset, (long long)end_offset);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
@@ -127,7 +127,7 @@ static kstore_status ur_log_append(kstore_log *handle, int64_t first_offset, int
         pthread_mutex_unlock(&instance->wal_lock);
         log->end_offset = last_offset + 1;
         pthread_rwlock_unlock(&log->lock);
-        ur_set_error(instance, "append [%lld, %lld] to log '%s': an earlier append failed (%s); append again once "
+        kstore_kit_error_set(&instance->errors, "append [%lld, %lld] to log '%s': an earlier append failed (%s); append again once "
                      "the log's end has returned", (long long)first_offset, (long long)last_offset, log->name,
                      kstore_status_name(stale));
         return stale;
@@ -145,7 +145,7 @@ static kstore_status ur_log_append(kstore_log *handle, int64_t first_offset, int
     if (status != KSTORE_OK) {
         pthread_mutex_unlock(&instance->wal_lock);
         pthread_rwlock_unlock(&log->lock);
-        ur_set_error(instance, "append [%lld, %lld] to log '%s': %s", (long long)first_offset, (long long)last_offset,
+        kstore_kit_error_set(&instance->errors, "append [%lld, %lld] to log '%s': %s", (long long)first_offset, (long long)last_offset,
                      log->name, reason != NULL ? reason : "refused");
         return status;
     }
@@ -164,11 +164,11 @@ static kstore_status ur_log_sync(kstore_log *handle, kstore_completion completio
     ur_log *log = (ur_log *)handle;
     ur_instance *instance = log->instance;
     if (completion == NULL) {
-        ur_set_error(instance, "sync of log '%s': completion is NULL", log->name);
+        kstore_kit_error_set(&instance->errors, "sync of log '%s': completion is NULL", log->name);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     if (atomic_load(&log->failed_status) != KSTORE_OK) {
-        ur_set_error(instance, "sync of log '%s': the log failed earlier; reopen the instance", log->name);
+        kstore_kit_error_set(&instance->errors, "sync of log '%s': the log failed earlier; reopen the instance", log->name);
         return KSTORE_ERR_IO;
     }
     bool wake = false;
@@ -176,7 +176,7 @@ static kstore_status ur_log_sync(kstore_log *handle, kstore_completion completio
     pthread_mutex_lock(&instance->wal_lock);
     if (instance->failed_status != KSTORE_OK) {
         pthread_mutex_unlock(&instance->wal_lock);
-        ur_set_error(instance, "sync of log '%s': the write-ahead log failed earlier; reopen the instance", log->name);
+        kstore_kit_error_set(&instance->errors, "sync of log '%s': the write-ahead log failed earlier; reopen the instance", log->name);
         return KSTORE_ERR_IO;
     }
     if (atomic_load_explicit(&log->undelivered, memory_order_relaxed) == 0 &&
@@ -187,7 +187,7 @@ static kstore_status ur_log_sync(kstore_log *handle, kstore_completion completio
         now = true;
     } else if (!ur_add_sync(instance, log->last_sequence, log, completion, context, &wake)) {
         pthread_mutex_unlock(&instance->wal_lock);
-        ur_set_error(instance, "sync of log '%s': out of memory", log->name);
+        kstore_kit_error_set(&instance->errors, "sync of log '%s': out of memory", log->name);
         return KSTORE_ERR_NO_MEMORY;
     }
     pthread_mutex_unlock(&instance->wal_lock);
@@ -200,7 +200,7 @@ static kstore_status ur_log_state(kstore_log *handle, kstore_log_state *state) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_log *log = (ur_log *)handle;
     if (state == NULL) {
-        ur_set_error(log->instance, "state of log '%s': state is NULL", log->name);
+        kstore_kit_error_set(&log->instance->errors, "state of log '%s': state is NULL", log->name);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     pthread_rwlock_rdlock(&log->lock);
@@ -230,7 +230,7 @@ static kstore_status ur_log_record(ur_log *log, uint16_t kind, int64_t offset, c
     pthread_mutex_unlock(&instance->wal_lock);
     if (wake) ur_wake_io(instance);
     if (status != KSTORE_OK) {
-        ur_set_error(instance, "%s of log '%s': %s", operation, log->name, reason != NULL ? reason : "refused");
+        kstore_kit_error_set(&instance->errors, "%s of log '%s': %s", operation, log->name, reason != NULL ? reason : "refused");
     }
     return status;
 }
@@ -255,13 +255,13 @@ static kstore_status ur_log_truncate_to(kstore_log *handle, int64_t offset) {
     if (!boundary) {
         int64_t start_offset = log->start_offset, end_offset = log->end_offset;
         pthread_rwlock_unlock(&log->lock);
-        ur_set_error(log->instance, "truncate_to of log '%s': %lld is not an entry boundary in [%lld, %lld]", log->name,
+        kstore_kit_error_set(&log->instance->errors, "truncate_to of log '%s': %lld is not an entry boundary in [%lld, %lld]", log->name,
                      (long long)offset, (long long)start_offset, (long long)end_offset);
         return KSTORE_ERR_OUT_OF_RANGE;
     }
     if (atomic_load(&log->failed_status) != KSTORE_OK) {
         pthread_rwlock_unlock(&log->lock);
-        ur_set_error(log->instance, "truncate_to of log '%s': the log failed earlier", log->name);
+        kstore_kit_error_set(&log->instance->errors, "truncate_to of log '%s': the log failed earlier", log->name);
         return KSTORE_ERR_IO;
     }
     /* The record goes first: recovery replays it after the frames it cuts. */
@@ -269,7 +269,7 @@ static kstore_status ur_log_truncate_to(kstore_log *handle, int64_t offset) {
     if (status == KSTORE_OK) {
         if (!ur_log_cut(log, offset)) {
             status = KSTORE_ERR_IO;
-            ur_set_error(log->instance, "truncate_to of log '%s': reading its index failed: %s", log->name,
+            kstore_kit_error_set(&log->instance->errors, "truncate_to of log '%s': reading its index failed: %s", log->name,
                          strerror(errno));
         }
         log->end_offset = offset;
@@ -285,13 +285,13 @@ static kstore_status ur_log_truncate_to(kstore_log *handle, int64_t offset) {
 static kstore_status ur_log_move_start(ur_log *log, int64_t offset, const char *operation) {
     if (offset <= log->start_offset) return KSTORE_OK;
     if (atomic_load(&log->failed_status) != KSTORE_OK) {
-        ur_set_error(log->instance, "%s of log '%s': the log failed earlier", operation, log->name);
+        kstore_kit_error_set(&log->instance->errors, "%s of log '%s': the log failed earlier", operation, log->name);
         return KSTORE_ERR_IO;
     }
     kstore_status status = ur_log_record(log, UR_FRAME_START, offset, operation);
     if (status != KSTORE_OK) return status;
     if (!ur_log_advance_start(log, offset)) {
-        ur_set_error(log->instance, "%s of log '%s': reading its index failed: %s", operation, log->name,
+        kstore_kit_error_set(&log->instance->errors, "%s of log '%s': reading its index failed: %s", operation, log->name,
                      strerror(errno));
         return KSTORE_ERR_IO;
     }
@@ -305,7 +305,7 @@ static kstore_status ur_log_delete_before(kstore_log *handle, int64_t offset) {
     if (offset > log->end_offset) {
         int64_t end_offset = log->end_offset;
         pthread_rwlock_unlock(&log->lock);
-        ur_set_error(log->instance, "delete_before of log '%s': %lld is beyond the end %lld", log->name,
+        kstore_kit_error_set(&log->instance->errors, "delete_before of log '%s': %lld is beyond the end %lld", log->name,
                      (long long)offset, (long long)end_offset);
         return KSTORE_ERR_OUT_OF_RANGE;
     }
@@ -365,7 +365,7 @@ static kstore_status ur_log_enforce_retention(kstore_log *handle, int64_t retain
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_log *log = (ur_log *)handle;
     if (new_start_offset == NULL) {
-        ur_set_error(log->instance, "enforce_retention of log '%s': new_start_offset is NULL", log->name);
+        kstore_kit_error_set(&log->instance->errors, "enforce_retention of log '%s': new_start_offset is NULL", log->name);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     pthread_rwlock_wrlock(&log->lock);
@@ -376,7 +376,7 @@ static kstore_status ur_log_enforce_retention(kstore_log *handle, int64_t retain
     if (status == KSTORE_OK) {
         status = ur_log_move_start(log, ur_max64(start, log->start_offset), "enforce_retention");
     } else {
-        ur_set_error(log->instance, "enforce_retention of log '%s': reading its index failed: %s", log->name,
+        kstore_kit_error_set(&log->instance->errors, "enforce_retention of log '%s': reading its index failed: %s", log->name,
                      strerror(errno));
     }
     bool freed = log->part_count == 0 || log->parts[0].segment->generation != first_generation;
@@ -390,7 +390,7 @@ static kstore_status ur_log_find_offset_by_time(kstore_log *handle, int64_t time
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_log *log = (ur_log *)handle;
     if (offset == NULL) {
-        ur_set_error(log->instance, "find_offset_by_time of log '%s': offset is NULL", log->name);
+        kstore_kit_error_set(&log->instance->errors, "find_offset_by_time of log '%s': offset is NULL", log->name);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     pthread_rwlock_rdlock(&log->lock);
@@ -411,7 +411,7 @@ static kstore_status ur_log_find_offset_by_time(kstore_log *handle, int64_t time
     }
     pthread_rwlock_unlock(&log->lock);
     if (status != KSTORE_OK) {
-        ur_set_error(log->instance, "find_offset_by_time of log '%s': reading its index failed: %s", log->name,
+        kstore_kit_error_set(&log->instance->errors, "find_offset_by_time of log '%s': reading its index failed: %s", log->name,
                      strerror(errno));
     }
     return status;
@@ -421,7 +421,7 @@ static kstore_status ur_log_control(kstore_log *handle, int32_t op, void *argume
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_log *log = (ur_log *)handle;
     (void)argument;
-    ur_set_error(log->instance, "control of log '%s': op %d is not supported by the uring backend", log->name, (int)op);
+    kstore_kit_error_set(&log->instance->errors, "control of log '%s': op %d is not supported by the uring backend", log->name, (int)op);
     return KSTORE_ERR_UNSUPPORTED;
 }
 

@@ -2,7 +2,7 @@
  * It prepares segment files ahead of need (reusing retired spares, preallocating, zero-filling only
  * with slack), writes the index files of sealed segments, and retires segments no log needs once a
  * durable checkpoint of the catalog follows them (ur_schedule_gc). Formats: docs/storage-formats.md
- * ("uring"); invariants and lock order: uring_internal.h. */
+ * ("uring backend"); invariants and lock order: uring_internal.h. */
 #include "uring_internal.h"
 
 #include <errno.h>
@@ -19,6 +19,14 @@
 
 /* Makes a retired segment file (spare-<generation>.log) the file of `segment` when one waits;
  * returns its fd, or -1 when there is none or it does not fit (it is removed then). */
+/* Whether a retired segment file waits to be reused. */
+static bool ur_has_spare(ur_instance *instance) {
+    pthread_mutex_lock(&instance->wal_lock);
+    bool waiting = instance->recycled_count > 0;
+    pthread_mutex_unlock(&instance->wal_lock);
+    return waiting;
+}
+
 static int ur_reuse_spare(ur_instance *instance, ur_segment *segment, const char *name, uint64_t capacity,
                           int *wfd) {
     pthread_mutex_lock(&instance->wal_lock);
@@ -28,16 +36,16 @@ static int ur_reuse_spare(ur_instance *instance, ur_segment *segment, const char
     if (!recycle) return -1;
     char spare[64];
     ur_spare_name(spare, sizeof(spare), old_generation);
-    if (renameat(instance->dir_fd, spare, instance->dir_fd, name) != 0) {
-        unlinkat(instance->dir_fd, spare, 0);
+    if (renameat(instance->directory.root_fd, spare, instance->directory.root_fd, name) != 0) {
+        unlinkat(instance->directory.root_fd, spare, 0);
         return -1;
     }
     int fd;
     do {
-        fd = openat(instance->dir_fd, name, O_RDWR | O_CLOEXEC);
+        fd = openat(instance->directory.root_fd, name, O_RDWR | O_CLOEXEC);
     } while (fd < 0 && errno == EINTR);
     struct stat info;
-    if (fd >= 0 && fstat(fd, &info) == 0 && (uint64_t)info.st_size >= capacity && ur_fsync(instance->dir_fd) == 0 &&
+    if (fd >= 0 && fstat(fd, &info) == 0 && (uint64_t)info.st_size >= capacity && kstore_kit_fsync(&instance->io, instance->directory.root_fd) == 0 &&
         ur_open_wfd(instance, name, wfd)) {
         /* Pages a reader cached in its earlier life would make every direct write over them wait
          * (the kernel must drop them first): drop them now, off the write path. */
@@ -50,7 +58,7 @@ static int ur_reuse_spare(ur_instance *instance, ur_segment *segment, const char
         return fd;
     }
     if (fd >= 0) close(fd);
-    unlinkat(instance->dir_fd, name, 0);
+    unlinkat(instance->directory.root_fd, name, 0);
     return -1;
 }
 
@@ -58,21 +66,13 @@ static int ur_reuse_spare(ur_instance *instance, ur_segment *segment, const char
  * direct mode) or -1 with *error. */
 static int ur_create_segment_file(ur_instance *instance, ur_segment *segment, const char *name, uint64_t capacity,
                                   int *wfd, int *error) {
-    int fd;
-    do {
-        fd = openat(instance->dir_fd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    } while (fd < 0 && errno == EINTR);
+    int fd = kstore_kit_openat(&instance->io, instance->directory.root_fd, name, O_RDWR | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         *error = errno;
         return -1;
     }
-    int result;
-    do {
-        result = fallocate(fd, 0, 0, (off_t)capacity);
-    } while (result != 0 && errno == EINTR);
-    if (result != 0 && errno == EOPNOTSUPP) {
-        result = ftruncate(fd, (off_t)capacity);
-    }
+    int result = kstore_kit_fallocate(&instance->io, fd, 0, 0, capacity);
+    if (result != 0 && errno == EOPNOTSUPP) result = kstore_kit_ftruncate(&instance->io, fd, capacity);
     if (result == 0 && !ur_open_wfd(instance, name, wfd)) result = -1;
     /* uring.segment.zero=write (the default in direct mode): real zeros, not unwritten extents:
      * later overwrites then change no extent metadata, so the WAL's fdatasync flushes data only, a
@@ -82,14 +82,14 @@ static int ur_create_segment_file(ur_instance *instance, ur_segment *segment, co
     uint64_t zero_bytes = ur_align_up(capacity, instance->write_align);
     if (result != 0 ||
         (!instance->zero_by_fallocate &&
-         ur_write_zeros_cancellable(zero_fd, 0, zero_bytes, &instance->closing, &segment->hurry) != 0) ||
-        (!atomic_load(&segment->hurry) && ur_fdatasync(fd) != 0) ||
-        ur_fsync(instance->dir_fd) != 0) {
+         ur_write_zeros_cancellable(&instance->io, zero_fd, 0, zero_bytes, &instance->closing, &segment->hurry) != 0) ||
+        (!atomic_load(&segment->hurry) && kstore_kit_fdatasync(&instance->io, fd) != 0) ||
+        kstore_kit_fsync(&instance->io, instance->directory.root_fd) != 0) {
         *error = errno;
         close(fd);
         if (*wfd >= 0) close(*wfd);
         *wfd = -1;
-        unlinkat(instance->dir_fd, name, 0);
+        unlinkat(instance->directory.root_fd, name, 0);
         return -1;
     }
     return fd;
@@ -104,14 +104,17 @@ int ur_prepare_segment_file(ur_instance *instance, ur_segment *segment, int *wfd
     uint64_t generation = segment->generation;
     uint64_t capacity = segment->capacity;
     ur_segment_name(name, sizeof(name), generation, "log");
-    bool inject = instance->fail_segments_count > 0;
-    if (inject) {
-        instance->fail_segments_count--;
-        *error = instance->fail_segments_error;
-    }
     pthread_mutex_unlock(&instance->wal_lock);
-    if (inject) return -1;
-    /* Reuse a retired segment file when one waits. */
+    /* Reuse a retired segment file when one waits. A reused file is allocated already: the fault
+     * hook (tests) is asked about its preparation here, as kstore_kit_fallocate asks for a new one. */
+    uint64_t ignored = 0;
+    int fault = ur_has_spare(instance)
+                    ? kstore_kit_fault_check(&instance->io, KSTORE_KIT_IO_ALLOCATE, -1, 0, capacity, &ignored)
+                    : 0;
+    if (fault != 0) {
+        *error = fault;
+        return -1;
+    }
     int fd = ur_reuse_spare(instance, segment, name, capacity, wfd);
     if (fd >= 0) return fd;
     return ur_create_segment_file(instance, segment, name, capacity, wfd, error);
@@ -130,9 +133,9 @@ void ur_unlink_segment(ur_instance *instance, ur_segment *segment) {
     if (segment->wfd >= 0) close(segment->wfd);
     if (segment->idx_fd >= 0) close(segment->idx_fd);
     ur_segment_name(name, sizeof(name), segment->generation, "idx");
-    unlinkat(instance->dir_fd, name, 0);
+    unlinkat(instance->directory.root_fd, name, 0);
     ur_segment_name(name, sizeof(name), segment->generation, "log");
-    unlinkat(instance->dir_fd, name, 0);
+    unlinkat(instance->directory.root_fd, name, 0);
     free(segment);
 }
 
@@ -147,9 +150,9 @@ static void ur_retire_segment(ur_instance *instance, ur_segment *segment) {
         char name[64], spare[64];
         ur_segment_name(name, sizeof(name), segment->generation, "log");
         ur_spare_name(spare, sizeof(spare), segment->generation);
-        if (renameat(instance->dir_fd, name, instance->dir_fd, spare) == 0) {
+        if (renameat(instance->directory.root_fd, name, instance->directory.root_fd, spare) == 0) {
             ur_segment_name(name, sizeof(name), segment->generation, "idx");
-            unlinkat(instance->dir_fd, name, 0);
+            unlinkat(instance->directory.root_fd, name, 0);
             if (segment->fd >= 0) close(segment->fd);
             if (segment->wfd >= 0) close(segment->wfd);
             if (segment->idx_fd >= 0) close(segment->idx_fd);
@@ -188,7 +191,7 @@ static bool ur_maintain_delete(ur_instance *instance) {
     instance->stats.segments_deleted += deletable;
     pthread_mutex_unlock(&instance->wal_lock);
     for (size_t index = 0; index < deletable; index++) ur_retire_segment(instance, victims[index]);
-    (void)ur_fsync(instance->dir_fd);
+    (void)kstore_kit_fsync(&instance->io, instance->directory.root_fd);
     free(victims);
     pthread_mutex_lock(&instance->wal_lock);
     /* Space came back: a failed segment may be preparable now. */
@@ -238,8 +241,8 @@ static bool ur_maintain_prepare(ur_instance *instance, uint64_t *last_retry_ns) 
         prepare->state = UR_SEGMENT_FAILED;
         prepare->prepare_error = error;
         *last_retry_ns = ur_now_ns();
-        ur_set_error(instance, "preparing write-ahead-log segment %016" PRIx64 " in %s failed: %s", generation,
-                     instance->path, strerror(error));
+        kstore_kit_error_set(&instance->errors, "preparing write-ahead-log segment %016" PRIx64 " in %s failed: %s", generation,
+                     instance->directory.path, strerror(error));
     }
     pthread_mutex_unlock(&instance->wal_lock);
     ur_wake_io(instance);

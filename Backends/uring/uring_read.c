@@ -22,7 +22,7 @@ static kstore_status ur_check_read(ur_log *log, const ur_part *part, const ur_en
     if (header->magic != UR_FRAME_MAGIC || header->crc != crc || header->generation != part->segment->generation ||
         header->log_id != log->id || header->first_offset != entry->first_offset ||
         header->payload_bytes != entry->payload_bytes) {
-        ur_set_error(log->instance,
+        kstore_kit_error_set(&log->instance->errors,
                      "read of log '%s' at offset %lld: the frame in wal-%016" PRIx64 ".log at position %u is damaged "
                      "(checksum or header mismatch)",
                      log->name, (long long)entry->first_offset, part->segment->generation, entry->position);
@@ -51,7 +51,7 @@ static kstore_status ur_read_entry(ur_log *log, const ur_part *part, const ur_en
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) {
             int error = got < 0 ? errno : EIO;
-            ur_set_error(instance, "read of log '%s' at offset %lld: reading wal-%016" PRIx64 ".log at position %u: %s",
+            kstore_kit_error_set(&instance->errors, "read of log '%s' at offset %lld: reading wal-%016" PRIx64 ".log at position %u: %s",
                          log->name, (long long)entry->first_offset, part->segment->generation, entry->position,
                          strerror(error));
             return KSTORE_ERR_IO;
@@ -203,7 +203,7 @@ static kstore_status ur_read_entries(ur_read_state *state, size_t part_index, si
         while (!state->done && entry_index < part->end) {
             size_t count = part->end - entry_index < 64 ? part->end - entry_index : 64;
             if (!ur_part_entries(part, entry_index, count, block)) {
-                ur_set_error(log->instance, "read from log '%s': reading the index of wal-%016" PRIx64 ": %s",
+                kstore_kit_error_set(&log->instance->errors, "read from log '%s': reading the index of wal-%016" PRIx64 ": %s",
                              log->name, part->segment->generation, strerror(errno));
                 /* Stop: a later part must not be read after this one's entries were skipped. */
                 state->done = true;
@@ -222,7 +222,7 @@ kstore_status ur_log_read(kstore_log *handle, int64_t offset, int64_t end_offset
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_log *log = (ur_log *)handle;
     if (result == NULL || (buf == NULL && capacity > 0)) {
-        ur_set_error(log->instance, "read from log '%s': %s is NULL", log->name, result == NULL ? "result" : "buf");
+        kstore_kit_error_set(&log->instance->errors, "read from log '%s': %s is NULL", log->name, result == NULL ? "result" : "buf");
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     ur_read_state state = {.log = log, .destination = buf, .capacity = capacity, .next_offset = offset};
@@ -234,7 +234,7 @@ kstore_status ur_log_read(kstore_log *handle, int64_t offset, int64_t end_offset
     if (offset < log->start_offset || offset > log->end_offset) {
         int64_t start_offset = log->start_offset, end_offset = log->end_offset;
         pthread_rwlock_unlock(&log->lock);
-        ur_set_error(log->instance, "read from log '%s': offset %lld outside [%lld, %lld]", log->name,
+        kstore_kit_error_set(&log->instance->errors, "read from log '%s': offset %lld outside [%lld, %lld]", log->name,
                      (long long)offset, (long long)start_offset, (long long)end_offset);
         return KSTORE_ERR_OUT_OF_RANGE;
     }
@@ -244,7 +244,7 @@ kstore_status ur_log_read(kstore_log *handle, int64_t offset, int64_t end_offset
         size_t part_index = ur_log_find_part(log, offset);
         size_t entry_index = 0;
         if (!ur_part_find(&log->parts[part_index], offset, &entry_index)) {
-            ur_set_error(log->instance, "read from log '%s': reading the index of wal-%016" PRIx64 ": %s", log->name,
+            kstore_kit_error_set(&log->instance->errors, "read from log '%s': reading the index of wal-%016" PRIx64 ": %s", log->name,
                          log->parts[part_index].segment->generation, strerror(errno));
             status = KSTORE_ERR_IO;
         } else {

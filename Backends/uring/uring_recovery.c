@@ -8,7 +8,7 @@
  *      segments after the end go;
  *   4. resolve the logs by id (a data frame may precede its log's checkpointed CREATE);
  *   5. continue the WAL at the end (an empty directory gets its first segment).
- * The rules are in docs/storage-formats.md ("uring", "Recovery"); invariants: uring_internal.h. */
+ * The rules are in docs/storage-formats.md ("uring backend", "Recovery"); invariants: uring_internal.h. */
 #include "uring_internal.h"
 
 #include <dirent.h>
@@ -128,10 +128,10 @@ static int ur_compare_u64(const void *a, const void *b) {
  * taken back for reuse (or dropped beyond UR_RECYCLE_MAX); index files go (they are rebuilt). */
 static kstore_status ur_recover_list(ur_recovery *recovery, uint64_t **generations_out, size_t *count_out) {
     ur_instance *instance = recovery->instance;
-    int listing = dup(instance->dir_fd);
+    int listing = dup(instance->directory.root_fd);
     DIR *directory = listing >= 0 ? fdopendir(listing) : NULL;
     if (directory == NULL) {
-        snprintf(recovery->message, recovery->message_capacity, "cannot list data directory %s: %s", instance->path,
+        snprintf(recovery->message, recovery->message_capacity, "cannot list data directory %s: %s", instance->directory.path,
                  strerror(errno));
         if (listing >= 0) close(listing);
         return KSTORE_ERR_IO;
@@ -148,7 +148,7 @@ static kstore_status ur_recover_list(ur_recovery *recovery, uint64_t **generatio
                 instance->recycled[instance->recycled_count++] = generation;
                 if (generation >= instance->generation_floor) instance->generation_floor = generation + 1;
             } else {
-                unlinkat(instance->dir_fd, item->d_name, 0);
+                unlinkat(instance->directory.root_fd, item->d_name, 0);
             }
             continue;
         }
@@ -156,12 +156,12 @@ static kstore_status ur_recover_list(ur_recovery *recovery, uint64_t **generatio
             continue;
         }
         if (strcmp(suffix, "idx") == 0) {
-            unlinkat(instance->dir_fd, item->d_name, 0);
+            unlinkat(instance->directory.root_fd, item->d_name, 0);
         } else if (strcmp(suffix, "log") == 0 && generation > 0) {
             if (!ur_grow((void **)&generations, &generation_capacity, generation_count + 1, sizeof(uint64_t), 16)) {
                 closedir(directory);
                 free(generations);
-                snprintf(recovery->message, recovery->message_capacity, "out of memory listing %s", instance->path);
+                snprintf(recovery->message, recovery->message_capacity, "out of memory listing %s", instance->directory.path);
                 return KSTORE_ERR_NO_MEMORY;
             }
             generations[generation_count++] = generation;
@@ -185,14 +185,14 @@ static kstore_status ur_recover_segments(ur_recovery *recovery) {
         char name[64];
         ur_segment_name(name, sizeof(name), generations[index], "log");
         ur_segment *segment = calloc(1, sizeof(ur_segment));
-        int fd = openat(instance->dir_fd, name, O_RDWR | O_CLOEXEC);
+        int fd = openat(instance->directory.root_fd, name, O_RDWR | O_CLOEXEC);
         int wfd = -1;
         struct stat info;
         if (segment == NULL || fd < 0 || fstat(fd, &info) != 0 || !ur_open_wfd(instance, name, &wfd) ||
             !ur_grow((void **)&instance->segments, &instance->segment_capacity, instance->segment_count + 1,
                      sizeof(ur_segment *), 8)) {
             snprintf(recovery->message, recovery->message_capacity, "cannot open write-ahead-log segment %s in %s: %s",
-                     name, instance->path, strerror(errno));
+                     name, instance->directory.path, strerror(errno));
             if (fd >= 0) close(fd);
             if (wfd >= 0) close(wfd);
             free(segment);
@@ -234,7 +234,7 @@ static kstore_status ur_replay_segment(ur_recovery *recovery, size_t index) {
         }
         if (!ur_recovery_apply(recovery, segment, position, &header, payload)) {
             snprintf(recovery->message, recovery->message_capacity, "out of memory recovering %s",
-                     recovery->instance->path);
+                     recovery->instance->directory.path);
             status = KSTORE_ERR_NO_MEMORY;
             break;
         }
@@ -278,8 +278,8 @@ static kstore_status ur_recover_replay(ur_recovery *recovery) {
             if (!ur_write_index_of(instance, segment, recovery->logs, recovery->count)) {
                 snprintf(recovery->message, recovery->message_capacity,
                          "cannot write the index of segment %016" PRIx64 " in %s: %s", segment->generation,
-                         instance->path, strerror(errno));
-                status = ur_status_from_errno(errno);
+                         instance->directory.path, strerror(errno));
+                status = kstore_kit_status_for_errno(errno);
             }
         }
     }
@@ -317,7 +317,7 @@ static kstore_status ur_tail_check_block(ur_recovery *recovery, size_t index, co
                      "write-ahead log %s/%s is damaged at position %" PRIu64
                      ": the frame there is missing or fails its checksum, but a later frame (%s/wal-%016" PRIx64
                      ".log at position %" PRIu64 ") shows sequence %" PRIu64 " was already durable",
-                     instance->path, name, recovery->end_position, instance->path, segment->generation, base + k,
+                     instance->directory.path, name, recovery->end_position, instance->directory.path, segment->generation, base + k,
                      recovery->expected);
             return KSTORE_ERR_CORRUPT;
         }
@@ -392,12 +392,12 @@ static kstore_status ur_tail_zero(ur_recovery *recovery, uint64_t dirty_end) {
         ssize_t got = ur_pread_all(end_segment->fd, block, count, position);
         if (got > 0 && memcmp(block, ur_zeros, (size_t)got) != 0) nonzero = true;
     }
-    if (nonzero && (ur_write_zeros(end_segment->fd, end_position, zero_end - end_position) != 0 ||
-                    ur_fdatasync(end_segment->fd) != 0)) {
+    if (nonzero && (ur_write_zeros(&instance->io, end_segment->fd, end_position, zero_end - end_position) != 0 ||
+                    kstore_kit_fdatasync(&instance->io, end_segment->fd) != 0)) {
         snprintf(recovery->message, recovery->message_capacity,
                  "cannot zero the torn tail of wal-%016" PRIx64 ".log in %s at %" PRIu64 ": %s",
-                 end_segment->generation, instance->path, end_position, strerror(errno));
-        return ur_status_from_errno(errno);
+                 end_segment->generation, instance->directory.path, end_position, strerror(errno));
+        return kstore_kit_status_for_errno(errno);
     }
     return KSTORE_OK;
 }
@@ -412,7 +412,7 @@ static void ur_tail_drop_later_segments(ur_recovery *recovery) {
     }
     instance->segment_count = recovery->end_index + 1;
     if (max_generation + 1 > instance->generation_floor) instance->generation_floor = max_generation + 1;
-    (void)ur_fsync(instance->dir_fd);
+    (void)kstore_kit_fsync(&instance->io, instance->directory.root_fd);
     instance->cursor_segment = end_segment;
     instance->cursor_position = recovery->end_position;
     end_segment->sealed = false;
@@ -436,14 +436,14 @@ static kstore_status ur_tail_align(ur_recovery *recovery) {
             ur_pad_frame_encode(frame, pad.frame_bytes, segment->generation, sequence, recovery->durable_claimed);
         }
         if (frame == NULL ||
-            ur_pwrite_all(segment->fd, frame, (size_t)pad.frame_bytes, instance->cursor_position) < 0 ||
-            ur_fdatasync(segment->fd) != 0) {
+            kstore_kit_pwrite_all(&instance->io, segment->fd, frame, (size_t)pad.frame_bytes, instance->cursor_position) != 0 ||
+            kstore_kit_fdatasync(&instance->io, segment->fd) != 0) {
             int error = frame == NULL ? ENOMEM : errno;
             free(frame);
             snprintf(recovery->message, recovery->message_capacity,
                      "cannot pad the end of wal-%016" PRIx64 ".log in %s at %" PRIu64 ": %s", segment->generation,
-                     instance->path, instance->cursor_position, strerror(error));
-            return ur_status_from_errno(error);
+                     instance->directory.path, instance->cursor_position, strerror(error));
+            return kstore_kit_status_for_errno(error);
         }
         free(frame);
         recovery->expected = sequence + 1;
@@ -503,9 +503,9 @@ static kstore_status ur_recover_continue(ur_recovery *recovery, uint64_t started
         int fd = segment != NULL ? ur_prepare_segment_file(instance, segment, &wfd, &error) : -1;
         if (fd < 0) {
             snprintf(recovery->message, recovery->message_capacity,
-                     "cannot create the first write-ahead-log segment in %s: %s", instance->path,
+                     "cannot create the first write-ahead-log segment in %s: %s", instance->directory.path,
                      strerror(segment != NULL ? error : ENOMEM));
-            return ur_status_from_errno(segment != NULL ? error : ENOMEM);
+            return kstore_kit_status_for_errno(segment != NULL ? error : ENOMEM);
         }
         segment->fd = fd;
         segment->wfd = wfd;

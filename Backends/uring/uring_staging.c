@@ -2,7 +2,7 @@
  * one write of the I/O thread), the cursor moves through the segments, and sync requests wait for
  * the sequence they cover. append, catalog changes and the I/O thread's marks all stage through
  * ur_reserve (room, or why not) and ur_commit (the frame, without failing). Callers hold wal_lock
- * unless said otherwise. Formats: docs/storage-formats.md ("uring"); invariants and lock order:
+ * unless said otherwise. Formats: docs/storage-formats.md ("uring backend"); invariants and lock order:
  * uring_internal.h. */
 #include "uring_internal.h"
 
@@ -241,7 +241,7 @@ kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, bool catal
         instance->maintenance_poke = true;
         pthread_cond_signal(&instance->maintenance_wake);
         *reason = "no space for the next write-ahead-log segment";
-        return ur_status_from_errno(segment->prepare_error);
+        return kstore_kit_status_for_errno(segment->prepare_error);
     }
     size_t capacity = frame_bytes > instance->write_bytes ? (size_t)frame_bytes : (size_t)instance->write_bytes;
     capacity = (size_t)ur_align_up(capacity, instance->write_align);

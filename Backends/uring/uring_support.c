@@ -1,5 +1,5 @@
-/* Helpers every part of the uring backend uses: the instance's last-error message, errno mapping
- * to kstore statuses, array growth, and the file calls, which retry EINTR (STYLE.md rule 15).
+/* Helpers every part of the uring backend uses: array growth, segment file names, zero-filling. The
+ * error slot, errno mapping and system calls are the kit's (Backends/kit).
  * Invariants and lock order: uring_internal.h. */
 #include "uring_internal.h"
 
@@ -12,31 +12,6 @@
 #include <unistd.h>
 
 #define UR_ZERO_BYTES ((size_t)1024 * 1024)
-
-void ur_set_error(ur_instance *instance, const char *format, ...) {
-    char message[UR_ERROR_BYTES_MAX];
-    va_list arguments;
-    va_start(arguments, format);
-    if (vsnprintf(message, sizeof(message), format, arguments) < 0) message[0] = '\0';
-    va_end(arguments);
-    pthread_mutex_lock(&instance->error_lock);
-    memcpy(instance->error_message, message, sizeof(message));
-    instance->error_length = strlen(instance->error_message);
-    pthread_mutex_unlock(&instance->error_lock);
-}
-
-/* Maps an errno to the ABI status (STYLE.md rule 15). */
-kstore_status ur_status_from_errno(int error) {
-    switch (error) {
-    case ENOSPC:
-    case EDQUOT:
-        return KSTORE_ERR_NO_SPACE;
-    case ENOMEM:
-        return KSTORE_ERR_NO_MEMORY;
-    default:
-        return KSTORE_ERR_IO;
-    }
-}
 
 bool ur_grow(void **array, size_t *capacity, size_t needed, size_t element_bytes, size_t minimum) {
     if (needed <= *capacity) return true;
@@ -53,50 +28,11 @@ bool ur_grow(void **array, size_t *capacity, size_t needed, size_t element_bytes
     return true;
 }
 
-ssize_t ur_pwrite_all(int fd, const void *bytes, size_t count, uint64_t position) {
-    size_t done = 0;
-    while (done < count) {
-        ssize_t written = pwrite(fd, (const uint8_t *)bytes + done, count - done, (off_t)(position + done));
-        if (written < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (written == 0) {
-            errno = ENOSPC;
-            return -1;
-        }
-        done += (size_t)written;
-    }
-    return (ssize_t)done;
-}
+/* No hook is ever installed here (ur_pread_all's reads are not fault-injected). */
+static kstore_kit_io ur_unhooked_io;
 
-/* Reads exactly count bytes unless the file ends; returns the bytes read or -1. */
 ssize_t ur_pread_all(int fd, void *bytes, size_t count, uint64_t position) {
-    size_t done = 0;
-    while (done < count) {
-        ssize_t got = pread(fd, (uint8_t *)bytes + done, count - done, (off_t)(position + done));
-        if (got < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (got == 0) break;
-        done += (size_t)got;
-    }
-    return (ssize_t)done;
-}
-
-int ur_fdatasync(int fd) {
-    while (fdatasync(fd) != 0) {
-        if (errno != EINTR) return -1;
-    }
-    return 0;
-}
-
-int ur_fsync(int fd) {
-    while (fsync(fd) != 0) {
-        if (errno != EINTR) return -1;
-    }
-    return 0;
+    return kstore_kit_pread_full(&ur_unhooked_io, fd, bytes, count, position);
 }
 
 void ur_segment_name(char *buffer, size_t capacity, uint64_t generation, const char *suffix) {
@@ -110,7 +46,7 @@ void ur_spare_name(char *buffer, size_t capacity, uint64_t generation) {
 /* Writes zeros over [position, position + count) of fd; stops with ECANCELED when *cancel
  * becomes true (a segment being prepared while the instance closes). The buffer is aligned for
  * O_DIRECT descriptors (whose callers pass aligned positions and counts). */
-int ur_write_zeros_cancellable(int fd, uint64_t position, uint64_t count, _Atomic bool *cancel,
+int ur_write_zeros_cancellable(kstore_kit_io *io, int fd, uint64_t position, uint64_t count, _Atomic bool *cancel,
                                _Atomic bool *hurry) {
     uint8_t *buffer = NULL;
     if (posix_memalign((void **)&buffer, UR_DIRECT_ALIGN_MAX, UR_ZERO_BYTES) != 0) {
@@ -127,7 +63,7 @@ int ur_write_zeros_cancellable(int fd, uint64_t position, uint64_t count, _Atomi
         }
         if (hurry != NULL && atomic_load_explicit(hurry, memory_order_relaxed)) break;
         size_t step = count < UR_ZERO_BYTES ? (size_t)count : UR_ZERO_BYTES;
-        if (ur_pwrite_all(fd, buffer, step, position) < 0) {
+        if (kstore_kit_pwrite_all(io, fd, buffer, step, position) != 0) {
             result = -1;
             break;
         }
@@ -140,10 +76,10 @@ int ur_write_zeros_cancellable(int fd, uint64_t position, uint64_t count, _Atomi
     return result;
 }
 
-int ur_write_zeros(int fd, uint64_t position, uint64_t count) {
-    return ur_write_zeros_cancellable(fd, position, count, NULL, NULL);
+int ur_write_zeros(kstore_kit_io *io, int fd, uint64_t position, uint64_t count) {
+    return ur_write_zeros_cancellable(io, fd, position, count, NULL, NULL);
 }
 
-int ur_write_segment_zeros(const ur_segment *segment, uint64_t position, uint64_t count) {
-    return ur_write_zeros(ur_segment_wfd(segment), position, count);
+int ur_write_segment_zeros(kstore_kit_io *io, const ur_segment *segment, uint64_t position, uint64_t count) {
+    return ur_write_zeros(io, ur_segment_wfd(segment), position, count);
 }

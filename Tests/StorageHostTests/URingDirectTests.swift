@@ -7,7 +7,7 @@ import Testing
 @testable import StorageHost
 import StorageBackends
 
-/// One frame of a uring WAL segment as these tests see it (docs/storage-formats-uring.md, "Frames").
+/// One frame of a uring WAL segment as these tests see it (docs/storage-formats.md ("uring backend"), "Frames").
 struct WALFrame: Equatable, Sendable {
     static let data: UInt16 = 1
     static let mark: UInt16 = 6
@@ -94,7 +94,7 @@ extension URingFixture {
     }
 }
 
-/// The WAL written with O_DIRECT (uring.direct, docs/storage-formats-uring.md): aligned writes that
+/// The WAL written with O_DIRECT (uring.direct, docs/storage-formats.md ("uring backend")): aligned writes that
 /// end with pad frames, what recovery makes of torn and missing writes, the buffered fallback, and
 /// the read cache that serves the tail now that the page cache does not hold it.
 @Suite("uring backend: direct writes and the read cache", .serialized)

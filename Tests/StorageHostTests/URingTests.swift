@@ -1,5 +1,6 @@
 import CKStore
 import Foundation
+import KStoreFaulty
 import KStoreURing
 import NIOCore
 import Synchronization
@@ -12,13 +13,16 @@ import StorageBackends
 final class URingFixture: @unchecked Sendable {  // Used by one test task at a time.
     let directory: String
     let options: [(key: String, value: String)]
+    /// Whether the instance runs under the faulty shim (its FAIL_IO drives the kit's fault hook).
+    let faulty: Bool
     private(set) var engine: StorageEngine
 
-    init(directory: String? = nil, options: [(key: String, value: String)] = []) throws {
+    init(directory: String? = nil, options: [(key: String, value: String)] = [], faulty: Bool = false) throws {
         let directory = directory ?? URingFixture.newDirectory()
         self.directory = directory
         self.options = [(key: "path", value: directory)] + options
-        self.engine = try URingFixture.open(self.options)
+        self.faulty = faulty
+        self.engine = try URingFixture.open(self.options, faulty: faulty)
     }
 
     static func newDirectory() -> String {
@@ -28,9 +32,14 @@ final class URingFixture: @unchecked Sendable {  // Used by one test task at a t
         return directory
     }
 
-    static func open(_ options: [(key: String, value: String)]) throws -> StorageEngine {
-        try StorageEngine.open(
-            backend: StorageBackend.builtin(named: "uring"),
+    static func open(_ options: [(key: String, value: String)], faulty: Bool = false) throws -> StorageEngine {
+        let uring = try StorageBackend.builtin(named: "uring")
+        let backend =
+            faulty
+            ? try StorageBackend(validating: try FaultyTables.table(wrapping: uring.table.pointer), origin: "faulty shim (uring)")
+            : uring
+        return try StorageEngine.open(
+            backend: backend,
             options: options,
             logger: quietLogger,
             blockingThreadCount: 4
@@ -50,14 +59,17 @@ final class URingFixture: @unchecked Sendable {  // Used by one test task at a t
         return stats
     }
 
-    func inject(_ op: Int32, count: Int32, error: Int32) throws {
-        var fault = kstore_uring_fault(count: count, error: error)
-        try withUnsafeMutablePointer(to: &fault) { try self.control(op, $0) }
+    /// Through the faulty shim (a `faulty` fixture): fails the next `count` calls of one I/O operation
+    /// (`KSTORE_FAULTY_IO_*`: io_uring writes and fdatasync rounds ask the kit's fault hook too).
+    func failIO(_ operation: Int32, error: Int32, count: UInt32 = 1) throws {
+        try #require(self.faulty, "failIO needs a fixture opened through the faulty shim")
+        let status = self.engine.failIO(operation, error: error, fail: count)
+        guard status == KSTORE_OK else { throw self.engine.context.error(status, "FAIL_IO") }
     }
 
     func reopen() async throws {
         await self.engine.close()
-        self.engine = try URingFixture.open(self.options)
+        self.engine = try URingFixture.open(self.options, faulty: self.faulty)
     }
 
     /// Copies the data directory while this instance still runs: what a crash would leave of
@@ -84,9 +96,10 @@ final class URingFixture: @unchecked Sendable {  // Used by one test task at a t
 /// Runs body with a fixture and always closes it.
 func withURing(
     options: [(key: String, value: String)] = [],
+    faulty: Bool = false,
     _ body: (URingFixture) async throws -> Void
 ) async throws {
-    let fixture = try URingFixture(options: options)
+    let fixture = try URingFixture(options: options, faulty: faulty)
     do {
         try await body(fixture)
     } catch {
@@ -557,12 +570,13 @@ struct URingTests {
     /// A write that fails with ENOSPC fails that append and every later one of the log with
     /// NO_SPACE, the log's end returns to the first failed offset, and appends from there succeed.
     @Test func injectedNoSpaceRollsBackAndAppendsResume() async throws {
-        try await withURing { fixture in
+        // fallocate'd segments: the only writes then are the WAL's (zero-filling writes would ask the hook too).
+        try await withURing(options: [(key: "uring.segment.zero", value: "fallocate")], faulty: true) { fixture in
             let log = try await fixture.engine.openLog(named: "n", create: true)
             var plan = LogPlan()
             for _ in 0..<3 { plan.add(offsetCount: 1) }
             try await log.append(plan)
-            try fixture.inject(KSTORE_URING_CONTROL_FAIL_WRITES, count: 1, error: ENOSPC)
+            try fixture.failIO(KSTORE_FAULTY_IO_WRITE, error: ENOSPC)
             let outcomes = Outcomes()
             for offset in Int64(3)..<13 { log.submitEntry(offset) { outcomes.record(Int(offset), $0) } }
             let results = await outcomes.wait(for: 10)
@@ -597,10 +611,12 @@ struct URingTests {
     /// A failed fdatasync fails the syncs it covered with IO and the log refuses later appends;
     /// reopening runs recovery and the instance works again.
     @Test func injectedFsyncFailureFailsTheSyncAndTheLog() async throws {
-        try await withURing { fixture in
+        try await withURing(faulty: true) { fixture in
             let log = try await fixture.engine.openLog(named: "f", create: true)
             try await log.append(firstOffset: 0, lastOffset: 0, maxTimestamp: 0, parts: [TestEntry.make(firstOffset: 0, lastOffset: 0)])
-            try fixture.inject(KSTORE_URING_CONTROL_FAIL_FSYNCS, count: 1, error: EIO)
+            // Every fsync fails from here on (the maintenance thread's directory fsyncs ask the same hook, so
+            // failing only the next one could miss the WAL's round); the reopened instance has no faults.
+            try fixture.failIO(KSTORE_FAULTY_IO_SYNC, error: EIO, count: 1_000_000)
             #expect(await storageErrorCode { try await log.sync() } == .io)
             #expect(
                 await storageErrorCode {

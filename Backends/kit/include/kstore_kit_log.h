@@ -60,6 +60,14 @@ kstore_status kstore_kit_check_read_offset(int64_t offset, int64_t start_offset,
 kstore_status kstore_kit_require(bool present, const char *member, const char *argument, const char *log_name,
                                  kstore_kit_error *errors);
 
+/* open_log against a backend's catalog (kstore.h open_log): whether a log named `name` exists
+ * (`found`) and is open (`open`) decide, with `flags`, the answer — KSTORE_ERR_EXISTS "open_log
+ * '<name>': the log exists (exclusive create)", KSTORE_ERR_BUSY "… the log is already open",
+ * KSTORE_ERR_NOT_FOUND "… no such log" (recorded in `errors`), or KSTORE_OK: open it (creating it
+ * when it was not found). */
+kstore_status kstore_kit_open_log_admit(const char *name, uint32_t flags, bool found, bool open,
+                                        kstore_kit_error *errors);
+
 /* The names list_logs reports: collected first (copied), delivered after, so the callback runs
  * without any backend lock or directory stream held (kstore.h: it may be slow). */
 typedef struct kstore_kit_names {

@@ -1,6 +1,6 @@
 /* The io_uring write-ahead-log storage backend: durable, non-blocking, one shared WAL whose group
  * commit covers every log of the instance. Implements kstore.h. On-disk format:
- * docs/storage-formats-uring.md. */
+ * docs/storage-formats.md ("uring backend"). */
 #ifndef KSTORE_URING_H
 #define KSTORE_URING_H
 #include "kstore.h"
@@ -29,7 +29,7 @@ const kstore_backend *kstore_uring_backend(void);
  *                            Buffered WAL writes to ext4 are each handed to an io-wq kernel worker
  *                            that copies them into the page cache; direct ones are submitted without
  *                            blocking and copy nothing. Direct writes start aligned and end with a
- *                            pad frame (docs/storage-formats-uring.md); either mode reads the other's
+ *                            pad frame (docs/storage-formats.md ("uring backend")); either mode reads the other's
  *                            data directories.
  *   "uring.read.cache.bytes" memory for the most recently written WAL bytes, from which reads of the
  *                            logs' tails are served (default 32 MiB; "0": none). Direct writes leave
@@ -48,20 +48,9 @@ const kstore_backend *kstore_uring_backend(void);
 
 /* argument: kstore_uring_stats *, struct_size set by the caller; fills the fields that fit. */
 #define KSTORE_URING_CONTROL_STATS 0x55520001
-/* argument: const kstore_uring_fault *: the next `count` WAL writes fail with `error`
- * (ENOSPC, EDQUOT or EIO) instead of being written. For tests. */
-#define KSTORE_URING_CONTROL_FAIL_WRITES 0x55520002
-/* argument: const kstore_uring_fault *: the next `count` fdatasyncs fail with `error` (EIO)
- * instead of being issued. For tests. */
-#define KSTORE_URING_CONTROL_FAIL_FSYNCS 0x55520003
-/* argument: const kstore_uring_fault *: the next `count` segment preparations (fallocate) fail
- * with `error` (ENOSPC). For tests. */
-#define KSTORE_URING_CONTROL_FAIL_SEGMENTS 0x55520004
-
-typedef struct kstore_uring_fault {
-    int32_t count;
-    int32_t error; /* an errno value */
-} kstore_uring_fault;
+/* Tests inject I/O faults (failed or torn WAL writes, failed fdatasyncs, failed segment
+ * preparations) with the kit's KSTORE_KIT_CONTROL_SET_FAULT_HOOK (kstore_kit_io.h), usually through
+ * the faulty shim: the I/O thread asks the hook before each io_uring write and fdatasync round. */
 
 typedef struct kstore_uring_stats {
     uint32_t struct_size;
