@@ -232,18 +232,25 @@ extension Broker {
                     result.errorMessage = "Unexpected broker id, expected \(configuration.nodeId) or empty string, but received \(resource.resourceName)"
                     continue
                 }
-                described = brokerConfigs.compactMap { config in
+                // The effective configuration with its sources when fjord resolved one, else the
+                // built-in list with every value a default.
+                let entries =
+                    configuration.effectiveConfigs.isEmpty
+                    ? brokerConfigs.map {
+                        BrokerConfigEntry(name: $0.name, value: $0.value, origin: .defaultValue, type: $0.type, documentation: $0.documentation)
+                    } : configuration.effectiveConfigs
+                described = entries.compactMap { config in
                     if let keys, !keys.contains(config.name) { return nil }
+                    let source = config.origin.configSource.rawValue
                     return DescribedConfig(
                         name: config.name,
                         value: config.value,
                         readOnly: true,
-                        isDefault: true,
-                        configSource: ConfigSource.defaultConfig.rawValue,
+                        isDefault: config.origin == .defaultValue,
+                        configSource: source,
                         configType: config.type.rawValue,
                         documentation: request.includeDocumentation ? config.documentation : nil,
-                        synonyms: request.includeSynonyms
-                            ? [.init(name: config.name, value: config.value, source: ConfigSource.defaultConfig.rawValue)] : []
+                        synonyms: request.includeSynonyms ? [.init(name: config.name, value: config.value, source: source)] : []
                     )
                 }
             case .brokerLogger, nil:

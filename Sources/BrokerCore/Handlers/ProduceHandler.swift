@@ -69,6 +69,7 @@ extension Broker {
         let nowMs = self.nowMs
         var slot = 0
         var sharedSync: [(Partition, Int64)] = []
+        var tally = ProduceTally()
         for topicData in request.topicData {
             let topic = registry.topic(named: topicData.name)
             for partitionData in topicData.partitionData {
@@ -85,7 +86,9 @@ extension Broker {
                     sink.deliver(.failure(code, nil))
                     continue
                 }
-                guard let partition = submit(partitionData, to: topic, acks: acks, nowMs: nowMs, sink: sink) else {
+                guard
+                    let partition = submit(partitionData, to: topic, acks: acks, nowMs: nowMs, sink: sink, &tally)
+                else {
                     continue
                 }
                 if !sharedSync.contains(where: { $0.0 === partition }) {
@@ -97,6 +100,7 @@ extension Broker {
         for index in sharedSync.indices { sharedSync[index].1 = sharedSync[index].0.submittedEnd }
         Partition.submitSharedSync(covering: sharedSync)
         collector.pending.releaseOrder()
+        if metrics.isEnabled { metrics.produced(tally) }
         collector.submissionFinished()
     }
 
@@ -107,7 +111,8 @@ extension Broker {
         to topic: Topic,
         acks: Int16,
         nowMs: Int64,
-        sink: AppendSink
+        sink: AppendSink,
+        _ tally: inout ProduceTally
     ) -> Partition? {
         guard let partition = topic.partition(partitionData.index) else {
             sink.deliver(.failure(.unknownTopicOrPartition, "partition \(partitionData.index) does not exist"))
@@ -144,6 +149,9 @@ extension Broker {
             sink.deliver(.failure(.invalidRecord, "transactional batches are not supported by Fjord"))
             return nil
         }
+        tally.batches += 1
+        tally.records += Int(validated.header.recordCount)
+        tally.bytes += validated.byteCount
         switch partition.submit(batch: records, validated: validated, acks: acks, nowMs: nowMs, sink: sink) {
         case .submitted: return nil
         case .awaitsSharedSync: return partition
@@ -238,6 +246,7 @@ final class ProduceCollector: AppendOutcomeCollector {
             response.responses.append(topicResponse)
         }
         if request.acks == 0 {
+            if broker.metrics.isEnabled { broker.answered(context, response, responseBytes: 0) }
             // acks=0 has no response; Kafka reports a failure by closing the connection.
             if let firstError { return .close(reason: "acks=0 produce failed: \(firstError)") }
             return .noResponse
