@@ -1,30 +1,28 @@
-import ArgumentParser
+/// A `host:port` pair: `127.0.0.1:9092`, `0.0.0.0:9092`, `[::1]:9092`, `broker.example:9092`.
+public struct HostPort: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
 
-/// A `host:port` pair from the command line: `127.0.0.1:9092`, `0.0.0.0:9092`, `[::1]:9092`,
-/// `broker.example:9092`.
-struct HostPort: Sendable, Hashable, CustomStringConvertible, ExpressibleByArgument {
-    var host: String
-    var port: Int
-
-    init(host: String, port: Int) {
+    public init(host: String, port: Int) {
         self.host = host
         self.port = port
     }
 
-    init?(argument: String) {
+    /// Parses `host:port` (an IPv6 address in brackets); nil for anything else.
+    public init?(parsing text: String) {
         let host: Substring
         let portText: Substring
-        if argument.hasPrefix("[") {
+        if text.hasPrefix("[") {
             // IPv6 literal: [address]:port
-            guard let close = argument.firstIndex(of: "]"),
-                argument[argument.index(after: close)...].hasPrefix(":")
+            guard let close = text.firstIndex(of: "]"),
+                text[text.index(after: close)...].hasPrefix(":")
             else { return nil }
-            host = argument[argument.index(after: argument.startIndex)..<close]
-            portText = argument[argument.index(close, offsetBy: 2)...]
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
         } else {
-            guard let colon = argument.lastIndex(of: ":") else { return nil }
-            host = argument[..<colon]
-            portText = argument[argument.index(after: colon)...]
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
             // An unbracketed IPv6 address is ambiguous ("::1:9092").
             guard !host.contains(":") else { return nil }
         }
@@ -34,7 +32,9 @@ struct HostPort: Sendable, Hashable, CustomStringConvertible, ExpressibleByArgum
     }
 
     /// Listening on every interface: clients cannot be told to connect to this host.
-    var isWildcard: Bool { self.host == "0.0.0.0" || self.host == "::" }
+    public var isWildcard: Bool { self.host == "0.0.0.0" || self.host == "::" }
 
-    var description: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
+    public var description: String {
+        self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
+    }
 }
