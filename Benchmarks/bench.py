@@ -16,7 +16,10 @@
   instructions instructions per produced message (broker) and per append (storage ABI), under
                perf stat or callgrind;
   many         8 producers at once, linger.ms=0, 5 requests in flight each, acks=all, 64 and 1,000
-               partitions: msg/s and the broker's CPU-s/GB.
+               partitions: msg/s and the broker's CPU-s/GB;
+  compression  a topic with compression.type=lz4 fed by an uncompressed producer (the broker
+               compresses) and by an lz4 producer (stored as sent), next to compression.type=producer
+               with both producers: msg/s and the broker's CPU-s/GB (1 KiB, 64 partitions, acks=1).
 
 Writes results.json, results.csv, summary.md and chart.svg to --out, prints the tables, and with
 --update-readme puts summary.md and the chart into README.md between the bench markers.
@@ -44,7 +47,9 @@ import targets  # noqa: E402
 import wal_limit_bench  # noqa: E402
 
 BACKENDS = ("memory", "file", "uring")
-STEPS = ("fio", "storage", "limit", "brokers", "switches", "instructions", "many")
+STEPS = ("fio", "storage", "limit", "brokers", "switches", "instructions", "many", "compression")
+# The compression step: (topic compression.type, producer codec).
+COMPRESSION_CASES = (("producer", "none"), ("producer", "lz4"), ("lz4", "none"), ("lz4", "lz4"))
 README_BEGIN = "<!-- bench:begin -->"
 README_END = "<!-- bench:end -->"
 
@@ -304,6 +309,25 @@ def many_markdown(report):
     return lines + [""]
 
 
+def compression_markdown(report):
+    rows = report.get("compression") or []
+    if not rows:
+        return []
+    config = report.get("compression_config", {})
+    lines = [f"Topic compression: {fmt(config.get('messages'))} × {config.get('size', '?')} B messages (fjord-loadgen's "
+             f"repeating text), {config.get('partitions', '?')} partitions, acks=1, one producer; median of "
+             f"{config.get('rounds', '?')} interleaved rounds. compression.type=lz4 makes the broker compress what "
+             "arrives uncompressed and store lz4 batches as sent; `producer` stores every batch as sent (CPU-s/GB: the "
+             "broker's CPU seconds per GB of message values produced or consumed):", "",
+             "| Broker | topic compression.type | producer codec | produce msg/s | MB/s | broker CPU-s/GB "
+             "| consume msg/s | consume CPU-s/GB |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['broker']} | {r['topic_compression']} | {r['compression']} | {fmt(r['produce_msgs_per_s'])} "
+                     f"| {fmt(r['produce_mb_per_s'], 1)} | {fmt(r['produce_broker_cpu_s_per_gb'], 2)} "
+                     f"| {fmt(r['consume_msgs_per_s'])} | {fmt(r['consume_broker_cpu_s_per_gb'], 2)} |")
+    return lines + [""]
+
+
 def summary_markdown(report):
     lines = []
     mach = report["machine"]
@@ -349,6 +373,7 @@ def summary_markdown(report):
     lines += limit_markdown(report.get("limit"))
     lines += cost_markdown(report)
     lines += many_markdown(report)
+    lines += compression_markdown(report)
     if report.get("storage"):
         fio = report.get("fio")
         fio_text = ""
@@ -539,7 +564,9 @@ def write_outputs(report, out):
                 ("switches", report.get("switch_runs", []), "broker", ("acks", "partitions", "round")),
                 ("instructions", report.get("instructions", []), "broker", ("acks", "partitions", "tool")),
                 ("abi-instructions", report.get("abi_instructions", []), "backend", ("partitions", "durable", "tool")),
-                ("many", report.get("many_runs", []), "broker", ("partitions", "producers", "round"))):
+                ("many", report.get("many_runs", []), "broker", ("partitions", "producers", "round")),
+                ("compression", report.get("compression_runs", []), "broker",
+                 ("topic_compression", "compression", "partitions", "round"))):
             for r in rows:
                 config = " ".join(f"{key}={r.get(key)}" for key in config_keys)
                 for key, value in r.items():
@@ -645,6 +672,34 @@ def run_many_step(args, report, data_root, backends):
     report["many"] = medians
 
 
+def run_compression_step(args, report, data_root, backends):
+    """compression.type=lz4 vs producer, each fed by an uncompressed and an lz4 producer; rounds interleaved."""
+    config = ({"partitions": 4, "size": 1024, "messages": 5000, "rounds": 1} if args.smoke else
+              {"partitions": 64, "size": 1024, "messages": 400_000, "rounds": 3})
+    report["compression_config"] = config
+    chosen = [b for b in ("memory", "uring") if b in backends][:1 if args.smoke else 2] or backends[:1]
+    runs = []
+    for round_index in range(config["rounds"]):
+        for backend in chosen:
+            for topic_compression, codec in COMPRESSION_CASES:
+                log(f"compression: fjord/{backend} compression.type={topic_compression} producer={codec} "
+                    f"round {round_index + 1}/{config['rounds']}")
+                with broker_bench.running_broker(args.fjord, backend, data_root=data_root) as broker:
+                    result = broker_bench.run_configuration(
+                        broker, args.loadgen, topic=f"compression-{topic_compression}-{codec}",
+                        partitions=config["partitions"], size=config["size"], acks=1, compression=codec,
+                        messages=config["messages"], topic_configs={"compression.type": topic_compression})
+                if result["failed"] or result.get("consumed", 0) < result["messages"]:
+                    raise RuntimeError(f"compression run lost messages: {result}")
+                result.update({"topic_compression": topic_compression, "round": round_index + 1})
+                runs.append(result)
+                log(f"  {result['produce_msgs_per_s']:,} msg/s, broker {result['produce_broker_cpu_s_per_gb']} CPU-s/GB")
+    report["compression_runs"] = runs
+    keys = ("produce_msgs_per_s", "produce_mb_per_s", "produce_broker_cpu_s_per_gb", "consume_msgs_per_s",
+            "consume_broker_cpu_s_per_gb")
+    report["compression"] = broker_bench.median_by(runs, ("broker", "topic_compression", "compression"), keys)
+
+
 def run_steps(args, report, data_root, selected, backends):
     fio_runs = []
     if "fio" in selected:
@@ -675,8 +730,10 @@ def run_steps(args, report, data_root, selected, backends):
         run_instructions_step(args, report, data_root, backends)
     if "many" in selected:
         run_many_step(args, report, data_root, backends)
+    if "compression" in selected:
+        run_compression_step(args, report, data_root, backends)
     if not report.get("librdkafka"):
-        report["librdkafka"] = next((r["librdkafka"] for key in ("switch_runs", "many_runs")
+        report["librdkafka"] = next((r["librdkafka"] for key in ("switch_runs", "many_runs", "compression_runs")
                                      for r in report.get(key, []) if r.get("librdkafka")), None)
     report["targets_issue12"] = targets.issue12_targets(report)
 

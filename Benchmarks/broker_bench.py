@@ -207,10 +207,12 @@ def finish(proc, what, timeout=1800, stopped=False):
     return result
 
 
-def create_topic(broker, loadgen, topic, partitions, timeout_s=120):
-    """Creates the topic through the admin API; returns the loadgen arguments naming it."""
+def create_topic(broker, loadgen, topic, partitions, timeout_s=120, topic_configs=None):
+    """Creates the topic through the admin API (with `topic_configs`, a dict); returns the loadgen
+    arguments naming it."""
     common = ["--bootstrap", broker.bootstrap, "--topic", topic, "--partitions", str(partitions)]
-    create = subprocess.run([loadgen, "create", *common], capture_output=True, text=True, timeout=timeout_s)
+    configs = [arg for key, value in (topic_configs or {}).items() for arg in ("--topic-config", f"{key}={value}")]
+    create = subprocess.run([loadgen, "create", *common, *configs], capture_output=True, text=True, timeout=timeout_s)
     if create.returncode != 0:
         raise RuntimeError(f"creating {topic} failed: {create.stderr.strip()}")
     return common
@@ -328,12 +330,14 @@ def run_barrier_produce(broker, loadgen, *, topic, partitions, size=1024, acks=-
 
 
 def run_configuration(broker, loadgen, *, topic, partitions=64, size=1024, acks=1, compression="none",
-                      producers=1, messages=400_000, duration=None, rate=None, consume=True, quiet=False):
+                      producers=1, messages=400_000, duration=None, rate=None, consume=True, quiet=False,
+                      topic_configs=None):
     """One measured run against a running broker: creates the topic, produces (producers in parallel,
     each its share of messages or for duration seconds, at rate/producers msgs/s if rate is set),
     then consumes everything. With rate set, the consumer runs alongside the producers, so its
-    latencies are end-to-end (send → consumed); otherwise it reads after the produce phase."""
-    common = create_topic(broker, loadgen, topic, partitions)
+    latencies are end-to-end (send → consumed); otherwise it reads after the produce phase.
+    `topic_configs` (a dict) are set when the topic is created (e.g. compression.type)."""
+    common = create_topic(broker, loadgen, topic, partitions, topic_configs=topic_configs)
 
     produce_args = ["produce", *common, "--size", str(size), "--acks", str(acks), "--compression", compression]
     if duration:
@@ -359,7 +363,7 @@ def run_configuration(broker, loadgen, *, topic, partitions=64, size=1024, acks=
     produced_gb = delivered * size / 1e9
     result = {
         "broker": broker.label, "partitions": partitions, "size": size, "acks": acks, "compression": compression,
-        "producers": producers, "rate_target": rate, "messages": delivered, "failed": failed,
+        "topic_configs": dict(topic_configs or {}), "producers": producers, "rate_target": rate, "messages": delivered, "failed": failed,
         "first_error": next((r["first_error"] for r in results if r["first_error"]), ""),
         "librdkafka": results[0].get("librdkafka", ""),
         "produce_seconds": round(wall, 3),
@@ -430,7 +434,11 @@ def main():
     parser.add_argument("--rate", type=float, help="total messages/s (all producers); consumer runs alongside")
     parser.add_argument("--skip-consume", action="store_true")
     parser.add_argument("--extra", action="append", default=[], help="extra fjord argument (repeatable)")
+    parser.add_argument("--topic-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config of the benchmark topic, e.g. compression.type=lz4 (repeatable)")
     args = parser.parse_args()
+    if any("=" not in config for config in args.topic_config):
+        parser.error("--topic-config must be KEY=VALUE")
     if not args.fjord and not args.broker_command:
         parser.error("--fjord or --broker-command")
 
@@ -440,7 +448,8 @@ def main():
         result = run_configuration(
             broker, args.loadgen, topic=f"bench-{args.size}-{args.partitions}", partitions=args.partitions,
             size=args.size, acks=args.acks, compression=args.compression, producers=args.producers,
-            messages=args.messages, duration=args.duration, rate=args.rate, consume=not args.skip_consume)
+            messages=args.messages, duration=args.duration, rate=args.rate, consume=not args.skip_consume,
+            topic_configs=dict(config.split("=", 1) for config in args.topic_config))
         print(json.dumps(result), flush=True)
     finally:
         broker.stop()

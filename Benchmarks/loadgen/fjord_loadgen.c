@@ -5,8 +5,10 @@
  *                 [--partitions P] [--acks -1|0|1] [--compression none|gzip|snappy|lz4|zstd]
  *                 [--linger-ms MS] [--duration-s S] [--rate MSGS_PER_S] [--idempotence 0|1] [--json]
  *                 [--max-in-flight N] [--stats-interval-ms MS] [--wait-start]
- *   fjord-loadgen consume --bootstrap HOST:PORT --topic T --messages N [--partitions P] [--json]
- *   fjord-loadgen create  --bootstrap HOST:PORT --topic T --partitions P
+ *                 [--transactional-id ID [--commit-every-ms MS] [--commit-every-messages N]]
+ *   fjord-loadgen consume --bootstrap HOST:PORT --topic T --messages N [--partitions P]
+ *                 [--isolation read_committed|read_uncommitted] [--json]
+ *   fjord-loadgen create  --bootstrap HOST:PORT --topic T --partitions P [--topic-config KEY=VALUE]...
  *
  * produce: N messages of SIZE bytes, round-robin over P partitions (the topic must exist or be
  * auto-created with P partitions); every message carries its send time, so the delivery report
@@ -24,7 +26,15 @@
  * end-to-end latency from the send time stamped in each message when the producer's clock is the
  * same machine's (CLOCK_MONOTONIC is one clock for every process on a machine). create: creates the
  * topic with P partitions through the admin API (an existing topic is fine), so every broker under
- * test gets the same topic without relying on auto-creation.
+ * test gets the same topic without relying on auto-creation; --topic-config (repeatable) sets a topic
+ * config at creation (e.g. compression.type=lz4).
+ *
+ * --transactional-id makes the producer transactional (KIP-98): every message is sent inside a
+ * transaction, committed after --commit-every-ms milliseconds and/or --commit-every-messages
+ * messages (whichever comes first; the last one when the run ends), and the result counts the
+ * commits. A message is acknowledged when its delivery report arrives (the commit flushes).
+ * consume --isolation read_committed reads only committed transactions (librdkafka drops aborted
+ * records; control records are never delivered).
  *
  * The result is one line of "key=value" pairs (or a JSON object with --json), including the
  * client's own CPU seconds (getrusage), so a reader can see whether the client was the bottleneck.
@@ -59,6 +69,12 @@ typedef struct options {
     int max_in_flight; /* 0: librdkafka's default */
     int stats_interval_ms; /* 0: no statistics */
     int wait_start;
+    const char *topic_configs[16]; /* KEY=VALUE, for create */
+    int topic_config_count;
+    const char *transactional_id; /* NULL: not transactional */
+    int commit_every_ms;          /* 0: no time limit per transaction */
+    long long commit_every_messages; /* 0: no size limit per transaction */
+    const char *isolation;        /* consume: librdkafka's isolation.level */
 } options;
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -215,6 +231,7 @@ static rd_kafka_t *new_producer(const options *o, produce_state *state) {
         set(conf, "statistics.interval.ms", value);
         rd_kafka_conf_set_stats_cb(conf, on_stats);
     }
+    if (o->transactional_id) set(conf, "transactional.id", o->transactional_id);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_opaque(conf, state);
     char err[512];
@@ -223,9 +240,34 @@ static rd_kafka_t *new_producer(const options *o, produce_state *state) {
     return rk;
 }
 
+/* A transactional call that must succeed: the benchmark stops on any error. */
+static void transaction_call(const char *what, rd_kafka_error_t *error) {
+    if (!error) return;
+    fprintf(stderr, "fjord-loadgen: %s failed: %s\n", what, rd_kafka_error_string(error));
+    rd_kafka_error_destroy(error);
+    exit(1);
+}
+
+static void begin_transaction(rd_kafka_t *rk, const options *o) {
+    if (o->transactional_id) transaction_call("begin_transaction", rd_kafka_begin_transaction(rk));
+}
+
+/* Commits the running transaction (flushing it) and begins the next; counts commits. */
+static long long commits_done = 0;
+static void commit_transaction(rd_kafka_t *rk, const options *o, int begin_next) {
+    if (!o->transactional_id) return;
+    transaction_call("commit_transaction", rd_kafka_commit_transaction(rk, 60000));
+    commits_done++;
+    if (begin_next) begin_transaction(rk, o);
+}
+
 /* Not measured: one message per partition, so metadata, connections and (with idempotence) the
  * producer id are in place before the clock starts. */
 static void warm_up(rd_kafka_t *rk, const options *o, produce_state *state, char *payload) {
+    if (o->transactional_id) {
+        transaction_call("init_transactions", rd_kafka_init_transactions(rk, 60000));
+        begin_transaction(rk, o);
+    }
     for (int p = 0; p < o->partitions; p++) {
         int64_t t = now_ns();
         memcpy(payload, &t, sizeof t);
@@ -235,6 +277,8 @@ static void warm_up(rd_kafka_t *rk, const options *o, produce_state *state, char
         if (e) die("warm-up produce failed", rd_kafka_err2str(e));
     }
     rd_kafka_flush(rk, 60000);
+    commit_transaction(rk, o, 0);
+    commits_done = 0;
     if (state->failed) die("warm-up produce failed", state->first_error);
     free(state->latency.values);
     state->latency = (samples){0};
@@ -256,9 +300,20 @@ static void produce_messages(rd_kafka_t *rk, const options *o, produce_state *st
     int64_t deadline = o->duration_s > 0 ? start + (int64_t)(o->duration_s * 1e9) : INT64_MAX;
     long long sent = 0;
     long long limit = o->duration_s > 0 ? LLONG_MAX : o->messages;
+    long long in_transaction = 0;
+    int64_t transaction_start = start;
+    begin_transaction(rk, o);
     while (sent < limit && !stop_requested) {
         int64_t t = now_ns();
         if (t >= deadline) break;
+        if (o->transactional_id && in_transaction > 0 &&
+            ((o->commit_every_messages > 0 && in_transaction >= o->commit_every_messages) ||
+             (o->commit_every_ms > 0 && t - transaction_start >= (int64_t)o->commit_every_ms * 1000000LL))) {
+            commit_transaction(rk, o, 1);
+            in_transaction = 0;
+            transaction_start = now_ns();
+            continue;
+        }
         if (o->rate > 0) {
             int64_t due = start + (int64_t)((double)sent / o->rate * 1e9);
             if (t < due) {
@@ -282,6 +337,7 @@ static void produce_messages(rd_kafka_t *rk, const options *o, produce_state *st
         }
         if (e) die("produce failed", rd_kafka_err2str(e));
         sent++;
+        in_transaction++;
         if ((sent & 1023) == 0) {
             rd_kafka_poll(rk, 0);
             if (t - last_progress > 1000000000LL) {
@@ -291,7 +347,11 @@ static void produce_messages(rd_kafka_t *rk, const options *o, produce_state *st
             }
         }
     }
-    rd_kafka_flush(rk, 300000);
+    if (o->transactional_id) {
+        commit_transaction(rk, o, 0);
+    } else {
+        rd_kafka_flush(rk, 300000);
+    }
 }
 
 static int run_produce(const options *o) {
@@ -324,11 +384,11 @@ static int run_produce(const options *o) {
                "\"compression\":\"%s\",\"seconds\":%.3f,\"msgs_per_s\":%.0f,\"mb_per_s\":%.2f,"
                "\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"latency_p999_ms\":%.3f,\"client_cpu_s\":%.3f,"
                "\"produce_requests\":%lld,\"start_ns\":%" PRId64 ",\"last_ack_ns\":%" PRId64 ","
-               "\"librdkafka\":\"%s\",\"first_error\":\"%s\"}\n",
+               "\"commits\":%lld,\"librdkafka\":\"%s\",\"first_error\":\"%s\"}\n",
                state.delivered, state.failed, o->size, o->partitions, o->acks, o->compression, seconds, rate, mb_rate,
                percentile_ms(&state.latency, 50), percentile_ms(&state.latency, 99),
                percentile_ms(&state.latency, 99.9), cpu, requests, start, state.last_ack_ns ? state.last_ack_ns : end,
-               rd_kafka_version_str(), state.first_error);
+               commits_done, rd_kafka_version_str(), state.first_error);
     } else {
         printf("mode=produce messages=%lld failed=%lld size=%d partitions=%d acks=%d compression=%s seconds=%.3f "
                "msgs_per_s=%.0f mb_per_s=%.2f latency_p50_ms=%.3f latency_p99_ms=%.3f latency_p999_ms=%.3f "
@@ -354,6 +414,7 @@ static int run_consume(const options *o) {
     set(conf, "fetch.max.bytes", "52428800");
     set(conf, "max.partition.fetch.bytes", "10485760");
     set(conf, "queued.max.messages.kbytes", "1048576");
+    if (o->isolation) set(conf, "isolation.level", o->isolation);
     char err[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk) die("cannot create consumer", err);
@@ -421,6 +482,15 @@ static int run_create(const options *o) {
     if (!rk) die("cannot create admin client", err);
     rd_kafka_NewTopic_t *topic = rd_kafka_NewTopic_new(o->topic, o->partitions, 1, err, sizeof err);
     if (!topic) die("bad topic", err);
+    for (int i = 0; i < o->topic_config_count; i++) {
+        char name[256];
+        const char *equals = strchr(o->topic_configs[i], '=');
+        size_t length = equals ? (size_t)(equals - o->topic_configs[i]) : 0;
+        if (!equals || length == 0 || length >= sizeof name) die("--topic-config must be KEY=VALUE", o->topic_configs[i]);
+        memcpy(name, o->topic_configs[i], length);
+        name[length] = 0;
+        if (rd_kafka_NewTopic_set_config(topic, name, equals + 1)) die("bad topic config", o->topic_configs[i]);
+    }
     rd_kafka_queue_t *queue = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &topic, 1, NULL, queue);
     rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 60000);
@@ -444,7 +514,8 @@ static void usage(void) {
     fprintf(stderr, "usage: fjord-loadgen produce|consume|create --bootstrap HOST:PORT --topic T --messages N "
                     "[--size B] [--partitions P] [--acks -1|0|1] [--compression C] [--linger-ms MS] "
                     "[--duration-s S] [--rate R] [--idempotence 0|1] [--max-in-flight N] [--stats-interval-ms MS] "
-                    "[--wait-start] [--json]\n");
+                    "[--wait-start] [--topic-config KEY=VALUE]... [--transactional-id ID] [--commit-every-ms MS] "
+                    "[--commit-every-messages N] [--isolation read_committed|read_uncommitted] [--json]\n");
     exit(2);
 }
 
@@ -472,12 +543,20 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--idempotence")) o.idempotence = atoi(v);
         else if (!strcmp(a, "--max-in-flight")) o.max_in_flight = atoi(v);
         else if (!strcmp(a, "--stats-interval-ms")) o.stats_interval_ms = atoi(v);
+        else if (!strcmp(a, "--topic-config")) {
+            if (o.topic_config_count == (int)(sizeof o.topic_configs / sizeof o.topic_configs[0])) usage();
+            o.topic_configs[o.topic_config_count++] = v;
+        }
+        else if (!strcmp(a, "--transactional-id")) o.transactional_id = v;
+        else if (!strcmp(a, "--commit-every-ms")) o.commit_every_ms = atoi(v);
+        else if (!strcmp(a, "--commit-every-messages")) o.commit_every_messages = atoll(v);
+        else if (!strcmp(a, "--isolation")) o.isolation = v;
         else usage();
         i++;
     }
     /* --messages 0 is a produce run of the warm-up only; a consumer needs at least one message. */
     if (o.size < 8 || o.partitions < 1 || o.messages < 0 || (o.messages < 1 && strcmp(o.mode, "produce")) ||
-        o.max_in_flight < 0 || o.stats_interval_ms < 0)
+        o.max_in_flight < 0 || o.stats_interval_ms < 0 || o.commit_every_ms < 0 || o.commit_every_messages < 0)
         usage();
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

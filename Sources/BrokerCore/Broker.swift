@@ -48,10 +48,6 @@ public struct BrokerConfiguration: Sendable {
     /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms` (Kafka's defaults).
     public var groupMinSessionTimeoutMs: Int32 = 6000
     public var groupMaxSessionTimeoutMs: Int32 = 1_800_000
-    /// The broker's settings as `fjord` resolved them (Kafka names, effective values, sources),
-    /// served by DescribeConfigs for the BROKER resource. Empty: the built-in list, every value
-    /// reported as a default.
-    public var effectiveConfigs: [BrokerConfigEntry] = []
     /// `group.max.size`: members per group.
     public var groupMaxSize: Int32 = 1000
     /// `offset.metadata.max.bytes`: the longest metadata string an offset commit may carry.
@@ -59,8 +55,26 @@ public struct BrokerConfiguration: Sendable {
     /// The committed-offsets log is compacted once it holds at least this many offset records (and
     /// twice as many as there are live offsets).
     public var offsetsCompactionThresholdRecords: Int = 10_000
-    /// Wall-clock milliseconds since the epoch (record timestamps, producer expiry); tests inject one.
+    /// `transaction.max.timeout.ms`: the longest transaction timeout a producer may ask for.
+    public var transactionMaxTimeoutMs: Int32 = 900_000
+    /// `transactional.id.expiration.ms`: idle transactional ids are forgotten after this.
+    public var transactionalIdExpirationMs: Int64 = 604_800_000
+    /// The transaction state and aborted-transaction index logs are compacted once they hold at
+    /// least this many entries (and twice as many as are live).
+    public var transactionLogCompactionThresholdEntries: Int = 10_000
+    /// Wall-clock milliseconds since the epoch (record timestamps, producer expiry, transaction
+    /// timeouts); tests inject one.
     public var clock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+    /// The Kafka names of the configs the operator set (`setStatic`): DescribeConfigs reports them
+    /// as STATIC_BROKER_CONFIG, the others as DEFAULT_CONFIG.
+    public internal(set) var staticConfigNames: Set<String> = []
+    /// Broker configs without a typed field, by Kafka name (`BrokerConfigs.stored`).
+    public internal(set) var untypedConfigs: [String: String] = [:]
+    /// The absolute path of the data directory (DescribeLogDirs' log dir); nil reports "./data".
+    public var logDirectory: String?
+    /// Size and free space of the volume holding the log directory, in bytes (DescribeLogDirs v4);
+    /// the executable measures it, the core does no file-system calls of its own.
+    public var logDirectoryUsage: @Sendable () -> (totalBytes: Int64, usableBytes: Int64)? = { nil }
 
     public init() {}
 }
@@ -76,7 +90,10 @@ public final class Broker: KafkaRequestHandler {
     let storage: StorageEngine
     let registry: TopicRegistry
     let metadata: MetadataManager
+    /// The broker configs in their layers (static, dynamic defaults, this broker's dynamic ones).
+    let configs: BrokerConfigStore
     let groupCoordinator: GroupCoordinator
+    let transactionCoordinator: TransactionCoordinator
     let clusterId: String
     let allocator = ByteBufferAllocator()
     /// The instruments the core records through (`BrokerMetrics.disabled` records nothing).
@@ -94,20 +111,30 @@ public final class Broker: KafkaRequestHandler {
         metrics: BrokerMetrics = .disabled
     ) async throws -> Broker {
         let registry = TopicRegistry()
+        let configs = BrokerConfigStore(configuration)
         let metadata = try await MetadataManager.open(
             storage: storage,
             registry: registry,
-            configuration: configuration,
+            configs: configs,
             logger: logger
         )
         let groupCoordinator = try await openGroupCoordinator(configuration, storage, registry, metadata, logger)
+        let transactionCoordinator = try await openTransactionCoordinator(
+            configuration,
+            storage,
+            registry,
+            metadata,
+            groupCoordinator,
+            logger
+        )
         let broker = Broker(
             configuration: configuration,
             logger: logger,
             storage: storage,
             registry: registry,
             metadata: metadata,
-            groupCoordinator: groupCoordinator,
+            configs: configs,
+            coordinators: (groupCoordinator, transactionCoordinator),
             clusterId: metadata.clusterId,
             metrics: metrics
         )
@@ -125,7 +152,8 @@ public final class Broker: KafkaRequestHandler {
         storage: StorageEngine,
         registry: TopicRegistry,
         metadata: MetadataManager,
-        groupCoordinator: GroupCoordinator,
+        configs: BrokerConfigStore,
+        coordinators: (groups: GroupCoordinator, transactions: TransactionCoordinator),
         clusterId: String,
         metrics: BrokerMetrics
     ) {
@@ -134,7 +162,9 @@ public final class Broker: KafkaRequestHandler {
         self.storage = storage
         self.registry = registry
         self.metadata = metadata
-        self.groupCoordinator = groupCoordinator
+        self.configs = configs
+        self.groupCoordinator = coordinators.groups
+        self.transactionCoordinator = coordinators.transactions
         self.clusterId = clusterId
         self.metrics = metrics
     }
@@ -173,6 +203,8 @@ public final class Broker: KafkaRequestHandler {
     /// Closes every log and the metadata log. Call after the transport has stopped.
     public func shutdown() async {
         stopMaintenance()
+        // Marker writers stop before the partitions they write to close.
+        await transactionCoordinator.close()
         for topic in registry.all {
             for partition in topic.partitions { await partition.close() }
         }
@@ -190,10 +222,12 @@ public final class Broker: KafkaRequestHandler {
         }
         let retention = repeatEvery(milliseconds: configuration.retentionCheckIntervalMs) { broker in
             await broker.applyRetention()
-            let cutoff = broker.nowMs - broker.configuration.producerIdExpirationMs
+            let cutoff = broker.nowMs - broker.configs.current.effective.producerIdExpirationMs
             for topic in broker.registry.all {
                 for partition in topic.partitions { partition.expireProducers(olderThan: cutoff) }
             }
+            await broker.transactionCoordinator.expireTransactionalIds()
+            await broker.transactionCoordinator.index.maybeCompact(registry: broker.registry)
         }
         maintenance.withLock { $0 = [flush, retention] }
     }
@@ -352,7 +386,7 @@ public final class Broker: KafkaRequestHandler {
             return .now(respond(handleDescribeConfigs(describe, request), to: request))
         case .initProducerId:
             let initProducerId = try InitProducerIdRequest(from: &body, version: version)
-            return inOrder(request) { await self.handleInitProducerId(initProducerId) }
+            return inOrder(request) { await self.handleInitProducerId(initProducerId, version: version) }
         case .findCoordinator:
             let find = try FindCoordinatorRequest(from: &body, version: version)
             return .now(respond(handleFindCoordinator(find, request), to: request))
@@ -377,9 +411,83 @@ public final class Broker: KafkaRequestHandler {
         case .deleteGroups:
             let deleteGroups = try DeleteGroupsRequest(from: &body, version: version)
             return inOrder(request) { await self.handleDeleteGroups(deleteGroups, request) }
+        case .offsetDelete:
+            let offsetDelete = try OffsetDeleteRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleOffsetDelete(offsetDelete, request) }
+        case .addPartitionsToTxn, .addOffsetsToTxn, .endTxn, .txnOffsetCommit, .describeTransactions, .listTransactions,
+            .describeProducers:
+            return try routeTransactions(request, body: &body)
+        default:
+            return try routeAdmin(request, body: &body)
+        }
+    }
+
+    /// The admin APIs of issue 15: changes (partitions, records, configs) hold the connection's
+    /// order until they are durable; descriptions answer at once.
+    private func routeAdmin(_ request: Request, body: inout ByteBuffer) throws -> RequestReply {
+        let version = request.version
+        switch request.apiKey {
+        case .createPartitions:
+            let create = try CreatePartitionsRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleCreatePartitions(create, request) }
+        case .deleteRecords:
+            let delete = try DeleteRecordsRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleDeleteRecords(delete, request) }
+        case .alterConfigs:
+            let alter = try AlterConfigsRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleAlterConfigs(alter, request) }
+        case .incrementalAlterConfigs:
+            let alter = try IncrementalAlterConfigsRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleIncrementalAlterConfigs(alter, request) }
+        case .describeCluster:
+            let describe = try DescribeClusterRequest(from: &body, version: version)
+            return .now(respond(handleDescribeCluster(describe, request), to: request))
+        case .describeLogDirs:
+            let describe = try DescribeLogDirsRequest(from: &body, version: version)
+            return .now(respond(handleDescribeLogDirs(describe, request), to: request))
+        case .electLeaders:
+            let elect = try ElectLeadersRequest(from: &body, version: version)
+            return .now(respond(handleElectLeaders(elect, request), to: request))
+        case .listPartitionReassignments:
+            let list = try ListPartitionReassignmentsRequest(from: &body, version: version)
+            return .now(respond(handleListPartitionReassignments(list, request), to: request))
+        case .alterPartitionReassignments:
+            let alter = try AlterPartitionReassignmentsRequest(from: &body, version: version)
+            return .now(respond(handleAlterPartitionReassignments(alter, request), to: request))
         default:
             // SupportedApis lists only what is routed here; reaching this is a bug, not bad input.
             preconditionFailure("\(request.apiKey.name) is advertised but not routed")
+        }
+    }
+
+    /// The transaction APIs: the ones that change a transaction hold the connection's order until
+    /// their change is durable (Kafka handles one request of a connection at a time); the
+    /// descriptions answer at once.
+    private func routeTransactions(_ request: Request, body: inout ByteBuffer) throws -> RequestReply {
+        let version = request.version
+        switch request.apiKey {
+        case .addPartitionsToTxn:
+            let add = try AddPartitionsToTxnRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleAddPartitionsToTxn(add, request) }
+        case .addOffsetsToTxn:
+            let add = try AddOffsetsToTxnRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleAddOffsetsToTxn(add, request) }
+        case .endTxn:
+            let end = try EndTxnRequest(from: &body, version: version)
+            return inOrder(request) { await self.handleEndTxn(end, request) }
+        case .txnOffsetCommit:
+            return handleTxnOffsetCommit(try TxnOffsetCommitRequest(from: &body, version: version), request)
+        case .describeTransactions:
+            let describe = try DescribeTransactionsRequest(from: &body, version: version)
+            return .now(respond(handleDescribeTransactions(describe), to: request))
+        case .listTransactions:
+            let list = try ListTransactionsRequest(from: &body, version: version)
+            return .now(respond(handleListTransactions(list, request), to: request))
+        case .describeProducers:
+            let describe = try DescribeProducersRequest(from: &body, version: version)
+            return .now(respond(handleDescribeProducers(describe), to: request))
+        default:
+            preconditionFailure("\(request.apiKey.name) is not a transaction API")
         }
     }
 
@@ -456,7 +564,13 @@ enum SupportedApis {
         .describeConfigs, .initProducerId,
         // The classic group protocol (Groups/, Handlers/GroupHandlers.swift).
         .findCoordinator, .joinGroup, .syncGroup, .heartbeat, .leaveGroup, .offsetCommit, .offsetFetch,
-        .describeGroups, .listGroups, .deleteGroups,
+        .describeGroups, .listGroups, .deleteGroups, .offsetDelete,
+        // The admin surface (Handlers/ConfigHandlers, PartitionAdminHandlers, ClusterHandlers).
+        .createPartitions, .deleteRecords, .alterConfigs, .incrementalAlterConfigs, .describeCluster,
+        .describeLogDirs, .electLeaders, .listPartitionReassignments, .alterPartitionReassignments,
+        // Transactions (Transactions/, Handlers/TransactionHandlers.swift).
+        .addPartitionsToTxn, .addOffsetsToTxn, .endTxn, .txnOffsetCommit, .describeTransactions, .listTransactions,
+        .describeProducers,
     ]
 
     private static let table: [ApiKey: ClosedRange<Int16>] = Dictionary(

@@ -3,9 +3,10 @@ import Logging
 import NIOCore
 import StorageHost
 
-/// Serializes every change to broker metadata (topic creation and deletion, producer-id blocks)
-/// and makes it durable in the metadata log before it takes effect, so a crash can never
-/// leave a topic that clients saw but the broker forgot.
+/// Serializes every change to broker metadata (topic creation, deletion, new partitions, topic
+/// and dynamic broker configs, producer-id blocks) and makes it durable in the metadata log
+/// before it takes effect, so a crash can never leave a change that clients saw but the broker
+/// forgot.
 actor MetadataManager {
     static let logName = "__fjord_metadata"
     /// Producer ids are reserved in blocks; a restart skips the rest of the block.
@@ -15,6 +16,7 @@ actor MetadataManager {
     private let log: StorageLog
     private let registry: TopicRegistry
     private let configuration: BrokerConfiguration
+    private let configs: BrokerConfigStore
     private let logger: Logger
     private var nextOffset: Int64
     nonisolated let clusterId: String
@@ -25,15 +27,41 @@ actor MetadataManager {
         var clusterId: String?
         var topics: [String: (id: KafkaUUID, partitionCount: Int32, configs: [String: String])] = [:]
         var producerIdBlockEnd: Int64 = 0
+        var dynamicConfigs = DynamicBrokerConfigs()
+
+        /// Applies one record; `nodeId` picks this broker's per-broker configs.
+        mutating func apply(_ record: MetadataRecord, nodeId: Int32) {
+            switch record {
+            case .clusterId(let id):
+                clusterId = id
+            case .topicCreated(let name, let id, let partitionCount, let configs):
+                topics[name] = (id, partitionCount, configs)
+            case .topicDeleted(let name, let id):
+                if topics[name]?.id == id { topics.removeValue(forKey: name) }
+            case .producerIdBlock(let end):
+                producerIdBlockEnd = max(producerIdBlockEnd, end)
+            case .topicConfigsChanged(let name, let id, let configs):
+                if topics[name]?.id == id { topics[name]?.configs = configs }
+            case .partitionsAdded(let name, let id, let partitionCount):
+                if topics[name]?.id == id { topics[name]?.partitionCount = partitionCount }
+            case .brokerConfigsChanged(let brokerId, let configs):
+                if brokerId == nil {
+                    dynamicConfigs.clusterDefault = configs
+                } else if brokerId == nodeId {
+                    dynamicConfigs.perBroker = configs
+                }
+            }
+        }
     }
 
     /// Replays the metadata log and opens every topic's partitions.
     static func open(
         storage: StorageEngine,
         registry: TopicRegistry,
-        configuration: BrokerConfiguration,
+        configs: BrokerConfigStore,
         logger: Logger
     ) async throws -> MetadataManager {
+        let configuration = configs.current.staticConfiguration
         let log = try await storage.openLog(named: logName, create: true)
         let state = try log.state()
         var replayed = Replayed()
@@ -42,24 +70,18 @@ actor MetadataManager {
             let chunk = try await log.read(from: offset, limit: state.endOffset, maxBytes: 1 << 20, minimumOneEntry: true)
             guard chunk.entryCount > 0 else { break }
             for record in try MetadataRecord.decodeAll(chunk.bytes) {
-                switch record {
-                case .clusterId(let id):
-                    replayed.clusterId = id
-                case .topicCreated(let name, let id, let partitionCount, let configs):
-                    replayed.topics[name] = (id, partitionCount, configs)
-                case .topicDeleted(let name, let id):
-                    if replayed.topics[name]?.id == id { replayed.topics.removeValue(forKey: name) }
-                case .producerIdBlock(let end):
-                    replayed.producerIdBlockEnd = max(replayed.producerIdBlockEnd, end)
-                }
+                replayed.apply(record, nodeId: configuration.nodeId)
             }
             offset = chunk.nextOffset
         }
+        // Topic settings are computed over the broker's configs: the dynamic ones first.
+        configs.replace(dynamic: replayed.dynamicConfigs)
         let manager = MetadataManager(
             storage: storage,
             log: log,
             registry: registry,
             configuration: configuration,
+            configs: configs,
             logger: logger,
             nextOffset: state.endOffset,
             clusterId: replayed.clusterId ?? KafkaUUID.random().description,
@@ -93,6 +115,7 @@ actor MetadataManager {
         log: StorageLog,
         registry: TopicRegistry,
         configuration: BrokerConfiguration,
+        configs: BrokerConfigStore,
         logger: Logger,
         nextOffset: Int64,
         clusterId: String,
@@ -102,6 +125,7 @@ actor MetadataManager {
         self.log = log
         self.registry = registry
         self.configuration = configuration
+        self.configs = configs
         self.logger = logger
         self.nextOffset = nextOffset
         self.clusterId = clusterId
@@ -120,7 +144,7 @@ actor MetadataManager {
     private func openTopic(name: String, id: KafkaUUID, partitionCount: Int32, configs: [String: String]) async throws
         -> Topic
     {
-        let settings = TopicSettings(configs: configs, broker: configuration)
+        let settings = TopicSettings(configs: configs, broker: self.configs.current)
         var partitions: [Partition] = []
         partitions.reserveCapacity(Int(partitionCount))
         do {
@@ -195,7 +219,7 @@ actor MetadataManager {
     func createTopic(name: String, partitionCount: Int32, configs: [String: String]) async throws -> Topic {
         if registry.topic(named: name) != nil { throw CreateError.alreadyExists }
         let id = KafkaUUID.random()
-        let settings = TopicSettings(configs: configs, broker: configuration)
+        let settings = TopicSettings(configs: configs, broker: self.configs.current)
         var created: [StorageLog] = []
         do {
             for index in 0..<partitionCount {
@@ -249,7 +273,8 @@ actor MetadataManager {
     /// Deletes a topic: durable record first, then it disappears from the registry, its
     /// partitions stop and their logs are deleted.
     func deleteTopic(_ topic: Topic) async throws {
-        guard registry.topic(id: topic.id) === topic else { return }
+        // The latest snapshot: partitions added since the caller looked the topic up go too.
+        guard let topic = registry.topic(id: topic.id) else { return }
         try await append(.topicDeleted(name: topic.name, id: topic.id))
         registry.remove(topic)
         for partition in topic.partitions {
@@ -262,6 +287,76 @@ actor MetadataManager {
             }
         }
         logger.info("deleted topic", metadata: ["topic": "\(topic.name)", "id": "\(topic.id)"])
+    }
+
+    /// CreatePartitions: grows a topic to `partitionCount` partitions (the caller checked it is
+    /// larger). Atomic like creation: the new logs first, then the record, then the topic snapshot
+    /// with the new partitions replaces the old one; a failure removes the logs it created.
+    func addPartitions(to topic: Topic, partitionCount: Int32) async throws -> Topic {
+        guard let current = registry.topic(id: topic.id) else { throw ChangeError.topicDeleted }
+        guard partitionCount > Int32(current.partitions.count) else { throw ChangeError.stale }
+        var created: [StorageLog] = []
+        do {
+            for index in Int32(current.partitions.count)..<partitionCount {
+                created.append(
+                    try await storage.openLog(
+                        named: Topic.logName(topic: current.name, partition: index),
+                        create: true,
+                        exclusive: true,
+                        options: current.settings.logOptions
+                    )
+                )
+            }
+            try await append(.partitionsAdded(name: current.name, id: current.id, partitionCount: partitionCount))
+        } catch {
+            await removeLogs(created, ofTopic: current.name, after: error)
+            throw error
+        }
+        let first = Int32(current.partitions.count)
+        let added = try created.enumerated().map { offset, log in
+            Partition(topicName: current.name, index: first + Int32(offset), log: log, recovered: try log.state())
+        }
+        let grown = current.with(partitions: current.partitions + added)
+        registry.insert(grown)
+        logger.info(
+            "added partitions",
+            metadata: ["topic": "\(current.name)", "partitions": "\(first) -> \(partitionCount)"]
+        )
+        return grown
+    }
+
+    /// AlterConfigs for a topic: its explicit configs become exactly `configs` (validated by the
+    /// caller), durably, then the topic's settings follow at once.
+    func setTopicConfigs(_ topic: Topic, to configs: [String: String]) async throws {
+        guard let current = registry.topic(id: topic.id) else { throw ChangeError.topicDeleted }
+        try await append(.topicConfigsChanged(name: current.name, id: current.id, configs: configs))
+        registry.insert(
+            current.with(configs: configs, settings: TopicSettings(configs: configs, broker: self.configs.current))
+        )
+        logger.info("changed topic configs", metadata: ["topic": "\(current.name)", "configs": "\(configs)"])
+    }
+
+    /// AlterConfigs for the broker: this broker's dynamic configs (`perBroker`) or the cluster-wide
+    /// defaults become exactly `configs`, durably; then every topic's settings are recomputed.
+    func setBrokerConfigs(perBroker: Bool, to configs: [String: String]) async throws {
+        var dynamic = self.configs.current.dynamic
+        if perBroker { dynamic.perBroker = configs } else { dynamic.clusterDefault = configs }
+        try await append(.brokerConfigsChanged(brokerId: perBroker ? configuration.nodeId : nil, configs: configs))
+        let view = self.configs.replace(dynamic: dynamic)
+        for topic in registry.all {
+            registry.insert(topic.with(settings: TopicSettings(configs: topic.configs, broker: view)))
+        }
+        logger.info(
+            "changed dynamic broker configs",
+            metadata: ["scope": "\(perBroker ? "broker \(configuration.nodeId)" : "cluster default")", "configs": "\(configs)"]
+        )
+    }
+
+    enum ChangeError: Error {
+        /// The topic was deleted meanwhile.
+        case topicDeleted
+        /// Another change got there first (the partition count is no longer below the target).
+        case stale
     }
 
     /// A fresh producer id, never handed out before by this broker's data directory.

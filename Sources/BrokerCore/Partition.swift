@@ -83,8 +83,9 @@ final class Partition: Sendable {
     /// issues one sync for all its partitions (`submitSharedSync`) instead of one per partition.
     let syncIsShared: Bool
 
-    private let appendOrder = Mutex(())
-    private let state: Mutex<State>
+    // Internal (not private) for the extensions in Partition+Transactions.swift.
+    let appendOrder = Mutex(())
+    let state: Mutex<State>
 
     struct Snapshot: Sendable, Equatable {
         var logStartOffset: Int64
@@ -95,9 +96,12 @@ final class Partition: Sendable {
         /// Offset of the record holding `maxTimestamp`, or -1 when not known yet.
         var offsetOfMaxTimestamp: Int64
         var isOnline: Bool
+        /// What read_committed consumers may read up to (Kafka's LSO): the high watermark unless
+        /// a transaction in this partition is undecided or its marker not yet visible.
+        var lastStableOffset: Int64
     }
 
-    private struct InFlightBatch {
+    struct InFlightBatch {
         var id: UInt64
         var firstOffset: Int64
         var endOffset: Int64
@@ -110,9 +114,20 @@ final class Partition: Sendable {
         /// Retries of this batch by an idempotent producer that arrived while it was in flight:
         /// they are answered with its outcome, never before it is visible (acks=all: durable).
         var duplicates: [AppendSink] = []
+        /// The batch began its producer's transaction in this partition (undone if it fails).
+        var beginsTransaction = false
+        /// The batch is an end-transaction marker (undone if it fails).
+        var isMarker = false
     }
 
-    private struct State {
+    /// Offsets and the id `State.admit` gave a batch.
+    struct AssignedBatch {
+        var first: Int64
+        var last: Int64
+        var id: UInt64
+    }
+
+    struct State {
         var logStartOffset: Int64
         var nextOffset: Int64
         var submittedEnd: Int64
@@ -126,6 +141,8 @@ final class Partition: Sendable {
         var syncInFlight = false
         var syncWanted = false
         var producers = ProducerStateTable()
+        /// Transactions in progress, their markers and the aborted-transactions index.
+        var transactions = PartitionTransactions()
         var waiters: [ObjectIdentifier: FetchWaiter] = [:]
         var isClosed = false
         /// Set when the backend reported the log failed (I/O error); the partition stays
@@ -154,8 +171,101 @@ final class Partition: Sendable {
                 for duplicate in batch.duplicates { completed.append((duplicate, outcome)) }
                 count += 1
             }
-            if count > 0 { inFlight.removeFirst(count) }
+            if count > 0 {
+                inFlight.removeFirst(count)
+                transactions.markersVisible(below: highWatermark)
+            }
             return completed
+        }
+
+        /// Decides what becomes of a validated batch (the idempotence and transaction checks of
+        /// Kafka's `ProducerAppendInfo`) and, when it is to be appended, assigns its offsets and
+        /// records it in flight. Called under `appendOrder`.
+        mutating func admit(
+            header: RecordBatchHeader,
+            validated: ValidatedBatch,
+            needsSync: Bool,
+            sink: AppendSink,
+            nowMs: Int64,
+            owner: Partition
+        ) -> Result<AssignedBatch, AppendFailure> {
+            if let refusal = refusal(owner) { return .failure(refusal) }
+            let producerId = header.producerId
+            var previous: ProducerStateTable.Entry?
+            let lastSequence = ProducerStateTable.lastSequence(first: header.baseSequence, lastOffsetDelta: header.lastOffsetDelta)
+            if producerId >= 0 {
+                switch producers.check(
+                    producerId: producerId,
+                    producerEpoch: header.producerEpoch,
+                    firstSequence: header.baseSequence,
+                    lastSequence: lastSequence
+                ) {
+                case .append(let before):
+                    previous = before
+                case .duplicate(let original):
+                    if let inFlight = inFlight.firstIndex(where: { $0.firstOffset == original.firstOffset }) {
+                        // The original is not visible yet: answer the retry with its outcome.
+                        self.inFlight[inFlight].duplicates.append(sink)
+                        return .failure(.init(waitingForOriginal: ()))
+                    }
+                    return .failure(.init(duplicateOf: original))
+                case .outOfOrderSequence(let message):
+                    return .failure(.init(.outOfOrderSequenceNumber, message))
+                case .invalidProducerEpoch(let message):
+                    return .failure(.init(.invalidProducerEpoch, message))
+                }
+                if !header.isTransactional, !transactions.isEmpty, transactions.hasOpenTransaction(producerId) {
+                    return .failure(
+                        .init(
+                            .invalidTxnState,
+                            "Expected transactional write from producer \(producerId) in partition \(owner.topicName)-\(owner.index)"
+                        )
+                    )
+                }
+            }
+            let first = nextOffset
+            let last = first + Int64(header.lastOffsetDelta)
+            nextOffset = last + 1
+            var beginsTransaction = false
+            if producerId >= 0 {
+                producers.record(
+                    producerId: producerId,
+                    producerEpoch: header.producerEpoch,
+                    batch: .init(firstSequence: header.baseSequence, lastSequence: lastSequence, firstOffset: first, lastOffset: last),
+                    nowMs: nowMs
+                )
+                if header.isTransactional {
+                    beginsTransaction = transactions.noteTransactionalBatch(producerId: producerId, at: first)
+                }
+            }
+            let id = nextBatchId
+            nextBatchId += 1
+            inFlight.append(
+                InFlightBatch(
+                    id: id,
+                    firstOffset: first,
+                    endOffset: last + 1,
+                    needsSync: needsSync,
+                    sink: sink,
+                    producerId: producerId,
+                    previousProducerEntry: previous,
+                    maxTimestamp: validated.maxTimestamp,
+                    offsetOfMaxTimestamp: first + Int64(validated.offsetDeltaOfMaxTimestamp),
+                    beginsTransaction: beginsTransaction
+                )
+            )
+            return .success(AssignedBatch(first: first, last: last, id: id))
+        }
+
+        /// Why nothing can be appended now: the partition is being deleted or is offline.
+        func refusal(_ owner: Partition) -> AppendFailure? {
+            if isClosed {
+                return .init(.unknownTopicOrPartition, "partition \(owner.topicName)-\(owner.index) is being deleted")
+            }
+            if let failure {
+                return .init(.kafkaStorageError, "partition \(owner.topicName)-\(owner.index) is offline: \(failure.message)")
+            }
+            return nil
         }
 
         mutating func takeWaiters() -> [FetchWaiter] {
@@ -172,6 +282,8 @@ final class Partition: Sendable {
             let failed = inFlight[position...]
             for batch in failed.reversed() where batch.producerId >= 0 {
                 producers.restore(producerId: batch.producerId, to: batch.previousProducerEntry)
+                if batch.beginsTransaction { transactions.forgetBegin(producerId: batch.producerId, at: batch.firstOffset) }
+                if batch.isMarker { transactions.forgetMarker(at: batch.firstOffset) }
             }
             let rollback = inFlight[position].firstOffset
             nextOffset = min(nextOffset, rollback)
@@ -213,7 +325,8 @@ final class Partition: Sendable {
                 highWatermark: $0.highWatermark,
                 maxTimestamp: $0.maxTimestamp,
                 offsetOfMaxTimestamp: $0.offsetOfMaxTimestamp,
-                isOnline: $0.failure == nil && !$0.isClosed
+                isOnline: $0.failure == nil && !$0.isClosed,
+                lastStableOffset: $0.transactions.lastStableOffset(highWatermark: $0.highWatermark)
             )
         }
     }
@@ -238,122 +351,83 @@ final class Partition: Sendable {
     /// order requests arrived on a connection (the transport calls the core in that order); `sink`
     /// gets the outcome exactly once, when the batch is visible: appended, and durable too when
     /// `acks` is -1 on a durable backend. It may get it before `submit` returns.
+    ///
+    /// A transactional batch that does not continue its producer's transaction in this partition
+    /// is first checked with the transaction coordinator through `verifier` (KIP-890 part 1):
+    /// under the append order, so no marker can slip between the check and the append.
     func submit(
         batch: ByteBuffer,
         validated: ValidatedBatch,
         acks: Int16,
         nowMs: Int64,
-        sink: AppendSink
+        sink: AppendSink,
+        verifier: (any TransactionVerifier)? = nil
     ) -> Submission {
         let header = validated.header
         let needsSync = acks == -1 && isDurable
-        let prepared: (first: Int64, last: Int64, id: UInt64)? = appendOrder.withLock { _ in
-            let decision: Result<(first: Int64, last: Int64, id: UInt64), AppendFailure> = state.withLock { state in
-                if state.isClosed {
-                    return .failure(.init(.unknownTopicOrPartition, "partition \(topicName)-\(index) is being deleted"))
-                }
-                if let failure = state.failure {
-                    return .failure(.init(.kafkaStorageError, "partition \(topicName)-\(index) is offline: \(failure.message)"))
-                }
-                var previous: ProducerStateTable.Entry?
-                if header.producerId >= 0 {
-                    let lastSequence = ProducerStateTable.lastSequence(
-                        first: header.baseSequence,
-                        lastOffsetDelta: header.lastOffsetDelta
-                    )
-                    switch state.producers.check(
-                        producerId: header.producerId,
-                        producerEpoch: header.producerEpoch,
-                        firstSequence: header.baseSequence,
-                        lastSequence: lastSequence
-                    ) {
-                    case .append(let before):
-                        previous = before
-                    case .duplicate(let original):
-                        if let inFlight = state.inFlight.firstIndex(where: { $0.firstOffset == original.firstOffset }) {
-                            // The original is not visible yet: answer the retry with its outcome.
-                            state.inFlight[inFlight].duplicates.append(sink)
-                            return .failure(.init(waitingForOriginal: ()))
-                        }
-                        return .failure(.init(duplicateOf: original))
-                    case .outOfOrderSequence(let message):
-                        return .failure(.init(.outOfOrderSequenceNumber, message))
-                    case .invalidProducerEpoch(let message):
-                        return .failure(.init(.invalidProducerEpoch, message))
-                    }
-                }
-                let first = state.nextOffset
-                let last = first + Int64(header.lastOffsetDelta)
-                state.nextOffset = last + 1
-                if header.producerId >= 0 {
-                    state.producers.record(
-                        producerId: header.producerId,
-                        producerEpoch: header.producerEpoch,
-                        batch: .init(
-                            firstSequence: header.baseSequence,
-                            lastSequence: ProducerStateTable.lastSequence(
-                                first: header.baseSequence,
-                                lastOffsetDelta: header.lastOffsetDelta
-                            ),
-                            firstOffset: first,
-                            lastOffset: last
-                        ),
-                        nowMs: nowMs
-                    )
-                }
-                let id = state.nextBatchId
-                state.nextBatchId += 1
-                state.inFlight.append(
-                    InFlightBatch(
-                        id: id,
-                        firstOffset: first,
-                        endOffset: last + 1,
-                        needsSync: needsSync,
-                        sink: sink,
-                        producerId: header.producerId,
-                        previousProducerEntry: previous,
-                        maxTimestamp: validated.maxTimestamp,
-                        offsetOfMaxTimestamp: first + Int64(validated.offsetDeltaOfMaxTimestamp)
-                    )
-                )
-                return .success((first, last, id))
+        let submitted: Bool = appendOrder.withLock { _ in
+            if header.isTransactional, let refusal = verifyTransactionalBatch(header, verifier) {
+                sink.deliver(refusal.outcome(logStartOffset: state.withLock { $0.logStartOffset }))
+                return false
+            }
+            let decision = state.withLock { state in
+                state.admit(header: header, validated: validated, needsSync: needsSync, sink: sink, nowMs: nowMs, owner: self)
             }
             guard case .success(let assigned) = decision else {
                 if case .failure(let failure) = decision, !failure.isWaitingForOriginal {
                     let start = state.withLock { $0.logStartOffset }
                     sink.deliver(failure.outcome(logStartOffset: start))
                 }
-                return nil
+                return false
             }
-            // The producer's bytes are stored verbatim; only baseOffset and the partition leader
-            // epoch (bytes 0..<16, outside the CRC) are replaced, by gathering a new prefix with
-            // the rest of the batch instead of copying it.
-            let prefix = RecordBatchWriter.rewrittenPrefix(
-                of: header,
-                baseOffset: assigned.first,
-                partitionLeaderEpoch: Broker.leaderEpoch
-            )
-            let rest = batch.getSlice(at: batch.readerIndex + 16, length: validated.byteCount - 16)!
             // A batch without timestamps is indexed at its append time, so time retention and
             // the time index still place it (kstore.h: -1 never expires by time).
-            log.submitAppend(
-                firstOffset: assigned.first,
-                lastOffset: assigned.last,
+            appendAssigned(
+                batch: batch,
+                header: header,
+                byteCount: validated.byteCount,
                 maxTimestamp: validated.maxTimestamp >= 0 ? validated.maxTimestamp : nowMs,
-                parts: [prefix, rest]
-            ) { [self] result in
-                appendCompleted(batchId: assigned.id, endOffset: assigned.last + 1, result: result)
-            }
-            state.withLock { state in
-                // Unless the append already failed and rolled the log back, the backend now holds it.
-                if state.nextOffset > assigned.last { state.submittedEnd = max(state.submittedEnd, assigned.last + 1) }
-            }
-            return assigned
+                assigned: assigned
+            )
+            return true
         }
-        guard prepared != nil, needsSync else { return .submitted }
+        guard submitted, needsSync else { return .submitted }
         if syncIsShared { return .awaitsSharedSync }
         requestSync()
         return .submitted
+    }
+
+    /// Hands a batch `State.admit` accepted to the backend. Called under `appendOrder`.
+    ///
+    /// The producer's bytes are stored verbatim; only baseOffset and the partition leader epoch
+    /// (bytes 0..<16, outside the CRC) are replaced, by gathering a new prefix with the rest of the
+    /// batch instead of copying it.
+    func appendAssigned(
+        batch: ByteBuffer,
+        header: RecordBatchHeader,
+        byteCount: Int,
+        maxTimestamp: Int64,
+        assigned: AssignedBatch
+    ) {
+        let prefix = RecordBatchWriter.rewrittenPrefix(
+            of: header,
+            baseOffset: assigned.first,
+            partitionLeaderEpoch: Broker.leaderEpoch
+        )
+        // The batch was validated whole: the slice exists.
+        let rest = batch.getSlice(at: batch.readerIndex + 16, length: byteCount - 16)!
+        log.submitAppend(
+            firstOffset: assigned.first,
+            lastOffset: assigned.last,
+            maxTimestamp: maxTimestamp,
+            parts: [prefix, rest]
+        ) { [self] result in
+            appendCompleted(batchId: assigned.id, endOffset: assigned.last + 1, result: result)
+        }
+        state.withLock { state in
+            // Unless the append already failed and rolled the log back, the backend now holds it.
+            if state.nextOffset > assigned.last { state.submittedEnd = max(state.submittedEnd, assigned.last + 1) }
+        }
     }
 
     /// The end a sync submitted now covers: every append the backend holds.
@@ -369,7 +443,7 @@ final class Partition: Sendable {
         }
     }
 
-    private struct AppendFailure: Error {
+    struct AppendFailure: Error {
         var code: ErrorCode
         var message: String?
         var duplicate: ProducerStateTable.BatchMetadata?
@@ -427,7 +501,7 @@ final class Partition: Sendable {
 
     /// Group commit within the partition: one sync at a time; syncs requested meanwhile are
     /// merged into the next one. (A shared-WAL backend merges syncs across partitions too.)
-    private func requestSync() {
+    func requestSync() {
         let cover: Int64? = state.withLock { state in
             if state.syncInFlight {
                 state.syncWanted = true
@@ -493,12 +567,22 @@ final class Partition: Sendable {
     // MARK: Reading
 
     enum ReadOutcome: Sendable {
-        case records(ByteBuffer, Snapshot)
+        /// The batches read, the partition's state, and (read_committed) the aborted transactions
+        /// that overlap what was read.
+        case records(ByteBuffer, Snapshot, abortedTransactions: [AbortedTransaction])
         case error(ErrorCode, Snapshot)
     }
 
-    /// Reads whole batches from `offset` up to the high watermark (Fetch).
-    func read(from offset: Int64, maxBytes: Int, minimumOneBatch: Bool, allocator: ByteBufferAllocator) async -> ReadOutcome {
+    /// Reads whole batches from `offset` up to the high watermark (Fetch), or with
+    /// `readCommitted` up to the last stable offset, together with the aborted transactions a
+    /// read_committed consumer needs to drop what it reads of them.
+    func read(
+        from offset: Int64,
+        maxBytes: Int,
+        minimumOneBatch: Bool,
+        allocator: ByteBufferAllocator,
+        readCommitted: Bool = false
+    ) async -> ReadOutcome {
         let snapshot = self.snapshot
         guard snapshot.isOnline else {
             return .error(state.withLock { $0.isClosed } ? .unknownTopicOrPartition : .kafkaStorageError, snapshot)
@@ -506,17 +590,24 @@ final class Partition: Sendable {
         if offset < snapshot.logStartOffset || offset > snapshot.logEndOffset {
             return .error(.offsetOutOfRange, snapshot)
         }
-        if offset >= snapshot.highWatermark || maxBytes <= 0 && !minimumOneBatch {
-            return .records(allocator.buffer(capacity: 0), snapshot)
+        let limit = readCommitted ? snapshot.lastStableOffset : snapshot.highWatermark
+        if offset >= limit || maxBytes <= 0 && !minimumOneBatch {
+            return .records(allocator.buffer(capacity: 0), snapshot, abortedTransactions: [])
         }
         do {
             let result = try await log.read(
                 from: offset,
-                limit: snapshot.highWatermark,
+                limit: limit,
                 maxBytes: max(maxBytes, 0),
                 minimumOneEntry: minimumOneBatch
             )
-            return .records(result.bytes, snapshot)
+            guard readCommitted, result.entryCount > 0 else {
+                return .records(result.bytes, snapshot, abortedTransactions: [])
+            }
+            let aborted = state.withLock {
+                $0.transactions.abortedTransactions(from: offset, upTo: result.nextOffset)
+            }
+            return .records(result.bytes, snapshot, abortedTransactions: aborted)
         } catch let error as StorageError {
             // Retention may have moved the start between the check and the read.
             return .error(error.code == .outOfRange ? .offsetOutOfRange : .kafkaStorageError, self.snapshot)
@@ -583,6 +674,22 @@ final class Partition: Sendable {
         let newStart = try await log.enforceRetention(retainBytes: retentionBytes, retainAfterTimestamp: cutoff)
         state.withLock { state in
             if newStart > state.logStartOffset { state.logStartOffset = min(newStart, state.highWatermark) }
+            state.transactions.pruneAborted(below: state.logStartOffset)
+        }
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (which must not exceed the high
+    /// watermark) through the backend's delete_before, durably on a durable backend, and returns
+    /// the new log start offset (the low watermark). Reads below it answer OFFSET_OUT_OF_RANGE.
+    func deleteRecords(before offset: Int64) async throws -> Int64 {
+        try await log.deleteBefore(offset)
+        // kstore.h: the new start is durable no later than the next completed sync.
+        if isDurable { try await log.sync() }
+        return state.withLock { state in
+            state.logStartOffset = max(state.logStartOffset, min(offset, state.highWatermark))
+            // Aborted transactions wholly below the new start are no longer needed by any reader.
+            state.transactions.pruneAborted(below: state.logStartOffset)
+            return state.logStartOffset
         }
     }
 
@@ -600,6 +707,11 @@ final class Partition: Sendable {
             guard chunk.entryCount > 0 else { break }
             for batch in RecordBatchReader.batches(in: chunk.bytes) {
                 guard let header = try? RecordBatchHeader(parsing: batch), header.producerId >= 0 else { continue }
+                if header.isControl {
+                    // A marker carries no sequence; it may bump the producer's epoch.
+                    recovered.noteMarker(producerId: header.producerId, producerEpoch: header.producerEpoch, nowMs: nowMs)
+                    continue
+                }
                 recovered.record(
                     producerId: header.producerId,
                     producerEpoch: header.producerEpoch,

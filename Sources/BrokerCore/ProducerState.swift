@@ -88,6 +88,18 @@ struct ProducerStateTable: Sendable {
         entries[producerId] = entry
     }
 
+    /// Records an end-transaction marker of the producer (Kafka's `appendEndTxnMarker`): a marker
+    /// with a newer epoch (a fenced or timed-out transaction) starts the epoch with no batches, so
+    /// the old epoch's batches are refused as INVALID_PRODUCER_EPOCH from now on.
+    mutating func noteMarker(producerId: Int64, producerEpoch: Int16, nowMs: Int64) {
+        var entry = entries[producerId] ?? Entry(producerEpoch: producerEpoch, batches: [], lastUpdateMs: nowMs)
+        if producerEpoch > entry.producerEpoch {
+            entry = Entry(producerEpoch: producerEpoch, batches: [], lastUpdateMs: nowMs)
+        }
+        entry.lastUpdateMs = nowMs
+        entries[producerId] = entry
+    }
+
     /// Restores a producer's entry to what it was before a batch that then failed to append.
     mutating func restore(producerId: Int64, to previous: Entry?) {
         entries[producerId] = previous

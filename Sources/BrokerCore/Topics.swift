@@ -2,13 +2,14 @@ import KafkaMessages
 import NIOCore
 import Synchronization
 
-/// A topic: immutable once created (Fjord has no AlterConfigs or CreatePartitions yet), so
-/// handlers can hold one across suspension points without re-checking anything but deletion.
+/// A topic, as an immutable snapshot: CreatePartitions and AlterConfigs replace it in the registry
+/// with a new snapshot sharing its partitions, so a handler holding one across a suspension point
+/// sees a consistent topic (and looks it up again when it needs the latest).
 final class Topic: Sendable {
     let name: String
     let id: KafkaUUID
     let partitions: [Partition]
-    /// Configs set explicitly at creation; everything else takes the broker default.
+    /// Configs set explicitly (at creation or by AlterConfigs); everything else takes the broker's.
     let configs: [String: String]
     let settings: TopicSettings
 
@@ -19,6 +20,23 @@ final class Topic: Sendable {
         self.configs = configs
         self.settings = settings
     }
+
+    /// The same topic with more partitions (CreatePartitions), or other configs and settings.
+    func with(partitions: [Partition]? = nil, configs: [String: String]? = nil, settings: TopicSettings? = nil) -> Topic {
+        Topic(
+            name: name,
+            id: id,
+            partitions: partitions ?? self.partitions,
+            configs: configs ?? self.configs,
+            settings: settings ?? self.settings
+        )
+    }
+
+    /// Kafka's internal topics (`Topic.isInternal`): Metadata marks them so clients' regex
+    /// subscriptions skip them (`exclude.internal.topics`).
+    static let internalNames: Set<String> = ["__consumer_offsets", "__transaction_state"]
+
+    var isInternal: Bool { Self.internalNames.contains(name) }
 
     func partition(_ index: Int32) -> Partition? {
         index >= 0 && Int(index) < partitions.count ? partitions[Int(index)] : nil
@@ -41,6 +59,7 @@ final class TopicRegistry: Sendable {
     /// All topics, sorted by name (Metadata lists them in a stable order).
     var all: [Topic] { state.withLock { $0.byName.values.sorted { $0.name < $1.name } } }
 
+    /// Adds a topic, or replaces the snapshot of one with the same name and id.
     func insert(_ topic: Topic) {
         state.withLock {
             $0.byName[topic.name] = topic
@@ -90,11 +109,20 @@ enum MetadataRecord: Sendable, Equatable {
     case topicDeleted(name: String, id: KafkaUUID)
     /// Producer ids below this value are reserved (allocated in blocks, so restarts never reuse one).
     case producerIdBlock(end: Int64)
+    /// The topic's explicit configs are now exactly `configs` (AlterConfigs, IncrementalAlterConfigs).
+    case topicConfigsChanged(name: String, id: KafkaUUID, configs: [String: String])
+    /// The dynamic broker configs of one broker (`brokerId`) or, with `brokerId` nil, the
+    /// cluster-wide defaults are now exactly `configs`.
+    case brokerConfigsChanged(brokerId: Int32?, configs: [String: String])
+    /// The topic now has `partitionCount` partitions (CreatePartitions); the new logs exist.
+    case partitionsAdded(name: String, id: KafkaUUID, partitionCount: Int32)
 
+    /// Kinds were only added (never changed) since version 1, so every older log still decodes.
     static let formatVersion: UInt8 = 1
 
     private enum Kind: UInt8 {
         case clusterId = 1, topicCreated = 2, topicDeleted = 3, producerIdBlock = 4
+        case topicConfigsChanged = 5, brokerConfigsChanged = 6, partitionsAdded = 7
     }
 
     struct DecodeError: Error, CustomStringConvertible {
@@ -113,11 +141,21 @@ enum MetadataRecord: Sendable, Equatable {
             body.writeShortString(name)
             body.writeUUID(id)
             body.writeInteger(partitionCount)
-            body.writeInteger(UInt16(configs.count))
-            for key in configs.keys.sorted() {
-                body.writeShortString(key)
-                body.writeShortString(configs[key] ?? "")
-            }
+            body.writeConfigs(configs)
+        case .topicConfigsChanged(let name, let id, let configs):
+            body.writeInteger(Kind.topicConfigsChanged.rawValue)
+            body.writeShortString(name)
+            body.writeUUID(id)
+            body.writeConfigs(configs)
+        case .brokerConfigsChanged(let brokerId, let configs):
+            body.writeInteger(Kind.brokerConfigsChanged.rawValue)
+            body.writeInteger(brokerId ?? -1)
+            body.writeConfigs(configs)
+        case .partitionsAdded(let name, let id, let partitionCount):
+            body.writeInteger(Kind.partitionsAdded.rawValue)
+            body.writeShortString(name)
+            body.writeUUID(id)
+            body.writeInteger(partitionCount)
         case .topicDeleted(let name, let id):
             body.writeInteger(Kind.topicDeleted.rawValue)
             body.writeShortString(name)
@@ -159,14 +197,22 @@ enum MetadataRecord: Sendable, Equatable {
             return .clusterId(id)
         case .topicCreated:
             guard let name = body.readShortString(), let id = body.readUUID(),
-                let partitionCount = body.readInteger(as: Int32.self), let count = body.readInteger(as: UInt16.self)
+                let partitionCount = body.readInteger(as: Int32.self), let configs = body.readConfigs()
             else { throw fail() }
-            var configs: [String: String] = [:]
-            for _ in 0..<count {
-                guard let key = body.readShortString(), let value = body.readShortString() else { throw fail() }
-                configs[key] = value
-            }
             return .topicCreated(name: name, id: id, partitionCount: partitionCount, configs: configs)
+        case .topicConfigsChanged:
+            guard let name = body.readShortString(), let id = body.readUUID(), let configs = body.readConfigs() else {
+                throw fail()
+            }
+            return .topicConfigsChanged(name: name, id: id, configs: configs)
+        case .brokerConfigsChanged:
+            guard let brokerId = body.readInteger(as: Int32.self), let configs = body.readConfigs() else { throw fail() }
+            return .brokerConfigsChanged(brokerId: brokerId < 0 ? nil : brokerId, configs: configs)
+        case .partitionsAdded:
+            guard let name = body.readShortString(), let id = body.readUUID(),
+                let partitionCount = body.readInteger(as: Int32.self)
+            else { throw fail() }
+            return .partitionsAdded(name: name, id: id, partitionCount: partitionCount)
         case .topicDeleted:
             guard let name = body.readShortString(), let id = body.readUUID() else { throw fail() }
             return .topicDeleted(name: name, id: id)
@@ -186,6 +232,25 @@ extension ByteBuffer {
     fileprivate mutating func readShortString() -> String? {
         guard let length = readInteger(as: UInt16.self) else { return nil }
         return readString(length: Int(length))
+    }
+
+    /// A config map: `u16 count`, then name and value strings, sorted by name (deterministic bytes).
+    fileprivate mutating func writeConfigs(_ configs: [String: String]) {
+        writeInteger(UInt16(configs.count))
+        for key in configs.keys.sorted() {
+            writeShortString(key)
+            writeShortString(configs[key] ?? "")
+        }
+    }
+
+    fileprivate mutating func readConfigs() -> [String: String]? {
+        guard let count = readInteger(as: UInt16.self) else { return nil }
+        var configs: [String: String] = [:]
+        for _ in 0..<count {
+            guard let key = readShortString(), let value = readShortString() else { return nil }
+            configs[key] = value
+        }
+        return configs
     }
 
     fileprivate mutating func writeUUID(_ id: KafkaUUID) {

@@ -56,13 +56,19 @@ public struct BrokerSettings: Sendable {
         return HostPort(host: address.isWildcard ? "127.0.0.1" : address.host, port: address.port)
     }
 
-    /// The broker configuration with what is derived from the other settings (advertised address,
-    /// effective configuration) filled in.
-    public var brokerConfiguration: BrokerConfiguration {
+    /// The broker configuration with what is derived from the other settings filled in: the
+    /// advertised address, and the static layer of its configs (every broker config the operator
+    /// set, in the file, the environment or on the command line, which DescribeConfigs reports as
+    /// STATIC_BROKER_CONFIG as Kafka does).
+    public func brokerConfiguration() throws(BrokerConfigError) -> BrokerConfiguration {
         var configuration = broker
         configuration.advertisedHost = advertisedAddress.host
         configuration.advertisedPort = Int32(advertisedAddress.port)
-        configuration.effectiveConfigs = effectiveConfigs
+        var configs: [String: String] = [:]
+        for entry in effectiveConfigs where entry.origin != .defaultValue && BrokerConfiguration.isBrokerConfig(entry.name) {
+            if let value = entry.value { configs[entry.name] = value }
+        }
+        try configuration.setStatic(configs)
         return configuration
     }
 

@@ -229,6 +229,22 @@ enum SettingDefinitions {
             shown: { String($0.broker.groupMaxSessionTimeoutMs) }
         ),
         .init(
+            key: "transaction.max.timeout.ms", flag: "--transaction-max-timeout-ms", type: .int,
+            documentation: "Longest transaction timeout a producer may ask for.",
+            apply: { text, settings throws(ValueError) in
+                settings.broker.transactionMaxTimeoutMs = try Values.int(text, min: 1)
+            },
+            shown: { String($0.broker.transactionMaxTimeoutMs) }
+        ),
+        .init(
+            key: "transactional.id.expiration.ms", flag: "--transactional-id-expiration-ms", type: .long,
+            documentation: "Transactional ids idle this long are forgotten.",
+            apply: { text, settings throws(ValueError) in
+                settings.broker.transactionalIdExpirationMs = try Values.long(text, min: 1)
+            },
+            shown: { String($0.broker.transactionalIdExpirationMs) }
+        ),
+        .init(
             key: "group.max.size", flag: nil, type: .int, documentation: "Members per consumer group.",
             apply: { text, settings throws(ValueError) in settings.broker.groupMaxSize = try Values.int(text, min: 1) },
             shown: { String($0.broker.groupMaxSize) }

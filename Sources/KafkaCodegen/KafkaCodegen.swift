@@ -36,6 +36,23 @@ public enum KafkaCodegen {
         ("SaslAuthenticate", 0...2),
         ("DeleteRecords", 0...2),
         ("CreatePartitions", 0...3),
+        ("AlterConfigs", 0...2),
+        ("IncrementalAlterConfigs", 0...1),
+        ("DescribeCluster", 0...1),
+        ("DescribeLogDirs", 0...4),
+        ("ElectLeaders", 0...2),
+        ("ListPartitionReassignments", 0...0),
+        ("AlterPartitionReassignments", 0...0),
+        ("OffsetDelete", 0...0),
+        // Transactions (KIP-98). Clients use AddPartitionsToTxn 0-3 (v4+ is broker to broker) and
+        // EndTxn/AddOffsetsToTxn/TxnOffsetCommit up to 3 (v4 adds KIP-890's TRANSACTION_ABORTABLE).
+        ("AddPartitionsToTxn", 0...3),
+        ("AddOffsetsToTxn", 0...3),
+        ("EndTxn", 0...3),
+        ("TxnOffsetCommit", 0...3),
+        ("DescribeTransactions", 0...0),
+        ("ListTransactions", 0...1),
+        ("DescribeProducers", 0...0),
     ]
 
     /// Header specs and their versions.

@@ -32,6 +32,30 @@ public enum Compression {
         return ByteBuffer(bytes: UnsafeRawBufferPointer(start: output.data, count: output.length))
     }
 
+    /// Runs `body` on `input` compressed with `codec` (as `compress` does), freed when `body` returns: the
+    /// broker's recompression path, which builds the new batch around the bytes without another copy.
+    static func withCompressed<Result>(
+        _ input: UnsafeRawBufferPointer,
+        codec: CompressionCodec,
+        level: Int32,
+        _ body: (UnsafeRawBufferPointer) throws(RecordBatchError) -> Result
+    ) throws(RecordBatchError) -> Result {
+        if codec == .none { return try body(input) }
+        var output = fjord_codec_output()
+        defer { fjord_codec_output_free(&output) }
+        let status = fjord_compress(
+            Int32(codec.rawValue),
+            input.baseAddress?.assumingMemoryBound(to: UInt8.self),
+            input.count,
+            level,
+            &output
+        )
+        guard Int(status) == FJORD_CODEC_OK else {
+            throw .corrupt("\(codec) compression failed: \(detail(of: output))")
+        }
+        return try body(UnsafeRawBufferPointer(start: output.data, count: output.length))
+    }
+
     /// Decompresses `input`, failing with CORRUPT_MESSAGE when it is not a valid `codec` stream or would inflate
     /// beyond `limit` bytes.
     public static func decompress(

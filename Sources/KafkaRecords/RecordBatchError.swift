@@ -22,14 +22,37 @@ public struct RecordBatchError: Error, Sendable, Hashable, CustomStringConvertib
     /// What was wrong, for logs and the ProduceResponse `error_message`.
     public let message: String
 
-    /// The 0-based index of the offending record for per-record errors (ProduceResponse v8+ `record_errors`),
-    /// `nil` when the error concerns the whole batch.
+    /// The 0-based index of the (first) offending record for per-record errors, `nil` when the error concerns the
+    /// whole batch.
     public let recordIndex: Int?
 
-    private init(_ kind: Kind, _ message: String, recordIndex: Int? = nil) {
+    /// One rejected record, as ProduceResponse v8+ reports it in `record_errors` (KIP-467).
+    public struct RecordError: Sendable, Hashable, CustomStringConvertible {
+        /// The record's 0-based index in its batch.
+        public var batchIndex: Int32
+        public var message: String
+
+        public init(batchIndex: Int32, message: String) {
+            self.batchIndex = batchIndex
+            self.message = message
+        }
+
+        /// Kafka's `ProduceResponse.RecordError.toString`, which its messages embed.
+        public var description: String { "RecordError(batchIndex=\(batchIndex), message='\(message)')" }
+    }
+
+    /// The rejected records, where Kafka names them (INVALID_TIMESTAMP, INVALID_RECORD of one record); empty when
+    /// the error concerns the whole batch. At most `recordErrorsMax`.
+    public let recordErrors: [RecordError]
+
+    /// Bounds the `record_errors` of one batch (and so the response), however many records fail.
+    public static let recordErrorsMax = 1000
+
+    private init(_ kind: Kind, _ message: String, recordIndex: Int? = nil, recordErrors: [RecordError] = []) {
         self.kind = kind
         self.message = message
-        self.recordIndex = recordIndex
+        self.recordIndex = recordIndex ?? recordErrors.first.map { Int($0.batchIndex) }
+        self.recordErrors = recordErrors
     }
 
     /// Kafka's `CORRUPT_MESSAGE` error code.
@@ -78,6 +101,26 @@ public struct RecordBatchError: Error, Sendable, Hashable, CustomStringConvertib
 
     static func invalidTimestamp(_ message: String, recordIndex: Int? = nil) -> RecordBatchError {
         RecordBatchError(.invalidTimestamp, message, recordIndex: recordIndex)
+    }
+
+    /// Kafka's `processRecordErrors` for timestamps out of range: one message, every record named.
+    static func invalidTimestamps(_ errors: [RecordError]) -> RecordBatchError {
+        RecordBatchError(
+            .invalidTimestamp,
+            "One or more records have been rejected due to invalid timestamp",
+            recordErrors: errors
+        )
+    }
+
+    /// Kafka's `processRecordErrors` for other per-record errors.
+    static func invalidRecords(_ errors: [RecordError]) -> RecordBatchError {
+        let shown = errors.prefix(3).map(\.description).joined(separator: ", ")
+        return RecordBatchError(
+            .invalidRecord,
+            "One or more records have been rejected due to \(errors.count) record errors in total, and only showing "
+                + "the first three errors at most: [\(shown)]",
+            recordErrors: errors
+        )
     }
 
     static func tooLarge(_ message: String) -> RecordBatchError {

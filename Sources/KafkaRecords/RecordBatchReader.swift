@@ -71,7 +71,7 @@ public enum RecordBatchReader {
         try scanRecords(of: batch, maxDecompressedBytes: maxDecompressedBytes) {
             (header, scanner) throws(RecordBatchError) -> Int64? in
             while let record = try next(&scanner, header: header) {
-                if header.baseTimestamp &+ record.timestampDelta >= ts {
+                if header.timestamp(of: record.timestampDelta) >= ts {
                     return header.baseOffset &+ Int64(record.offsetDelta)
                 }
             }
@@ -89,7 +89,7 @@ public enum RecordBatchReader {
             (header, scanner) throws(RecordBatchError) -> (offset: Int64, timestamp: Int64)? in
             var best: (offset: Int64, timestamp: Int64)? = nil
             while let record = try next(&scanner, header: header) {
-                let timestamp = header.baseTimestamp &+ record.timestampDelta
+                let timestamp = header.timestamp(of: record.timestampDelta)
                 if let current = best, timestamp <= current.timestamp { continue }
                 best = (header.baseOffset &+ Int64(record.offsetDelta), timestamp)
             }
@@ -172,7 +172,7 @@ public enum RecordBatchReader {
         }
         return Record(
             offsetDelta: raw.offsetDelta,
-            timestamp: header.baseTimestamp &+ raw.timestampDelta,
+            timestamp: header.timestamp(of: raw.timestampDelta),
             key: slice(region, at: raw.keyPosition, length: raw.keyLength),
             value: slice(region, at: raw.valuePosition, length: raw.valueLength),
             headers: headers,
@@ -187,5 +187,14 @@ public enum RecordBatchReader {
             preconditionFailure("record scanner returned a field outside the records region")
         }
         return slice
+    }
+}
+
+extension RecordBatchHeader {
+    /// A record's timestamp: its CreateTime (the base timestamp plus its delta), or for a
+    /// LogAppendTime batch the batch's max timestamp, which Kafka gives every record of it.
+    @inline(__always)
+    func timestamp(of timestampDelta: Int64) -> Int64 {
+        timestampTypeIsLogAppendTime ? maxTimestamp : baseTimestamp &+ timestampDelta
     }
 }

@@ -87,6 +87,34 @@ public enum RecordBatchValidator {
         _ bytes: UnsafeRawBufferPointer,
         policy: RecordBatchValidationPolicy
     ) throws(RecordBatchError) -> ValidatedBatch {
+        let (header, codec) = try checkProduceHeader(bytes, policy: policy)
+        let byteCount = header.totalByteCount
+        let region = UnsafeRawBufferPointer(rebasing: bytes[RecordBatchLayout.records..<byteCount])
+        let summary: RecordsSummary
+        if codec == .none {
+            // Already bounded by maxBatchBytes; maxDecompressedBytes is about inflation only.
+            summary = try checkRecords(region, header: header, policy: policy)
+        } else {
+            summary = try Compression.withDecompressed(region, codec: codec, limit: policy.maxDecompressedBytes) {
+                (records) throws(RecordBatchError) -> RecordsSummary in
+                try checkRecords(records, header: header, policy: policy)
+            }
+        }
+        return ValidatedBatch(
+            header: header,
+            recordCount: header.recordCount,
+            maxTimestamp: summary.maxTimestamp,
+            offsetDeltaOfMaxTimestamp: summary.offsetDeltaOfMaxTimestamp,
+            lastOffsetDelta: header.lastOffsetDelta,
+            byteCount: byteCount
+        )
+    }
+
+    /// Everything but the records: framing, size, CRC-32C, codec, attributes, counts, producer fields.
+    static func checkProduceHeader(
+        _ bytes: UnsafeRawBufferPointer,
+        policy: RecordBatchValidationPolicy
+    ) throws(RecordBatchError) -> (RecordBatchHeader, CompressionCodec) {
         let header = try checkFraming(bytes, requireExact: true)
         let byteCount = header.totalByteCount
         guard byteCount <= policy.maxBatchBytes else {
@@ -113,26 +141,7 @@ public enum RecordBatchValidator {
         if header.producerId >= 0 && header.baseSequence < 0 {
             throw .invalidRecord("invalid base sequence \(header.baseSequence) for producer id \(header.producerId)")
         }
-
-        let region = UnsafeRawBufferPointer(rebasing: bytes[RecordBatchLayout.records..<byteCount])
-        let summary: RecordsSummary
-        if codec == .none {
-            // Already bounded by maxBatchBytes; maxDecompressedBytes is about inflation only.
-            summary = try checkRecords(region, header: header, policy: policy)
-        } else {
-            summary = try Compression.withDecompressed(region, codec: codec, limit: policy.maxDecompressedBytes) {
-                (records) throws(RecordBatchError) -> RecordsSummary in
-                try checkRecords(records, header: header, policy: policy)
-            }
-        }
-        return ValidatedBatch(
-            header: header,
-            recordCount: header.recordCount,
-            maxTimestamp: summary.maxTimestamp,
-            offsetDeltaOfMaxTimestamp: summary.offsetDeltaOfMaxTimestamp,
-            lastOffsetDelta: header.lastOffsetDelta,
-            byteCount: byteCount
-        )
+        return (header, codec)
     }
 
     /// Checks a batch read back from storage or recovered from disk: whole, magic 2, known codec, CRC-32C.
@@ -243,6 +252,7 @@ public enum RecordBatchValidator {
         var maxTimestamp: Int64 = -1
         var offsetDeltaOfMaxTimestamp: Int32 = 0
         var index: Int32 = 0
+        var timestampErrors: [RecordBatchError.RecordError] = []
         let recordCount = header.recordCount
         let baseTimestamp = header.baseTimestamp
         while index < recordCount {
@@ -250,17 +260,22 @@ public enum RecordBatchValidator {
                 throw .invalidRecord("batch declares \(recordCount) records but holds only \(index)")
             }
             guard record.offsetDelta == index else {
-                throw .invalidRecord(
-                    "record offsetDelta \(record.offsetDelta) out of sequence, expected \(index)",
-                    recordIndex: Int(index)
-                )
+                throw .invalidRecords([
+                    .init(batchIndex: index, message: "record offsetDelta \(record.offsetDelta) out of sequence, expected \(index)")
+                ])
             }
             let timestamp = baseTimestamp &+ record.timestampDelta
             if timestamp != -1 && (timestamp < earliestMs || timestamp > latestMs) {
-                throw .invalidTimestamp(
-                    "timestamp \(timestamp) is outside [\(earliestMs), \(latestMs)] (now \(policy.nowMs))",
-                    recordIndex: Int(index)
-                )
+                // Kafka's LogValidator checks every record and names each one out of range.
+                if timestampErrors.count < RecordBatchError.recordErrorsMax {
+                    timestampErrors.append(
+                        .init(
+                            batchIndex: index,
+                            message: "Timestamp \(timestamp) of message with offset \(header.baseOffset &+ Int64(index)) is out of "
+                                + "range. The timestamp should be within [\(earliestMs), \(latestMs)]"
+                        )
+                    )
+                }
             }
             if timestamp > maxTimestamp {
                 maxTimestamp = timestamp
@@ -273,6 +288,7 @@ public enum RecordBatchValidator {
                 "\(scanner.remainingByteCount) bytes remain after the \(recordCount) records the batch declares"
             )
         }
+        if !timestampErrors.isEmpty { throw .invalidTimestamps(timestampErrors) }
         return RecordsSummary(maxTimestamp: maxTimestamp, offsetDeltaOfMaxTimestamp: offsetDeltaOfMaxTimestamp)
     }
 }

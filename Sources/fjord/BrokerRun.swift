@@ -135,8 +135,12 @@ struct BrokerRun {
         }
         let broker: Broker
         do {
+            var configuration = try settings.brokerConfiguration()
+            let directory = Self.absolutePath(settings.dataDirectory)
+            configuration.logDirectory = directory
+            configuration.logDirectoryUsage = { VolumeUsage.of(directory) }
             broker = try await Broker.start(
-                configuration: settings.brokerConfiguration,
+                configuration: configuration,
                 storage: engine,
                 logger: Logger(label: "fjord.broker"),
                 metrics: exporter.map { BrokerMetrics(factory: $0.factory) } ?? .disabled
@@ -189,5 +193,15 @@ struct BrokerRun {
             return String(cString: strerror(error.errnoCode))
         }
         return "\(error)"
+    }
+
+    /// `path` made absolute against the working directory (DescribeLogDirs reports absolute paths).
+    static func absolutePath(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        guard let cwd = getcwd(nil, 0) else { return path }
+        defer { free(cwd) }
+        let base = String(cString: cwd)
+        let relative = path.hasPrefix("./") ? String(path.dropFirst(2)) : path
+        return relative.isEmpty || relative == "." ? base : base + "/" + relative
     }
 }

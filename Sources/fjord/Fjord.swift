@@ -161,6 +161,12 @@ struct Fjord: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Largest consumer session timeout accepted (default: 1800000; group.max.session.timeout.ms).", valueName: "ms"))
     var groupMaxSessionTimeoutMs: String?
 
+    @Option(help: ArgumentHelp("Longest transaction timeout a producer may ask for (default: 900000; transaction.max.timeout.ms).", valueName: "ms"))
+    var transactionMaxTimeoutMs: String?
+
+    @Option(help: ArgumentHelp("Forget transactional ids idle for this long (default: 604800000; transactional.id.expiration.ms).", valueName: "ms"))
+    var transactionalIdExpirationMs: String?
+
     /// The flags given, by name, for the settings resolver.
     var givenFlags: [(flag: String, value: String)] {
         let all: [(String, String?)] = [
@@ -179,6 +185,8 @@ struct Fjord: AsyncParsableCommand {
             ("--flush-interval-ms", flushIntervalMs), ("--group-initial-rebalance-delay-ms", groupInitialRebalanceDelayMs),
             ("--group-min-session-timeout-ms", groupMinSessionTimeoutMs),
             ("--group-max-session-timeout-ms", groupMaxSessionTimeoutMs),
+            ("--transaction-max-timeout-ms", transactionMaxTimeoutMs),
+            ("--transactional-id-expiration-ms", transactionalIdExpirationMs),
         ]
         return all.compactMap { flag, value in value.map { (flag, $0) } }
     }

@@ -241,6 +241,10 @@ struct ReplayTests {
             .topicCreated(name: "t", id: .random(), partitionCount: 3, configs: ["a": "1", "b": ""]),
             .topicDeleted(name: "t", id: .random()),
             .producerIdBlock(end: 5000),
+            .topicConfigsChanged(name: "t", id: .random(), configs: ["retention.ms": "5"]),
+            .brokerConfigsChanged(brokerId: 3, configs: ["log.retention.ms": "1", "message.max.bytes": "9"]),
+            .brokerConfigsChanged(brokerId: nil, configs: [:]),
+            .partitionsAdded(name: "t", id: .random(), partitionCount: 7),
         ]
         var all = ByteBuffer()
         for record in records {

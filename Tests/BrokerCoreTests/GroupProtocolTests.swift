@@ -172,7 +172,8 @@ extension TestBroker {
 
 @Suite("Group APIs through the broker")
 struct GroupProtocolTests {
-    /// FindCoordinator names this broker for groups at every version, and refuses transactions with a message.
+    /// FindCoordinator names this broker for groups and (v1+) transactional ids at every version;
+    /// an empty transactional id is refused.
     @Test(arguments: [Int16(0), 1, 2, 3])
     func findCoordinator(version: Int16) async throws {
         let test = try await TestBroker.startForGroups {
@@ -187,9 +188,13 @@ struct GroupProtocolTests {
         #expect(group.port == 19092)
         guard version >= 1 else { return }
         let transaction = try await test.send(FindCoordinatorRequest(key: "tx", keyType: 1), version: version)
-        #expect(transaction.errorCode == ErrorCode.coordinatorNotAvailable.rawValue)
-        #expect(transaction.errorMessage?.contains("no transactions") == true)
-        #expect(transaction.nodeId == -1)
+        #expect(transaction.errorCode == 0)
+        #expect(transaction.nodeId == 4)
+        #expect(transaction.host == "broker.example")
+        #expect(transaction.port == 19092)
+        let empty = try await test.send(FindCoordinatorRequest(key: "", keyType: 1), version: version)
+        #expect(empty.errorCode == ErrorCode.invalidRequest.rawValue)
+        #expect(empty.nodeId == -1)
     }
 
     /// Join, sync, heartbeat, describe and leave work at every version (MEMBER_ID_REQUIRED from JoinGroup v4).

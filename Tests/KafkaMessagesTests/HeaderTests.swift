@@ -136,7 +136,7 @@ struct ApiKeyTests {
         #expect(FetchRequest.generatedVersions == ApiKey.fetch.generatedVersions)
         #expect(ApiVersionsRequest.generatedVersions == 0...3)
         let generated = ApiKey.allCases.filter { $0.generatedVersions != nil }
-        #expect(generated.count == 23)
+        #expect(generated.count == 38)
     }
 }
 

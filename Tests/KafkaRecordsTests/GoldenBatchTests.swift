@@ -5,7 +5,7 @@ import Testing
 @testable import KafkaRecords
 
 /// What make_golden_batches.py says every golden batch holds.
-private struct GoldenExpectation: Decodable {
+struct GoldenExpectation: Decodable {
     struct Header: Decodable {
         var key: String
         var value: String?
@@ -23,14 +23,14 @@ private struct GoldenExpectation: Decodable {
     var records: [Entry]
 }
 
-private func goldenURL(_ name: String, _ ext: String) throws -> URL {
+func goldenURL(_ name: String, _ ext: String) throws -> URL {
     try #require(
         Bundle.module.url(forResource: name, withExtension: ext, subdirectory: "Golden"),
         "Golden/\(name).\(ext)"
     )
 }
 
-private func fromHex(_ text: String) throws -> [UInt8] {
+func fromHex(_ text: String) throws -> [UInt8] {
     let digits = Array(text.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
     try #require(digits.count % 2 == 0)
     return try stride(from: 0, to: digits.count, by: 2).map { index in
@@ -38,11 +38,11 @@ private func fromHex(_ text: String) throws -> [UInt8] {
     }
 }
 
-private func loadGoldenBatch(_ name: String) throws -> ByteBuffer {
+func loadGoldenBatch(_ name: String) throws -> ByteBuffer {
     ByteBuffer(bytes: try fromHex(String(contentsOf: try goldenURL(name, "hex"), encoding: .utf8)))
 }
 
-private func expectedRecords() throws -> (GoldenExpectation, [Record]) {
+func expectedRecords() throws -> (GoldenExpectation, [Record]) {
     let expectation = try JSONDecoder().decode(
         GoldenExpectation.self,
         from: Data(contentsOf: try goldenURL("expected_records", "json"))

@@ -41,8 +41,8 @@ def _bytes_or_null(value: bytes | None) -> bytes:
 
 
 def record_batch(values, *, producer_id=-1, producer_epoch=-1, base_sequence=-1, base_timestamp=None,
-                 keys=None, base_offset=0) -> bytes:
-    """A RecordBatch v2, uncompressed, one record per value."""
+                 keys=None, base_offset=0, attributes=0) -> bytes:
+    """A RecordBatch v2, uncompressed, one record per value (attributes 0x10: transactional)."""
     ts = int(time.time() * 1000) if base_timestamp is None else base_timestamp
     records = bytearray()
     for i, value in enumerate(values):
@@ -50,7 +50,7 @@ def record_batch(values, *, producer_id=-1, producer_epoch=-1, base_sequence=-1,
         body = (b"\x00" + _varint(0) + _varint(i) + _bytes_or_null(key) + _bytes_or_null(value) + _varint(0))
         records += _varint(len(body)) + body
     count = len(values)
-    after_crc = struct.pack(">hiqqqhii", 0, count - 1, ts, ts, producer_id, producer_epoch, base_sequence, count) + records
+    after_crc = struct.pack(">hiqqqhii", attributes, count - 1, ts, ts, producer_id, producer_epoch, base_sequence, count) + records
     crc = crc32c(after_crc)
     batch_length = 4 + 1 + 4 + len(after_crc)  # leader epoch + magic + crc + rest
     return struct.pack(">qiibI", base_offset, batch_length, 0, 2, crc) + after_crc
@@ -205,3 +205,61 @@ class Connection:
         r = self.request(2, 1, body)
         r.i32(); r.string(); r.i32(); r.i32()
         return r.i16(), r.i64(), r.i64()
+
+    def fetch_batch_headers(self, topic: str, partition: int, offset: int = 0, max_bytes: int = 1 << 20):
+        """Fetch v4: the stored batches' (base_offset, attributes, max_timestamp), as the broker serves them."""
+        body = (i32(-1) + i32(0) + i32(0) + i32(max_bytes) + i8(0)
+                + array([string(topic) + array([i32(partition) + i64(offset) + i32(max_bytes)])]))
+        r = self.request(1, 4, body)
+        r.i32()  # throttle
+        r.i32(); r.string(); r.i32()  # one topic, its name, one partition
+        r.i32()  # partition index
+        error = r.i16()
+        r.i64(); r.i64()  # high watermark, last stable offset
+        aborted = r.i32()
+        for _ in range(max(aborted, 0)):
+            r.i64(); r.i64()
+        size = r.i32()
+        records = r.data[r.pos:r.pos + max(size, 0)]
+        headers = []
+        pos = 0
+        while pos + 61 <= len(records):
+            base_offset, batch_length = struct.unpack_from(">qi", records, pos)
+            attributes, = struct.unpack_from(">h", records, pos + 21)
+            max_timestamp, = struct.unpack_from(">q", records, pos + 35)
+            headers.append((base_offset, attributes, max_timestamp))
+            pos += 12 + batch_length
+        return error, headers
+
+    def produce_v8(self, topic: str, partition: int, records: bytes, acks: int = -1):
+        """Produce v8: returns (error_code, [(batch_index, message)], error_message)."""
+        body = (string(None) + i16(acks) + i32(30000)
+                + array([string(topic) + array([i32(partition) + i32(len(records)) + records])]))
+        r = self.request(0, 8, body)
+        r.i32(); r.string(); r.i32()
+        r.i32()  # partition index
+        error = r.i16()
+        r.i64(); r.i64(); r.i64()  # base offset, log append time, log start offset
+        record_errors = [(r.i32(), r.string()) for _ in range(r.i32())]
+        return error, record_errors, r.string()
+
+    def incremental_alter_configs(self, resource_type: int, name: str, configs: dict):
+        """IncrementalAlterConfigs v0 (SET, or DELETE for None): returns (error_code, error_message). The
+        cluster-wide broker defaults (name "") need this: the Python clients route BROKER resources by id."""
+        entries = [string(key) + i8(0 if value is not None else 1) + string(value) for key, value in configs.items()]
+        r = self.request(44, 0, array([i8(resource_type) + string(name) + array(entries)]) + i8(0))
+        r.i32(); r.i32()  # throttle, one response
+        return r.i16(), r.string()
+
+
+def record_batch_with_timestamps(values, timestamps) -> bytes:
+    """An uncompressed RecordBatch v2 whose records carry the given timestamps (deltas from the first)."""
+    base = timestamps[0]
+    records = bytearray()
+    for i, (value, ts) in enumerate(zip(values, timestamps)):
+        body = b"\x00" + _varint(ts - base) + _varint(i) + _bytes_or_null(None) + _bytes_or_null(value) + _varint(0)
+        records += _varint(len(body)) + body
+    count = len(values)
+    after_crc = struct.pack(">hiqqqhii", 0, count - 1, base, max(timestamps), -1, -1, -1, count) + records
+    crc = crc32c(after_crc)
+    return struct.pack(">qiibI", 0, 4 + 1 + 4 + len(after_crc), 0, 2, crc) + after_crc

@@ -670,6 +670,7 @@ struct ClassicGroup: Sendable {
         memberId: String,
         groupInstanceId: String?,
         generationId: Int32,
+        isTransactional: Bool = false,
         now: Int64
     ) -> ErrorCode? {
         if state == .dead { return .coordinatorNotAvailable }
@@ -682,7 +683,9 @@ struct ClassicGroup: Sendable {
             if let error = validateCurrentMember(memberId, groupInstanceId) { return error }
             if generationId != self.generationId { return .illegalGeneration }
         } else if state != .empty {
-            return .unknownMemberId
+            // Only members commit to a non-empty group; TxnOffsetCommit before v3 carries no
+            // member, so Kafka lets it through.
+            return isTransactional ? nil : .unknownMemberId
         }
         switch state {
         case .empty:

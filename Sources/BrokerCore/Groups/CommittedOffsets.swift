@@ -22,14 +22,50 @@ struct CommittedOffset: Sendable, Equatable {
     var commitTimestampMs: Int64
 }
 
-/// The live committed offsets of every group: what OffsetFetch answers from.
+/// The live committed offsets of every group: what OffsetFetch answers from; and the offsets
+/// committed inside transactions that are not decided yet (TxnOffsetCommit), per group and
+/// producer, which become committed offsets when the transaction commits and vanish when it aborts
+/// (Kafka's `pendingTransactionalOffsetCommits`).
 struct CommittedOffsets: Sendable, Equatable {
     private(set) var byGroup: [String: [TopicPartition: CommittedOffset]] = [:]
     /// Offsets over all groups.
     private(set) var count = 0
+    /// Group → producer id → offsets of that producer's undecided transaction.
+    private(set) var pendingByGroup: [String: [Int64: [TopicPartition: CommittedOffset]]] = [:]
 
     func offsets(of group: String) -> [TopicPartition: CommittedOffset]? { byGroup[group] }
-    func hasOffsets(_ group: String) -> Bool { byGroup[group] != nil }
+    /// A group with committed or transactional offsets exists (Kafka's `hasOffsets`).
+    func hasOffsets(_ group: String) -> Bool { byGroup[group] != nil || pendingByGroup[group] != nil }
+
+    // MARK: Transactional offsets
+
+    mutating func storePending(group: String, producerId: Int64, _ offsets: [TopicPartition: CommittedOffset]) {
+        guard !offsets.isEmpty else { return }
+        pendingByGroup[group, default: [:]][producerId, default: [:]].merge(offsets) { _, new in new }
+    }
+
+    /// The producer's transaction is decided: on commit its offsets become the group's committed
+    /// offsets, on abort they are dropped. Returns how many it had.
+    @discardableResult
+    mutating func completePending(group: String, producerId: Int64, commit: Bool) -> Int {
+        guard let pending = pendingByGroup[group]?.removeValue(forKey: producerId) else { return 0 }
+        if pendingByGroup[group]?.isEmpty == true { pendingByGroup.removeValue(forKey: group) }
+        if commit { store(group: group, pending) }
+        return pending.count
+    }
+
+    /// Whether an undecided transaction holds an offset of `partition` for `group` (OffsetFetch
+    /// with RequireStable answers UNSTABLE_OFFSET_COMMIT for it).
+    func hasPending(group: String, partition: TopicPartition) -> Bool {
+        pendingByGroup[group]?.values.contains { $0[partition] != nil } ?? false
+    }
+
+    /// Every (group, producer id) with offsets in an undecided transaction.
+    var pendingProducers: [(group: String, producerId: Int64)] {
+        pendingByGroup.keys.sorted().flatMap { group in
+            (pendingByGroup[group] ?? [:]).keys.sorted().map { (group, $0) }
+        }
+    }
 
     mutating func store(group: String, _ offsets: [TopicPartition: CommittedOffset]) {
         guard !offsets.isEmpty else { return }
@@ -43,6 +79,10 @@ struct CommittedOffsets: Sendable, Equatable {
     /// Removes every group's offsets of a topic (the topic was deleted); returns how many there were.
     @discardableResult
     mutating func removeTopic(_ topic: String) -> Int {
+        for (group, producers) in pendingByGroup {
+            let kept = producers.mapValues { $0.filter { $0.key.topic != topic } }.filter { !$0.value.isEmpty }
+            pendingByGroup[group] = kept.isEmpty ? nil : kept
+        }
         var removed = 0
         for (group, offsets) in byGroup {
             let kept = offsets.filter { $0.key.topic != topic }
@@ -63,9 +103,21 @@ struct CommittedOffsets: Sendable, Equatable {
         return topics
     }
 
+    /// Removes a group's offsets of some partitions (OffsetDelete); returns how many there were.
+    @discardableResult
+    mutating func remove(group: String, partitions: [TopicPartition]) -> Int {
+        guard var offsets = byGroup[group] else { return 0 }
+        var removed = 0
+        for partition in partitions where offsets.removeValue(forKey: partition) != nil { removed += 1 }
+        byGroup[group] = offsets.isEmpty ? nil : offsets
+        count -= removed
+        return removed
+    }
+
     /// Removes every offset of a group; returns how many there were.
     @discardableResult
     mutating func removeGroup(_ group: String) -> Int {
+        pendingByGroup.removeValue(forKey: group)
         let removed = byGroup.removeValue(forKey: group)?.count ?? 0
         count -= removed
         return removed
@@ -103,6 +155,15 @@ enum OffsetsLogRecord: Sendable, Equatable {
     case snapshotBegin(id: Int64)
     case snapshotChunk(id: Int64, groups: [GroupOffsets])
     case snapshotEnd(id: Int64, offsetCount: Int64)
+    /// OffsetDelete: the group's offsets of these partitions are gone.
+    case offsetsDeleted(group: String, partitions: [TopicPartition])
+    /// TxnOffsetCommit: offsets of a producer's transaction, pending until its marker.
+    case transactionalCommit(GroupOffsets, producerId: Int64, producerEpoch: Int16)
+    /// The producer's transaction was decided: its pending offsets of the group are committed or
+    /// dropped (the group's end-transaction marker, as in Kafka's `__consumer_offsets`).
+    case transactionEnd(group: String, producerId: Int64, committed: Bool)
+    /// Part of a snapshot: one producer's pending offsets of one group.
+    case snapshotPending(id: Int64, GroupOffsets, producerId: Int64)
 
     static let formatVersion: UInt8 = 1
     /// Offsets per snapshot chunk: bounds one log entry to a few hundred KiB.
@@ -110,6 +171,8 @@ enum OffsetsLogRecord: Sendable, Equatable {
 
     private enum Kind: UInt8 {
         case commit = 1, groupDeleted = 2, snapshotBegin = 3, snapshotChunk = 4, snapshotEnd = 5, topicDeleted = 6
+        case transactionalCommit = 7, transactionEnd = 8, snapshotPending = 9
+        case offsetsDeleted = 10
     }
 
     struct DecodeError: Error, CustomStringConvertible {
@@ -119,8 +182,10 @@ enum OffsetsLogRecord: Sendable, Equatable {
     /// How many offset records this record stands for (drives the compaction threshold).
     var offsetRecordCount: Int {
         switch self {
-        case .commit(let group): group.entries.count
-        case .groupDeleted, .topicDeleted: 1
+        case .commit(let group), .transactionalCommit(let group, _, _), .snapshotPending(_, let group, _):
+            group.entries.count
+        case .groupDeleted, .topicDeleted, .transactionEnd: 1
+        case .offsetsDeleted(_, let partitions): partitions.count
         case .snapshotBegin, .snapshotEnd: 0
         case .snapshotChunk(_, let groups): groups.reduce(0) { $0 + $1.entries.count }
         }
@@ -155,6 +220,11 @@ enum OffsetsLogRecord: Sendable, Equatable {
             if !entries.isEmpty { chunk.append(GroupOffsets(group: group, entries: entries)) }
         }
         if !chunk.isEmpty { records.append(.snapshotChunk(id: id, groups: chunk)) }
+        for (group, producerId) in offsets.pendingProducers {
+            let pending = offsets.pendingByGroup[group]?[producerId] ?? [:]
+            let entries = pending.keys.sorted().map { Entry(topicPartition: $0, committed: pending[$0]!) }  // Safe: own keys.
+            records.append(.snapshotPending(id: id, GroupOffsets(group: group, entries: entries), producerId: producerId))
+        }
         records.append(.snapshotEnd(id: id, offsetCount: Int64(offsets.count)))
         return records
     }
@@ -186,6 +256,29 @@ enum OffsetsLogRecord: Sendable, Equatable {
             body.writeInteger(Kind.snapshotEnd.rawValue)
             body.writeInteger(id)
             body.writeInteger(offsetCount)
+        case .offsetsDeleted(let group, let partitions):
+            body.writeInteger(Kind.offsetsDeleted.rawValue)
+            body.writeShortString(group)
+            body.writeInteger(UInt32(partitions.count))
+            for partition in partitions {
+                body.writeShortString(partition.topic)
+                body.writeInteger(partition.partition)
+            }
+        case .transactionalCommit(let group, let producerId, let producerEpoch):
+            body.writeInteger(Kind.transactionalCommit.rawValue)
+            body.writeInteger(producerId)
+            body.writeInteger(producerEpoch)
+            Self.write(group, to: &body)
+        case .transactionEnd(let group, let producerId, let committed):
+            body.writeInteger(Kind.transactionEnd.rawValue)
+            body.writeShortString(group)
+            body.writeInteger(producerId)
+            body.writeInteger(UInt8(committed ? 1 : 0))
+        case .snapshotPending(let id, let group, let producerId):
+            body.writeInteger(Kind.snapshotPending.rawValue)
+            body.writeInteger(id)
+            body.writeInteger(producerId)
+            Self.write(group, to: &body)
         }
         var entry = allocator.buffer(capacity: body.readableBytes + 4)
         entry.writeInteger(UInt32(body.readableBytes))
@@ -258,6 +351,33 @@ enum OffsetsLogRecord: Sendable, Equatable {
                 throw truncated
             }
             record = .snapshotEnd(id: id, offsetCount: count)
+        case .offsetsDeleted:
+            guard let group = body.readShortString(), let count = body.readInteger(as: UInt32.self),
+                count <= body.readableBytes
+            else { throw truncated }
+            var partitions: [TopicPartition] = []
+            for _ in 0..<count {
+                guard let topic = body.readShortString(), let partition = body.readInteger(as: Int32.self) else {
+                    throw truncated
+                }
+                partitions.append(TopicPartition(topic: topic, partition: partition))
+            }
+            record = .offsetsDeleted(group: group, partitions: partitions)
+        case .transactionalCommit:
+            guard let producerId = body.readInteger(as: Int64.self), let epoch = body.readInteger(as: Int16.self),
+                let group = readGroup(&body)
+            else { throw truncated }
+            record = .transactionalCommit(group, producerId: producerId, producerEpoch: epoch)
+        case .transactionEnd:
+            guard let group = body.readShortString(), let producerId = body.readInteger(as: Int64.self),
+                let committed = body.readInteger(as: UInt8.self)
+            else { throw truncated }
+            record = .transactionEnd(group: group, producerId: producerId, committed: committed != 0)
+        case .snapshotPending:
+            guard let id = body.readInteger(as: Int64.self), let producerId = body.readInteger(as: Int64.self),
+                let group = readGroup(&body)
+            else { throw truncated }
+            record = .snapshotPending(id: id, group, producerId: producerId)
         }
         guard body.readableBytes == 0 else {
             throw DecodeError(description: "offsets record of type \(kind) has \(body.readableBytes) trailing bytes")
@@ -307,12 +427,28 @@ struct OffsetsReplay: Sendable {
         case .commit(let group):
             staging = nil
             offsets.store(group: group.group, Self.table(group.entries))
+        case .transactionalCommit(let group, let producerId, _):
+            staging = nil
+            offsets.storePending(group: group.group, producerId: producerId, Self.table(group.entries))
+        case .transactionEnd(let group, let producerId, let committed):
+            staging = nil
+            offsets.completePending(group: group, producerId: producerId, commit: committed)
+        case .snapshotPending(let id, let group, let producerId):
+            guard var current = staging, current.id == id else {
+                staging = nil
+                return
+            }
+            current.offsets.storePending(group: group.group, producerId: producerId, Self.table(group.entries))
+            staging = current
         case .groupDeleted(let group):
             staging = nil
             offsets.removeGroup(group)
         case .topicDeleted(let topic):
             staging = nil
             offsets.removeTopic(topic)
+        case .offsetsDeleted(let group, let partitions):
+            staging = nil
+            offsets.remove(group: group, partitions: partitions)
         case .snapshotBegin(let id):
             staging = (id, CommittedOffsets())
         case .snapshotChunk(let id, let groups):

@@ -123,7 +123,7 @@ struct GroupClock: Sendable {
 final class GroupCoordinator: Sendable {
     static let logName = "__fjord_group_offsets"
 
-    private struct Writer {
+    struct Writer {
         /// The offset the next append must start at.
         var nextOffset: Int64
         /// Bumped when a write fails and `nextOffset` is re-read from the log.
@@ -135,7 +135,7 @@ final class GroupCoordinator: Sendable {
         var needsSnapshot = false
     }
 
-    private struct Locked {
+    struct Locked {
         var machine: GroupCoordinatorState
         var writer: Writer
         var waiters: [UInt64: GroupReplyWaiter] = [:]
@@ -150,8 +150,10 @@ final class GroupCoordinator: Sendable {
     let offsetsSettings: OffsetsStoreSettings
     private let log: StorageLog
     private let clock: GroupClock
+    var clockNowMs: Int64 { clock.nowMs() }
     private let logger: Logger
-    private let locked: Mutex<Locked>
+    // Internal (not private) for GroupCoordinator+Transactions.swift.
+    let locked: Mutex<Locked>
 
     /// Opens the offsets log, replays it and starts the coordinator.
     static func open(
@@ -461,6 +463,29 @@ final class GroupCoordinator: Sendable {
         }
     }
 
+    /// OffsetDelete: the group error and one error per partition; removed offsets are durable
+    /// before this returns.
+    func deleteOffsets(groupId: String, partitions: [TopicPartition]) async
+        -> (error: ErrorCode, partitions: [TopicPartition: ErrorCode])
+    {
+        let (outcome, pending) = locked.withLock {
+            state -> ((error: ErrorCode, partitions: [TopicPartition: ErrorCode]), PendingOffsetsWrite?) in
+            guard !state.isClosed else { return ((.coordinatorNotAvailable, [:]), nil) }
+            let result = state.machine.deleteOffsets(groupId: groupId, partitions: partitions)
+            let pending = result.removed.isEmpty
+                ? nil : submit([.offsetsDeleted(group: groupId, partitions: result.removed)], &state)
+            return ((result.error, result.partitions), pending)
+        }
+        guard let pending else { return outcome }
+        if case .failure(let error) = await pending.wait() {
+            offsetsWriteFailed(pending, error)
+            return (.coordinatorNotAvailable, [:])
+        }
+        logger.info("deleted committed offsets", metadata: ["group": "\(groupId)", "partitions": "\(partitions)"])
+        maybeCompact()
+        return outcome
+    }
+
     /// DeleteGroups: one error per group; deleted groups' offsets are removed durably before this returns.
     func deleteGroups(_ groupIds: [String]) async -> [ErrorCode] {
         let (errors, pending) = locked.withLock { state -> ([ErrorCode], PendingOffsetsWrite?) in
@@ -510,7 +535,7 @@ final class GroupCoordinator: Sendable {
 
     /// Submits records as consecutive log entries, then a sync. Called under the lock, so entries
     /// reach the log in the order their changes were applied.
-    private func submit(_ records: [OffsetsLogRecord], _ state: inout Locked) -> PendingOffsetsWrite {
+    func submit(_ records: [OffsetsLogRecord], _ state: inout Locked) -> PendingOffsetsWrite {
         let pending = PendingOffsetsWrite(completions: records.count + 1, epoch: state.writer.epoch)
         for record in records {
             let offset = state.writer.nextOffset
@@ -526,7 +551,7 @@ final class GroupCoordinator: Sendable {
 
     /// A write failed: memory may now hold a change the log does not. Re-read where the log ends
     /// (once per failure epoch) and have the next snapshot make log and memory agree again.
-    private func offsetsWriteFailed(_ pending: PendingOffsetsWrite, _ error: StorageError) {
+    func offsetsWriteFailed(_ pending: PendingOffsetsWrite, _ error: StorageError) {
         locked.withLock { state in
             guard state.writer.epoch == pending.epoch else { return }
             state.writer.epoch += 1

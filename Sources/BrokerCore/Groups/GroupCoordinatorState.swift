@@ -54,6 +54,40 @@ extension ClassicGroup {
     }
 }
 
+extension ClassicGroup {
+    /// The topics a consumer group's members subscribe to, from their subscriptions for the chosen
+    /// protocol (Kafka's `GroupMetadata.subscribedTopics`); nil when that is not known (not a
+    /// consumer group, no protocol chosen, or metadata that does not parse).
+    var subscribedTopics: Set<String>? {
+        guard protocolType == "consumer", let protocolName else { return nil }
+        var topics = Set<String>()
+        for member in members.values {
+            guard let subscribed = Self.subscriptionTopics(member.metadata(for: protocolName)) else { return nil }
+            topics.formUnion(subscribed)
+        }
+        return topics
+    }
+
+    /// The topic list of a ConsumerProtocolSubscription (any version): int16 version, then an
+    /// int32 count of int16-length strings. What follows (user data, owned partitions) is not read.
+    static func subscriptionTopics(_ metadata: [UInt8]) -> [String]? {
+        var cursor = 2
+        func int(_ width: Int) -> Int? {
+            guard cursor + width <= metadata.count else { return nil }
+            defer { cursor += width }
+            return metadata[cursor..<cursor + width].reduce(0) { $0 << 8 | Int($1) }
+        }
+        guard metadata.count >= 2, let count = int(4), count <= metadata.count else { return nil }
+        var topics: [String] = []
+        for _ in 0..<count {
+            guard let length = int(2), cursor + length <= metadata.count else { return nil }
+            topics.append(String(decoding: metadata[cursor..<cursor + length], as: UTF8.self))
+            cursor += length
+        }
+        return topics
+    }
+}
+
 /// Every group of this coordinator and every committed offset, as one value: the group state
 /// machines plus the rules that span groups (which groups exist, creation, deletion, listing).
 ///
@@ -183,17 +217,24 @@ struct GroupCoordinatorState: Sendable {
 
     // MARK: Offsets
 
-    /// Whether an OffsetCommit may store offsets now (nil) or the error for all its partitions.
+    /// Whether an OffsetCommit (or, `isTransactional`, a TxnOffsetCommit) may store offsets now
+    /// (nil) or the error for all its partitions.
     mutating func validateOffsetCommit(
         groupId: String,
         memberId: String,
         groupInstanceId: String?,
         generationId: Int32,
+        isTransactional: Bool = false,
         now: Int64
     )
         -> ErrorCode?
     {
         if !exists(groupId) {
+            if isTransactional {
+                // Kafka creates the group (Empty) for a TxnOffsetCommit; only a member of it could
+                // name a generation or member id.
+                return generationId < 0 && memberId.isEmpty && groupInstanceId == nil ? nil : .unknownMemberId
+            }
             // A commit with a generation (from a group member) for a group this coordinator does
             // not know belongs to an older generation; one without creates a "simple" group.
             return generationId < 0 ? nil : .illegalGeneration
@@ -203,6 +244,7 @@ struct GroupCoordinatorState: Sendable {
             memberId: memberId,
             groupInstanceId: groupInstanceId,
             generationId: generationId,
+            isTransactional: isTransactional,
             now: now
         )
         put(group)
@@ -211,6 +253,17 @@ struct GroupCoordinatorState: Sendable {
 
     mutating func storeOffsets(groupId: String, _ committed: [TopicPartition: CommittedOffset]) {
         offsets.store(group: groupId, committed)
+    }
+
+    /// TxnOffsetCommit: the offsets wait for the producer's transaction to be decided.
+    mutating func storeTransactionalOffsets(groupId: String, producerId: Int64, _ pending: [TopicPartition: CommittedOffset]) {
+        offsets.storePending(group: groupId, producerId: producerId, pending)
+    }
+
+    /// The transaction's marker for this group: its offsets are committed or dropped.
+    mutating func completeTransactionalOffsets(groupId: String, producerId: Int64, commit: Bool) {
+        offsets.completePending(group: groupId, producerId: producerId, commit: commit)
+        if let group = groups[groupId] { put(group) }
     }
 
     /// Removes every group's offsets of a deleted topic; returns how many there were.
@@ -227,6 +280,40 @@ struct GroupCoordinatorState: Sendable {
         groups.removeValue(forKey: groupId)
         offsets.removeGroup(groupId)
         return .none
+    }
+
+    /// OffsetDelete (Kafka's `GroupCoordinator.handleDeleteOffsets`): an Empty group loses the
+    /// offsets asked for; an active consumer group keeps those of topics it subscribes to
+    /// (GROUP_SUBSCRIBED_TO_TOPIC) and loses the others; other active groups answer NON_EMPTY_GROUP.
+    /// Returns the group error, the partition errors, and the partitions whose offsets went.
+    mutating func deleteOffsets(groupId: String, partitions: [TopicPartition])
+        -> (error: ErrorCode, partitions: [TopicPartition: ErrorCode], removed: [TopicPartition])
+    {
+        guard exists(groupId) else { return (.groupIdNotFound, [:], []) }
+        let group = group(groupId)
+        var errors: [TopicPartition: ErrorCode] = [:]
+        var eligible: [TopicPartition] = []
+        switch group.state {
+        case .dead:
+            return (.groupIdNotFound, [:], [])
+        case .empty:
+            eligible = partitions
+        case .preparingRebalance, .completingRebalance, .stable:
+            guard group.protocolType == "consumer" else { return (.nonEmptyGroup, [:], []) }
+            let subscribed = group.subscribedTopics ?? []
+            for partition in partitions {
+                if subscribed.contains(partition.topic) {
+                    errors[partition] = .groupSubscribedToTopic
+                } else {
+                    eligible.append(partition)
+                }
+            }
+        }
+        let present = eligible.filter { offsets.offsets(of: groupId)?[$0] != nil }
+        offsets.remove(group: groupId, partitions: eligible)
+        for partition in eligible { errors[partition] = ErrorCode.none }
+        if groups[groupId]?.isIdle == true && !offsets.hasOffsets(groupId) { groups.removeValue(forKey: groupId) }
+        return (.none, errors, present)
     }
 
     // MARK: Describing

@@ -105,18 +105,23 @@ extension Broker {
                 }
                 // KIP-74: the first batch of the first non-empty partition is returned even when
                 // it is larger than the limits, so a consumer can always make progress.
+                // read_committed stops at the last stable offset and reports the aborted
+                // transactions in what it returns, which the consumer drops.
                 let outcome = await partition.read(
                     from: fetchPartition.fetchOffset,
                     maxBytes: min(Int(fetchPartition.partitionMaxBytes), remaining),
                     minimumOneBatch: round.bytes == 0 && maxBytes > 0,
-                    allocator: allocator
+                    allocator: allocator,
+                    readCommitted: readCommitted
                 )
                 switch outcome {
-                case .records(let records, let snapshot):
+                case .records(let records, let snapshot, let aborted):
                     data.highWatermark = snapshot.highWatermark
-                    // No transactions: the last stable offset is the high watermark.
-                    data.lastStableOffset = snapshot.highWatermark
+                    data.lastStableOffset = snapshot.lastStableOffset
                     data.logStartOffset = snapshot.logStartOffset
+                    if readCommitted {
+                        data.abortedTransactions = aborted.map { .init(producerId: $0.producerId, firstOffset: $0.firstOffset) }
+                    }
                     data.records = records
                     round.bytes += records.readableBytes
                     remaining = max(0, remaining - records.readableBytes)
@@ -124,7 +129,7 @@ extension Broker {
                 case .error(let code, let snapshot):
                     data.errorCode = code.rawValue
                     data.highWatermark = snapshot.highWatermark
-                    data.lastStableOffset = snapshot.highWatermark
+                    data.lastStableOffset = snapshot.lastStableOffset
                     data.logStartOffset = snapshot.logStartOffset
                     round.hasError = true
                 }
@@ -134,11 +139,13 @@ extension Broker {
         return round
     }
 
-    /// ListOffsets: earliest (-2), latest (-1, the high watermark, which is also the last stable
-    /// offset), max timestamp (-3, v7+), or the first offset whose record timestamp is at or after
-    /// a timestamp.
+    /// ListOffsets: earliest (-2), latest (-1: the high watermark, or for read_committed (v2+
+    /// IsolationLevel 1) the last stable offset), max timestamp (-3, v7+), or the first offset
+    /// whose record timestamp is at or after a timestamp (read_committed: below the last stable
+    /// offset only, as Kafka bounds it).
     func handleListOffsets(_ request: ListOffsetsRequest, _ context: Request) async -> ListOffsetsResponse {
         var response = ListOffsetsResponse(throttleTimeMs: 0, topics: [])
+        let readCommitted = context.version >= 2 && request.isolationLevel == 1
         for listTopic in request.topics {
             var topicResponse = ListOffsetsResponse.ListOffsetsTopicResponse(name: listTopic.name, partitions: [])
             let topic = registry.topic(named: listTopic.name)
@@ -160,7 +167,9 @@ extension Broker {
                     answer.errorCode = ErrorCode.unknownLeaderEpoch.rawValue
                     continue
                 }
-                let snapshot = partition.snapshot
+                var snapshot = partition.snapshot
+                // Everything below answers from "the end": the last stable offset for read_committed.
+                if readCommitted { snapshot.highWatermark = snapshot.lastStableOffset }
                 guard snapshot.isOnline else {
                     answer.errorCode = ErrorCode.kafkaStorageError.rawValue
                     continue

@@ -28,6 +28,42 @@ extension BrokerConfiguration {
 }
 
 extension Broker {
+    /// Opens the transaction coordinator (replaying its log, recovering the partitions'
+    /// transactions) during `start`; when that fails, closes what `start` opened before it.
+    static func openTransactionCoordinator(
+        _ configuration: BrokerConfiguration,
+        _ storage: StorageEngine,
+        _ registry: TopicRegistry,
+        _ metadata: MetadataManager,
+        _ groupCoordinator: GroupCoordinator,
+        _ logger: Logger
+    ) async throws -> TransactionCoordinator {
+        do {
+            return try await TransactionCoordinator.open(
+                configuration: .init(
+                    settings: TransactionSettings(
+                        maxTimeoutMs: configuration.transactionMaxTimeoutMs,
+                        transactionalIdExpirationMs: configuration.transactionalIdExpirationMs
+                    ),
+                    compactionThresholdEntries: configuration.transactionLogCompactionThresholdEntries,
+                    clock: configuration.clock
+                ),
+                storage: storage,
+                registry: registry,
+                groups: groupCoordinator,
+                metadata: metadata,
+                logger: logger
+            )
+        } catch {
+            await groupCoordinator.close()
+            for topic in registry.all {
+                for partition in topic.partitions { await partition.close() }
+            }
+            await metadata.close()
+            throw error
+        }
+    }
+
     /// Opens the group coordinator (replaying committed offsets) during `start`; when that fails,
     /// closes what `start` opened before it.
     static func openGroupCoordinator(
@@ -101,8 +137,15 @@ extension Broker {
             response.host = configuration.advertisedHost
             response.port = configuration.advertisedPort
         case 1:
-            response.errorCode = ErrorCode.coordinatorNotAvailable.rawValue
-            response.errorMessage = "Fjord has no transactions, so there is no transaction coordinator"
+            // Every transactional id's coordinator is this broker; Kafka refuses an empty id.
+            guard !request.key.isEmpty else {
+                response.errorCode = ErrorCode.invalidRequest.rawValue
+                response.errorMessage = "Transactional id must not be empty"
+                break
+            }
+            response.nodeId = configuration.nodeId
+            response.host = configuration.advertisedHost
+            response.port = configuration.advertisedPort
         default:
             response.errorCode = ErrorCode.invalidRequest.rawValue
             response.errorMessage = "Unknown coordinator key type \(request.keyType)"
@@ -310,7 +353,21 @@ extension Broker {
             topics.flatMap { topic in topic.partitionIndexes.map { TopicPartition(topic: topic.name, partition: $0) } }
         }
         let committed = groupCoordinator.fetchOffsets(groupId: request.groupId, partitions: requested)
+        // v7 RequireStable (read_committed consumers): a partition with offsets in an undecided
+        // transaction is answered UNSTABLE_OFFSET_COMMIT (retriable) instead of a stale offset.
+        let unstable: Set<TopicPartition> =
+            context.version >= 7 && request.requireStable
+            ? groupCoordinator.unstablePartitions(groupId: request.groupId, among: requested ?? Array(committed.keys)) : []
         func answer(_ partition: TopicPartition) -> OffsetFetchResponse.OffsetFetchResponsePartition {
+            if unstable.contains(partition) {
+                return .init(
+                    partitionIndex: partition.partition,
+                    committedOffset: -1,
+                    committedLeaderEpoch: -1,
+                    metadata: "",
+                    errorCode: ErrorCode.unstableOffsetCommit.rawValue
+                )
+            }
             let found = committed[partition]
             return .init(
                 partitionIndex: partition.partition,

@@ -121,7 +121,8 @@ extension Broker {
             errorCode: ErrorCode.none.rawValue,
             name: topic.name,
             topicId: topic.id,
-            isInternal: false,
+            // Kafka marks its internal topic names, so clients' regex subscriptions skip them.
+            isInternal: topic.isInternal,
             partitions: topic.partitions.map { partition in
                 let online = partition.snapshot.isOnline
                 return .init(

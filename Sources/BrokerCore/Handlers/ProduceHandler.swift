@@ -67,6 +67,7 @@ extension Broker {
     private func submitProduce(_ request: ProduceRequest, _ collector: ProduceCollector) {
         let acks = request.acks
         let nowMs = self.nowMs
+        var rewriteBudget = Self.recompressedBytesPerRequestMax
         var slot = 0
         var sharedSync: [(Partition, Int64)] = []
         var tally = ProduceTally()
@@ -87,7 +88,16 @@ extension Broker {
                     continue
                 }
                 guard
-                    let partition = submit(partitionData, to: topic, acks: acks, nowMs: nowMs, sink: sink, &tally)
+                    let partition = submit(
+                        partitionData,
+                        to: topic,
+                        acks: acks,
+                        nowMs: nowMs,
+                        transactionalId: request.transactionalId,
+                        sink: sink,
+                        rewriteBudget: &rewriteBudget,
+                        &tally
+                    )
                 else {
                     continue
                 }
@@ -111,11 +121,18 @@ extension Broker {
         to topic: Topic,
         acks: Int16,
         nowMs: Int64,
+        transactionalId: String?,
         sink: AppendSink,
+        rewriteBudget: inout Int,
         _ tally: inout ProduceTally
     ) -> Partition? {
         guard let partition = topic.partition(partitionData.index) else {
             sink.deliver(.failure(.unknownTopicOrPartition, "partition \(partitionData.index) does not exist"))
+            return nil
+        }
+        if topic.isInternal {
+            // Kafka's ReplicaManager: clients never append to internal topics.
+            sink.deliver(.failure(.invalidTopicException, "Cannot append to internal topic \(topic.name)"))
             return nil
         }
         guard let records = partitionData.records, records.readableBytes > 0 else {
@@ -138,21 +155,30 @@ extension Broker {
             timestampAfterMaxMs: topic.settings.timestampAfterMaxMs,
             nowMs: nowMs
         )
+        var stored = records
         let validated: ValidatedBatch
         do {
-            validated = try RecordBatchValidator.validateProduceRecords(records, policy: policy)
+            if topic.settings.rewritesBatches {
+                // Recompression or LogAppendTime: CPU work on this path only for topics that ask for it.
+                (validated, stored) = try rewrite(records, for: topic.settings, policy, budget: &rewriteBudget, sink: sink)
+            } else {
+                validated = try RecordBatchValidator.validateProduceRecords(records, policy: policy)
+            }
         } catch {
+            if !error.recordErrors.isEmpty { sink.noteRecordErrors(error.recordErrors) }
             sink.deliver(.failure(ErrorCode(rawValue: error.kafkaErrorCode), error.message))
-            return nil
-        }
-        if validated.header.isTransactional {
-            sink.deliver(.failure(.invalidRecord, "transactional batches are not supported by Fjord"))
             return nil
         }
         tally.batches += 1
         tally.records += Int(validated.header.recordCount)
         tally.bytes += validated.byteCount
-        switch partition.submit(batch: records, validated: validated, acks: acks, nowMs: nowMs, sink: sink) {
+        // Only a transactional batch is checked with the transaction coordinator (by the partition,
+        // under its append order); nothing is built for the others.
+        let verifier: (any TransactionVerifier)? =
+            validated.header.isTransactional
+            ? transactionalId.map { ProduceTransactionVerifier(coordinator: transactionCoordinator, transactionalId: $0) }
+            : nil
+        switch partition.submit(batch: stored, validated: validated, acks: acks, nowMs: nowMs, sink: sink, verifier: verifier) {
         case .submitted: return nil
         case .awaitsSharedSync: return partition
         }
@@ -167,6 +193,15 @@ final class ProduceCollector: AppendOutcomeCollector {
         var outcomes: [AppendOutcome?]
         /// Unfilled slots, plus one until the submission is finished (slots can fill while it runs).
         var remaining: Int
+        /// What some slots' responses carry besides their outcome (LogAppendTime, record errors).
+        var notes: [Int: SlotNote] = [:]
+    }
+
+    /// The append time of a LogAppendTime topic's batch (answered as `log_append_time_ms`) and the
+    /// records a rejected batch was rejected for (`record_errors`, KIP-467).
+    struct SlotNote {
+        var logAppendTimeMs: Int64 = -1
+        var recordErrors: [RecordBatchError.RecordError] = []
     }
 
     let pending: PendingOutcome
@@ -194,6 +229,11 @@ final class ProduceCollector: AppendOutcomeCollector {
         if done { finish() }
     }
 
+    /// Records what the slot's response carries besides its outcome; called before the outcome.
+    func note(slot: Int, _ change: (inout SlotNote) -> Void) {
+        state.withLock { change(&$0.notes[slot, default: SlotNote()]) }
+    }
+
     func submissionFinished() {
         let done = state.withLock { state -> Bool in
             state.remaining -= 1
@@ -204,9 +244,9 @@ final class ProduceCollector: AppendOutcomeCollector {
 
     private func finish() {
         // Every slot is filled and nothing writes them any more.
-        let outcomes = state.withLock { $0.outcomes.map { $0! } }
+        let (outcomes, notes) = state.withLock { ($0.outcomes.map { $0! }, $0.notes) }
         pending.complete(building: { [request, context, broker] in
-            Self.outcome(request, context, outcomes, broker)
+            Self.outcome(request, context, outcomes, notes, broker)
         })
     }
 
@@ -214,6 +254,7 @@ final class ProduceCollector: AppendOutcomeCollector {
         _ request: ProduceRequest,
         _ context: Broker.Request,
         _ outcomes: [AppendOutcome],
+        _ notes: [Int: SlotNote],
         _ broker: Broker
     ) -> RequestOutcome {
         var response = ProduceResponse(responses: [], throttleTimeMs: 0)
@@ -225,6 +266,7 @@ final class ProduceCollector: AppendOutcomeCollector {
             topicResponse.partitionResponses.reserveCapacity(topicData.partitionData.count)
             for partitionData in topicData.partitionData {
                 let outcome = outcomes[slot]
+                let note = notes[slot]
                 slot += 1
                 if outcome.errorCode != .none, firstError == nil {
                     firstError =
@@ -235,10 +277,11 @@ final class ProduceCollector: AppendOutcomeCollector {
                         index: partitionData.index,
                         errorCode: outcome.errorCode.rawValue,
                         baseOffset: outcome.baseOffset,
-                        logAppendTimeMs: -1,
+                        logAppendTimeMs: outcome.errorCode == .none ? note?.logAppendTimeMs ?? -1 : -1,
                         logStartOffset: outcome.logStartOffset,
-                        recordErrors: outcome.errorCode == .invalidRecord
-                            ? [.init(batchIndex: 0, batchIndexErrorMessage: outcome.errorMessage)] : [],
+                        recordErrors: (note?.recordErrors ?? []).map {
+                            .init(batchIndex: $0.batchIndex, batchIndexErrorMessage: $0.message)
+                        },
                         errorMessage: outcome.errorMessage
                     )
                 )

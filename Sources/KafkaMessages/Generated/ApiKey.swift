@@ -269,10 +269,25 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .deleteTopics: return 0...6
         case .deleteRecords: return 0...2
         case .initProducerId: return 0...4
+        case .addPartitionsToTxn: return 0...3
+        case .addOffsetsToTxn: return 0...3
+        case .endTxn: return 0...3
+        case .txnOffsetCommit: return 0...3
         case .describeConfigs: return 0...4
+        case .alterConfigs: return 0...2
+        case .describeLogDirs: return 0...4
         case .saslAuthenticate: return 0...2
         case .createPartitions: return 0...3
         case .deleteGroups: return 0...2
+        case .electLeaders: return 0...2
+        case .incrementalAlterConfigs: return 0...1
+        case .alterPartitionReassignments: return 0...0
+        case .listPartitionReassignments: return 0...0
+        case .offsetDelete: return 0...0
+        case .describeCluster: return 0...1
+        case .describeProducers: return 0...0
+        case .describeTransactions: return 0...0
+        case .listTransactions: return 0...1
         default: return nil
         }
     }
