@@ -22,6 +22,9 @@ public struct BackendStatistic: Sendable, Hashable {
         self.value = value
     }
 
+    /// kstore.h's KSTORE_CONTROL_STATS, for callers that test the op itself (the conformance suite).
+    public static let controlOp: Int32 = KSTORE_CONTROL_STATS
+
     /// kstore.h's naming rule for figures; a figure that breaks it is dropped by the host.
     public static func isValidName(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
