@@ -249,6 +249,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FjordConfigurationTests",
+            dependencies: ["FjordConfiguration", "BrokerCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "BrokerServerTests",
             dependencies: [
                 "BrokerServer", "BrokerCore",
