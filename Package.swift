@@ -27,6 +27,19 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        // The metrics API the core records through (handles made once, no lookups per request); which
+        // backend collects them is the executable's choice. Small: one module, no dependencies.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        // Prometheus text exposition for GET /metrics, as a swift-metrics backend: replaces writing the
+        // format by hand. Brings swift-atomics (small).
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // Services with ordered graceful shutdown on SIGTERM/SIGINT (ServiceGroup, UnixSignals):
+        // replaces the hand-written signal watcher and shutdown sequence. Brings swift-async-algorithms.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        // The provider hierarchy for settings (command line > FJORD_ environment > server.properties >
+        // default) and where each value came from. Brings swift-system and swift-collections (its
+        // DequeModule); Yams is resolved but not built (the YAML trait is off).
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
     ],
     targets: [
         // MARK: Storage ABI and backends (C)
@@ -136,6 +149,7 @@ let package = Package(
                 "KafkaMessages", "KafkaRecords", "StorageHost",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -150,13 +164,42 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Operating the broker: the Prometheus exporter, the HTTP listener for /metrics and /health,
+        // the storage observer, JSON logs.
+        .target(
+            name: "FjordOperations",
+            dependencies: [
+                "BrokerCore", "BrokerServer", "StorageHost",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The broker's settings: server.properties, FJORD_ environment variables and flags resolved
+        // through swift-configuration, with the source of every value.
+        .target(
+            name: "FjordConfiguration",
+            dependencies: [
+                "BrokerCore", "BrokerServer",
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "fjord",
             dependencies: [
-                "BrokerServer", "BrokerCore", "StorageHost", "StorageBackends",
+                "BrokerServer", "BrokerCore", "StorageHost", "StorageBackends", "FjordOperations",
+                "FjordConfiguration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -164,9 +207,8 @@ let package = Package(
         // MARK: Benchmarks
         .executableTarget(
             name: "fjord-storage-bench",
-            // KStoreURing only for its stats struct (read through StorageEngine.control).
             dependencies: [
-                "StorageHost", "StorageBackends", "KStoreURing",
+                "StorageHost", "StorageBackends",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -203,7 +245,13 @@ let package = Package(
             name: "BrokerCoreTests",
             dependencies: [
                 "BrokerCore", "KafkaMessages", "KafkaRecords", "StorageHost", "StorageBackends", "CKStore", "KStoreFaulty",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FjordConfigurationTests",
+            dependencies: ["FjordConfiguration", "BrokerCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -406,6 +406,90 @@ kstore_status kstore_check_open_log_arguments(const char *name, uint32_t flags, 
 size_t kstore_copy_error(const char *message, size_t length, char *buf, size_t capacity);
 
 /* ---------------------------------------------------------------------------------------------
+ * Control ops defined by this header (since 1). A control op is an argument of the `control`
+ * members, not table layout, so the ops below are valid for every backend of ABI version 1: a
+ * backend that does not know one answers KSTORE_ERR_UNSUPPORTED and the host uses the documented
+ * fallback. Codes KSTORE_CONTROL_RESERVED_MIN..KSTORE_CONTROL_RESERVED_MAX ('KS' followed by a
+ * 16-bit number) are reserved for ops defined here; a backend's own ops lie outside that range
+ * (kstore_uring.h uses 0x5552xxxx, the file backend 0x4649xxxx, the kit 0x4B49xxxx).
+ * ------------------------------------------------------------------------------------------- */
+#define KSTORE_CONTROL_RESERVED_MIN 0x4B530000
+#define KSTORE_CONTROL_RESERVED_MAX 0x4B53FFFF
+
+/* Instance control op (kstore_backend.control), since 1: the backend reports its own figures —
+ * counters and gauges it keeps anyway (syncs issued, bytes staged, descriptors held) — so that
+ * the host can export them without knowing the backend. argument: const kstore_stats_visitor *.
+ *
+ * The backend calls visitor->callback once per figure, on the calling thread, before it returns
+ * KSTORE_OK. Self-describing: each call names the figure, says whether it is a counter or a gauge,
+ * and gives a one-line help text, so a third-party backend's figures appear in the host's metrics
+ * (Fjord: `fjord_storage_backend_<name>` with a `backend` label) without the host knowing them.
+ *   - Never blocks on I/O, with or without KSTORE_CAP_NONBLOCKING: figures are read from memory
+ *     (a backend may briefly take its own locks). May run concurrently with every other member.
+ *   - The callback must not call the instance (as for completions) and must not keep the
+ *     kstore_stat pointer or its strings after it returns.
+ *   - Names: 1..KSTORE_STAT_NAME_MAX bytes of [a-z0-9_], starting with a letter, in Prometheus
+ *     style: units spelled out last (`_bytes`, `_seconds`), counters ending in `_total`. Each name
+ *     at most once per call, and the same names on every call of an instance. A counter never
+ *     decreases during the life of the instance; a gauge may go either way.
+ *   - visitor->struct_size is at least sizeof(kstore_stats_visitor) and callback is not NULL;
+ *     otherwise KSTORE_ERR_INVALID_ARGUMENT.
+ * Names with one meaning for every backend (use them for that meaning; add any others):
+ *   appends_total, append_bytes_total     appends accepted and their entry bytes
+ *   syncs_total                           physical syncs issued to stable storage (fdatasync
+ *                                         calls or group-commit rounds), not sync requests
+ *   synced_bytes_total                    bytes those syncs made durable: synced_bytes_total /
+ *                                         syncs_total is the group-commit factor
+ *   busy_rejections_total                 appends or syncs answered KSTORE_ERR_BUSY
+ *   staging_bytes, staging_capacity_bytes bytes buffered but not yet written, and the bound
+ *   open_descriptors                      file descriptors the instance holds now
+ *   stored_bytes, logs                    bytes of entries held, logs that exist
+ *   recovery_seconds                      how long open (recovery) took
+ * Host fallback when the op is unsupported: the host measures what it can itself (append and sync
+ * counts, bytes and latencies, BUSY waits) and reports no backend figures. */
+#define KSTORE_CONTROL_STATS 0x4B530001
+
+/* kstore_stat.kind values. */
+#define KSTORE_STAT_COUNTER 1u
+#define KSTORE_STAT_GAUGE 2u
+
+/* The longest figure name, in bytes. */
+#define KSTORE_STAT_NAME_MAX 63
+
+/* One figure, valid only during the callback. */
+typedef struct kstore_stat {
+    /* sizeof(kstore_stat) as the backend was built: fields beyond it do not exist. */
+    uint32_t struct_size;
+    /* KSTORE_STAT_COUNTER or KSTORE_STAT_GAUGE. */
+    uint32_t kind;
+    /* The name (see KSTORE_CONTROL_STATS), NUL-terminated. */
+    const char *name;
+    /* One line for humans, NUL-terminated, or NULL. */
+    const char *help;
+    double value;
+} kstore_stat;
+
+typedef void (*kstore_stat_callback)(void *context, const kstore_stat *stat);
+
+/* The argument of KSTORE_CONTROL_STATS, filled by the host. */
+typedef struct kstore_stats_visitor {
+    uint32_t struct_size; /* sizeof(kstore_stats_visitor) */
+    uint32_t reserved;    /* zero */
+    kstore_stat_callback callback;
+    void *context;        /* passed to every callback */
+} kstore_stats_visitor;
+
+/* Helpers for backends answering KSTORE_CONTROL_STATS, implemented once in
+ * Backends/kit/kstore_abi.c.
+ *
+ * Whether `visitor` can be used (not NULL, large enough, a callback). */
+int kstore_stats_visitor_is_valid(const kstore_stats_visitor *visitor);
+
+/* Reports one figure through `visitor` (which must be valid). */
+void kstore_stats_report(const kstore_stats_visitor *visitor, uint32_t kind, const char *name, const char *help,
+                         double value);
+
+/* ---------------------------------------------------------------------------------------------
  * Layout checks. The Swift host mirrors these structs through the Clang importer; the asserts
  * pin the layout so a change here cannot go unnoticed (bump KSTORE_ABI_VERSION with it).
  * ------------------------------------------------------------------------------------------- */
@@ -427,6 +511,8 @@ KSTORE_STATIC_ASSERT(offsetof(kstore_log_methods, control) == 8 + 9 * 8, "kstore
 KSTORE_STATIC_ASSERT(sizeof(kstore_log_methods) == 8 + 10 * 8, "kstore_log_methods layout");
 KSTORE_STATIC_ASSERT(offsetof(kstore_backend, open) == 32, "kstore_backend layout");
 KSTORE_STATIC_ASSERT(sizeof(kstore_backend) == 32 + 7 * 8, "kstore_backend layout");
+KSTORE_STATIC_ASSERT(sizeof(kstore_stat) == 32, "kstore_stat layout");
+KSTORE_STATIC_ASSERT(sizeof(kstore_stats_visitor) == 24, "kstore_stats_visitor layout");
 #endif
 
 #ifdef __cplusplus

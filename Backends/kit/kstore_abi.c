@@ -107,3 +107,19 @@ size_t kstore_copy_error(const char *message, size_t length, char *buf, size_t c
     }
     return length;
 }
+
+int kstore_stats_visitor_is_valid(const kstore_stats_visitor *visitor) {
+    return visitor != NULL && visitor->struct_size >= sizeof(kstore_stats_visitor) && visitor->callback != NULL;
+}
+
+void kstore_stats_report(const kstore_stats_visitor *visitor, uint32_t kind, const char *name, const char *help,
+                         double value) {
+    const kstore_stat stat = {
+        .struct_size = sizeof(kstore_stat),
+        .kind = kind,
+        .name = name,
+        .help = help,
+        .value = value,
+    };
+    visitor->callback(visitor->context, &stat);
+}

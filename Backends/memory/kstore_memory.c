@@ -17,6 +17,9 @@
  *             append, truncate_to, delete_before and enforce_retention take it exclusively; read,
  *             state, find_offset_by_time and sync take it shared. Completions are called after the
  *             lock is released, before append/sync return.
+ *   figures   KSTORE_CONTROL_STATS sums per-log counters kept under the log's lock, so appends pay
+ *             no shared atomic; a deleted log's counts move to the instance (under its mutex) so
+ *             the counters never go back.
  */
 #include "kstore_memory.h"
 
@@ -84,6 +87,9 @@ typedef struct mem_log {
     size_t chunk_capacity;
     /* Capacity of the next chunk to allocate. */
     size_t next_chunk_bytes;
+    /* Appends accepted and their bytes, since the log was created (KSTORE_CONTROL_STATS). */
+    uint64_t append_count;
+    uint64_t append_bytes;
 } mem_log;
 
 struct mem_instance {
@@ -93,6 +99,9 @@ struct mem_instance {
     mem_log **logs;
     size_t log_count;
     size_t log_capacity;
+    /* Appends of deleted logs, so the instance's counters never decrease; protected by `mutex`. */
+    uint64_t deleted_append_count;
+    uint64_t deleted_append_bytes;
 
     kstore_kit_error errors;
 };
@@ -310,6 +319,8 @@ static kstore_status mem_log_append(kstore_log *handle, int64_t first_offset, in
     };
     log->byte_count += total_bytes;
     log->end_offset = last_offset + 1;
+    log->append_count++;
+    log->append_bytes += total_bytes;
     pthread_rwlock_unlock(&log->lock);
 
     /* Synchronous backend: the entry is readable now (kstore.h "Completions"). */
@@ -707,6 +718,9 @@ static kstore_status mem_delete_log(kstore_instance *handle, const char *name) {
     memmove(instance->logs + position, instance->logs + position + 1,
             (instance->log_count - position - 1) * sizeof(mem_log *));
     instance->log_count--;
+    /* No handle is out, so nothing appends to the log while its counts move. */
+    instance->deleted_append_count += log->append_count;
+    instance->deleted_append_bytes += log->append_bytes;
     pthread_mutex_unlock(&instance->mutex);
     mem_free_log(log);
     return KSTORE_OK;
@@ -730,10 +744,46 @@ static kstore_status mem_list_logs(kstore_instance *handle, kstore_list_callback
     return kstore_kit_names_finish(&names, !failed, callback, context, &instance->errors);
 }
 
+/* KSTORE_CONTROL_STATS: the instance's figures, summed over its logs. */
+static kstore_status mem_report_stats(mem_instance *instance, const kstore_stats_visitor *visitor) {
+    if (!kstore_stats_visitor_is_valid(visitor)) {
+        kstore_kit_error_set(&instance->errors, "control KSTORE_CONTROL_STATS: invalid visitor");
+        return KSTORE_ERR_INVALID_ARGUMENT;
+    }
+    uint64_t entries = 0, stored_bytes = 0, allocated_bytes = 0;
+    pthread_mutex_lock(&instance->mutex);
+    uint64_t append_count = instance->deleted_append_count, append_bytes = instance->deleted_append_bytes;
+    size_t log_count = instance->log_count;
+    for (size_t index = 0; index < instance->log_count; index++) {
+        mem_log *log = instance->logs[index];
+        pthread_rwlock_rdlock(&log->lock);
+        entries += log->entry_end - log->entry_begin;
+        stored_bytes += log->byte_count;
+        for (size_t chunk = log->chunk_begin; chunk < log->chunk_end; chunk++) {
+            allocated_bytes += log->chunks[chunk].capacity_bytes;
+        }
+        append_count += log->append_count;
+        append_bytes += log->append_bytes;
+        pthread_rwlock_unlock(&log->lock);
+    }
+    pthread_mutex_unlock(&instance->mutex);
+    /* Reported after the locks are released: the callback is the host's code. */
+    kstore_stats_report(visitor, KSTORE_STAT_GAUGE, "logs", "Logs that exist", (double)log_count);
+    kstore_stats_report(visitor, KSTORE_STAT_GAUGE, "entries", "Entries held", (double)entries);
+    kstore_stats_report(visitor, KSTORE_STAT_GAUGE, "stored_bytes", "Bytes of entries held", (double)stored_bytes);
+    kstore_stats_report(visitor, KSTORE_STAT_GAUGE, "allocated_bytes", "Bytes of chunks allocated for entries",
+                        (double)allocated_bytes);
+    kstore_stats_report(visitor, KSTORE_STAT_COUNTER, "appends_total", "Appends accepted", (double)append_count);
+    kstore_stats_report(visitor, KSTORE_STAT_COUNTER, "append_bytes_total", "Entry bytes appended",
+                        (double)append_bytes);
+    return KSTORE_OK;
+}
+
 static kstore_status mem_control(kstore_instance *handle, int32_t op, void *argument) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
-    kstore_kit_error_set(&((mem_instance *)handle)->errors, "control: op %d is not supported by the memory backend",
-                         (int)op);
+    mem_instance *instance = (mem_instance *)handle;
+    if (op == KSTORE_CONTROL_STATS) return mem_report_stats(instance, argument);
+    kstore_kit_error_set(&instance->errors, "control: op %d is not supported by the memory backend", (int)op);
     return KSTORE_ERR_UNSUPPORTED;
 }
 

@@ -11,7 +11,6 @@
 import Dispatch
 import Foundation
 import Histogram
-import KStoreURing
 import Logging
 import NIOCore
 import StorageHost
@@ -325,10 +324,11 @@ struct RunResult: Encodable {
     /// Data appended (GB) over the reopen's time: the recovery rate, the reciprocal of recovery time per GB.
     var recoveryScanGigabytesPerSecond: Double?
     var rssMegabytes: Double
-    /// uring only (its stats control op): fdatasync rounds during the append phase, and the
-    /// rate at which recovery replayed (checksummed and indexed) the WAL's frames at reopen.
+    /// From the backend's own figures (kstore.h KSTORE_CONTROL_STATS; uring so far): physical syncs
+    /// (fdatasync rounds) during the append phase, and the rate at which recovery replayed
+    /// (checksummed and indexed) the WAL's frames at reopen.
     var fsyncs: UInt64?
-    /// uring only: WAL writes during the append phase, the bytes they wrote (frames and padding),
+    /// From the backend's figures (uring): WAL writes during the append phase, the bytes they wrote (frames and padding),
     /// and whether they were O_DIRECT.
     var writes: UInt64?
     var walBytesWritten: UInt64?
@@ -336,13 +336,10 @@ struct RunResult: Encodable {
     var recoveryReplayGigabytesPerSecond: Double?
 }
 
-/// The uring backend's counters, through the backend's control op (nil for other backends).
-func uringStats(_ engine: StorageEngine) -> kstore_uring_stats? {
-    guard engine.backend.name == "uring" else { return nil }
-    var stats = kstore_uring_stats()
-    stats.struct_size = UInt32(MemoryLayout<kstore_uring_stats>.size)
-    let status = withUnsafeMutablePointer(to: &stats) { engine.control(KSTORE_URING_CONTROL_STATS, $0) }
-    return status == 0 ? stats : nil
+/// One of the backend's own figures (kstore.h KSTORE_CONTROL_STATS, or the uring backend's older
+/// stats op until it implements that), nil when the backend does not report it.
+func backendFigure(_ engine: StorageEngine, _ name: String) -> Double? {
+    StorageBackend.statistics(of: engine)?.first(where: { $0.name == name })?.value
 }
 
 func residentMegabytes() -> Double {
@@ -401,8 +398,10 @@ func run(_ options: Options) async throws -> RunResult {
         done.notify(queue: .global()) { continuation.resume() }
     }
     let elapsed = Double(nowNs() - started) / 1e9
-    let appendStats = uringStats(engine)
-    let fsyncs = appendStats?.fsyncs
+    let fsyncs = backendFigure(engine, "syncs_total").map { UInt64($0) }
+    let writes = backendFigure(engine, "writes_total").map { UInt64($0) }
+    let walBytesWritten = backendFigure(engine, "written_bytes_total").map { UInt64($0) }
+    let direct = backendFigure(engine, "direct_writes").map { $0 == 1 }
     var histogram = makeLatencyHistogram()
     var batches: UInt64 = 0
     for producer in producers {
@@ -444,8 +443,10 @@ func run(_ options: Options) async throws -> RunResult {
         }
         let reopenNs = nowNs() - reopenStarted
         recoveryMs = Double(reopenNs) / 1e6
-        if let stats = uringStats(engine), stats.recovery_replay_ns > 0 {
-            replayRate = Double(stats.recovery_replay_bytes) / Double(stats.recovery_replay_ns)
+        if let replayBytes = backendFigure(engine, "recovery_replay_bytes"),
+            let replaySeconds = backendFigure(engine, "recovery_replay_seconds"), replaySeconds > 0
+        {
+            replayRate = replayBytes / (replaySeconds * 1e9)
         }
         for (log, end) in zip(reopened, ends) where try log.state().endOffset != end {
             fail("recovered log \(log.name) ends at \(try log.state().endOffset), expected \(end)")
@@ -473,9 +474,9 @@ func run(_ options: Options) async throws -> RunResult {
         recoveryScanGigabytesPerSecond: scanRate,
         rssMegabytes: rss,
         fsyncs: fsyncs,
-        writes: appendStats?.writes,
-        walBytesWritten: appendStats?.bytes_written,
-        direct: appendStats.map { $0.direct == 1 },
+        writes: writes,
+        walBytesWritten: walBytesWritten,
+        direct: direct,
         recoveryReplayGigabytesPerSecond: replayRate
     )
 }

@@ -96,6 +96,8 @@ public final class Broker: KafkaRequestHandler {
     let transactionCoordinator: TransactionCoordinator
     let clusterId: String
     let allocator = ByteBufferAllocator()
+    /// The instruments the core records through (`BrokerMetrics.disabled` records nothing).
+    public let metrics: BrokerMetrics
 
     private let shuttingDown = Atomic<Bool>(false)
     private let maintenance = Mutex<[Task<Void, Never>]>([])
@@ -105,7 +107,8 @@ public final class Broker: KafkaRequestHandler {
     public static func start(
         configuration: BrokerConfiguration,
         storage: StorageEngine,
-        logger: Logger
+        logger: Logger,
+        metrics: BrokerMetrics = .disabled
     ) async throws -> Broker {
         let registry = TopicRegistry()
         let configs = BrokerConfigStore(configuration)
@@ -132,7 +135,8 @@ public final class Broker: KafkaRequestHandler {
             metadata: metadata,
             configs: configs,
             coordinators: (groupCoordinator, transactionCoordinator),
-            clusterId: metadata.clusterId
+            clusterId: metadata.clusterId,
+            metrics: metrics
         )
         // A crash between a topic's deletion and its offsets' deletion leaves offsets of a topic
         // that no longer exists: drop them now.
@@ -150,7 +154,8 @@ public final class Broker: KafkaRequestHandler {
         metadata: MetadataManager,
         configs: BrokerConfigStore,
         coordinators: (groups: GroupCoordinator, transactions: TransactionCoordinator),
-        clusterId: String
+        clusterId: String,
+        metrics: BrokerMetrics
     ) {
         self.configuration = configuration
         self.logger = logger
@@ -161,6 +166,7 @@ public final class Broker: KafkaRequestHandler {
         self.groupCoordinator = coordinators.groups
         self.transactionCoordinator = coordinators.transactions
         self.clusterId = clusterId
+        self.metrics = metrics
     }
 
     var nowMs: Int64 { configuration.clock() }
@@ -184,12 +190,19 @@ public final class Broker: KafkaRequestHandler {
         groupCoordinator.beginShutdown()
     }
 
-    /// Closes every log and the metadata log. Call after the transport has stopped.
-    public func shutdown() async {
+    /// Stops the periodic flush and retention and the group coordinator's rebalances (its timers
+    /// run no more rebalance; waiting joins are answered): the first half of `shutdown`, for a
+    /// lifecycle that stops the timers before it closes the logs.
+    public func stopMaintenance() {
         beginShutdown()
         maintenance.withLock { tasks in
             for task in tasks { task.cancel() }
         }
+    }
+
+    /// Closes every log and the metadata log. Call after the transport has stopped.
+    public func shutdown() async {
+        stopMaintenance()
         // Marker writers stop before the partitions they write to close.
         await transactionCoordinator.close()
         for topic in registry.all {
@@ -256,6 +269,7 @@ public final class Broker: KafkaRequestHandler {
     static let requestHeaderPrefixBytes = 8
 
     private func dispatch(frame: ByteBuffer, context: RequestContext) -> RequestReply {
+        let startedAt = metrics.startTime()
         guard frame.readableBytes >= Self.requestHeaderPrefixBytes,
             let rawKey = frame.getInteger(at: frame.readerIndex, as: Int16.self),
             let version = frame.getInteger(at: frame.readerIndex + 2, as: Int16.self),
@@ -303,7 +317,9 @@ public final class Broker: KafkaRequestHandler {
                 apiKey: apiKey,
                 version: version,
                 correlationId: correlationId,
-                context: context
+                context: context,
+                startedAt: startedAt,
+                frameBytes: frame.readableBytes
             )
             return try route(request, body: &body)
         } catch {
@@ -323,6 +339,10 @@ public final class Broker: KafkaRequestHandler {
         var version: Int16
         var correlationId: Int32
         var context: RequestContext
+        /// When `handle` was called (MonotonicClock; 0 without metrics) and the frame's size, for
+        /// the request metrics.
+        var startedAt: UInt64 = 0
+        var frameBytes: Int = 0
         var clientId: String { header.clientId ?? "" }
     }
 
@@ -344,6 +364,7 @@ public final class Broker: KafkaRequestHandler {
             let pending = PendingOutcome()
             Task {
                 let (response, reservedBytes) = await self.handleFetch(fetch, request)
+                if self.metrics.isEnabled { self.metrics.fetched(recordBytes: response.recordBytes) }
                 pending.complete(building: {
                     // The transport charges the built response from here until it is written.
                     request.context.responseBudget?.release(reservedBytes)
@@ -501,7 +522,24 @@ public final class Broker: KafkaRequestHandler {
     // MARK: Responses
 
     func respond<M: KafkaResponseMessage>(_ message: M, to request: Request) -> RequestOutcome {
-        respond(message, version: request.version, correlationId: request.correlationId)
+        let outcome = respond(message, version: request.version, correlationId: request.correlationId)
+        if metrics.isEnabled, case .respond(let frame) = outcome {
+            answered(request, message, responseBytes: frame.readableBytes)
+        }
+        return outcome
+    }
+
+    /// Records a request's metrics once it is answered (`responseBytes` 0: answered without a
+    /// response, as a Produce with acks=0).
+    func answered<M: KafkaResponseMessage>(_ request: Request, _ message: M, responseBytes: Int) {
+        metrics.requestAnswered(
+            request.apiKey,
+            version: request.version,
+            startedAt: request.startedAt,
+            requestBytes: request.frameBytes + 4,
+            responseBytes: responseBytes,
+            response: message
+        )
     }
 
     /// Encodes a complete response frame: size prefix, response header, body.

@@ -240,6 +240,11 @@ extension BrokerConfiguration {
     /// Sets static broker configs by their Kafka names: the operator's settings (the command line;
     /// a properties file can feed the same entry point). Each is validated, written to its typed
     /// field, and reported by DescribeConfigs as STATIC_BROKER_CONFIG.
+    /// Whether DescribeConfigs knows `name` as a broker config (so `setStatic` accepts it).
+    public static func isBrokerConfig(_ name: String) -> Bool {
+        BrokerConfigs.byName[name] != nil
+    }
+
     public mutating func setStatic(_ configs: [String: String]) throws(BrokerConfigError) {
         for name in configs.keys.sorted() {
             let value = configs[name] ?? ""

@@ -1,6 +1,6 @@
 /// Kafka's config types as DescribeConfigs v3+ reports them (`ConfigType` in
 /// DescribeConfigsResponse.json).
-enum ConfigType: Int8, Sendable {
+public enum ConfigType: Int8, Sendable {
     case unknown = 0, boolean = 1, string = 2, int = 3, short = 4, long = 5, double = 6, list = 7
 }
 

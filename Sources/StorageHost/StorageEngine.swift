@@ -20,13 +20,18 @@ public struct StorageHostConfiguration: Sendable {
     /// Used only by the `findOffset(atOrAfterTimestamp:)` fallback for backends without
     /// find_offset_by_time; the host itself never parses entries.
     public var entryMaxTimestamp: (@Sendable (ByteBuffer) -> Int64?)?
+    /// Told of every append and sync completion with its latency, and of every wait for a BUSY
+    /// backend (nil: nothing is measured, and no clock is read).
+    public var observer: (any StorageObserver)?
 
     public init(
         forceBlockingExecution: Bool = false,
-        entryMaxTimestamp: (@Sendable (ByteBuffer) -> Int64?)? = nil
+        entryMaxTimestamp: (@Sendable (ByteBuffer) -> Int64?)? = nil,
+        observer: (any StorageObserver)? = nil
     ) {
         self.forceBlockingExecution = forceBlockingExecution
         self.entryMaxTimestamp = entryMaxTimestamp
+        self.observer = observer
     }
 }
 
@@ -115,7 +120,8 @@ public final class StorageEngine: Sendable {
             executor: BlockingExecutor(threadLimit: blockingThreadCount),
             usesBlockingPool: usesBlockingPool,
             logger: logger,
-            entryMaxTimestamp: configuration.entryMaxTimestamp
+            entryMaxTimestamp: configuration.entryMaxTimestamp,
+            observer: configuration.observer
         )
         logger.info(
             "storage backend opened",
@@ -258,7 +264,7 @@ public final class StorageEngine: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    private func enter(_ operation: String) throws {
+    func enter(_ operation: String) throws {
         try self.state.withLock { (state: inout State) throws(StorageError) in
             guard state.phase == .open else {
                 throw StorageError(
@@ -270,7 +276,7 @@ public final class StorageEngine: Sendable {
         }
     }
 
-    private func leave() {
+    func leave() {
         let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
             state.activeCallCount -= 1
             guard state.activeCallCount == 0, let waiter = state.drainWaiter else { return nil }
@@ -318,7 +324,10 @@ final class InstanceContext: Sendable {
     let usesBlockingPool: Bool
     let logger: Logger
     let entryMaxTimestamp: (@Sendable (ByteBuffer) -> Int64?)?
+    let observer: (any StorageObserver)?
     private let openLogs = LockedState<[ObjectIdentifier: StorageLog]>([:])
+    /// Figure names the backend reported against kstore.h's rules, logged once each.
+    private let rejectedStatisticNames = LockedState<Set<String>>([])
 
     init(
         backend: StorageBackend,
@@ -326,7 +335,8 @@ final class InstanceContext: Sendable {
         executor: BlockingExecutor,
         usesBlockingPool: Bool,
         logger: Logger,
-        entryMaxTimestamp: (@Sendable (ByteBuffer) -> Int64?)?
+        entryMaxTimestamp: (@Sendable (ByteBuffer) -> Int64?)?,
+        observer: (any StorageObserver)? = nil
     ) {
         self.backend = backend
         self.instance = instance
@@ -334,6 +344,18 @@ final class InstanceContext: Sendable {
         self.usesBlockingPool = usesBlockingPool
         self.logger = logger
         self.entryMaxTimestamp = entryMaxTimestamp
+        self.observer = observer
+    }
+
+    /// Logs, once per name, figures the backend reported that the host drops.
+    func noteRejectedStatistics(_ names: [String]) {
+        let new = self.rejectedStatisticNames.withLock { seen in names.filter { seen.insert($0).inserted } }
+        for name in new {
+            self.logger.warning(
+                "the backend reported a statistic the host ignores (kstore.h: names are [a-z][a-z0-9_]*, unique, kind counter or gauge)",
+                metadata: ["storage.statistic": "\(name)"]
+            )
+        }
     }
 
     func register(_ log: StorageLog) {

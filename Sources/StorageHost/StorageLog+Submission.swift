@@ -23,11 +23,14 @@ final class StorageCall: Sendable {
     private let completion: @Sendable (Result<Void, StorageError>) -> Void
     private let phase = Atomic<UInt8>(0)
     private let firedStatus = Atomic<Int32>(0)
+    /// When the call was submitted (MonotonicClock), read only when an observer measures calls.
+    private let submittedAtNanoseconds: UInt64
 
     init(log: StorageLog, operation: Operation, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         self.log = log
         self.operation = operation
         self.completion = completion
+        self.submittedAtNanoseconds = log.context.observer == nil ? 0 : MonotonicClock.nanoseconds()
     }
 
     /// Before each attempt (a BUSY refusal is tried again with the same call).
@@ -65,6 +68,16 @@ final class StorageCall: Sendable {
     /// Completes the call with `status` (never inside a backend callback when it is an error:
     /// the message comes from last_error).
     func deliver(_ status: Int32) {
+        if let observer = self.log.context.observer {
+            let elapsed = MonotonicClock.nanoseconds() &- self.submittedAtNanoseconds
+            switch self.operation {
+            case .append(_, _, _, let parts):
+                let byteCount = parts.reduce(0) { $0 + $1.readableBytes }
+                observer.appendCompleted(byteCount: byteCount, nanoseconds: elapsed, succeeded: status == KSTORE_OK)
+            case .sync:
+                observer.syncCompleted(nanoseconds: elapsed, succeeded: status == KSTORE_OK)
+            }
+        }
         if status == KSTORE_OK {
             self.completion(.success(()))
         } else {
@@ -263,7 +276,10 @@ extension StorageLog {
             let now = ContinuousClock.now
             let pause = self.backlog.withLock { backlog -> Duration? in
                 let since = backlog.busySince ?? now
-                if backlog.busySince == nil { backlog.waited += 1 }
+                if backlog.busySince == nil {
+                    backlog.waited += 1
+                    self.context.observer?.callWaitedForBusyBackend()
+                }
                 guard now - since < Self.busyRetryLimit else { return nil }
                 backlog.busySince = since
                 backlog.calls.prepend(call)

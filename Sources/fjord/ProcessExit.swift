@@ -23,3 +23,19 @@ func printToStandardError(_ line: String) {
 func terminateProcess(_ status: Int32) -> Never {
     exit(status)
 }
+
+/// The process environment as a dictionary (FJORD_ variables are settings).
+enum ProcessEnvironment {
+    static var variables: [String: String] {
+        var result: [String: String] = [:]
+        var pointer = environ
+        while let entry = pointer.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") {
+                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            pointer += 1
+        }
+        return result
+    }
+}

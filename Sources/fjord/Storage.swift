@@ -1,8 +1,8 @@
 import BrokerCore
 import Logging
 import NIOCore
-import StorageHost
 import StorageBackends
+import StorageHost
 
 /// The backend `fjord` uses when neither `--backend` nor `--backend-path` is given: durable and
 /// available everywhere (io_uring may be forbidden by the kernel or a container).
@@ -20,20 +20,6 @@ enum BackendSelection: Sendable, Hashable, CustomStringConvertible {
         }
     }
 }
-
-/// An open storage engine as `fjord` drives it: start the broker over it, close it last.
-protocol OpenedStorage: Sendable {
-    func startBroker(configuration: BrokerConfiguration, logger: Logger) async throws -> any BrokerService
-    func close() async
-}
-
-/// The broker as `fjord` drives it.
-protocol BrokerService: KafkaRequestHandler {
-    func beginShutdown()
-    func shutdown() async
-}
-
-extension Broker: BrokerService {}
 
 /// `--backend NAME` that is not linked into this binary.
 struct UnknownBackendError: Error, CustomStringConvertible {
@@ -60,42 +46,33 @@ enum Storage {
         }.joined()
     }
 
-    /// Opens the selected backend with `path` = `dataDirectory` and the `--backend-option`s.
+    /// The validated backend table for a selection.
+    static func backend(_ selection: BackendSelection) throws -> StorageBackend {
+        switch selection {
+        case .builtin(let name):
+            guard StorageBackend.builtinNames.contains(name) else { throw UnknownBackendError(name: name) }
+            return try StorageBackend.builtin(named: name)
+        case .library(let path):
+            return try StorageBackend.load(path: path)
+        }
+    }
+
+    /// Opens `backend` with `path` = `dataDirectory` and the backend options; `observer` (the
+    /// metrics, when on) is told of every append and sync.
     static func open(
-        _ selection: BackendSelection,
+        _ backend: StorageBackend,
         dataDirectory: String,
         backendOptions: [(key: String, value: String)],
         ioThreads: Int,
+        observer: (any StorageObserver)?,
         logger: Logger
-    ) async throws -> any OpenedStorage {
-        let backend: StorageBackend
-        switch selection {
-        case .builtin(let name):
-            guard StorageBackend.builtinNames.contains(name) else {
-                throw UnknownBackendError(name: name)
-            }
-            backend = try StorageBackend.builtin(named: name)
-        case .library(let path):
-            backend = try StorageBackend.load(path: path)
-        }
-        let engine = try StorageEngine.open(
+    ) throws -> StorageEngine {
+        try StorageEngine.open(
             backend: backend,
             options: [(key: "path", value: dataDirectory)] + backendOptions,
             logger: logger,
-            blockingThreadCount: ioThreads
+            blockingThreadCount: ioThreads,
+            configuration: StorageHostConfiguration(observer: observer)
         )
-        return EngineStorage(engine: engine)
-    }
-}
-
-private struct EngineStorage: OpenedStorage {
-    let engine: StorageEngine
-
-    func startBroker(configuration: BrokerConfiguration, logger: Logger) async throws -> any BrokerService {
-        try await Broker.start(configuration: configuration, storage: self.engine, logger: logger)
-    }
-
-    func close() async {
-        await self.engine.close()
     }
 }

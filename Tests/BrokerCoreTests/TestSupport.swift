@@ -25,6 +25,7 @@ final class TestBroker: Sendable {
 
     static func start(
         engine: StorageEngine? = nil,
+        metrics: BrokerMetrics = .disabled,
         configure: (inout BrokerConfiguration) -> Void = { _ in }
     ) async throws -> TestBroker {
         var logger = Logger(label: "test")
@@ -32,7 +33,7 @@ final class TestBroker: Sendable {
         let engine = try engine ?? StorageEngine.open(backend: .builtin(named: "memory"), options: [], logger: logger)
         var configuration = BrokerConfiguration()
         configure(&configuration)
-        let broker = try await Broker.start(configuration: configuration, storage: engine, logger: logger)
+        let broker = try await Broker.start(configuration: configuration, storage: engine, logger: logger, metrics: metrics)
         return TestBroker(engine: engine, broker: broker)
     }
 

@@ -713,6 +713,47 @@ struct ConformanceTests {
         }
     }
 
+    // MARK: Statistics
+
+    /// KSTORE_CONTROL_STATS (kstore.h, since 1) is optional: a backend answers UNSUPPORTED, or it
+    /// rejects an invalid visitor, reports names by kstore.h's rules (each once, the same names on
+    /// every call) and never lets a counter go back.
+    @Test(arguments: backends, paths)
+    func statisticsFollowTheRulesOrAreUnsupported(backend: String, path: ExecutionPath) async throws {
+        try await withHarness(backend, path) { harness in
+            let engine = harness.engine
+            let invalid = StorageError.Code(status: engine.control(BackendStatistic.controlOp, nil))
+            guard let before = engine.backendStatistics() else {
+                #expect(invalid == .unsupported)
+                return
+            }
+            #expect(invalid == .invalidArgument)
+            #expect(Set(before.map(\.name)).count == before.count)
+            #expect(before.allSatisfy { BackendStatistic.isValidName($0.name) })
+            let log = try await engine.openLog(named: "s", create: true)
+            for offset in Int64(0)..<10 {
+                try await log.append(
+                    firstOffset: offset,
+                    lastOffset: offset,
+                    maxTimestamp: offset,
+                    parts: [TestEntry.make(firstOffset: offset, lastOffset: offset)]
+                )
+            }
+            try await log.sync()
+            let after = try #require(engine.backendStatistics())
+            #expect(after.map(\.name) == before.map(\.name))
+            for figure in after where figure.kind == .counter {
+                let earlier = try #require(before.first { $0.name == figure.name })
+                #expect(figure.value >= earlier.value, "\(figure.name) went back")
+            }
+            if let appends = after.first(where: { $0.name == "appends_total" }) {
+                let earlier = before.first { $0.name == "appends_total" }?.value ?? 0
+                #expect(appends.value - earlier == 10)
+            }
+            await log.close()
+        }
+    }
+
     // MARK: Concurrency
 
     /// Readers running during appends only ever see whole, ordered, contiguous entries starting

@@ -1,6 +1,7 @@
 import KafkaMessages
 import KafkaRecords
 import NIOCore
+import StorageHost
 
 extension Broker {
     /// Fetch, sessionless (KIP-227 fetch sessions are not implemented: session id 0 tells the
@@ -43,7 +44,9 @@ extension Broker {
                 try? await Task.sleep(until: deadline, clock: clock)
                 waiter.fire()
             }
+            let waitStarted = metrics.startTime()
             await waiter.wait()
+            if metrics.isEnabled { metrics.fetchWaited(nanoseconds: MonotonicClock.nanoseconds() &- waitStarted) }
             timer.cancel()
             for (partition, _) in round.watched { partition.removeWaiter(waiter) }
             if clock.now >= deadline || isShuttingDown {
@@ -241,5 +244,14 @@ extension Broker {
         }
         partition.noteOffsetOfMaxTimestamp(found.offset, timestamp: found.timestamp)
         return found
+    }
+}
+
+extension FetchResponse {
+    /// Bytes of records the response carries (`fjord_fetch_bytes_total`).
+    var recordBytes: Int {
+        responses.reduce(0) { sum, topic in
+            topic.partitions.reduce(sum) { $0 + ($1.records?.readableBytes ?? 0) }
+        }
     }
 }

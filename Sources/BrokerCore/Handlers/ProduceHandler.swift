@@ -70,6 +70,7 @@ extension Broker {
         var rewriteBudget = Self.recompressedBytesPerRequestMax
         var slot = 0
         var sharedSync: [(Partition, Int64)] = []
+        var tally = ProduceTally()
         for topicData in request.topicData {
             let topic = registry.topic(named: topicData.name)
             for partitionData in topicData.partitionData {
@@ -94,7 +95,8 @@ extension Broker {
                         nowMs: nowMs,
                         transactionalId: request.transactionalId,
                         sink: sink,
-                        rewriteBudget: &rewriteBudget
+                        rewriteBudget: &rewriteBudget,
+                        &tally
                     )
                 else {
                     continue
@@ -108,6 +110,7 @@ extension Broker {
         for index in sharedSync.indices { sharedSync[index].1 = sharedSync[index].0.submittedEnd }
         Partition.submitSharedSync(covering: sharedSync)
         collector.pending.releaseOrder()
+        if metrics.isEnabled { metrics.produced(tally) }
         collector.submissionFinished()
     }
 
@@ -120,7 +123,8 @@ extension Broker {
         nowMs: Int64,
         transactionalId: String?,
         sink: AppendSink,
-        rewriteBudget: inout Int
+        rewriteBudget: inout Int,
+        _ tally: inout ProduceTally
     ) -> Partition? {
         guard let partition = topic.partition(partitionData.index) else {
             sink.deliver(.failure(.unknownTopicOrPartition, "partition \(partitionData.index) does not exist"))
@@ -165,6 +169,9 @@ extension Broker {
             sink.deliver(.failure(ErrorCode(rawValue: error.kafkaErrorCode), error.message))
             return nil
         }
+        tally.batches += 1
+        tally.records += Int(validated.header.recordCount)
+        tally.bytes += validated.byteCount
         // Only a transactional batch is checked with the transaction coordinator (by the partition,
         // under its append order); nothing is built for the others.
         let verifier: (any TransactionVerifier)? =
@@ -282,6 +289,7 @@ final class ProduceCollector: AppendOutcomeCollector {
             response.responses.append(topicResponse)
         }
         if request.acks == 0 {
+            if broker.metrics.isEnabled { broker.answered(context, response, responseBytes: 0) }
             // acks=0 has no response; Kafka reports a failure by closing the connection.
             if let firstError { return .close(reason: "acks=0 produce failed: \(firstError)") }
             return .noResponse
