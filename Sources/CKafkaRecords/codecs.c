@@ -443,6 +443,113 @@ int fjord_compress(int codec, const uint8_t *input, size_t input_length, int lev
     }
 }
 
+/* ------------------------------------------------------ magic 0 and 1 -- */
+
+uint32_t fjord_crc32_ieee(const uint8_t *data, size_t length) {
+    uLong crc = crc32(0L, Z_NULL, 0);
+    while (length > 0) {
+        uInt chunk = length > UINT_MAX ? UINT_MAX : (uInt)length;
+        crc = crc32(crc, data, chunk);
+        data += chunk;
+        length -= chunk;
+    }
+    return (uint32_t)crc;
+}
+
+/* XXH32 (seed 0) of a few bytes: the lz4 frame descriptor's header checksum. liblz4 does not
+ * export its copy. */
+#define XXH_PRIME1 2654435761U
+#define XXH_PRIME2 2246822519U
+#define XXH_PRIME3 3266489917U
+#define XXH_PRIME4 668265263U
+#define XXH_PRIME5 374761393U
+
+static uint32_t xxh_rotl(uint32_t value, int bits) { return (value << bits) | (value >> (32 - bits)); }
+
+static uint32_t xxh_read32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static uint32_t xxh32(const uint8_t *input, size_t length) {
+    const uint8_t *p = input;
+    const uint8_t *end = input + length;
+    uint32_t h;
+    if (length >= 16) {
+        uint32_t v1 = XXH_PRIME1 + XXH_PRIME2, v2 = XXH_PRIME2, v3 = 0, v4 = 0U - XXH_PRIME1;
+        while (end - p >= 16) {
+            v1 = xxh_rotl(v1 + xxh_read32(p) * XXH_PRIME2, 13) * XXH_PRIME1;
+            v2 = xxh_rotl(v2 + xxh_read32(p + 4) * XXH_PRIME2, 13) * XXH_PRIME1;
+            v3 = xxh_rotl(v3 + xxh_read32(p + 8) * XXH_PRIME2, 13) * XXH_PRIME1;
+            v4 = xxh_rotl(v4 + xxh_read32(p + 12) * XXH_PRIME2, 13) * XXH_PRIME1;
+            p += 16;
+        }
+        h = xxh_rotl(v1, 1) + xxh_rotl(v2, 7) + xxh_rotl(v3, 12) + xxh_rotl(v4, 18);
+    } else {
+        h = XXH_PRIME5;
+    }
+    h += (uint32_t)length;
+    while (end - p >= 4) {
+        h = xxh_rotl(h + xxh_read32(p) * XXH_PRIME3, 17) * XXH_PRIME4;
+        p += 4;
+    }
+    while (p < end) {
+        h = xxh_rotl(h + (*p) * XXH_PRIME5, 11) * XXH_PRIME1;
+        p++;
+    }
+    h ^= h >> 15;
+    h *= XXH_PRIME2;
+    h ^= h >> 13;
+    h *= XXH_PRIME3;
+    h ^= h >> 16;
+    return h;
+}
+
+#define LZ4_FRAME_MAGIC_BYTES 4
+
+/* The length of the frame descriptor after the magic number, without HC: FLG, BD, and the
+ * optional content size and dictionary id FLG announces; 0 when the input is too short. */
+static size_t lz4_descriptor_length(const uint8_t *frame, size_t length) {
+    if (length < LZ4_FRAME_MAGIC_BYTES + 3) {
+        return 0;
+    }
+    uint8_t flags = frame[LZ4_FRAME_MAGIC_BYTES];
+    size_t descriptor = 2 + ((flags & 0x08) ? 8 : 0) + ((flags & 0x01) ? 4 : 0);
+    return LZ4_FRAME_MAGIC_BYTES + descriptor + 1 <= length ? descriptor : 0;
+}
+
+int fjord_lz4_decompress_magic0(const uint8_t *input, size_t input_length, size_t limit,
+                                fjord_codec_output *output) {
+    size_t descriptor = input == NULL ? 0 : lz4_descriptor_length(input, input_length);
+    if (descriptor == 0) {
+        return fjord_decompress(FJORD_CODEC_LZ4, input, input_length, limit, output);
+    }
+    uint8_t *copy = malloc(input_length);
+    if (copy == NULL) {
+        return fail(output, FJORD_CODEC_ERROR_NO_MEMORY, "out of memory");
+    }
+    memcpy(copy, input, input_length);
+    uint32_t hash = xxh32(copy + LZ4_FRAME_MAGIC_BYTES, descriptor);
+    copy[LZ4_FRAME_MAGIC_BYTES + descriptor] = (uint8_t)((hash >> 8) & 0xFF);
+    int status = lz4_decompress(copy, input_length, limit, output);
+    free(copy);
+    return status;
+}
+
+int fjord_lz4_compress_magic0(const uint8_t *input, size_t input_length, int level, fjord_codec_output *output) {
+    int status = fjord_compress(FJORD_CODEC_LZ4, input, input_length, level, output);
+    if (status != FJORD_CODEC_OK) {
+        return status;
+    }
+    size_t descriptor = lz4_descriptor_length(output->data, output->length);
+    if (descriptor == 0) {
+        return fail(output, FJORD_CODEC_ERROR_CORRUPT, "lz4 frame without a descriptor");
+    }
+    /* Kafka's KafkaLZ4BlockOutputStream(useBrokenFlagDescriptorChecksum = true). */
+    uint32_t hash = xxh32(output->data, LZ4_FRAME_MAGIC_BYTES + descriptor);
+    output->data[LZ4_FRAME_MAGIC_BYTES + descriptor] = (uint8_t)((hash >> 8) & 0xFF);
+    return FJORD_CODEC_OK;
+}
+
 void fjord_codec_output_free(fjord_codec_output *output) {
     free(output->data);
     memset(output, 0, sizeof *output);

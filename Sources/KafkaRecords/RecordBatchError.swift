@@ -9,12 +9,15 @@
 ///   than one batch, no batch, a control batch from a producer, a producer id without a base sequence.
 /// - INVALID_TIMESTAMP (32): a record timestamp outside the policy, or LogAppendTime set by a producer.
 /// - MESSAGE_TOO_LARGE (10): a batch above `maxBatchBytes`.
+/// - UNSUPPORTED_COMPRESSION_TYPE (76): a codec the message format or request version cannot carry (zstd in a
+///   magic 0/1 message set, KIP-110).
 public struct RecordBatchError: Error, Sendable, Hashable, CustomStringConvertible {
     private enum Kind: Hashable, Sendable {
         case corruptMessage
         case invalidRecord
         case invalidTimestamp
         case messageTooLarge
+        case unsupportedCompressionType
     }
 
     private let kind: Kind
@@ -63,6 +66,8 @@ public struct RecordBatchError: Error, Sendable, Hashable, CustomStringConvertib
     public static let invalidTimestampCode: Int16 = 32
     /// Kafka's `INVALID_RECORD` error code.
     public static let invalidRecordCode: Int16 = 87
+    /// Kafka's `UNSUPPORTED_COMPRESSION_TYPE` error code.
+    public static let unsupportedCompressionTypeCode: Int16 = 76
 
     /// The Kafka error code to put in the ProduceResponse partition.
     public var kafkaErrorCode: Int16 {
@@ -71,6 +76,7 @@ public struct RecordBatchError: Error, Sendable, Hashable, CustomStringConvertib
         case .invalidRecord: return Self.invalidRecordCode
         case .invalidTimestamp: return Self.invalidTimestampCode
         case .messageTooLarge: return Self.messageTooLargeCode
+        case .unsupportedCompressionType: return Self.unsupportedCompressionTypeCode
         }
     }
 
@@ -84,6 +90,7 @@ public struct RecordBatchError: Error, Sendable, Hashable, CustomStringConvertib
         case .invalidRecord: name = "INVALID_RECORD"
         case .invalidTimestamp: name = "INVALID_TIMESTAMP"
         case .messageTooLarge: name = "MESSAGE_TOO_LARGE"
+        case .unsupportedCompressionType: name = "UNSUPPORTED_COMPRESSION_TYPE"
         }
         if let recordIndex {
             return "\(name) (\(kafkaErrorCode)): record \(recordIndex): \(message)"
@@ -125,5 +132,9 @@ public struct RecordBatchError: Error, Sendable, Hashable, CustomStringConvertib
 
     static func tooLarge(_ message: String) -> RecordBatchError {
         RecordBatchError(.messageTooLarge, message)
+    }
+
+    static func unsupportedCompression(_ message: String) -> RecordBatchError {
+        RecordBatchError(.unsupportedCompressionType, message)
     }
 }

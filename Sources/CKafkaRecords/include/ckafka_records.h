@@ -86,6 +86,30 @@ int fjord_decompress(int codec, const uint8_t *input, size_t input_length, size_
 int fjord_compress(int codec, const uint8_t *input, size_t input_length, int level,
                    fjord_codec_output *output);
 
+/* ------------------------------------------------------------------------ */
+/* Message formats v0 and v1 (magic 0 and 1, before Kafka 0.11)             */
+/* ------------------------------------------------------------------------ */
+
+/* CRC-32 (IEEE 802.3, zlib's crc32) of `length` bytes: the checksum of a magic 0/1 message. */
+uint32_t fjord_crc32_ieee(const uint8_t *data, size_t length);
+
+/*
+ * Decompresses an lz4 frame written for a magic 0 message. Kafka before 0.10 computed the
+ * frame descriptor's header checksum (HC) over the magic number as well as the descriptor, and
+ * Kafka ignores HC when it reads magic 0 messages: the frame is decompressed with its HC
+ * recomputed the standard way (on a copy), so either checksum is accepted. Otherwise as
+ * fjord_decompress with FJORD_CODEC_LZ4.
+ */
+int fjord_lz4_decompress_magic0(const uint8_t *input, size_t input_length, size_t limit,
+                                fjord_codec_output *output);
+
+/*
+ * Compresses like fjord_compress with FJORD_CODEC_LZ4 and then writes the frame's header
+ * checksum the way Kafka writes it for magic 0 messages (over the magic number and the
+ * descriptor), which is what readers of magic 0 lz4 messages of that era verify.
+ */
+int fjord_lz4_compress_magic0(const uint8_t *input, size_t input_length, int level, fjord_codec_output *output);
+
 /* Releases `output->data` and resets the struct to zero. Safe to call twice. */
 void fjord_codec_output_free(fjord_codec_output *output);
 
