@@ -557,7 +557,8 @@ public final class Broker: KafkaRequestHandler {
 }
 
 /// The APIs and versions Fjord advertises in ApiVersions: exactly those it implements. The
-/// version ranges are the generated ones (the codec is generated for the advertised ranges).
+/// version ranges are the generated ones (Kafka 3.8's), except where `served` narrows an API to
+/// the versions whose semantics the handlers implement so far.
 enum SupportedApis {
     static let implemented: [ApiKey] = [
         .produce, .fetch, .listOffsets, .metadata, .apiVersions, .createTopics, .deleteTopics,
@@ -573,8 +574,18 @@ enum SupportedApis {
         .describeProducers,
     ]
 
+    /// APIs whose generated codec covers more versions than the handlers serve (issue 17 widens
+    /// these one by one; an API leaves this table once it serves its whole generated range).
+    static let served: [ApiKey: ClosedRange<Int16>] = [
+        .produce: 3...9, .fetch: 4...12, .listOffsets: 1...7, .offsetCommit: 2...8, .offsetFetch: 1...7,
+        .findCoordinator: 0...3, .joinGroup: 0...7, .leaveGroup: 0...4, .listGroups: 0...4,
+    ]
+
     private static let table: [ApiKey: ClosedRange<Int16>] = Dictionary(
-        uniqueKeysWithValues: implemented.compactMap { key in key.generatedVersions.map { (key, $0) } }
+        uniqueKeysWithValues: implemented.compactMap { key in
+            guard let generated = key.generatedVersions else { return nil }
+            return (key, served[key].map { $0.clamped(to: generated) } ?? generated)
+        }
     )
 
     static func versions(of apiKey: ApiKey) -> ClosedRange<Int16>? { table[apiKey] }

@@ -123,7 +123,7 @@ struct ApiKeyTests {
         #expect(ApiKey.saslAuthenticate.rawValue == 36)
         #expect(ApiKey.deleteGroups.rawValue == 42)
         #expect(ApiKey.produce.validVersions == 0...11)
-        #expect(ApiKey.produce.generatedVersions == 3...9)
+        #expect(ApiKey.produce.generatedVersions == 0...11)
         #expect(ApiKey.metadata.generatedVersions == 0...12)
         #expect(ApiKey.leaderAndIsr.generatedVersions == nil)
     }
@@ -136,7 +136,7 @@ struct ApiKeyTests {
         #expect(FetchRequest.generatedVersions == ApiKey.fetch.generatedVersions)
         #expect(ApiVersionsRequest.generatedVersions == 0...3)
         let generated = ApiKey.allCases.filter { $0.generatedVersions != nil }
-        #expect(generated.count == 38)
+        #expect(generated.count == 40)
     }
 }
 

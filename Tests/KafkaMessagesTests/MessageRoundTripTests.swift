@@ -18,7 +18,7 @@ struct MessageRoundTripTests {
     }
 
     /// Decoding a version outside the generated range throws unsupported-version with the API key.
-    @Test(arguments: [Int16(2), 10, -1])
+    @Test(arguments: [Int16(12), 13, -1])
     func produceOutsideGeneratedVersionsThrows(version: Int16) {
         var buffer = ProduceRequest.sampleEncoding(version: 3)
         #expect(throws: KafkaWireError.unsupportedVersion(apiKey: 0, version: version)) {

@@ -250,25 +250,26 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
     /// The versions this codec generates — the ones the broker advertises — or nil.
     public var generatedVersions: ClosedRange<Int16>? {
         switch self {
-        case .produce: return 3...9
-        case .fetch: return 4...12
-        case .listOffsets: return 1...7
+        case .produce: return 0...11
+        case .fetch: return 0...16
+        case .listOffsets: return 0...8
         case .metadata: return 0...12
-        case .offsetCommit: return 2...8
-        case .offsetFetch: return 1...7
-        case .findCoordinator: return 0...3
-        case .joinGroup: return 0...7
+        case .offsetCommit: return 0...9
+        case .offsetFetch: return 0...9
+        case .findCoordinator: return 0...5
+        case .joinGroup: return 0...9
         case .heartbeat: return 0...4
-        case .leaveGroup: return 0...4
+        case .leaveGroup: return 0...5
         case .syncGroup: return 0...5
         case .describeGroups: return 0...5
-        case .listGroups: return 0...4
+        case .listGroups: return 0...5
         case .saslHandshake: return 0...1
         case .apiVersions: return 0...3
         case .createTopics: return 0...7
         case .deleteTopics: return 0...6
         case .deleteRecords: return 0...2
         case .initProducerId: return 0...4
+        case .offsetForLeaderEpoch: return 0...4
         case .addPartitionsToTxn: return 0...3
         case .addOffsetsToTxn: return 0...3
         case .endTxn: return 0...3
@@ -288,6 +289,7 @@ public enum ApiKey: Int16, Sendable, CaseIterable {
         case .describeProducers: return 0...0
         case .describeTransactions: return 0...0
         case .listTransactions: return 0...1
+        case .describeTopicPartitions: return 0...0
         default: return nil
         }
     }

@@ -6,11 +6,11 @@
 import KafkaWire
 import NIOCore
 
-/// FetchRequest, versions 4-12 (valid 0-16, flexible 12+).
+/// FetchRequest, versions 0-16 (valid 0-16, flexible 12+).
 public struct FetchRequest: KafkaRequestMessage {
     public typealias Response = FetchResponse
     public static var apiKey: ApiKey { .fetch }
-    public static var generatedVersions: ClosedRange<Int16> { 4...12 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...16 }
 
     /// The clusterId if known. This is used to validate metadata fetches prior to broker registration.
     /// JSON `ClusterId`: versions 12+, nullable 12+, tagged 12+ as tag 0.
@@ -84,16 +84,22 @@ public struct FetchRequest: KafkaRequestMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 4 && version <= 12 else {
+        guard version >= 0 && version <= 16 else {
             throw .unsupportedVersion(apiKey: 1, version: version)
         }
         self.init()
         let flexible = version >= 12
-        self.replicaId = try buffer.readKafkaInt32()
+        if version <= 14 {
+            self.replicaId = try buffer.readKafkaInt32()
+        }
         self.maxWaitMs = try buffer.readKafkaInt32()
         self.minBytes = try buffer.readKafkaInt32()
-        self.maxBytes = try buffer.readKafkaInt32()
-        self.isolationLevel = try buffer.readKafkaInt8()
+        if version >= 3 {
+            self.maxBytes = try buffer.readKafkaInt32()
+        }
+        if version >= 4 {
+            self.isolationLevel = try buffer.readKafkaInt8()
+        }
         if version >= 7 {
             self.sessionId = try buffer.readKafkaInt32()
         }
@@ -131,6 +137,8 @@ public struct FetchRequest: KafkaRequestMessage {
                 switch taggedField.tag {
                 case 0:
                     self.clusterId = try field.readKafkaNullableString(compact: true)
+                case 1 where version >= 15:
+                    self.replicaState = try ReplicaState(from: &field, version: version)
                 default:
                     // Unknown tags are skipped (KIP-482): their bytes were in `field`.
                     break
@@ -141,11 +149,17 @@ public struct FetchRequest: KafkaRequestMessage {
 
     public func write(to buffer: inout ByteBuffer, version: Int16) {
         let flexible = version >= 12
-        buffer.writeKafkaInt32(self.replicaId)
+        if version <= 14 {
+            buffer.writeKafkaInt32(self.replicaId)
+        }
         buffer.writeKafkaInt32(self.maxWaitMs)
         buffer.writeKafkaInt32(self.minBytes)
-        buffer.writeKafkaInt32(self.maxBytes)
-        buffer.writeKafkaInt8(self.isolationLevel)
+        if version >= 3 {
+            buffer.writeKafkaInt32(self.maxBytes)
+        }
+        if version >= 4 {
+            buffer.writeKafkaInt8(self.isolationLevel)
+        }
         if version >= 7 {
             buffer.writeKafkaInt32(self.sessionId)
         }
@@ -168,10 +182,16 @@ public struct FetchRequest: KafkaRequestMessage {
         if flexible {
             var taggedFieldCount: UInt32 = 0
             if self.clusterId != nil { taggedFieldCount += 1 }
+            if version >= 15 && self.replicaState != ReplicaState() { taggedFieldCount += 1 }
             buffer.writeKafkaUnsignedVarint(taggedFieldCount)
             if self.clusterId != nil {
                 buffer.writeKafkaTaggedField(tag: 0) { field in
                     field.writeKafkaNullableString(self.clusterId, compact: true)
+                }
+            }
+            if version >= 15 && self.replicaState != ReplicaState() {
+                buffer.writeKafkaTaggedField(tag: 1) { field in
+                    self.replicaState.write(to: &field, version: version)
                 }
             }
         }
@@ -200,6 +220,12 @@ extension FetchRequest {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 12
+            if version >= 15 {
+                self.replicaId = try buffer.readKafkaInt32()
+            }
+            if version >= 15 {
+                self.replicaEpoch = try buffer.readKafkaInt64()
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -207,6 +233,12 @@ extension FetchRequest {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 12
+            if version >= 15 {
+                buffer.writeKafkaInt32(self.replicaId)
+            }
+            if version >= 15 {
+                buffer.writeKafkaInt64(self.replicaEpoch)
+            }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
             }
@@ -239,7 +271,12 @@ extension FetchRequest {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 12
-            self.topic = try buffer.readKafkaString(compact: flexible)
+            if version <= 12 {
+                self.topic = try buffer.readKafkaString(compact: flexible)
+            }
+            if version >= 13 {
+                self.topicId = try buffer.readKafkaUUID()
+            }
             do {
                 let count = try buffer.readKafkaArrayCount(compact: flexible)
                 var elements: [FetchPartition] = []
@@ -256,7 +293,12 @@ extension FetchRequest {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 12
-            buffer.writeKafkaString(self.topic, compact: flexible)
+            if version <= 12 {
+                buffer.writeKafkaString(self.topic, compact: flexible)
+            }
+            if version >= 13 {
+                buffer.writeKafkaUUID(self.topicId)
+            }
             buffer.writeKafkaArrayCount(self.partitions.count, compact: flexible)
             for element in self.partitions {
                 element.write(to: &buffer, version: version)
@@ -373,8 +415,11 @@ extension FetchRequest {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 12
-            if version >= 7 {
+            if version >= 7 && version <= 12 {
                 self.topic = try buffer.readKafkaString(compact: flexible)
+            }
+            if version >= 13 {
+                self.topicId = try buffer.readKafkaUUID()
             }
             if version >= 7 {
                 do {
@@ -394,8 +439,11 @@ extension FetchRequest {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 12
-            if version >= 7 {
+            if version >= 7 && version <= 12 {
                 buffer.writeKafkaString(self.topic, compact: flexible)
+            }
+            if version >= 13 {
+                buffer.writeKafkaUUID(self.topicId)
             }
             if version >= 7 {
                 buffer.writeKafkaArrayCount(self.partitions.count, compact: flexible)
@@ -410,10 +458,10 @@ extension FetchRequest {
     }
 }
 
-/// FetchResponse, versions 4-12 (valid 0-16, flexible 12+).
+/// FetchResponse, versions 0-16 (valid 0-16, flexible 12+).
 public struct FetchResponse: KafkaResponseMessage {
     public static var apiKey: ApiKey { .fetch }
-    public static var generatedVersions: ClosedRange<Int16> { 4...12 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...16 }
 
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or
     /// zero if the request did not violate any quota.
@@ -450,12 +498,14 @@ public struct FetchResponse: KafkaResponseMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 4 && version <= 12 else {
+        guard version >= 0 && version <= 16 else {
             throw .unsupportedVersion(apiKey: 1, version: version)
         }
         self.init()
         let flexible = version >= 12
-        self.throttleTimeMs = try buffer.readKafkaInt32()
+        if version >= 1 {
+            self.throttleTimeMs = try buffer.readKafkaInt32()
+        }
         if version >= 7 {
             self.errorCode = try buffer.readKafkaInt16()
         }
@@ -472,13 +522,34 @@ public struct FetchResponse: KafkaResponseMessage {
             self.responses = elements
         }
         if flexible {
-            try buffer.skipKafkaTaggedFields()
+            let taggedFieldCount = try buffer.readKafkaTaggedFieldCount()
+            for _ in 0..<taggedFieldCount {
+                let taggedField = try buffer.readKafkaTaggedField()
+                var field = taggedField.value
+                switch taggedField.tag {
+                case 0 where version >= 16:
+                    do {
+                        let count = try field.readKafkaArrayCount(compact: true)
+                        var elements: [NodeEndpoint] = []
+                        elements.reserveCapacity(count)
+                        for _ in 0..<count {
+                            elements.append(try NodeEndpoint(from: &field, version: version))
+                        }
+                        self.nodeEndpoints = elements
+                    }
+                default:
+                    // Unknown tags are skipped (KIP-482): their bytes were in `field`.
+                    break
+                }
+            }
         }
     }
 
     public func write(to buffer: inout ByteBuffer, version: Int16) {
         let flexible = version >= 12
-        buffer.writeKafkaInt32(self.throttleTimeMs)
+        if version >= 1 {
+            buffer.writeKafkaInt32(self.throttleTimeMs)
+        }
         if version >= 7 {
             buffer.writeKafkaInt16(self.errorCode)
         }
@@ -490,7 +561,17 @@ public struct FetchResponse: KafkaResponseMessage {
             element.write(to: &buffer, version: version)
         }
         if flexible {
-            buffer.writeKafkaEmptyTaggedFields()
+            var taggedFieldCount: UInt32 = 0
+            if version >= 16 && !self.nodeEndpoints.isEmpty { taggedFieldCount += 1 }
+            buffer.writeKafkaUnsignedVarint(taggedFieldCount)
+            if version >= 16 && !self.nodeEndpoints.isEmpty {
+                buffer.writeKafkaTaggedField(tag: 0) { field in
+                    field.writeKafkaArrayCount(self.nodeEndpoints.count, compact: true)
+                    for element in self.nodeEndpoints {
+                        element.write(to: &field, version: version)
+                    }
+                }
+            }
         }
     }
 }
@@ -522,7 +603,12 @@ extension FetchResponse {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 12
-            self.topic = try buffer.readKafkaString(compact: flexible)
+            if version <= 12 {
+                self.topic = try buffer.readKafkaString(compact: flexible)
+            }
+            if version >= 13 {
+                self.topicId = try buffer.readKafkaUUID()
+            }
             do {
                 let count = try buffer.readKafkaArrayCount(compact: flexible)
                 var elements: [PartitionData] = []
@@ -539,7 +625,12 @@ extension FetchResponse {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 12
-            buffer.writeKafkaString(self.topic, compact: flexible)
+            if version <= 12 {
+                buffer.writeKafkaString(self.topic, compact: flexible)
+            }
+            if version >= 13 {
+                buffer.writeKafkaUUID(self.topicId)
+            }
             buffer.writeKafkaArrayCount(self.partitions.count, compact: flexible)
             for element in self.partitions {
                 element.write(to: &buffer, version: version)
@@ -622,19 +713,23 @@ extension FetchResponse {
             self.partitionIndex = try buffer.readKafkaInt32()
             self.errorCode = try buffer.readKafkaInt16()
             self.highWatermark = try buffer.readKafkaInt64()
-            self.lastStableOffset = try buffer.readKafkaInt64()
+            if version >= 4 {
+                self.lastStableOffset = try buffer.readKafkaInt64()
+            }
             if version >= 5 {
                 self.logStartOffset = try buffer.readKafkaInt64()
             }
-            if let count = try buffer.readKafkaNullableArrayCount(compact: flexible) {
-                var elements: [AbortedTransaction] = []
-                elements.reserveCapacity(count)
-                for _ in 0..<count {
-                    elements.append(try AbortedTransaction(from: &buffer, version: version))
+            if version >= 4 {
+                if let count = try buffer.readKafkaNullableArrayCount(compact: flexible) {
+                    var elements: [AbortedTransaction] = []
+                    elements.reserveCapacity(count)
+                    for _ in 0..<count {
+                        elements.append(try AbortedTransaction(from: &buffer, version: version))
+                    }
+                    self.abortedTransactions = elements
+                } else {
+                    self.abortedTransactions = nil
                 }
-                self.abortedTransactions = elements
-            } else {
-                self.abortedTransactions = nil
             }
             if version >= 11 {
                 self.preferredReadReplica = try buffer.readKafkaInt32()
@@ -665,13 +760,17 @@ extension FetchResponse {
             buffer.writeKafkaInt32(self.partitionIndex)
             buffer.writeKafkaInt16(self.errorCode)
             buffer.writeKafkaInt64(self.highWatermark)
-            buffer.writeKafkaInt64(self.lastStableOffset)
+            if version >= 4 {
+                buffer.writeKafkaInt64(self.lastStableOffset)
+            }
             if version >= 5 {
                 buffer.writeKafkaInt64(self.logStartOffset)
             }
-            buffer.writeKafkaNullableArrayCount(self.abortedTransactions?.count, compact: flexible)
-            for element in self.abortedTransactions ?? [] {
-                element.write(to: &buffer, version: version)
+            if version >= 4 {
+                buffer.writeKafkaNullableArrayCount(self.abortedTransactions?.count, compact: flexible)
+                for element in self.abortedTransactions ?? [] {
+                    element.write(to: &buffer, version: version)
+                }
             }
             if version >= 11 {
                 buffer.writeKafkaInt32(self.preferredReadReplica)
@@ -849,8 +948,12 @@ extension FetchResponse {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 12
-            self.producerId = try buffer.readKafkaInt64()
-            self.firstOffset = try buffer.readKafkaInt64()
+            if version >= 4 {
+                self.producerId = try buffer.readKafkaInt64()
+            }
+            if version >= 4 {
+                self.firstOffset = try buffer.readKafkaInt64()
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -858,8 +961,12 @@ extension FetchResponse {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 12
-            buffer.writeKafkaInt64(self.producerId)
-            buffer.writeKafkaInt64(self.firstOffset)
+            if version >= 4 {
+                buffer.writeKafkaInt64(self.producerId)
+            }
+            if version >= 4 {
+                buffer.writeKafkaInt64(self.firstOffset)
+            }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
             }
@@ -897,6 +1004,18 @@ extension FetchResponse {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 12
+            if version >= 16 {
+                self.nodeId = try buffer.readKafkaInt32()
+            }
+            if version >= 16 {
+                self.host = try buffer.readKafkaString(compact: true)
+            }
+            if version >= 16 {
+                self.port = try buffer.readKafkaInt32()
+            }
+            if version >= 16 {
+                self.rack = try buffer.readKafkaNullableString(compact: true)
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -904,6 +1023,18 @@ extension FetchResponse {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 12
+            if version >= 16 {
+                buffer.writeKafkaInt32(self.nodeId)
+            }
+            if version >= 16 {
+                buffer.writeKafkaString(self.host, compact: true)
+            }
+            if version >= 16 {
+                buffer.writeKafkaInt32(self.port)
+            }
+            if version >= 16 {
+                buffer.writeKafkaNullableString(self.rack, compact: true)
+            }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
             }

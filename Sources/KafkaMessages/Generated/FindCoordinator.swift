@@ -6,11 +6,11 @@
 import KafkaWire
 import NIOCore
 
-/// FindCoordinatorRequest, versions 0-3 (valid 0-5, flexible 3+).
+/// FindCoordinatorRequest, versions 0-5 (valid 0-5, flexible 3+).
 public struct FindCoordinatorRequest: KafkaRequestMessage {
     public typealias Response = FindCoordinatorResponse
     public static var apiKey: ApiKey { .findCoordinator }
-    public static var generatedVersions: ClosedRange<Int16> { 0...3 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...5 }
 
     /// The coordinator key.
     /// JSON `Key`: versions 0-3.
@@ -35,14 +35,27 @@ public struct FindCoordinatorRequest: KafkaRequestMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 0 && version <= 3 else {
+        guard version >= 0 && version <= 5 else {
             throw .unsupportedVersion(apiKey: 10, version: version)
         }
         self.init()
         let flexible = version >= 3
-        self.key = try buffer.readKafkaString(compact: flexible)
+        if version <= 3 {
+            self.key = try buffer.readKafkaString(compact: flexible)
+        }
         if version >= 1 {
             self.keyType = try buffer.readKafkaInt8()
+        }
+        if version >= 4 {
+            do {
+                let count = try buffer.readKafkaArrayCount(compact: true)
+                var elements: [String] = []
+                elements.reserveCapacity(count)
+                for _ in 0..<count {
+                    elements.append(try buffer.readKafkaString(compact: true))
+                }
+                self.coordinatorKeys = elements
+            }
         }
         if flexible {
             try buffer.skipKafkaTaggedFields()
@@ -51,9 +64,17 @@ public struct FindCoordinatorRequest: KafkaRequestMessage {
 
     public func write(to buffer: inout ByteBuffer, version: Int16) {
         let flexible = version >= 3
-        buffer.writeKafkaString(self.key, compact: flexible)
+        if version <= 3 {
+            buffer.writeKafkaString(self.key, compact: flexible)
+        }
         if version >= 1 {
             buffer.writeKafkaInt8(self.keyType)
+        }
+        if version >= 4 {
+            buffer.writeKafkaArrayCount(self.coordinatorKeys.count, compact: true)
+            for element in self.coordinatorKeys {
+                buffer.writeKafkaString(element, compact: true)
+            }
         }
         if flexible {
             buffer.writeKafkaEmptyTaggedFields()
@@ -61,10 +82,10 @@ public struct FindCoordinatorRequest: KafkaRequestMessage {
     }
 }
 
-/// FindCoordinatorResponse, versions 0-3 (valid 0-5, flexible 3+).
+/// FindCoordinatorResponse, versions 0-5 (valid 0-5, flexible 3+).
 public struct FindCoordinatorResponse: KafkaResponseMessage {
     public static var apiKey: ApiKey { .findCoordinator }
-    public static var generatedVersions: ClosedRange<Int16> { 0...3 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...5 }
 
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or
     /// zero if the request did not violate any quota.
@@ -110,7 +131,7 @@ public struct FindCoordinatorResponse: KafkaResponseMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 0 && version <= 3 else {
+        guard version >= 0 && version <= 5 else {
             throw .unsupportedVersion(apiKey: 10, version: version)
         }
         self.init()
@@ -118,13 +139,32 @@ public struct FindCoordinatorResponse: KafkaResponseMessage {
         if version >= 1 {
             self.throttleTimeMs = try buffer.readKafkaInt32()
         }
-        self.errorCode = try buffer.readKafkaInt16()
-        if version >= 1 {
+        if version <= 3 {
+            self.errorCode = try buffer.readKafkaInt16()
+        }
+        if version >= 1 && version <= 3 {
             self.errorMessage = try buffer.readKafkaNullableString(compact: flexible)
         }
-        self.nodeId = try buffer.readKafkaInt32()
-        self.host = try buffer.readKafkaString(compact: flexible)
-        self.port = try buffer.readKafkaInt32()
+        if version <= 3 {
+            self.nodeId = try buffer.readKafkaInt32()
+        }
+        if version <= 3 {
+            self.host = try buffer.readKafkaString(compact: flexible)
+        }
+        if version <= 3 {
+            self.port = try buffer.readKafkaInt32()
+        }
+        if version >= 4 {
+            do {
+                let count = try buffer.readKafkaArrayCount(compact: true)
+                var elements: [Coordinator] = []
+                elements.reserveCapacity(count)
+                for _ in 0..<count {
+                    elements.append(try Coordinator(from: &buffer, version: version))
+                }
+                self.coordinators = elements
+            }
+        }
         if flexible {
             try buffer.skipKafkaTaggedFields()
         }
@@ -135,13 +175,27 @@ public struct FindCoordinatorResponse: KafkaResponseMessage {
         if version >= 1 {
             buffer.writeKafkaInt32(self.throttleTimeMs)
         }
-        buffer.writeKafkaInt16(self.errorCode)
-        if version >= 1 {
+        if version <= 3 {
+            buffer.writeKafkaInt16(self.errorCode)
+        }
+        if version >= 1 && version <= 3 {
             buffer.writeKafkaNullableString(self.errorMessage, compact: flexible)
         }
-        buffer.writeKafkaInt32(self.nodeId)
-        buffer.writeKafkaString(self.host, compact: flexible)
-        buffer.writeKafkaInt32(self.port)
+        if version <= 3 {
+            buffer.writeKafkaInt32(self.nodeId)
+        }
+        if version <= 3 {
+            buffer.writeKafkaString(self.host, compact: flexible)
+        }
+        if version <= 3 {
+            buffer.writeKafkaInt32(self.port)
+        }
+        if version >= 4 {
+            buffer.writeKafkaArrayCount(self.coordinators.count, compact: true)
+            for element in self.coordinators {
+                element.write(to: &buffer, version: version)
+            }
+        }
         if flexible {
             buffer.writeKafkaEmptyTaggedFields()
         }
@@ -190,6 +244,24 @@ extension FindCoordinatorResponse {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 3
+            if version >= 4 {
+                self.key = try buffer.readKafkaString(compact: true)
+            }
+            if version >= 4 {
+                self.nodeId = try buffer.readKafkaInt32()
+            }
+            if version >= 4 {
+                self.host = try buffer.readKafkaString(compact: true)
+            }
+            if version >= 4 {
+                self.port = try buffer.readKafkaInt32()
+            }
+            if version >= 4 {
+                self.errorCode = try buffer.readKafkaInt16()
+            }
+            if version >= 4 {
+                self.errorMessage = try buffer.readKafkaNullableString(compact: true)
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -197,6 +269,24 @@ extension FindCoordinatorResponse {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 3
+            if version >= 4 {
+                buffer.writeKafkaString(self.key, compact: true)
+            }
+            if version >= 4 {
+                buffer.writeKafkaInt32(self.nodeId)
+            }
+            if version >= 4 {
+                buffer.writeKafkaString(self.host, compact: true)
+            }
+            if version >= 4 {
+                buffer.writeKafkaInt32(self.port)
+            }
+            if version >= 4 {
+                buffer.writeKafkaInt16(self.errorCode)
+            }
+            if version >= 4 {
+                buffer.writeKafkaNullableString(self.errorMessage, compact: true)
+            }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
             }

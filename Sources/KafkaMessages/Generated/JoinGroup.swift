@@ -6,11 +6,11 @@
 import KafkaWire
 import NIOCore
 
-/// JoinGroupRequest, versions 0-7 (valid 0-9, flexible 6+).
+/// JoinGroupRequest, versions 0-9 (valid 0-9, flexible 6+).
 public struct JoinGroupRequest: KafkaRequestMessage {
     public typealias Response = JoinGroupResponse
     public static var apiKey: ApiKey { .joinGroup }
-    public static var generatedVersions: ClosedRange<Int16> { 0...7 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...9 }
 
     /// The group identifier.
     /// JSON `GroupId`: versions 0+.
@@ -62,7 +62,7 @@ public struct JoinGroupRequest: KafkaRequestMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 0 && version <= 7 else {
+        guard version >= 0 && version <= 9 else {
             throw .unsupportedVersion(apiKey: 11, version: version)
         }
         self.init()
@@ -86,6 +86,9 @@ public struct JoinGroupRequest: KafkaRequestMessage {
             }
             self.protocols = elements
         }
+        if version >= 8 {
+            self.reason = try buffer.readKafkaNullableString(compact: true)
+        }
         if flexible {
             try buffer.skipKafkaTaggedFields()
         }
@@ -106,6 +109,9 @@ public struct JoinGroupRequest: KafkaRequestMessage {
         buffer.writeKafkaArrayCount(self.protocols.count, compact: flexible)
         for element in self.protocols {
             element.write(to: &buffer, version: version)
+        }
+        if version >= 8 {
+            buffer.writeKafkaNullableString(self.reason, compact: true)
         }
         if flexible {
             buffer.writeKafkaEmptyTaggedFields()
@@ -153,10 +159,10 @@ extension JoinGroupRequest {
     }
 }
 
-/// JoinGroupResponse, versions 0-7 (valid 0-9, flexible 6+).
+/// JoinGroupResponse, versions 0-9 (valid 0-9, flexible 6+).
 public struct JoinGroupResponse: KafkaResponseMessage {
     public static var apiKey: ApiKey { .joinGroup }
-    public static var generatedVersions: ClosedRange<Int16> { 0...7 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...9 }
 
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or
     /// zero if the request did not violate any quota.
@@ -211,7 +217,7 @@ public struct JoinGroupResponse: KafkaResponseMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 0 && version <= 7 else {
+        guard version >= 0 && version <= 9 else {
             throw .unsupportedVersion(apiKey: 11, version: version)
         }
         self.init()
@@ -230,6 +236,9 @@ public struct JoinGroupResponse: KafkaResponseMessage {
             self.protocolName = try buffer.readKafkaString(compact: flexible)
         }
         self.leader = try buffer.readKafkaString(compact: flexible)
+        if version >= 9 {
+            self.skipAssignment = try buffer.readKafkaBool()
+        }
         self.memberId = try buffer.readKafkaString(compact: flexible)
         do {
             let count = try buffer.readKafkaArrayCount(compact: flexible)
@@ -261,6 +270,9 @@ public struct JoinGroupResponse: KafkaResponseMessage {
             buffer.writeKafkaString((self.protocolName ?? ""), compact: flexible)
         }
         buffer.writeKafkaString(self.leader, compact: flexible)
+        if version >= 9 {
+            buffer.writeKafkaBool(self.skipAssignment)
+        }
         buffer.writeKafkaString(self.memberId, compact: flexible)
         buffer.writeKafkaArrayCount(self.members.count, compact: flexible)
         for element in self.members {

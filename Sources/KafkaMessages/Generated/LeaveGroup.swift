@@ -6,11 +6,11 @@
 import KafkaWire
 import NIOCore
 
-/// LeaveGroupRequest, versions 0-4 (valid 0-5, flexible 4+).
+/// LeaveGroupRequest, versions 0-5 (valid 0-5, flexible 4+).
 public struct LeaveGroupRequest: KafkaRequestMessage {
     public typealias Response = LeaveGroupResponse
     public static var apiKey: ApiKey { .leaveGroup }
-    public static var generatedVersions: ClosedRange<Int16> { 0...4 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...5 }
 
     /// The ID of the group to leave.
     /// JSON `GroupId`: versions 0+.
@@ -35,7 +35,7 @@ public struct LeaveGroupRequest: KafkaRequestMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 0 && version <= 4 else {
+        guard version >= 0 && version <= 5 else {
             throw .unsupportedVersion(apiKey: 13, version: version)
         }
         self.init()
@@ -111,6 +111,9 @@ extension LeaveGroupRequest {
             if version >= 3 {
                 self.groupInstanceId = try buffer.readKafkaNullableString(compact: flexible)
             }
+            if version >= 5 {
+                self.reason = try buffer.readKafkaNullableString(compact: true)
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -124,6 +127,9 @@ extension LeaveGroupRequest {
             if version >= 3 {
                 buffer.writeKafkaNullableString(self.groupInstanceId, compact: flexible)
             }
+            if version >= 5 {
+                buffer.writeKafkaNullableString(self.reason, compact: true)
+            }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
             }
@@ -131,10 +137,10 @@ extension LeaveGroupRequest {
     }
 }
 
-/// LeaveGroupResponse, versions 0-4 (valid 0-5, flexible 4+).
+/// LeaveGroupResponse, versions 0-5 (valid 0-5, flexible 4+).
 public struct LeaveGroupResponse: KafkaResponseMessage {
     public static var apiKey: ApiKey { .leaveGroup }
-    public static var generatedVersions: ClosedRange<Int16> { 0...4 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...5 }
 
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or
     /// zero if the request did not violate any quota.
@@ -160,7 +166,7 @@ public struct LeaveGroupResponse: KafkaResponseMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 0 && version <= 4 else {
+        guard version >= 0 && version <= 5 else {
             throw .unsupportedVersion(apiKey: 13, version: version)
         }
         self.init()

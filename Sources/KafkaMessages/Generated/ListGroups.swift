@@ -6,11 +6,11 @@
 import KafkaWire
 import NIOCore
 
-/// ListGroupsRequest, versions 0-4 (valid 0-5, flexible 3+).
+/// ListGroupsRequest, versions 0-5 (valid 0-5, flexible 3+).
 public struct ListGroupsRequest: KafkaRequestMessage {
     public typealias Response = ListGroupsResponse
     public static var apiKey: ApiKey { .listGroups }
-    public static var generatedVersions: ClosedRange<Int16> { 0...4 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...5 }
 
     /// The states of the groups we want to list. If empty, all groups are returned with their state.
     /// JSON `StatesFilter`: versions 4+.
@@ -30,7 +30,7 @@ public struct ListGroupsRequest: KafkaRequestMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 0 && version <= 4 else {
+        guard version >= 0 && version <= 5 else {
             throw .unsupportedVersion(apiKey: 16, version: version)
         }
         self.init()
@@ -46,6 +46,17 @@ public struct ListGroupsRequest: KafkaRequestMessage {
                 self.statesFilter = elements
             }
         }
+        if version >= 5 {
+            do {
+                let count = try buffer.readKafkaArrayCount(compact: true)
+                var elements: [String] = []
+                elements.reserveCapacity(count)
+                for _ in 0..<count {
+                    elements.append(try buffer.readKafkaString(compact: true))
+                }
+                self.typesFilter = elements
+            }
+        }
         if flexible {
             try buffer.skipKafkaTaggedFields()
         }
@@ -59,16 +70,22 @@ public struct ListGroupsRequest: KafkaRequestMessage {
                 buffer.writeKafkaString(element, compact: true)
             }
         }
+        if version >= 5 {
+            buffer.writeKafkaArrayCount(self.typesFilter.count, compact: true)
+            for element in self.typesFilter {
+                buffer.writeKafkaString(element, compact: true)
+            }
+        }
         if flexible {
             buffer.writeKafkaEmptyTaggedFields()
         }
     }
 }
 
-/// ListGroupsResponse, versions 0-4 (valid 0-5, flexible 3+).
+/// ListGroupsResponse, versions 0-5 (valid 0-5, flexible 3+).
 public struct ListGroupsResponse: KafkaResponseMessage {
     public static var apiKey: ApiKey { .listGroups }
-    public static var generatedVersions: ClosedRange<Int16> { 0...4 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...5 }
 
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or
     /// zero if the request did not violate any quota.
@@ -94,7 +111,7 @@ public struct ListGroupsResponse: KafkaResponseMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 0 && version <= 4 else {
+        guard version >= 0 && version <= 5 else {
             throw .unsupportedVersion(apiKey: 16, version: version)
         }
         self.init()
@@ -170,6 +187,9 @@ extension ListGroupsResponse {
             if version >= 4 {
                 self.groupState = try buffer.readKafkaString(compact: true)
             }
+            if version >= 5 {
+                self.groupType = try buffer.readKafkaString(compact: true)
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -181,6 +201,9 @@ extension ListGroupsResponse {
             buffer.writeKafkaString(self.protocolType, compact: flexible)
             if version >= 4 {
                 buffer.writeKafkaString(self.groupState, compact: true)
+            }
+            if version >= 5 {
+                buffer.writeKafkaString(self.groupType, compact: true)
             }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()

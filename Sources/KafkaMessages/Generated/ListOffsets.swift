@@ -6,11 +6,11 @@
 import KafkaWire
 import NIOCore
 
-/// ListOffsetsRequest, versions 1-7 (valid 0-8, flexible 6+).
+/// ListOffsetsRequest, versions 0-8 (valid 0-8, flexible 6+).
 public struct ListOffsetsRequest: KafkaRequestMessage {
     public typealias Response = ListOffsetsResponse
     public static var apiKey: ApiKey { .listOffsets }
-    public static var generatedVersions: ClosedRange<Int16> { 1...7 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...8 }
 
     /// The broker ID of the requester, or -1 if this request is being made by a normal consumer.
     /// JSON `ReplicaId`: versions 0+.
@@ -40,7 +40,7 @@ public struct ListOffsetsRequest: KafkaRequestMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 1 && version <= 7 else {
+        guard version >= 0 && version <= 8 else {
             throw .unsupportedVersion(apiKey: 2, version: version)
         }
         self.init()
@@ -165,6 +165,9 @@ extension ListOffsetsRequest {
                 self.currentLeaderEpoch = try buffer.readKafkaInt32()
             }
             self.timestamp = try buffer.readKafkaInt64()
+            if version <= 0 {
+                self.maxNumOffsets = try buffer.readKafkaInt32()
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -177,6 +180,9 @@ extension ListOffsetsRequest {
                 buffer.writeKafkaInt32(self.currentLeaderEpoch)
             }
             buffer.writeKafkaInt64(self.timestamp)
+            if version <= 0 {
+                buffer.writeKafkaInt32(self.maxNumOffsets)
+            }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
             }
@@ -184,10 +190,10 @@ extension ListOffsetsRequest {
     }
 }
 
-/// ListOffsetsResponse, versions 1-7 (valid 0-8, flexible 6+).
+/// ListOffsetsResponse, versions 0-8 (valid 0-8, flexible 6+).
 public struct ListOffsetsResponse: KafkaResponseMessage {
     public static var apiKey: ApiKey { .listOffsets }
-    public static var generatedVersions: ClosedRange<Int16> { 1...7 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...8 }
 
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or
     /// zero if the request did not violate any quota.
@@ -208,7 +214,7 @@ public struct ListOffsetsResponse: KafkaResponseMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 1 && version <= 7 else {
+        guard version >= 0 && version <= 8 else {
             throw .unsupportedVersion(apiKey: 2, version: version)
         }
         self.init()
@@ -337,8 +343,23 @@ extension ListOffsetsResponse {
             let flexible = version >= 6
             self.partitionIndex = try buffer.readKafkaInt32()
             self.errorCode = try buffer.readKafkaInt16()
-            self.timestamp = try buffer.readKafkaInt64()
-            self.offset = try buffer.readKafkaInt64()
+            if version <= 0 {
+                do {
+                    let count = try buffer.readKafkaArrayCount(compact: false)
+                    var elements: [Int64] = []
+                    elements.reserveCapacity(count)
+                    for _ in 0..<count {
+                        elements.append(try buffer.readKafkaInt64())
+                    }
+                    self.oldStyleOffsets = elements
+                }
+            }
+            if version >= 1 {
+                self.timestamp = try buffer.readKafkaInt64()
+            }
+            if version >= 1 {
+                self.offset = try buffer.readKafkaInt64()
+            }
             if version >= 4 {
                 self.leaderEpoch = try buffer.readKafkaInt32()
             }
@@ -351,8 +372,18 @@ extension ListOffsetsResponse {
             let flexible = version >= 6
             buffer.writeKafkaInt32(self.partitionIndex)
             buffer.writeKafkaInt16(self.errorCode)
-            buffer.writeKafkaInt64(self.timestamp)
-            buffer.writeKafkaInt64(self.offset)
+            if version <= 0 {
+                buffer.writeKafkaArrayCount(self.oldStyleOffsets.count, compact: false)
+                for element in self.oldStyleOffsets {
+                    buffer.writeKafkaInt64(element)
+                }
+            }
+            if version >= 1 {
+                buffer.writeKafkaInt64(self.timestamp)
+            }
+            if version >= 1 {
+                buffer.writeKafkaInt64(self.offset)
+            }
             if version >= 4 {
                 buffer.writeKafkaInt32(self.leaderEpoch)
             }

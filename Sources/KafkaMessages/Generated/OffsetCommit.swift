@@ -6,11 +6,11 @@
 import KafkaWire
 import NIOCore
 
-/// OffsetCommitRequest, versions 2-8 (valid 0-9, flexible 8+).
+/// OffsetCommitRequest, versions 0-9 (valid 0-9, flexible 8+).
 public struct OffsetCommitRequest: KafkaRequestMessage {
     public typealias Response = OffsetCommitResponse
     public static var apiKey: ApiKey { .offsetCommit }
-    public static var generatedVersions: ClosedRange<Int16> { 2...8 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...9 }
 
     /// The unique group identifier.
     /// JSON `GroupId`: versions 0+.
@@ -51,18 +51,22 @@ public struct OffsetCommitRequest: KafkaRequestMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 2 && version <= 8 else {
+        guard version >= 0 && version <= 9 else {
             throw .unsupportedVersion(apiKey: 8, version: version)
         }
         self.init()
         let flexible = version >= 8
         self.groupId = try buffer.readKafkaString(compact: flexible)
-        self.generationIdOrMemberEpoch = try buffer.readKafkaInt32()
-        self.memberId = try buffer.readKafkaString(compact: flexible)
+        if version >= 1 {
+            self.generationIdOrMemberEpoch = try buffer.readKafkaInt32()
+        }
+        if version >= 1 {
+            self.memberId = try buffer.readKafkaString(compact: flexible)
+        }
         if version >= 7 {
             self.groupInstanceId = try buffer.readKafkaNullableString(compact: flexible)
         }
-        if version <= 4 {
+        if version >= 2 && version <= 4 {
             self.retentionTimeMs = try buffer.readKafkaInt64()
         }
         do {
@@ -82,12 +86,16 @@ public struct OffsetCommitRequest: KafkaRequestMessage {
     public func write(to buffer: inout ByteBuffer, version: Int16) {
         let flexible = version >= 8
         buffer.writeKafkaString(self.groupId, compact: flexible)
-        buffer.writeKafkaInt32(self.generationIdOrMemberEpoch)
-        buffer.writeKafkaString(self.memberId, compact: flexible)
+        if version >= 1 {
+            buffer.writeKafkaInt32(self.generationIdOrMemberEpoch)
+        }
+        if version >= 1 {
+            buffer.writeKafkaString(self.memberId, compact: flexible)
+        }
         if version >= 7 {
             buffer.writeKafkaNullableString(self.groupInstanceId, compact: flexible)
         }
-        if version <= 4 {
+        if version >= 2 && version <= 4 {
             buffer.writeKafkaInt64(self.retentionTimeMs)
         }
         buffer.writeKafkaArrayCount(self.topics.count, compact: flexible)
@@ -191,6 +199,9 @@ extension OffsetCommitRequest {
             if version >= 6 {
                 self.committedLeaderEpoch = try buffer.readKafkaInt32()
             }
+            if version >= 1 && version <= 1 {
+                self.commitTimestamp = try buffer.readKafkaInt64()
+            }
             self.committedMetadata = try buffer.readKafkaNullableString(compact: flexible)
             if flexible {
                 try buffer.skipKafkaTaggedFields()
@@ -204,6 +215,9 @@ extension OffsetCommitRequest {
             if version >= 6 {
                 buffer.writeKafkaInt32(self.committedLeaderEpoch)
             }
+            if version >= 1 && version <= 1 {
+                buffer.writeKafkaInt64(self.commitTimestamp)
+            }
             buffer.writeKafkaNullableString(self.committedMetadata, compact: flexible)
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
@@ -212,10 +226,10 @@ extension OffsetCommitRequest {
     }
 }
 
-/// OffsetCommitResponse, versions 2-8 (valid 0-9, flexible 8+).
+/// OffsetCommitResponse, versions 0-9 (valid 0-9, flexible 8+).
 public struct OffsetCommitResponse: KafkaResponseMessage {
     public static var apiKey: ApiKey { .offsetCommit }
-    public static var generatedVersions: ClosedRange<Int16> { 2...8 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...9 }
 
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or
     /// zero if the request did not violate any quota.
@@ -236,7 +250,7 @@ public struct OffsetCommitResponse: KafkaResponseMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 2 && version <= 8 else {
+        guard version >= 0 && version <= 9 else {
             throw .unsupportedVersion(apiKey: 8, version: version)
         }
         self.init()

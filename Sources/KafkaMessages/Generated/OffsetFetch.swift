@@ -6,11 +6,11 @@
 import KafkaWire
 import NIOCore
 
-/// OffsetFetchRequest, versions 1-7 (valid 0-9, flexible 6+).
+/// OffsetFetchRequest, versions 0-9 (valid 0-9, flexible 6+).
 public struct OffsetFetchRequest: KafkaRequestMessage {
     public typealias Response = OffsetFetchResponse
     public static var apiKey: ApiKey { .offsetFetch }
-    public static var generatedVersions: ClosedRange<Int16> { 1...7 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...9 }
 
     /// The group to fetch offsets for.
     /// JSON `GroupId`: versions 0-7.
@@ -41,32 +41,47 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 1 && version <= 7 else {
+        guard version >= 0 && version <= 9 else {
             throw .unsupportedVersion(apiKey: 9, version: version)
         }
         self.init()
         let flexible = version >= 6
-        self.groupId = try buffer.readKafkaString(compact: flexible)
-        if version >= 2 {
-            if let count = try buffer.readKafkaNullableArrayCount(compact: flexible) {
-                var elements: [OffsetFetchRequestTopic] = []
-                elements.reserveCapacity(count)
-                for _ in 0..<count {
-                    elements.append(try OffsetFetchRequestTopic(from: &buffer, version: version))
+        if version <= 7 {
+            self.groupId = try buffer.readKafkaString(compact: flexible)
+        }
+        if version <= 7 {
+            if version >= 2 {
+                if let count = try buffer.readKafkaNullableArrayCount(compact: flexible) {
+                    var elements: [OffsetFetchRequestTopic] = []
+                    elements.reserveCapacity(count)
+                    for _ in 0..<count {
+                        elements.append(try OffsetFetchRequestTopic(from: &buffer, version: version))
+                    }
+                    self.topics = elements
+                } else {
+                    self.topics = nil
                 }
-                self.topics = elements
             } else {
-                self.topics = nil
+                do {
+                    let count = try buffer.readKafkaArrayCount(compact: flexible)
+                    var elements: [OffsetFetchRequestTopic] = []
+                    elements.reserveCapacity(count)
+                    for _ in 0..<count {
+                        elements.append(try OffsetFetchRequestTopic(from: &buffer, version: version))
+                    }
+                    self.topics = elements
+                }
             }
-        } else {
+        }
+        if version >= 8 {
             do {
-                let count = try buffer.readKafkaArrayCount(compact: flexible)
-                var elements: [OffsetFetchRequestTopic] = []
+                let count = try buffer.readKafkaArrayCount(compact: true)
+                var elements: [OffsetFetchRequestGroup] = []
                 elements.reserveCapacity(count)
                 for _ in 0..<count {
-                    elements.append(try OffsetFetchRequestTopic(from: &buffer, version: version))
+                    elements.append(try OffsetFetchRequestGroup(from: &buffer, version: version))
                 }
-                self.topics = elements
+                self.groups = elements
             }
         }
         if version >= 7 {
@@ -79,15 +94,25 @@ public struct OffsetFetchRequest: KafkaRequestMessage {
 
     public func write(to buffer: inout ByteBuffer, version: Int16) {
         let flexible = version >= 6
-        buffer.writeKafkaString(self.groupId, compact: flexible)
-        if version >= 2 {
-            buffer.writeKafkaNullableArrayCount(self.topics?.count, compact: flexible)
-            for element in self.topics ?? [] {
-                element.write(to: &buffer, version: version)
+        if version <= 7 {
+            buffer.writeKafkaString(self.groupId, compact: flexible)
+        }
+        if version <= 7 {
+            if version >= 2 {
+                buffer.writeKafkaNullableArrayCount(self.topics?.count, compact: flexible)
+                for element in self.topics ?? [] {
+                    element.write(to: &buffer, version: version)
+                }
+            } else {
+                buffer.writeKafkaArrayCount((self.topics ?? []).count, compact: flexible)
+                for element in self.topics ?? [] {
+                    element.write(to: &buffer, version: version)
+                }
             }
-        } else {
-            buffer.writeKafkaArrayCount((self.topics ?? []).count, compact: flexible)
-            for element in self.topics ?? [] {
+        }
+        if version >= 8 {
+            buffer.writeKafkaArrayCount(self.groups.count, compact: true)
+            for element in self.groups {
                 element.write(to: &buffer, version: version)
             }
         }
@@ -122,15 +147,19 @@ extension OffsetFetchRequest {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 6
-            self.name = try buffer.readKafkaString(compact: flexible)
-            do {
-                let count = try buffer.readKafkaArrayCount(compact: flexible)
-                var elements: [Int32] = []
-                elements.reserveCapacity(count)
-                for _ in 0..<count {
-                    elements.append(try buffer.readKafkaInt32())
+            if version <= 7 {
+                self.name = try buffer.readKafkaString(compact: flexible)
+            }
+            if version <= 7 {
+                do {
+                    let count = try buffer.readKafkaArrayCount(compact: flexible)
+                    var elements: [Int32] = []
+                    elements.reserveCapacity(count)
+                    for _ in 0..<count {
+                        elements.append(try buffer.readKafkaInt32())
+                    }
+                    self.partitionIndexes = elements
                 }
-                self.partitionIndexes = elements
             }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
@@ -139,10 +168,14 @@ extension OffsetFetchRequest {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 6
-            buffer.writeKafkaString(self.name, compact: flexible)
-            buffer.writeKafkaArrayCount(self.partitionIndexes.count, compact: flexible)
-            for element in self.partitionIndexes {
-                buffer.writeKafkaInt32(element)
+            if version <= 7 {
+                buffer.writeKafkaString(self.name, compact: flexible)
+            }
+            if version <= 7 {
+                buffer.writeKafkaArrayCount(self.partitionIndexes.count, compact: flexible)
+                for element in self.partitionIndexes {
+                    buffer.writeKafkaInt32(element)
+                }
             }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
@@ -181,6 +214,27 @@ extension OffsetFetchRequest {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 6
+            if version >= 8 {
+                self.groupId = try buffer.readKafkaString(compact: true)
+            }
+            if version >= 9 {
+                self.memberId = try buffer.readKafkaNullableString(compact: true)
+            }
+            if version >= 9 {
+                self.memberEpoch = try buffer.readKafkaInt32()
+            }
+            if version >= 8 {
+                if let count = try buffer.readKafkaNullableArrayCount(compact: true) {
+                    var elements: [OffsetFetchRequestTopics] = []
+                    elements.reserveCapacity(count)
+                    for _ in 0..<count {
+                        elements.append(try OffsetFetchRequestTopics(from: &buffer, version: version))
+                    }
+                    self.topics = elements
+                } else {
+                    self.topics = nil
+                }
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -188,6 +242,21 @@ extension OffsetFetchRequest {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 6
+            if version >= 8 {
+                buffer.writeKafkaString(self.groupId, compact: true)
+            }
+            if version >= 9 {
+                buffer.writeKafkaNullableString(self.memberId, compact: true)
+            }
+            if version >= 9 {
+                buffer.writeKafkaInt32(self.memberEpoch)
+            }
+            if version >= 8 {
+                buffer.writeKafkaNullableArrayCount(self.topics?.count, compact: true)
+                for element in self.topics ?? [] {
+                    element.write(to: &buffer, version: version)
+                }
+            }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
             }
@@ -215,6 +284,20 @@ extension OffsetFetchRequest {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 6
+            if version >= 8 {
+                self.name = try buffer.readKafkaString(compact: true)
+            }
+            if version >= 8 {
+                do {
+                    let count = try buffer.readKafkaArrayCount(compact: true)
+                    var elements: [Int32] = []
+                    elements.reserveCapacity(count)
+                    for _ in 0..<count {
+                        elements.append(try buffer.readKafkaInt32())
+                    }
+                    self.partitionIndexes = elements
+                }
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -222,6 +305,15 @@ extension OffsetFetchRequest {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 6
+            if version >= 8 {
+                buffer.writeKafkaString(self.name, compact: true)
+            }
+            if version >= 8 {
+                buffer.writeKafkaArrayCount(self.partitionIndexes.count, compact: true)
+                for element in self.partitionIndexes {
+                    buffer.writeKafkaInt32(element)
+                }
+            }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
             }
@@ -229,10 +321,10 @@ extension OffsetFetchRequest {
     }
 }
 
-/// OffsetFetchResponse, versions 1-7 (valid 0-9, flexible 6+).
+/// OffsetFetchResponse, versions 0-9 (valid 0-9, flexible 6+).
 public struct OffsetFetchResponse: KafkaResponseMessage {
     public static var apiKey: ApiKey { .offsetFetch }
-    public static var generatedVersions: ClosedRange<Int16> { 1...7 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...9 }
 
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or
     /// zero if the request did not violate any quota.
@@ -263,7 +355,7 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 1 && version <= 7 else {
+        guard version >= 0 && version <= 9 else {
             throw .unsupportedVersion(apiKey: 9, version: version)
         }
         self.init()
@@ -271,17 +363,30 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
         if version >= 3 {
             self.throttleTimeMs = try buffer.readKafkaInt32()
         }
-        do {
-            let count = try buffer.readKafkaArrayCount(compact: flexible)
-            var elements: [OffsetFetchResponseTopic] = []
-            elements.reserveCapacity(count)
-            for _ in 0..<count {
-                elements.append(try OffsetFetchResponseTopic(from: &buffer, version: version))
+        if version <= 7 {
+            do {
+                let count = try buffer.readKafkaArrayCount(compact: flexible)
+                var elements: [OffsetFetchResponseTopic] = []
+                elements.reserveCapacity(count)
+                for _ in 0..<count {
+                    elements.append(try OffsetFetchResponseTopic(from: &buffer, version: version))
+                }
+                self.topics = elements
             }
-            self.topics = elements
         }
-        if version >= 2 {
+        if version >= 2 && version <= 7 {
             self.errorCode = try buffer.readKafkaInt16()
+        }
+        if version >= 8 {
+            do {
+                let count = try buffer.readKafkaArrayCount(compact: true)
+                var elements: [OffsetFetchResponseGroup] = []
+                elements.reserveCapacity(count)
+                for _ in 0..<count {
+                    elements.append(try OffsetFetchResponseGroup(from: &buffer, version: version))
+                }
+                self.groups = elements
+            }
         }
         if flexible {
             try buffer.skipKafkaTaggedFields()
@@ -293,12 +398,20 @@ public struct OffsetFetchResponse: KafkaResponseMessage {
         if version >= 3 {
             buffer.writeKafkaInt32(self.throttleTimeMs)
         }
-        buffer.writeKafkaArrayCount(self.topics.count, compact: flexible)
-        for element in self.topics {
-            element.write(to: &buffer, version: version)
+        if version <= 7 {
+            buffer.writeKafkaArrayCount(self.topics.count, compact: flexible)
+            for element in self.topics {
+                element.write(to: &buffer, version: version)
+            }
         }
-        if version >= 2 {
+        if version >= 2 && version <= 7 {
             buffer.writeKafkaInt16(self.errorCode)
+        }
+        if version >= 8 {
+            buffer.writeKafkaArrayCount(self.groups.count, compact: true)
+            for element in self.groups {
+                element.write(to: &buffer, version: version)
+            }
         }
         if flexible {
             buffer.writeKafkaEmptyTaggedFields()
@@ -328,15 +441,19 @@ extension OffsetFetchResponse {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 6
-            self.name = try buffer.readKafkaString(compact: flexible)
-            do {
-                let count = try buffer.readKafkaArrayCount(compact: flexible)
-                var elements: [OffsetFetchResponsePartition] = []
-                elements.reserveCapacity(count)
-                for _ in 0..<count {
-                    elements.append(try OffsetFetchResponsePartition(from: &buffer, version: version))
+            if version <= 7 {
+                self.name = try buffer.readKafkaString(compact: flexible)
+            }
+            if version <= 7 {
+                do {
+                    let count = try buffer.readKafkaArrayCount(compact: flexible)
+                    var elements: [OffsetFetchResponsePartition] = []
+                    elements.reserveCapacity(count)
+                    for _ in 0..<count {
+                        elements.append(try OffsetFetchResponsePartition(from: &buffer, version: version))
+                    }
+                    self.partitions = elements
                 }
-                self.partitions = elements
             }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
@@ -345,10 +462,14 @@ extension OffsetFetchResponse {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 6
-            buffer.writeKafkaString(self.name, compact: flexible)
-            buffer.writeKafkaArrayCount(self.partitions.count, compact: flexible)
-            for element in self.partitions {
-                element.write(to: &buffer, version: version)
+            if version <= 7 {
+                buffer.writeKafkaString(self.name, compact: flexible)
+            }
+            if version <= 7 {
+                buffer.writeKafkaArrayCount(self.partitions.count, compact: flexible)
+                for element in self.partitions {
+                    element.write(to: &buffer, version: version)
+                }
             }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
@@ -392,13 +513,21 @@ extension OffsetFetchResponse {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 6
-            self.partitionIndex = try buffer.readKafkaInt32()
-            self.committedOffset = try buffer.readKafkaInt64()
-            if version >= 5 {
+            if version <= 7 {
+                self.partitionIndex = try buffer.readKafkaInt32()
+            }
+            if version <= 7 {
+                self.committedOffset = try buffer.readKafkaInt64()
+            }
+            if version >= 5 && version <= 7 {
                 self.committedLeaderEpoch = try buffer.readKafkaInt32()
             }
-            self.metadata = try buffer.readKafkaNullableString(compact: flexible)
-            self.errorCode = try buffer.readKafkaInt16()
+            if version <= 7 {
+                self.metadata = try buffer.readKafkaNullableString(compact: flexible)
+            }
+            if version <= 7 {
+                self.errorCode = try buffer.readKafkaInt16()
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -406,13 +535,21 @@ extension OffsetFetchResponse {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 6
-            buffer.writeKafkaInt32(self.partitionIndex)
-            buffer.writeKafkaInt64(self.committedOffset)
-            if version >= 5 {
+            if version <= 7 {
+                buffer.writeKafkaInt32(self.partitionIndex)
+            }
+            if version <= 7 {
+                buffer.writeKafkaInt64(self.committedOffset)
+            }
+            if version >= 5 && version <= 7 {
                 buffer.writeKafkaInt32(self.committedLeaderEpoch)
             }
-            buffer.writeKafkaNullableString(self.metadata, compact: flexible)
-            buffer.writeKafkaInt16(self.errorCode)
+            if version <= 7 {
+                buffer.writeKafkaNullableString(self.metadata, compact: flexible)
+            }
+            if version <= 7 {
+                buffer.writeKafkaInt16(self.errorCode)
+            }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
             }
@@ -445,6 +582,23 @@ extension OffsetFetchResponse {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 6
+            if version >= 8 {
+                self.groupId = try buffer.readKafkaString(compact: true)
+            }
+            if version >= 8 {
+                do {
+                    let count = try buffer.readKafkaArrayCount(compact: true)
+                    var elements: [OffsetFetchResponseTopics] = []
+                    elements.reserveCapacity(count)
+                    for _ in 0..<count {
+                        elements.append(try OffsetFetchResponseTopics(from: &buffer, version: version))
+                    }
+                    self.topics = elements
+                }
+            }
+            if version >= 8 {
+                self.errorCode = try buffer.readKafkaInt16()
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -452,6 +606,18 @@ extension OffsetFetchResponse {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 6
+            if version >= 8 {
+                buffer.writeKafkaString(self.groupId, compact: true)
+            }
+            if version >= 8 {
+                buffer.writeKafkaArrayCount(self.topics.count, compact: true)
+                for element in self.topics {
+                    element.write(to: &buffer, version: version)
+                }
+            }
+            if version >= 8 {
+                buffer.writeKafkaInt16(self.errorCode)
+            }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
             }
@@ -479,6 +645,20 @@ extension OffsetFetchResponse {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 6
+            if version >= 8 {
+                self.name = try buffer.readKafkaString(compact: true)
+            }
+            if version >= 8 {
+                do {
+                    let count = try buffer.readKafkaArrayCount(compact: true)
+                    var elements: [OffsetFetchResponsePartitions] = []
+                    elements.reserveCapacity(count)
+                    for _ in 0..<count {
+                        elements.append(try OffsetFetchResponsePartitions(from: &buffer, version: version))
+                    }
+                    self.partitions = elements
+                }
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -486,6 +666,15 @@ extension OffsetFetchResponse {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 6
+            if version >= 8 {
+                buffer.writeKafkaString(self.name, compact: true)
+            }
+            if version >= 8 {
+                buffer.writeKafkaArrayCount(self.partitions.count, compact: true)
+                for element in self.partitions {
+                    element.write(to: &buffer, version: version)
+                }
+            }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
             }
@@ -528,6 +717,21 @@ extension OffsetFetchResponse {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 6
+            if version >= 8 {
+                self.partitionIndex = try buffer.readKafkaInt32()
+            }
+            if version >= 8 {
+                self.committedOffset = try buffer.readKafkaInt64()
+            }
+            if version >= 8 {
+                self.committedLeaderEpoch = try buffer.readKafkaInt32()
+            }
+            if version >= 8 {
+                self.metadata = try buffer.readKafkaNullableString(compact: true)
+            }
+            if version >= 8 {
+                self.errorCode = try buffer.readKafkaInt16()
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -535,6 +739,21 @@ extension OffsetFetchResponse {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 6
+            if version >= 8 {
+                buffer.writeKafkaInt32(self.partitionIndex)
+            }
+            if version >= 8 {
+                buffer.writeKafkaInt64(self.committedOffset)
+            }
+            if version >= 8 {
+                buffer.writeKafkaInt32(self.committedLeaderEpoch)
+            }
+            if version >= 8 {
+                buffer.writeKafkaNullableString(self.metadata, compact: true)
+            }
+            if version >= 8 {
+                buffer.writeKafkaInt16(self.errorCode)
+            }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
             }

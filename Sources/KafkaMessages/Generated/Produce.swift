@@ -6,11 +6,11 @@
 import KafkaWire
 import NIOCore
 
-/// ProduceRequest, versions 3-9 (valid 0-11, flexible 9+).
+/// ProduceRequest, versions 0-11 (valid 0-11, flexible 9+).
 public struct ProduceRequest: KafkaRequestMessage {
     public typealias Response = ProduceResponse
     public static var apiKey: ApiKey { .produce }
-    public static var generatedVersions: ClosedRange<Int16> { 3...9 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...11 }
 
     /// The transactional ID, or null if the producer is not transactional.
     /// JSON `TransactionalId`: versions 3+, nullable 3+.
@@ -42,12 +42,14 @@ public struct ProduceRequest: KafkaRequestMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 3 && version <= 9 else {
+        guard version >= 0 && version <= 11 else {
             throw .unsupportedVersion(apiKey: 0, version: version)
         }
         self.init()
         let flexible = version >= 9
-        self.transactionalId = try buffer.readKafkaNullableString(compact: flexible)
+        if version >= 3 {
+            self.transactionalId = try buffer.readKafkaNullableString(compact: flexible)
+        }
         self.acks = try buffer.readKafkaInt16()
         self.timeoutMs = try buffer.readKafkaInt32()
         do {
@@ -66,7 +68,9 @@ public struct ProduceRequest: KafkaRequestMessage {
 
     public func write(to buffer: inout ByteBuffer, version: Int16) {
         let flexible = version >= 9
-        buffer.writeKafkaNullableString(self.transactionalId, compact: flexible)
+        if version >= 3 {
+            buffer.writeKafkaNullableString(self.transactionalId, compact: flexible)
+        }
         buffer.writeKafkaInt16(self.acks)
         buffer.writeKafkaInt32(self.timeoutMs)
         buffer.writeKafkaArrayCount(self.topicData.count, compact: flexible)
@@ -168,10 +172,10 @@ extension ProduceRequest {
     }
 }
 
-/// ProduceResponse, versions 3-9 (valid 0-11, flexible 9+).
+/// ProduceResponse, versions 0-11 (valid 0-11, flexible 9+).
 public struct ProduceResponse: KafkaResponseMessage {
     public static var apiKey: ApiKey { .produce }
-    public static var generatedVersions: ClosedRange<Int16> { 3...9 }
+    public static var generatedVersions: ClosedRange<Int16> { 0...11 }
 
     /// Each produce response
     /// JSON `Responses`: versions 0+.
@@ -198,7 +202,7 @@ public struct ProduceResponse: KafkaResponseMessage {
     }
 
     public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
-        guard version >= 3 && version <= 9 else {
+        guard version >= 0 && version <= 11 else {
             throw .unsupportedVersion(apiKey: 0, version: version)
         }
         self.init()
@@ -212,9 +216,30 @@ public struct ProduceResponse: KafkaResponseMessage {
             }
             self.responses = elements
         }
-        self.throttleTimeMs = try buffer.readKafkaInt32()
+        if version >= 1 {
+            self.throttleTimeMs = try buffer.readKafkaInt32()
+        }
         if flexible {
-            try buffer.skipKafkaTaggedFields()
+            let taggedFieldCount = try buffer.readKafkaTaggedFieldCount()
+            for _ in 0..<taggedFieldCount {
+                let taggedField = try buffer.readKafkaTaggedField()
+                var field = taggedField.value
+                switch taggedField.tag {
+                case 0 where version >= 10:
+                    do {
+                        let count = try field.readKafkaArrayCount(compact: true)
+                        var elements: [NodeEndpoint] = []
+                        elements.reserveCapacity(count)
+                        for _ in 0..<count {
+                            elements.append(try NodeEndpoint(from: &field, version: version))
+                        }
+                        self.nodeEndpoints = elements
+                    }
+                default:
+                    // Unknown tags are skipped (KIP-482): their bytes were in `field`.
+                    break
+                }
+            }
         }
     }
 
@@ -224,9 +249,21 @@ public struct ProduceResponse: KafkaResponseMessage {
         for element in self.responses {
             element.write(to: &buffer, version: version)
         }
-        buffer.writeKafkaInt32(self.throttleTimeMs)
+        if version >= 1 {
+            buffer.writeKafkaInt32(self.throttleTimeMs)
+        }
         if flexible {
-            buffer.writeKafkaEmptyTaggedFields()
+            var taggedFieldCount: UInt32 = 0
+            if version >= 10 && !self.nodeEndpoints.isEmpty { taggedFieldCount += 1 }
+            buffer.writeKafkaUnsignedVarint(taggedFieldCount)
+            if version >= 10 && !self.nodeEndpoints.isEmpty {
+                buffer.writeKafkaTaggedField(tag: 0) { field in
+                    field.writeKafkaArrayCount(self.nodeEndpoints.count, compact: true)
+                    for element in self.nodeEndpoints {
+                        element.write(to: &field, version: version)
+                    }
+                }
+            }
         }
     }
 }
@@ -337,7 +374,9 @@ extension ProduceResponse {
             self.index = try buffer.readKafkaInt32()
             self.errorCode = try buffer.readKafkaInt16()
             self.baseOffset = try buffer.readKafkaInt64()
-            self.logAppendTimeMs = try buffer.readKafkaInt64()
+            if version >= 2 {
+                self.logAppendTimeMs = try buffer.readKafkaInt64()
+            }
             if version >= 5 {
                 self.logStartOffset = try buffer.readKafkaInt64()
             }
@@ -356,7 +395,18 @@ extension ProduceResponse {
                 self.errorMessage = try buffer.readKafkaNullableString(compact: flexible)
             }
             if flexible {
-                try buffer.skipKafkaTaggedFields()
+                let taggedFieldCount = try buffer.readKafkaTaggedFieldCount()
+                for _ in 0..<taggedFieldCount {
+                    let taggedField = try buffer.readKafkaTaggedField()
+                    var field = taggedField.value
+                    switch taggedField.tag {
+                    case 0 where version >= 10:
+                        self.currentLeader = try LeaderIdAndEpoch(from: &field, version: version)
+                    default:
+                        // Unknown tags are skipped (KIP-482): their bytes were in `field`.
+                        break
+                    }
+                }
             }
         }
 
@@ -365,7 +415,9 @@ extension ProduceResponse {
             buffer.writeKafkaInt32(self.index)
             buffer.writeKafkaInt16(self.errorCode)
             buffer.writeKafkaInt64(self.baseOffset)
-            buffer.writeKafkaInt64(self.logAppendTimeMs)
+            if version >= 2 {
+                buffer.writeKafkaInt64(self.logAppendTimeMs)
+            }
             if version >= 5 {
                 buffer.writeKafkaInt64(self.logStartOffset)
             }
@@ -379,7 +431,14 @@ extension ProduceResponse {
                 buffer.writeKafkaNullableString(self.errorMessage, compact: flexible)
             }
             if flexible {
-                buffer.writeKafkaEmptyTaggedFields()
+                var taggedFieldCount: UInt32 = 0
+                if version >= 10 && self.currentLeader != LeaderIdAndEpoch() { taggedFieldCount += 1 }
+                buffer.writeKafkaUnsignedVarint(taggedFieldCount)
+                if version >= 10 && self.currentLeader != LeaderIdAndEpoch() {
+                    buffer.writeKafkaTaggedField(tag: 0) { field in
+                        self.currentLeader.write(to: &field, version: version)
+                    }
+                }
             }
         }
     }
@@ -451,6 +510,12 @@ extension ProduceResponse {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 9
+            if version >= 10 {
+                self.leaderId = try buffer.readKafkaInt32()
+            }
+            if version >= 10 {
+                self.leaderEpoch = try buffer.readKafkaInt32()
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -458,6 +523,12 @@ extension ProduceResponse {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 9
+            if version >= 10 {
+                buffer.writeKafkaInt32(self.leaderId)
+            }
+            if version >= 10 {
+                buffer.writeKafkaInt32(self.leaderEpoch)
+            }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
             }
@@ -495,6 +566,18 @@ extension ProduceResponse {
         public init(from buffer: inout ByteBuffer, version: Int16) throws(KafkaWireError) {
             self.init()
             let flexible = version >= 9
+            if version >= 10 {
+                self.nodeId = try buffer.readKafkaInt32()
+            }
+            if version >= 10 {
+                self.host = try buffer.readKafkaString(compact: true)
+            }
+            if version >= 10 {
+                self.port = try buffer.readKafkaInt32()
+            }
+            if version >= 10 {
+                self.rack = try buffer.readKafkaNullableString(compact: true)
+            }
             if flexible {
                 try buffer.skipKafkaTaggedFields()
             }
@@ -502,6 +585,18 @@ extension ProduceResponse {
 
         public func write(to buffer: inout ByteBuffer, version: Int16) {
             let flexible = version >= 9
+            if version >= 10 {
+                buffer.writeKafkaInt32(self.nodeId)
+            }
+            if version >= 10 {
+                buffer.writeKafkaString(self.host, compact: true)
+            }
+            if version >= 10 {
+                buffer.writeKafkaInt32(self.port)
+            }
+            if version >= 10 {
+                buffer.writeKafkaNullableString(self.rack, compact: true)
+            }
             if flexible {
                 buffer.writeKafkaEmptyTaggedFields()
             }

@@ -10,7 +10,8 @@
 // DeleteTopicsResponse.json DescribeClusterRequest.json DescribeClusterResponse.json
 // DescribeConfigsRequest.json DescribeConfigsResponse.json DescribeGroupsRequest.json
 // DescribeGroupsResponse.json DescribeLogDirsRequest.json DescribeLogDirsResponse.json
-// DescribeProducersRequest.json DescribeProducersResponse.json DescribeTransactionsRequest.json
+// DescribeProducersRequest.json DescribeProducersResponse.json DescribeTopicPartitionsRequest.json
+// DescribeTopicPartitionsResponse.json DescribeTransactionsRequest.json
 // DescribeTransactionsResponse.json ElectLeadersRequest.json ElectLeadersResponse.json
 // EndTxnRequest.json EndTxnResponse.json FetchRequest.json FetchResponse.json
 // FindCoordinatorRequest.json FindCoordinatorResponse.json HeartbeatRequest.json
@@ -21,7 +22,8 @@
 // ListPartitionReassignmentsRequest.json ListPartitionReassignmentsResponse.json
 // ListTransactionsRequest.json ListTransactionsResponse.json MetadataRequest.json
 // MetadataResponse.json OffsetCommitRequest.json OffsetCommitResponse.json OffsetDeleteRequest.json
-// OffsetDeleteResponse.json OffsetFetchRequest.json OffsetFetchResponse.json ProduceRequest.json
+// OffsetDeleteResponse.json OffsetFetchRequest.json OffsetFetchResponse.json
+// OffsetForLeaderEpochRequest.json OffsetForLeaderEpochResponse.json ProduceRequest.json
 // ProduceResponse.json SaslAuthenticateRequest.json SaslAuthenticateResponse.json
 // SaslHandshakeRequest.json SaslHandshakeResponse.json SyncGroupRequest.json SyncGroupResponse.json
 // TxnOffsetCommitRequest.json TxnOffsetCommitResponse.json
@@ -64,6 +66,8 @@ let generatedSampleTypes: [any SampleableMessage.Type] = [
     DescribeLogDirsResponse.self,
     DescribeProducersRequest.self,
     DescribeProducersResponse.self,
+    DescribeTopicPartitionsRequest.self,
+    DescribeTopicPartitionsResponse.self,
     DescribeTransactionsRequest.self,
     DescribeTransactionsResponse.self,
     ElectLeadersRequest.self,
@@ -100,6 +104,8 @@ let generatedSampleTypes: [any SampleableMessage.Type] = [
     OffsetDeleteResponse.self,
     OffsetFetchRequest.self,
     OffsetFetchResponse.self,
+    OffsetForLeaderEpochRequest.self,
+    OffsetForLeaderEpochResponse.self,
     ProduceRequest.self,
     ProduceResponse.self,
     SaslAuthenticateRequest.self,
@@ -1283,6 +1289,113 @@ extension DescribeProducersResponse.ProducerState {
     }
 }
 
+extension DescribeTopicPartitionsRequest: SampleableMessage {
+    static func sample(version: Int16) -> DescribeTopicPartitionsRequest {
+        sample(version: version, seed: 1)
+    }
+
+    static func sample(version: Int16, seed: Int) -> DescribeTopicPartitionsRequest {
+        var value = DescribeTopicPartitionsRequest()
+        value.topics = [
+            DescribeTopicPartitionsRequest.TopicRequest.sample(version: version, seed: seed &* 4 &+ 1),
+            DescribeTopicPartitionsRequest.TopicRequest.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
+        value.responsePartitionLimit = sampleInteger(seed, 2, avoiding: 2000)
+        value.cursor = DescribeTopicPartitionsRequest.Cursor.sample(version: version, seed: seed)
+        return value
+    }
+}
+
+extension DescribeTopicPartitionsRequest.TopicRequest {
+    static func sample(version: Int16, seed: Int) -> DescribeTopicPartitionsRequest.TopicRequest {
+        var value = DescribeTopicPartitionsRequest.TopicRequest()
+        value.name = "Name-\(seed)"
+        return value
+    }
+}
+
+extension DescribeTopicPartitionsRequest.Cursor {
+    static func sample(version: Int16, seed: Int) -> DescribeTopicPartitionsRequest.Cursor {
+        var value = DescribeTopicPartitionsRequest.Cursor()
+        value.topicName = "TopicName-\(seed)"
+        value.partitionIndex = sampleInteger(seed, 2, avoiding: 0)
+        return value
+    }
+}
+
+extension DescribeTopicPartitionsResponse: SampleableMessage {
+    static func sample(version: Int16) -> DescribeTopicPartitionsResponse {
+        sample(version: version, seed: 1)
+    }
+
+    static func sample(version: Int16, seed: Int) -> DescribeTopicPartitionsResponse {
+        var value = DescribeTopicPartitionsResponse()
+        value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
+        value.topics = [
+            DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic.sample(version: version, seed: seed &* 4 &+ 1),
+            DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
+        value.nextCursor = DescribeTopicPartitionsResponse.Cursor.sample(version: version, seed: seed)
+        return value
+    }
+}
+
+extension DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic {
+    static func sample(version: Int16, seed: Int) -> DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic {
+        var value = DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic()
+        value.errorCode = sampleInteger(seed, 1, avoiding: 0)
+        value.name = "Name-\(seed)"
+        value.topicId = KafkaUUID(mostSignificantBits: UInt64(seed), leastSignificantBits: UInt64(3))
+        value.isInternal = true
+        value.partitions = [
+            DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition.sample(version: version, seed: seed &* 4 &+ 1),
+            DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
+        value.topicAuthorizedOperations = sampleInteger(seed, 6, avoiding: -2147483648)
+        return value
+    }
+}
+
+extension DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition {
+    static func sample(version: Int16, seed: Int) -> DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition {
+        var value = DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition()
+        value.errorCode = sampleInteger(seed, 1, avoiding: 0)
+        value.partitionIndex = sampleInteger(seed, 2, avoiding: 0)
+        value.leaderId = sampleInteger(seed, 3, avoiding: 0)
+        value.leaderEpoch = sampleInteger(seed, 4, avoiding: -1)
+        value.replicaNodes = [
+            sampleInteger(seed &* 4 &+ 1, 5, avoiding: 0),
+            sampleInteger(seed &* 4 &+ 2, 5, avoiding: 0),
+        ]
+        value.isrNodes = [
+            sampleInteger(seed &* 4 &+ 1, 6, avoiding: 0),
+            sampleInteger(seed &* 4 &+ 2, 6, avoiding: 0),
+        ]
+        value.eligibleLeaderReplicas = [
+            sampleInteger(seed &* 4 &+ 1, 7, avoiding: 0),
+            sampleInteger(seed &* 4 &+ 2, 7, avoiding: 0),
+        ]
+        value.lastKnownElr = [
+            sampleInteger(seed &* 4 &+ 1, 8, avoiding: 0),
+            sampleInteger(seed &* 4 &+ 2, 8, avoiding: 0),
+        ]
+        value.offlineReplicas = [
+            sampleInteger(seed &* 4 &+ 1, 9, avoiding: 0),
+            sampleInteger(seed &* 4 &+ 2, 9, avoiding: 0),
+        ]
+        return value
+    }
+}
+
+extension DescribeTopicPartitionsResponse.Cursor {
+    static func sample(version: Int16, seed: Int) -> DescribeTopicPartitionsResponse.Cursor {
+        var value = DescribeTopicPartitionsResponse.Cursor()
+        value.topicName = "TopicName-\(seed)"
+        value.partitionIndex = sampleInteger(seed, 2, avoiding: 0)
+        return value
+    }
+}
+
 extension DescribeTransactionsRequest: SampleableMessage {
     static func sample(version: Int16) -> DescribeTransactionsRequest {
         sample(version: version, seed: 1)
@@ -1454,11 +1567,20 @@ extension FetchRequest: SampleableMessage {
         if version >= 12 {
             value.clusterId = "ClusterId-\(seed)"
         }
-        value.replicaId = sampleInteger(seed, 2, avoiding: -1)
+        if version <= 14 {
+            value.replicaId = sampleInteger(seed, 2, avoiding: -1)
+        }
+        if version >= 15 {
+            value.replicaState = FetchRequest.ReplicaState.sample(version: version, seed: seed)
+        }
         value.maxWaitMs = sampleInteger(seed, 4, avoiding: 0)
         value.minBytes = sampleInteger(seed, 5, avoiding: 0)
-        value.maxBytes = sampleInteger(seed, 6, avoiding: 0x7fffffff)
-        value.isolationLevel = sampleInteger(seed, 7, avoiding: 0)
+        if version >= 3 {
+            value.maxBytes = sampleInteger(seed, 6, avoiding: 0x7fffffff)
+        }
+        if version >= 4 {
+            value.isolationLevel = sampleInteger(seed, 7, avoiding: 0)
+        }
         if version >= 7 {
             value.sessionId = sampleInteger(seed, 8, avoiding: 0)
         }
@@ -1484,14 +1606,26 @@ extension FetchRequest: SampleableMessage {
 
 extension FetchRequest.ReplicaState {
     static func sample(version: Int16, seed: Int) -> FetchRequest.ReplicaState {
-        FetchRequest.ReplicaState()
+        var value = FetchRequest.ReplicaState()
+        if version >= 15 {
+            value.replicaId = sampleInteger(seed, 1, avoiding: -1)
+        }
+        if version >= 15 {
+            value.replicaEpoch = sampleInteger(seed, 2, avoiding: -1)
+        }
+        return value
     }
 }
 
 extension FetchRequest.FetchTopic {
     static func sample(version: Int16, seed: Int) -> FetchRequest.FetchTopic {
         var value = FetchRequest.FetchTopic()
-        value.topic = "Topic-\(seed)"
+        if version <= 12 {
+            value.topic = "Topic-\(seed)"
+        }
+        if version >= 13 {
+            value.topicId = KafkaUUID(mostSignificantBits: UInt64(seed), leastSignificantBits: UInt64(2))
+        }
         value.partitions = [
             FetchRequest.FetchPartition.sample(version: version, seed: seed &* 4 &+ 1),
             FetchRequest.FetchPartition.sample(version: version, seed: seed &* 4 &+ 2),
@@ -1522,8 +1656,11 @@ extension FetchRequest.FetchPartition {
 extension FetchRequest.ForgottenTopic {
     static func sample(version: Int16, seed: Int) -> FetchRequest.ForgottenTopic {
         var value = FetchRequest.ForgottenTopic()
-        if version >= 7 {
+        if version >= 7 && version <= 12 {
             value.topic = "Topic-\(seed)"
+        }
+        if version >= 13 {
+            value.topicId = KafkaUUID(mostSignificantBits: UInt64(seed), leastSignificantBits: UInt64(2))
         }
         if version >= 7 {
             value.partitions = [
@@ -1542,7 +1679,9 @@ extension FetchResponse: SampleableMessage {
 
     static func sample(version: Int16, seed: Int) -> FetchResponse {
         var value = FetchResponse()
-        value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
+        if version >= 1 {
+            value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
+        }
         if version >= 7 {
             value.errorCode = sampleInteger(seed, 2, avoiding: 0)
         }
@@ -1553,6 +1692,12 @@ extension FetchResponse: SampleableMessage {
             FetchResponse.FetchableTopicResponse.sample(version: version, seed: seed &* 4 &+ 1),
             FetchResponse.FetchableTopicResponse.sample(version: version, seed: seed &* 4 &+ 2),
         ]
+        if version >= 16 {
+            value.nodeEndpoints = [
+                FetchResponse.NodeEndpoint.sample(version: version, seed: seed &* 4 &+ 1),
+                FetchResponse.NodeEndpoint.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
+        }
         return value
     }
 }
@@ -1560,7 +1705,12 @@ extension FetchResponse: SampleableMessage {
 extension FetchResponse.FetchableTopicResponse {
     static func sample(version: Int16, seed: Int) -> FetchResponse.FetchableTopicResponse {
         var value = FetchResponse.FetchableTopicResponse()
-        value.topic = "Topic-\(seed)"
+        if version <= 12 {
+            value.topic = "Topic-\(seed)"
+        }
+        if version >= 13 {
+            value.topicId = KafkaUUID(mostSignificantBits: UInt64(seed), leastSignificantBits: UInt64(2))
+        }
         value.partitions = [
             FetchResponse.PartitionData.sample(version: version, seed: seed &* 4 &+ 1),
             FetchResponse.PartitionData.sample(version: version, seed: seed &* 4 &+ 2),
@@ -1575,7 +1725,9 @@ extension FetchResponse.PartitionData {
         value.partitionIndex = sampleInteger(seed, 1, avoiding: 0)
         value.errorCode = sampleInteger(seed, 2, avoiding: 0)
         value.highWatermark = sampleInteger(seed, 3, avoiding: 0)
-        value.lastStableOffset = sampleInteger(seed, 4, avoiding: -1)
+        if version >= 4 {
+            value.lastStableOffset = sampleInteger(seed, 4, avoiding: -1)
+        }
         if version >= 5 {
             value.logStartOffset = sampleInteger(seed, 5, avoiding: -1)
         }
@@ -1588,10 +1740,12 @@ extension FetchResponse.PartitionData {
         if version >= 12 {
             value.snapshotId = FetchResponse.SnapshotId.sample(version: version, seed: seed)
         }
-        value.abortedTransactions = [
-            FetchResponse.AbortedTransaction.sample(version: version, seed: seed &* 4 &+ 1),
-            FetchResponse.AbortedTransaction.sample(version: version, seed: seed &* 4 &+ 2),
-        ]
+        if version >= 4 {
+            value.abortedTransactions = [
+                FetchResponse.AbortedTransaction.sample(version: version, seed: seed &* 4 &+ 1),
+                FetchResponse.AbortedTransaction.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
+        }
         if version >= 11 {
             value.preferredReadReplica = sampleInteger(seed, 10, avoiding: -1)
         }
@@ -1638,15 +1792,32 @@ extension FetchResponse.SnapshotId {
 extension FetchResponse.AbortedTransaction {
     static func sample(version: Int16, seed: Int) -> FetchResponse.AbortedTransaction {
         var value = FetchResponse.AbortedTransaction()
-        value.producerId = sampleInteger(seed, 1, avoiding: 0)
-        value.firstOffset = sampleInteger(seed, 2, avoiding: 0)
+        if version >= 4 {
+            value.producerId = sampleInteger(seed, 1, avoiding: 0)
+        }
+        if version >= 4 {
+            value.firstOffset = sampleInteger(seed, 2, avoiding: 0)
+        }
         return value
     }
 }
 
 extension FetchResponse.NodeEndpoint {
     static func sample(version: Int16, seed: Int) -> FetchResponse.NodeEndpoint {
-        FetchResponse.NodeEndpoint()
+        var value = FetchResponse.NodeEndpoint()
+        if version >= 16 {
+            value.nodeId = sampleInteger(seed, 1, avoiding: 0)
+        }
+        if version >= 16 {
+            value.host = "Host-\(seed)"
+        }
+        if version >= 16 {
+            value.port = sampleInteger(seed, 3, avoiding: 0)
+        }
+        if version >= 16 {
+            value.rack = "Rack-\(seed)"
+        }
+        return value
     }
 }
 
@@ -1657,9 +1828,17 @@ extension FindCoordinatorRequest: SampleableMessage {
 
     static func sample(version: Int16, seed: Int) -> FindCoordinatorRequest {
         var value = FindCoordinatorRequest()
-        value.key = "Key-\(seed)"
+        if version <= 3 {
+            value.key = "Key-\(seed)"
+        }
         if version >= 1 {
             value.keyType = sampleInteger(seed, 2, avoiding: 0)
+        }
+        if version >= 4 {
+            value.coordinatorKeys = [
+                "CoordinatorKeys-\(seed &* 4 &+ 1)",
+                "CoordinatorKeys-\(seed &* 4 &+ 2)",
+            ]
         }
         return value
     }
@@ -1675,20 +1854,53 @@ extension FindCoordinatorResponse: SampleableMessage {
         if version >= 1 {
             value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
         }
-        value.errorCode = sampleInteger(seed, 2, avoiding: 0)
-        if version >= 1 {
+        if version <= 3 {
+            value.errorCode = sampleInteger(seed, 2, avoiding: 0)
+        }
+        if version >= 1 && version <= 3 {
             value.errorMessage = "ErrorMessage-\(seed)"
         }
-        value.nodeId = sampleInteger(seed, 4, avoiding: 0)
-        value.host = "Host-\(seed)"
-        value.port = sampleInteger(seed, 6, avoiding: 0)
+        if version <= 3 {
+            value.nodeId = sampleInteger(seed, 4, avoiding: 0)
+        }
+        if version <= 3 {
+            value.host = "Host-\(seed)"
+        }
+        if version <= 3 {
+            value.port = sampleInteger(seed, 6, avoiding: 0)
+        }
+        if version >= 4 {
+            value.coordinators = [
+                FindCoordinatorResponse.Coordinator.sample(version: version, seed: seed &* 4 &+ 1),
+                FindCoordinatorResponse.Coordinator.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
+        }
         return value
     }
 }
 
 extension FindCoordinatorResponse.Coordinator {
     static func sample(version: Int16, seed: Int) -> FindCoordinatorResponse.Coordinator {
-        FindCoordinatorResponse.Coordinator()
+        var value = FindCoordinatorResponse.Coordinator()
+        if version >= 4 {
+            value.key = "Key-\(seed)"
+        }
+        if version >= 4 {
+            value.nodeId = sampleInteger(seed, 2, avoiding: 0)
+        }
+        if version >= 4 {
+            value.host = "Host-\(seed)"
+        }
+        if version >= 4 {
+            value.port = sampleInteger(seed, 4, avoiding: 0)
+        }
+        if version >= 4 {
+            value.errorCode = sampleInteger(seed, 5, avoiding: 0)
+        }
+        if version >= 4 {
+            value.errorMessage = "ErrorMessage-\(seed)"
+        }
+        return value
     }
 }
 
@@ -1845,6 +2057,9 @@ extension JoinGroupRequest: SampleableMessage {
             JoinGroupRequest.JoinGroupRequestProtocol.sample(version: version, seed: seed &* 4 &+ 1),
             JoinGroupRequest.JoinGroupRequestProtocol.sample(version: version, seed: seed &* 4 &+ 2),
         ]
+        if version >= 8 {
+            value.reason = "Reason-\(seed)"
+        }
         return value
     }
 }
@@ -1875,6 +2090,9 @@ extension JoinGroupResponse: SampleableMessage {
         }
         value.protocolName = "ProtocolName-\(seed)"
         value.leader = "Leader-\(seed)"
+        if version >= 9 {
+            value.skipAssignment = true
+        }
         value.memberId = "MemberId-\(seed)"
         value.members = [
             JoinGroupResponse.JoinGroupResponseMember.sample(version: version, seed: seed &* 4 &+ 1),
@@ -1925,6 +2143,9 @@ extension LeaveGroupRequest.MemberIdentity {
         }
         if version >= 3 {
             value.groupInstanceId = "GroupInstanceId-\(seed)"
+        }
+        if version >= 5 {
+            value.reason = "Reason-\(seed)"
         }
         return value
     }
@@ -1980,6 +2201,12 @@ extension ListGroupsRequest: SampleableMessage {
                 "StatesFilter-\(seed &* 4 &+ 2)",
             ]
         }
+        if version >= 5 {
+            value.typesFilter = [
+                "TypesFilter-\(seed &* 4 &+ 1)",
+                "TypesFilter-\(seed &* 4 &+ 2)",
+            ]
+        }
         return value
     }
 }
@@ -2010,6 +2237,9 @@ extension ListGroupsResponse.ListedGroup {
         value.protocolType = "ProtocolType-\(seed)"
         if version >= 4 {
             value.groupState = "GroupState-\(seed)"
+        }
+        if version >= 5 {
+            value.groupType = "GroupType-\(seed)"
         }
         return value
     }
@@ -2054,6 +2284,9 @@ extension ListOffsetsRequest.ListOffsetsPartition {
             value.currentLeaderEpoch = sampleInteger(seed, 2, avoiding: -1)
         }
         value.timestamp = sampleInteger(seed, 3, avoiding: 0)
+        if version <= 0 {
+            value.maxNumOffsets = sampleInteger(seed, 4, avoiding: 1)
+        }
         return value
     }
 }
@@ -2093,8 +2326,18 @@ extension ListOffsetsResponse.ListOffsetsPartitionResponse {
         var value = ListOffsetsResponse.ListOffsetsPartitionResponse()
         value.partitionIndex = sampleInteger(seed, 1, avoiding: 0)
         value.errorCode = sampleInteger(seed, 2, avoiding: 0)
-        value.timestamp = sampleInteger(seed, 4, avoiding: -1)
-        value.offset = sampleInteger(seed, 5, avoiding: -1)
+        if version <= 0 {
+            value.oldStyleOffsets = [
+                sampleInteger(seed &* 4 &+ 1, 3, avoiding: 0),
+                sampleInteger(seed &* 4 &+ 2, 3, avoiding: 0),
+            ]
+        }
+        if version >= 1 {
+            value.timestamp = sampleInteger(seed, 4, avoiding: -1)
+        }
+        if version >= 1 {
+            value.offset = sampleInteger(seed, 5, avoiding: -1)
+        }
         if version >= 4 {
             value.leaderEpoch = sampleInteger(seed, 6, avoiding: -1)
         }
@@ -2369,12 +2612,16 @@ extension OffsetCommitRequest: SampleableMessage {
     static func sample(version: Int16, seed: Int) -> OffsetCommitRequest {
         var value = OffsetCommitRequest()
         value.groupId = "GroupId-\(seed)"
-        value.generationIdOrMemberEpoch = sampleInteger(seed, 2, avoiding: -1)
-        value.memberId = "MemberId-\(seed)"
+        if version >= 1 {
+            value.generationIdOrMemberEpoch = sampleInteger(seed, 2, avoiding: -1)
+        }
+        if version >= 1 {
+            value.memberId = "MemberId-\(seed)"
+        }
         if version >= 7 {
             value.groupInstanceId = "GroupInstanceId-\(seed)"
         }
-        if version <= 4 {
+        if version >= 2 && version <= 4 {
             value.retentionTimeMs = sampleInteger(seed, 5, avoiding: -1)
         }
         value.topics = [
@@ -2404,6 +2651,9 @@ extension OffsetCommitRequest.OffsetCommitRequestPartition {
         value.committedOffset = sampleInteger(seed, 2, avoiding: 0)
         if version >= 6 {
             value.committedLeaderEpoch = sampleInteger(seed, 3, avoiding: -1)
+        }
+        if version >= 1 && version <= 1 {
+            value.commitTimestamp = sampleInteger(seed, 4, avoiding: -1)
         }
         value.committedMetadata = "CommittedMetadata-\(seed)"
         return value
@@ -2530,11 +2780,21 @@ extension OffsetFetchRequest: SampleableMessage {
 
     static func sample(version: Int16, seed: Int) -> OffsetFetchRequest {
         var value = OffsetFetchRequest()
-        value.groupId = "GroupId-\(seed)"
-        value.topics = [
-            OffsetFetchRequest.OffsetFetchRequestTopic.sample(version: version, seed: seed &* 4 &+ 1),
-            OffsetFetchRequest.OffsetFetchRequestTopic.sample(version: version, seed: seed &* 4 &+ 2),
-        ]
+        if version <= 7 {
+            value.groupId = "GroupId-\(seed)"
+        }
+        if version <= 7 {
+            value.topics = [
+                OffsetFetchRequest.OffsetFetchRequestTopic.sample(version: version, seed: seed &* 4 &+ 1),
+                OffsetFetchRequest.OffsetFetchRequestTopic.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
+        }
+        if version >= 8 {
+            value.groups = [
+                OffsetFetchRequest.OffsetFetchRequestGroup.sample(version: version, seed: seed &* 4 &+ 1),
+                OffsetFetchRequest.OffsetFetchRequestGroup.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
+        }
         if version >= 7 {
             value.requireStable = true
         }
@@ -2545,24 +2805,54 @@ extension OffsetFetchRequest: SampleableMessage {
 extension OffsetFetchRequest.OffsetFetchRequestTopic {
     static func sample(version: Int16, seed: Int) -> OffsetFetchRequest.OffsetFetchRequestTopic {
         var value = OffsetFetchRequest.OffsetFetchRequestTopic()
-        value.name = "Name-\(seed)"
-        value.partitionIndexes = [
-            sampleInteger(seed &* 4 &+ 1, 2, avoiding: 0),
-            sampleInteger(seed &* 4 &+ 2, 2, avoiding: 0),
-        ]
+        if version <= 7 {
+            value.name = "Name-\(seed)"
+        }
+        if version <= 7 {
+            value.partitionIndexes = [
+                sampleInteger(seed &* 4 &+ 1, 2, avoiding: 0),
+                sampleInteger(seed &* 4 &+ 2, 2, avoiding: 0),
+            ]
+        }
         return value
     }
 }
 
 extension OffsetFetchRequest.OffsetFetchRequestGroup {
     static func sample(version: Int16, seed: Int) -> OffsetFetchRequest.OffsetFetchRequestGroup {
-        OffsetFetchRequest.OffsetFetchRequestGroup()
+        var value = OffsetFetchRequest.OffsetFetchRequestGroup()
+        if version >= 8 {
+            value.groupId = "GroupId-\(seed)"
+        }
+        if version >= 9 {
+            value.memberId = "MemberId-\(seed)"
+        }
+        if version >= 9 {
+            value.memberEpoch = sampleInteger(seed, 3, avoiding: -1)
+        }
+        if version >= 8 {
+            value.topics = [
+                OffsetFetchRequest.OffsetFetchRequestTopics.sample(version: version, seed: seed &* 4 &+ 1),
+                OffsetFetchRequest.OffsetFetchRequestTopics.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
+        }
+        return value
     }
 }
 
 extension OffsetFetchRequest.OffsetFetchRequestTopics {
     static func sample(version: Int16, seed: Int) -> OffsetFetchRequest.OffsetFetchRequestTopics {
-        OffsetFetchRequest.OffsetFetchRequestTopics()
+        var value = OffsetFetchRequest.OffsetFetchRequestTopics()
+        if version >= 8 {
+            value.name = "Name-\(seed)"
+        }
+        if version >= 8 {
+            value.partitionIndexes = [
+                sampleInteger(seed &* 4 &+ 1, 2, avoiding: 0),
+                sampleInteger(seed &* 4 &+ 2, 2, avoiding: 0),
+            ]
+        }
+        return value
     }
 }
 
@@ -2576,12 +2866,20 @@ extension OffsetFetchResponse: SampleableMessage {
         if version >= 3 {
             value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
         }
-        value.topics = [
-            OffsetFetchResponse.OffsetFetchResponseTopic.sample(version: version, seed: seed &* 4 &+ 1),
-            OffsetFetchResponse.OffsetFetchResponseTopic.sample(version: version, seed: seed &* 4 &+ 2),
-        ]
-        if version >= 2 {
+        if version <= 7 {
+            value.topics = [
+                OffsetFetchResponse.OffsetFetchResponseTopic.sample(version: version, seed: seed &* 4 &+ 1),
+                OffsetFetchResponse.OffsetFetchResponseTopic.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
+        }
+        if version >= 2 && version <= 7 {
             value.errorCode = sampleInteger(seed, 3, avoiding: 0)
+        }
+        if version >= 8 {
+            value.groups = [
+                OffsetFetchResponse.OffsetFetchResponseGroup.sample(version: version, seed: seed &* 4 &+ 1),
+                OffsetFetchResponse.OffsetFetchResponseGroup.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
         }
         return value
     }
@@ -2590,11 +2888,15 @@ extension OffsetFetchResponse: SampleableMessage {
 extension OffsetFetchResponse.OffsetFetchResponseTopic {
     static func sample(version: Int16, seed: Int) -> OffsetFetchResponse.OffsetFetchResponseTopic {
         var value = OffsetFetchResponse.OffsetFetchResponseTopic()
-        value.name = "Name-\(seed)"
-        value.partitions = [
-            OffsetFetchResponse.OffsetFetchResponsePartition.sample(version: version, seed: seed &* 4 &+ 1),
-            OffsetFetchResponse.OffsetFetchResponsePartition.sample(version: version, seed: seed &* 4 &+ 2),
-        ]
+        if version <= 7 {
+            value.name = "Name-\(seed)"
+        }
+        if version <= 7 {
+            value.partitions = [
+                OffsetFetchResponse.OffsetFetchResponsePartition.sample(version: version, seed: seed &* 4 &+ 1),
+                OffsetFetchResponse.OffsetFetchResponsePartition.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
+        }
         return value
     }
 }
@@ -2602,32 +2904,164 @@ extension OffsetFetchResponse.OffsetFetchResponseTopic {
 extension OffsetFetchResponse.OffsetFetchResponsePartition {
     static func sample(version: Int16, seed: Int) -> OffsetFetchResponse.OffsetFetchResponsePartition {
         var value = OffsetFetchResponse.OffsetFetchResponsePartition()
-        value.partitionIndex = sampleInteger(seed, 1, avoiding: 0)
-        value.committedOffset = sampleInteger(seed, 2, avoiding: 0)
-        if version >= 5 {
+        if version <= 7 {
+            value.partitionIndex = sampleInteger(seed, 1, avoiding: 0)
+        }
+        if version <= 7 {
+            value.committedOffset = sampleInteger(seed, 2, avoiding: 0)
+        }
+        if version >= 5 && version <= 7 {
             value.committedLeaderEpoch = sampleInteger(seed, 3, avoiding: -1)
         }
-        value.metadata = "Metadata-\(seed)"
-        value.errorCode = sampleInteger(seed, 5, avoiding: 0)
+        if version <= 7 {
+            value.metadata = "Metadata-\(seed)"
+        }
+        if version <= 7 {
+            value.errorCode = sampleInteger(seed, 5, avoiding: 0)
+        }
         return value
     }
 }
 
 extension OffsetFetchResponse.OffsetFetchResponseGroup {
     static func sample(version: Int16, seed: Int) -> OffsetFetchResponse.OffsetFetchResponseGroup {
-        OffsetFetchResponse.OffsetFetchResponseGroup()
+        var value = OffsetFetchResponse.OffsetFetchResponseGroup()
+        if version >= 8 {
+            value.groupId = "GroupId-\(seed)"
+        }
+        if version >= 8 {
+            value.topics = [
+                OffsetFetchResponse.OffsetFetchResponseTopics.sample(version: version, seed: seed &* 4 &+ 1),
+                OffsetFetchResponse.OffsetFetchResponseTopics.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
+        }
+        if version >= 8 {
+            value.errorCode = sampleInteger(seed, 3, avoiding: 0)
+        }
+        return value
     }
 }
 
 extension OffsetFetchResponse.OffsetFetchResponseTopics {
     static func sample(version: Int16, seed: Int) -> OffsetFetchResponse.OffsetFetchResponseTopics {
-        OffsetFetchResponse.OffsetFetchResponseTopics()
+        var value = OffsetFetchResponse.OffsetFetchResponseTopics()
+        if version >= 8 {
+            value.name = "Name-\(seed)"
+        }
+        if version >= 8 {
+            value.partitions = [
+                OffsetFetchResponse.OffsetFetchResponsePartitions.sample(version: version, seed: seed &* 4 &+ 1),
+                OffsetFetchResponse.OffsetFetchResponsePartitions.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
+        }
+        return value
     }
 }
 
 extension OffsetFetchResponse.OffsetFetchResponsePartitions {
     static func sample(version: Int16, seed: Int) -> OffsetFetchResponse.OffsetFetchResponsePartitions {
-        OffsetFetchResponse.OffsetFetchResponsePartitions()
+        var value = OffsetFetchResponse.OffsetFetchResponsePartitions()
+        if version >= 8 {
+            value.partitionIndex = sampleInteger(seed, 1, avoiding: 0)
+        }
+        if version >= 8 {
+            value.committedOffset = sampleInteger(seed, 2, avoiding: 0)
+        }
+        if version >= 8 {
+            value.committedLeaderEpoch = sampleInteger(seed, 3, avoiding: -1)
+        }
+        if version >= 8 {
+            value.metadata = "Metadata-\(seed)"
+        }
+        if version >= 8 {
+            value.errorCode = sampleInteger(seed, 5, avoiding: 0)
+        }
+        return value
+    }
+}
+
+extension OffsetForLeaderEpochRequest: SampleableMessage {
+    static func sample(version: Int16) -> OffsetForLeaderEpochRequest {
+        sample(version: version, seed: 1)
+    }
+
+    static func sample(version: Int16, seed: Int) -> OffsetForLeaderEpochRequest {
+        var value = OffsetForLeaderEpochRequest()
+        if version >= 3 {
+            value.replicaId = sampleInteger(seed, 1, avoiding: -2)
+        }
+        value.topics = [
+            OffsetForLeaderEpochRequest.OffsetForLeaderTopic.sample(version: version, seed: seed &* 4 &+ 1),
+            OffsetForLeaderEpochRequest.OffsetForLeaderTopic.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
+        return value
+    }
+}
+
+extension OffsetForLeaderEpochRequest.OffsetForLeaderTopic {
+    static func sample(version: Int16, seed: Int) -> OffsetForLeaderEpochRequest.OffsetForLeaderTopic {
+        var value = OffsetForLeaderEpochRequest.OffsetForLeaderTopic()
+        value.topic = "Topic-\(seed)"
+        value.partitions = [
+            OffsetForLeaderEpochRequest.OffsetForLeaderPartition.sample(version: version, seed: seed &* 4 &+ 1),
+            OffsetForLeaderEpochRequest.OffsetForLeaderPartition.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
+        return value
+    }
+}
+
+extension OffsetForLeaderEpochRequest.OffsetForLeaderPartition {
+    static func sample(version: Int16, seed: Int) -> OffsetForLeaderEpochRequest.OffsetForLeaderPartition {
+        var value = OffsetForLeaderEpochRequest.OffsetForLeaderPartition()
+        value.partition = sampleInteger(seed, 1, avoiding: 0)
+        if version >= 2 {
+            value.currentLeaderEpoch = sampleInteger(seed, 2, avoiding: -1)
+        }
+        value.leaderEpoch = sampleInteger(seed, 3, avoiding: 0)
+        return value
+    }
+}
+
+extension OffsetForLeaderEpochResponse: SampleableMessage {
+    static func sample(version: Int16) -> OffsetForLeaderEpochResponse {
+        sample(version: version, seed: 1)
+    }
+
+    static func sample(version: Int16, seed: Int) -> OffsetForLeaderEpochResponse {
+        var value = OffsetForLeaderEpochResponse()
+        if version >= 2 {
+            value.throttleTimeMs = sampleInteger(seed, 1, avoiding: 0)
+        }
+        value.topics = [
+            OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.sample(version: version, seed: seed &* 4 &+ 1),
+            OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
+        return value
+    }
+}
+
+extension OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult {
+    static func sample(version: Int16, seed: Int) -> OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult {
+        var value = OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult()
+        value.topic = "Topic-\(seed)"
+        value.partitions = [
+            OffsetForLeaderEpochResponse.EpochEndOffset.sample(version: version, seed: seed &* 4 &+ 1),
+            OffsetForLeaderEpochResponse.EpochEndOffset.sample(version: version, seed: seed &* 4 &+ 2),
+        ]
+        return value
+    }
+}
+
+extension OffsetForLeaderEpochResponse.EpochEndOffset {
+    static func sample(version: Int16, seed: Int) -> OffsetForLeaderEpochResponse.EpochEndOffset {
+        var value = OffsetForLeaderEpochResponse.EpochEndOffset()
+        value.errorCode = sampleInteger(seed, 1, avoiding: 0)
+        value.partition = sampleInteger(seed, 2, avoiding: 0)
+        if version >= 1 {
+            value.leaderEpoch = sampleInteger(seed, 3, avoiding: -1)
+        }
+        value.endOffset = sampleInteger(seed, 4, avoiding: -1)
+        return value
     }
 }
 
@@ -2638,7 +3072,9 @@ extension ProduceRequest: SampleableMessage {
 
     static func sample(version: Int16, seed: Int) -> ProduceRequest {
         var value = ProduceRequest()
-        value.transactionalId = "TransactionalId-\(seed)"
+        if version >= 3 {
+            value.transactionalId = "TransactionalId-\(seed)"
+        }
         value.acks = sampleInteger(seed, 2, avoiding: 0)
         value.timeoutMs = sampleInteger(seed, 3, avoiding: 0)
         value.topicData = [
@@ -2681,7 +3117,15 @@ extension ProduceResponse: SampleableMessage {
             ProduceResponse.TopicProduceResponse.sample(version: version, seed: seed &* 4 &+ 1),
             ProduceResponse.TopicProduceResponse.sample(version: version, seed: seed &* 4 &+ 2),
         ]
-        value.throttleTimeMs = sampleInteger(seed, 2, avoiding: 0)
+        if version >= 1 {
+            value.throttleTimeMs = sampleInteger(seed, 2, avoiding: 0)
+        }
+        if version >= 10 {
+            value.nodeEndpoints = [
+                ProduceResponse.NodeEndpoint.sample(version: version, seed: seed &* 4 &+ 1),
+                ProduceResponse.NodeEndpoint.sample(version: version, seed: seed &* 4 &+ 2),
+            ]
+        }
         return value
     }
 }
@@ -2704,7 +3148,9 @@ extension ProduceResponse.PartitionProduceResponse {
         value.index = sampleInteger(seed, 1, avoiding: 0)
         value.errorCode = sampleInteger(seed, 2, avoiding: 0)
         value.baseOffset = sampleInteger(seed, 3, avoiding: 0)
-        value.logAppendTimeMs = sampleInteger(seed, 4, avoiding: -1)
+        if version >= 2 {
+            value.logAppendTimeMs = sampleInteger(seed, 4, avoiding: -1)
+        }
         if version >= 5 {
             value.logStartOffset = sampleInteger(seed, 5, avoiding: -1)
         }
@@ -2716,6 +3162,9 @@ extension ProduceResponse.PartitionProduceResponse {
         }
         if version >= 8 {
             value.errorMessage = "ErrorMessage-\(seed)"
+        }
+        if version >= 10 {
+            value.currentLeader = ProduceResponse.LeaderIdAndEpoch.sample(version: version, seed: seed)
         }
         return value
     }
@@ -2736,13 +3185,33 @@ extension ProduceResponse.BatchIndexAndErrorMessage {
 
 extension ProduceResponse.LeaderIdAndEpoch {
     static func sample(version: Int16, seed: Int) -> ProduceResponse.LeaderIdAndEpoch {
-        ProduceResponse.LeaderIdAndEpoch()
+        var value = ProduceResponse.LeaderIdAndEpoch()
+        if version >= 10 {
+            value.leaderId = sampleInteger(seed, 1, avoiding: -1)
+        }
+        if version >= 10 {
+            value.leaderEpoch = sampleInteger(seed, 2, avoiding: -1)
+        }
+        return value
     }
 }
 
 extension ProduceResponse.NodeEndpoint {
     static func sample(version: Int16, seed: Int) -> ProduceResponse.NodeEndpoint {
-        ProduceResponse.NodeEndpoint()
+        var value = ProduceResponse.NodeEndpoint()
+        if version >= 10 {
+            value.nodeId = sampleInteger(seed, 1, avoiding: 0)
+        }
+        if version >= 10 {
+            value.host = "Host-\(seed)"
+        }
+        if version >= 10 {
+            value.port = sampleInteger(seed, 3, avoiding: 0)
+        }
+        if version >= 10 {
+            value.rack = "Rack-\(seed)"
+        }
+        return value
     }
 }
 
