@@ -9,12 +9,12 @@ import Testing
 /// versions that arrived together in Kafka releases).
 struct GroupVersions: Sendable, CustomTestStringConvertible {
     var join: Int16
-    var sync: Int16 { [0, 0, 1, 2, 3, 3, 4, 5][Int(join)] }
-    var heartbeat: Int16 { [0, 0, 1, 2, 3, 3, 4, 4][Int(join)] }
-    var leave: Int16 { [0, 0, 1, 2, 3, 3, 4, 4][Int(join)] }
+    var sync: Int16 { [0, 0, 1, 2, 3, 3, 4, 5, 5, 5][Int(join)] }
+    var heartbeat: Int16 { [0, 0, 1, 2, 3, 3, 4, 4, 4, 4][Int(join)] }
+    var leave: Int16 { [0, 0, 1, 2, 3, 3, 4, 4, 5, 5][Int(join)] }
     var testDescription: String { "JoinGroup v\(join)" }
 
-    static let all = (Int16(0)...7).map { GroupVersions(join: $0) }
+    static let all = (Int16(0)...9).map { GroupVersions(join: $0) }
 }
 
 extension TestBroker {
@@ -328,7 +328,9 @@ struct GroupProtocolTests {
     }
 
     /// A static member (JoinGroup v5+) that restarts with its group.instance.id keeps its assignment without a rebalance.
-    @Test(arguments: [Int16(5), 6, 7])
+    /// A restarted static leader is told the previous leader id, so it does not assign; from v9
+    /// (KIP-814) it also gets the members with skip_assignment.
+    @Test(arguments: [Int16(5), 6, 7, 8, 9])
     func staticMemberRestartsWithoutRebalance(joinVersion: Int16) async throws {
         let test = try await TestBroker.startForGroups()
         let joined = try await test.joinGroup(instance: "instance-a", version: joinVersion)
@@ -345,6 +347,9 @@ struct GroupProtocolTests {
         #expect(restarted.errorCode == 0)
         #expect(restarted.generationId == 1)
         #expect(restarted.memberId != joined.memberId)
+        #expect(restarted.leader == joined.memberId)
+        #expect(restarted.skipAssignment == (joinVersion >= 9))
+        #expect(restarted.members.map(\.memberId) == (joinVersion >= 9 ? [restarted.memberId] : []))
         let synced = try await test.syncGroup(generation: 1, memberId: restarted.memberId, instance: "instance-a")
         #expect(synced.assignment == [4])
         let fenced = try await test.send(

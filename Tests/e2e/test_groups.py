@@ -628,9 +628,9 @@ class VersionRecorder:
         self.listener.close()
 
 
-ADVERTISED = {"OffsetCommit": range(2, 9), "OffsetFetch": range(1, 8), "FindCoordinator": range(0, 4),
-              "JoinGroup": range(0, 8), "Heartbeat": range(0, 5), "LeaveGroup": range(0, 5),
-              "SyncGroup": range(0, 6), "DescribeGroups": range(0, 6), "ListGroups": range(0, 5),
+ADVERTISED = {"OffsetCommit": range(0, 10), "OffsetFetch": range(0, 10), "FindCoordinator": range(0, 6),
+              "JoinGroup": range(0, 10), "Heartbeat": range(0, 5), "LeaveGroup": range(0, 6),
+              "SyncGroup": range(0, 6), "DescribeGroups": range(0, 6), "ListGroups": range(0, 6),
               "DeleteGroups": range(0, 3)}
 
 

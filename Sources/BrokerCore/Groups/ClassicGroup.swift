@@ -58,6 +58,9 @@ struct JoinGroupOutcome: Sendable, Equatable {
     var memberId: String
     /// Every member with its metadata for the chosen protocol, for the leader only.
     var members: [JoinedMember] = []
+    /// KIP-814 (JoinGroup v9): a replaced static leader of a Stable group learns the members but
+    /// must not assign (older versions get no members instead).
+    var skipAssignment = false
 
     static func error(_ code: ErrorCode, memberId: String = "") -> JoinGroupOutcome {
         JoinGroupOutcome(errorCode: code, memberId: memberId)
@@ -478,12 +481,14 @@ struct ClassicGroup: Sendable {
                 // Answer with the previous leader id so that a replaced leader does not run the
                 // assignor: a Stable group would not pass its new assignment on anyway.
                 members[newMemberId]?.joinToken = nil
-                actions.append(
-                    .completeJoin(
-                        token: token,
-                        currentGeneration(for: newMemberId, members: [], leaderId: previousLeader)
-                    )
+                let isLeader = leaderId == newMemberId
+                var outcome = currentGeneration(
+                    for: newMemberId,
+                    members: isLeader ? currentMemberMetadata : [],
+                    leaderId: previousLeader
                 )
+                outcome.skipAssignment = isLeader
+                actions.append(.completeJoin(token: token, outcome))
             } else {
                 maybePrepareRebalance(now: now, actions: &actions)
             }

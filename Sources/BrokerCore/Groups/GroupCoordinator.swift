@@ -414,6 +414,7 @@ final class GroupCoordinator: Sendable {
         memberId: String,
         groupInstanceId: String?,
         generationId: Int32,
+        unknownGroupError: ErrorCode = .illegalGeneration,
         offsets: [TopicPartition: CommittedOffset]
     ) -> CommitTicket {
         locked.withLock { state in
@@ -423,6 +424,7 @@ final class GroupCoordinator: Sendable {
                 memberId: memberId,
                 groupInstanceId: groupInstanceId,
                 generationId: generationId,
+                unknownGroupError: unknownGroupError,
                 now: clock.nowMs()
             ) {
                 return .done(error)

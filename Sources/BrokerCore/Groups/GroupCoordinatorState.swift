@@ -225,6 +225,7 @@ struct GroupCoordinatorState: Sendable {
         groupInstanceId: String?,
         generationId: Int32,
         isTransactional: Bool = false,
+        unknownGroupError: ErrorCode = .illegalGeneration,
         now: Int64
     )
         -> ErrorCode?
@@ -236,8 +237,9 @@ struct GroupCoordinatorState: Sendable {
                 return generationId < 0 && memberId.isEmpty && groupInstanceId == nil ? nil : .unknownMemberId
             }
             // A commit with a generation (from a group member) for a group this coordinator does
-            // not know belongs to an older generation; one without creates a "simple" group.
-            return generationId < 0 ? nil : .illegalGeneration
+            // not know belongs to an older generation (OffsetCommit v9+: GROUP_ID_NOT_FOUND, KIP-848);
+            // one without creates a "simple" group.
+            return generationId < 0 ? nil : unknownGroupError
         }
         var group = group(groupId)
         let error = group.validateOffsetCommit(

@@ -174,11 +174,24 @@ extension Broker {
                     answer.errorCode = ErrorCode.kafkaStorageError.rawValue
                     continue
                 }
+                if context.version == 0 {
+                    answer.oldStyleOffsets = legacyOffsets(
+                        before: listPartition.timestamp,
+                        maxCount: listPartition.maxNumOffsets,
+                        fromConsumer: request.replicaId == -1,
+                        snapshot
+                    )
+                    continue
+                }
                 switch listPartition.timestamp {
-                case -2:
+                case -2, Self.earliestLocalTimestamp:
+                    // Without tiered storage the local log is the whole log.
                     answer.offset = snapshot.logStartOffset
                 case -1:
                     answer.offset = snapshot.highWatermark
+                case Self.latestTieredTimestamp:
+                    // KIP-1005: nothing is tiered; Kafka answers offset and epoch -1 without error.
+                    answer.leaderEpoch = -1
                 case -3:
                     if let found = await offsetOfMaxTimestamp(partition, snapshot) {
                         answer.offset = found.offset

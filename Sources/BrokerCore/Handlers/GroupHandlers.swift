@@ -115,42 +115,56 @@ extension Broker {
         return "/" + address
     }
 
+    /// The ListGroups v5 type of every group Fjord runs (Kafka's `Group.GroupType.CLASSIC`).
+    static let classicGroupType = "classic"
+
     private static func isValidMembershipGroupId(_ groupId: String) -> Bool {
         !groupId.isEmpty && groupId.utf8.count <= groupIdBytesMax
     }
 
     // MARK: FindCoordinator
 
+    /// FindCoordinator: this broker coordinates every group and transactional id. v4+ asks for
+    /// a batch of keys and answers each one on its own.
     func handleFindCoordinator(_ request: FindCoordinatorRequest, _ context: Request) -> FindCoordinatorResponse {
-        var response = FindCoordinatorResponse(
-            throttleTimeMs: 0,
-            errorCode: 0,
-            errorMessage: nil,
-            nodeId: -1,
-            host: "",
-            port: -1
-        )
-        switch request.keyType {
-        case 0:
-            // Every group's coordinator is this broker.
-            response.nodeId = configuration.nodeId
-            response.host = configuration.advertisedHost
-            response.port = configuration.advertisedPort
-        case 1:
-            // Every transactional id's coordinator is this broker; Kafka refuses an empty id.
-            guard !request.key.isEmpty else {
-                response.errorCode = ErrorCode.invalidRequest.rawValue
-                response.errorMessage = "Transactional id must not be empty"
-                break
-            }
-            response.nodeId = configuration.nodeId
-            response.host = configuration.advertisedHost
-            response.port = configuration.advertisedPort
-        default:
-            response.errorCode = ErrorCode.invalidRequest.rawValue
-            response.errorMessage = "Unknown coordinator key type \(request.keyType)"
+        guard context.version >= 4 else {
+            let refusal = coordinatorRefusal(keyType: request.keyType, key: request.key)
+            return FindCoordinatorResponse(
+                throttleTimeMs: 0,
+                errorCode: refusal?.error.rawValue ?? 0,
+                errorMessage: refusal?.message,
+                nodeId: refusal == nil ? configuration.nodeId : -1,
+                host: refusal == nil ? configuration.advertisedHost : "",
+                port: refusal == nil ? configuration.advertisedPort : -1
+            )
         }
-        return response
+        return FindCoordinatorResponse(
+            throttleTimeMs: 0,
+            coordinators: request.coordinatorKeys.map { key in
+                let refusal = coordinatorRefusal(keyType: request.keyType, key: key)
+                return .init(
+                    key: key,
+                    nodeId: refusal == nil ? configuration.nodeId : -1,
+                    host: refusal == nil ? configuration.advertisedHost : "",
+                    port: refusal == nil ? configuration.advertisedPort : -1,
+                    errorCode: refusal?.error.rawValue ?? 0,
+                    errorMessage: refusal?.message
+                )
+            }
+        )
+    }
+
+    /// Why a coordinator key is refused, or nil: its coordinator is this broker.
+    private func coordinatorRefusal(keyType: Int8, key: String) -> (error: ErrorCode, message: String)? {
+        switch keyType {
+        case 0:
+            return nil
+        case 1:
+            // Kafka refuses an empty transactional id.
+            return key.isEmpty ? (.invalidRequest, "Transactional id must not be empty") : nil
+        default:
+            return (.invalidRequest, "Unknown coordinator key type \(keyType)")
+        }
     }
 
     // MARK: JoinGroup, SyncGroup, Heartbeat, LeaveGroup
@@ -185,20 +199,24 @@ extension Broker {
             guard case .join(let outcome) = await waiter.wait() else {
                 return Self.joinResponse(.error(.notCoordinator, memberId: memberId))
             }
-            return Self.joinResponse(outcome)
+            return Self.joinResponse(outcome, version: version)
         }
     }
 
-    private static func joinResponse(_ outcome: JoinGroupOutcome) -> JoinGroupResponse {
-        JoinGroupResponse(
+    /// The JoinGroup answer; `reason` (v8+) is only informative, as in Kafka.
+    private static func joinResponse(_ outcome: JoinGroupOutcome, version: Int16 = 0) -> JoinGroupResponse {
+        // Before v9 a member told to skip the assignment is not shown the members (KIP-814).
+        let members = outcome.skipAssignment && version < 9 ? [] : outcome.members
+        return JoinGroupResponse(
             throttleTimeMs: 0,
             errorCode: outcome.errorCode.rawValue,
             generationId: outcome.generationId,
             protocolType: outcome.protocolType,
             protocolName: outcome.protocolName,
             leader: outcome.leaderId,
+            skipAssignment: outcome.skipAssignment && version >= 9,
             memberId: outcome.memberId,
-            members: outcome.members.map {
+            members: members.map {
                 .init(memberId: $0.memberId, groupInstanceId: $0.groupInstanceId, metadata: $0.metadata)
             }
         )
@@ -298,7 +316,9 @@ extension Broker {
                         offset: partition.committedOffset,
                         leaderEpoch: version >= 6 ? partition.committedLeaderEpoch : -1,
                         metadata: metadata,
-                        commitTimestampMs: commitTimestampMs
+                        // v1 carries the client's commit time (-1: the broker's), as Kafka keeps it.
+                        commitTimestampMs: version == 1 && partition.commitTimestamp != -1
+                            ? partition.commitTimestamp : commitTimestampMs
                     )
                     return .none
                 }
@@ -313,6 +333,8 @@ extension Broker {
             memberId: request.memberId,
             groupInstanceId: version >= 7 ? request.groupInstanceId : nil,
             generationId: request.generationIdOrMemberEpoch,
+            // v9 (KIP-848) tells a member of a group that does not exist so, for both protocols.
+            unknownGroupError: version >= 9 ? .groupIdNotFound : .illegalGeneration,
             offsets: valid
         )
         if case .done(let error) = ticket {
@@ -346,52 +368,114 @@ extension Broker {
         )
     }
 
+    /// One partition's OffsetFetch answer, whatever the version's wire shape.
+    struct FetchedOffset {
+        var partition: Int32
+        var offset: Int64 = -1
+        var leaderEpoch: Int32 = -1
+        var metadata: String = ""
+        var error: ErrorCode = .none
+    }
+
     /// OffsetFetch: committed offsets; a partition without one answers offset -1 without error.
-    /// Null topics (v2+) ask for every partition the group has committed.
+    /// Null topics (v2+) ask for every partition the group has committed. v8+ asks for several
+    /// groups at once; the member id and epoch of v9 (KIP-848) only concern consumer-protocol
+    /// groups, and Fjord's groups are classic, which Kafka answers without checking them.
     func handleOffsetFetch(_ request: OffsetFetchRequest, _ context: Request) -> OffsetFetchResponse {
-        let requested = request.topics.map { topics in
-            topics.flatMap { topic in topic.partitionIndexes.map { TopicPartition(topic: topic.name, partition: $0) } }
-        }
-        let committed = groupCoordinator.fetchOffsets(groupId: request.groupId, partitions: requested)
         // v7 RequireStable (read_committed consumers): a partition with offsets in an undecided
         // transaction is answered UNSTABLE_OFFSET_COMMIT (retriable) instead of a stale offset.
-        let unstable: Set<TopicPartition> =
-            context.version >= 7 && request.requireStable
-            ? groupCoordinator.unstablePartitions(groupId: request.groupId, among: requested ?? Array(committed.keys)) : []
-        func answer(_ partition: TopicPartition) -> OffsetFetchResponse.OffsetFetchResponsePartition {
-            if unstable.contains(partition) {
-                return .init(
-                    partitionIndex: partition.partition,
-                    committedOffset: -1,
-                    committedLeaderEpoch: -1,
-                    metadata: "",
-                    errorCode: ErrorCode.unstableOffsetCommit.rawValue
-                )
-            }
-            let found = committed[partition]
-            return .init(
-                partitionIndex: partition.partition,
-                committedOffset: found?.offset ?? -1,
-                committedLeaderEpoch: found?.leaderEpoch ?? -1,
-                metadata: found?.metadata ?? "",
+        let requireStable = context.version >= 7 && request.requireStable
+        guard context.version >= 8 else {
+            let topics = committedOffsets(
+                groupId: request.groupId,
+                request.topics.map { $0.map { (name: $0.name, partitions: $0.partitionIndexes) } },
+                requireStable: requireStable
+            )
+            return OffsetFetchResponse(
+                throttleTimeMs: 0,
+                topics: topics.map { topic in
+                    .init(
+                        name: topic.name,
+                        partitions: topic.partitions.map {
+                            .init(
+                                partitionIndex: $0.partition,
+                                committedOffset: $0.offset,
+                                committedLeaderEpoch: $0.leaderEpoch,
+                                metadata: $0.metadata,
+                                errorCode: $0.error.rawValue
+                            )
+                        }
+                    )
+                },
                 errorCode: 0
             )
         }
-        var response = OffsetFetchResponse(throttleTimeMs: 0, topics: [], errorCode: 0)
-        if let topics = request.topics {
-            response.topics = topics.map { topic in
-                .init(
-                    name: topic.name,
-                    partitions: topic.partitionIndexes.map { answer(TopicPartition(topic: topic.name, partition: $0)) }
+        return OffsetFetchResponse(
+            throttleTimeMs: 0,
+            groups: request.groups.map { group in
+                let topics = committedOffsets(
+                    groupId: group.groupId,
+                    group.topics.map { $0.map { (name: $0.name, partitions: $0.partitionIndexes) } },
+                    requireStable: requireStable
+                )
+                return .init(
+                    groupId: group.groupId,
+                    topics: topics.map { topic in
+                        .init(
+                            name: topic.name,
+                            partitions: topic.partitions.map {
+                                .init(
+                                    partitionIndex: $0.partition,
+                                    committedOffset: $0.offset,
+                                    committedLeaderEpoch: $0.leaderEpoch,
+                                    metadata: $0.metadata,
+                                    errorCode: $0.error.rawValue
+                                )
+                            }
+                        )
+                    },
+                    errorCode: 0
                 )
             }
-        } else {
-            let byTopic = Dictionary(grouping: committed.keys, by: \.topic)
-            response.topics = byTopic.keys.sorted().map { name in
-                .init(name: name, partitions: byTopic[name]!.sorted().map(answer))  // Safe: own keys.
+        )
+    }
+
+    /// One group's committed offsets for the requested topics and partitions, in request order
+    /// (nil: every partition the group has committed, by topic and partition).
+    private func committedOffsets(
+        groupId: String,
+        _ topics: [(name: String, partitions: [Int32])]?,
+        requireStable: Bool
+    ) -> [(name: String, partitions: [FetchedOffset])] {
+        let requested = topics.map { topics in
+            topics.flatMap { topic in topic.partitions.map { TopicPartition(topic: topic.name, partition: $0) } }
+        }
+        let committed = groupCoordinator.fetchOffsets(groupId: groupId, partitions: requested)
+        let unstable: Set<TopicPartition> =
+            requireStable
+            ? groupCoordinator.unstablePartitions(groupId: groupId, among: requested ?? Array(committed.keys)) : []
+        func answer(_ partition: TopicPartition) -> FetchedOffset {
+            if unstable.contains(partition) {
+                return FetchedOffset(partition: partition.partition, error: .unstableOffsetCommit)
+            }
+            guard let found = committed[partition] else { return FetchedOffset(partition: partition.partition) }
+            return FetchedOffset(
+                partition: partition.partition,
+                offset: found.offset,
+                leaderEpoch: found.leaderEpoch,
+                metadata: found.metadata
+            )
+        }
+        if let topics {
+            return topics.map { topic in
+                let partitions = topic.partitions.map { answer(TopicPartition(topic: topic.name, partition: $0)) }
+                return (name: topic.name, partitions: partitions)
             }
         }
-        return response
+        let byTopic = Dictionary(grouping: committed.keys, by: \.topic)
+        return byTopic.keys.sorted().map { name in
+            (name: name, partitions: byTopic[name]!.sorted().map(answer))  // Safe: own keys.
+        }
     }
 
     // MARK: DescribeGroups, ListGroups, DeleteGroups
@@ -426,11 +510,22 @@ extension Broker {
 
     func handleListGroups(_ request: ListGroupsRequest, _ context: Request) -> ListGroupsResponse {
         let statesFilter = context.version >= 4 ? request.statesFilter : []
+        // v5 TypesFilter (KIP-848): every Fjord group is a classic one; Kafka compares the type
+        // names without case.
+        let typesFilter = context.version >= 5 ? Set(request.typesFilter.map { $0.lowercased() }) : []
+        guard typesFilter.isEmpty || typesFilter.contains(Self.classicGroupType) else {
+            return ListGroupsResponse(throttleTimeMs: 0, errorCode: 0, groups: [])
+        }
         return ListGroupsResponse(
             throttleTimeMs: 0,
             errorCode: 0,
             groups: groupCoordinator.list(statesFilter: statesFilter).map {
-                .init(groupId: $0.groupId, protocolType: $0.protocolType, groupState: $0.state)
+                .init(
+                    groupId: $0.groupId,
+                    protocolType: $0.protocolType,
+                    groupState: $0.state,
+                    groupType: Self.classicGroupType
+                )
             }
         )
     }

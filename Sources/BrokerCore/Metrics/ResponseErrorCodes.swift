@@ -114,3 +114,18 @@ extension ListGroupsResponse: ResponseErrorCodes {
 extension DeleteGroupsResponse: ResponseErrorCodes {
     func forEachErrorCode(_ body: (Int16) -> Void) { for result in results { body(result.errorCode) } }
 }
+
+extension OffsetForLeaderEpochResponse: ResponseErrorCodes {
+    func forEachErrorCode(_ body: (Int16) -> Void) {
+        for topic in topics { for partition in topic.partitions { body(partition.errorCode) } }
+    }
+}
+
+extension DescribeTopicPartitionsResponse: ResponseErrorCodes {
+    func forEachErrorCode(_ body: (Int16) -> Void) {
+        for topic in topics {
+            body(topic.errorCode)
+            for partition in topic.partitions { body(partition.errorCode) }
+        }
+    }
+}
