@@ -1,6 +1,7 @@
 """Issue 17: the oldest and newest versions of the group and offset APIs against the real fjord
 binary. Versions no installed client sends go over a raw socket, encoded by hand from Kafka 3.8's
-message definitions (non-flexible versions only); librdkafka 2.16 shows OffsetForLeaderEpoch in use."""
+message definitions (non-flexible versions only); librdkafka 2.16 shows OffsetForLeaderEpoch in use,
+kafka-python 3.0 DescribeTopicPartitions."""
 
 import time
 
@@ -141,3 +142,32 @@ def test_confluent_consumer_validates_its_committed_position(make_broker):
         assert used, f"no OffsetForLeaderEpoch request among {sorted(recorder.seen)}"
     finally:
         recorder.stop()
+
+
+def test_kafka_python_describes_topic_partitions_page_by_page(broker):
+    """kafka-python 3.0's describe_topic_partitions (DescribeTopicPartitions v0, KIP-966) pages
+    through a topic with the cursor the broker answers, and reports unknown topics."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic as KafkaNewTopic
+
+    topic = unique_topic("dtp")
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        admin.create_topics([KafkaNewTopic(topic, 5, 1)])
+        seen, cursor, pages = [], None, 0
+        while True:
+            page = admin.describe_topic_partitions([topic], response_partition_limit=2, cursor=cursor)
+            pages += 1
+            (described,) = page["topics"]
+            assert described["error_code"] == 0 and described["name"] == topic
+            seen += [p["partition_index"] for p in described["partitions"]]
+            assert all(p["isr_nodes"] == [p["leader_id"]] for p in described["partitions"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+            assert cursor["topic_name"] == topic
+        assert (seen, pages) == ([0, 1, 2, 3, 4], 3)
+        unknown = admin.describe_topic_partitions([unique_topic("missing")])
+        assert unknown["topics"][0]["error_code"] == 3  # UNKNOWN_TOPIC_OR_PARTITION
+    finally:
+        admin.close()
