@@ -35,10 +35,12 @@
 typedef struct fy_instance fy_instance;
 typedef struct fy_log fy_log;
 
-/* A member exists if the table's version and size cover it and it is non-NULL (kstore.h). */
-#define FY_HAS(table, type, member)                                                                                    \
-    ((table)->abi_version >= 1 && offsetof(type, member) + sizeof(void *) <= (size_t)(table)->struct_size &&           \
+/* A member exists if the table's version reaches its "since" and its size covers it, and it is
+ * non-NULL (kstore.h). */
+#define FY_HAS_SINCE(table, type, member, since)                                                                       \
+    ((table)->abi_version >= (since) && offsetof(type, member) + sizeof(void *) <= (size_t)(table)->struct_size &&     \
      (table)->member != NULL)
+#define FY_HAS(table, type, member) FY_HAS_SINCE(table, type, member, 1)
 
 /* What the shim remembers about one log name for the life of an instance. */
 typedef struct fy_record {

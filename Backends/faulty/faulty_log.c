@@ -131,16 +131,23 @@ static void fy_log_close(kstore_log *handle) {
     free(log);
 }
 
-static kstore_status fy_log_append(kstore_log *handle, int64_t first_offset, int64_t last_offset, int64_t max_timestamp,
-                                   const kstore_iovec *iov, uint32_t iov_count, kstore_completion completion,
-                                   void *context) {
+typedef kstore_status (*fy_append_member)(kstore_log *log, int64_t first_offset, int64_t last_offset,
+                                         int64_t max_timestamp, const kstore_iovec *iov, uint32_t iov_count,
+                                         kstore_completion completion, void *context);
+
+/* append and append_checked_batch: the same injection and crash model, and the inner backend's
+ * member of the same name (the table has append_checked_batch only where the inner one has). */
+static kstore_status fy_log_append_to(kstore_log *handle, bool checked_batch, int64_t first_offset,
+                                      int64_t last_offset, int64_t max_timestamp, const kstore_iovec *iov,
+                                      uint32_t iov_count, kstore_completion completion, void *context) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     fy_log *log = fy_log_of(handle);
     fy_instance *instance = log->instance;
     const kstore_log_methods *inner = fy_inner_methods(log);
+    fy_append_member append = checked_batch ? inner->append_checked_batch : inner->append;
     if (completion == NULL) {
         /* Let the inner backend reject it with its own message. */
-        return fy_inner_failed(instance, inner->append(log->inner, first_offset, last_offset, max_timestamp, iov,
+        return fy_inner_failed(instance, append(log->inner, first_offset, last_offset, max_timestamp, iov,
                                                        iov_count, completion, context));
     }
     kstore_status status = fy_check_alive(log, "append", true);
@@ -206,7 +213,7 @@ static kstore_status fy_log_append(kstore_log *handle, int64_t first_offset, int
     if (continues) log->end = last_offset + 1;
     fy_enqueue(log, item);
     pthread_mutex_unlock(&log->mutex);
-    status = inner->append(log->inner, first_offset, last_offset, max_timestamp, iov, iov_count, fy_inner_done, item);
+    status = append(log->inner, first_offset, last_offset, max_timestamp, iov, iov_count, fy_inner_done, item);
     if (status != KSTORE_OK) {
         pthread_mutex_lock(&log->mutex);
         fy_unlink_item(log, item);
@@ -217,6 +224,20 @@ static kstore_status fy_log_append(kstore_log *handle, int64_t first_offset, int
         return fy_inner_failed(instance, status);
     }
     return KSTORE_OK;
+}
+
+static kstore_status fy_log_append(kstore_log *handle, int64_t first_offset, int64_t last_offset, int64_t max_timestamp,
+                                   const kstore_iovec *iov, uint32_t iov_count, kstore_completion completion,
+                                   void *context) {
+    return fy_log_append_to(handle, false, first_offset, last_offset, max_timestamp, iov, iov_count, completion,
+                            context);
+}
+
+static kstore_status fy_log_append_checked_batch(kstore_log *handle, int64_t first_offset, int64_t last_offset,
+                                                 int64_t max_timestamp, const kstore_iovec *iov, uint32_t iov_count,
+                                                 kstore_completion completion, void *context) {
+    return fy_log_append_to(handle, true, first_offset, last_offset, max_timestamp, iov, iov_count, completion,
+                            context);
 }
 
 static kstore_status fy_log_read(kstore_log *handle, int64_t offset, int64_t end_offset_limit, void *buf,
@@ -349,4 +370,7 @@ void fy_build_methods(kstore_log_methods *methods, const kstore_log_methods *inn
         methods->find_offset_by_time = fy_log_find_offset_by_time;
     }
     if (FY_HAS(inner, kstore_log_methods, control)) methods->control = fy_log_control;
+    if (FY_HAS_SINCE(inner, kstore_log_methods, append_checked_batch, 2)) {
+        methods->append_checked_batch = fy_log_append_checked_batch;
+    }
 }

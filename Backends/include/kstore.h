@@ -1,5 +1,5 @@
 /*
- * kstore.h — the Fjord storage ABI, version 1.
+ * kstore.h — the Fjord storage ABI, version 2.
  *
  * This header is the specification. The broker core talks to storage only through the two tables
  * declared here; backends (Backends/memory, Backends/file, Backends/uring, …) implement them. The
@@ -12,7 +12,7 @@
  *   entry     One opaque byte string appended in one call (for Fjord: one Kafka RecordBatch v2).
  *             An entry covers the offsets [first_offset, last_offset]; the next entry starts at
  *             last_offset + 1. The backend never parses entry bytes: it stores them verbatim and
- *             returns them verbatim.
+ *             returns them verbatim (append_checked_batch lets it rely on one checksum in them).
  *   start     The log start offset: the first offset that can be read.
  *   end       The log end offset: the offset the next entry must start at (last offset + 1).
  *
@@ -74,7 +74,7 @@
 extern "C" {
 #endif
 
-#define KSTORE_ABI_VERSION 1u
+#define KSTORE_ABI_VERSION 2u
 
 /* ---------------------------------------------------------------------------------------------
  * Status codes (since 1). Retryable means: the same call may succeed later without the host
@@ -316,7 +316,25 @@ struct kstore_log_methods {
     /* OPTIONAL, since 1. Backend-specific operations on a log; unknown ops answer
      * KSTORE_ERR_UNSUPPORTED. Host fallback: KSTORE_ERR_UNSUPPORTED. */
     kstore_status (*control)(kstore_log *log, int32_t op, void *argument);
+
+    /* OPTIONAL, since 2. append, with the same arguments and contract, for an entry the host
+     * knows to be a Kafka RecordBatch of magic 2 (at least 61 bytes, byte 16 is 2) whose crc field
+     * it has checked: the big-endian uint32 at bytes [17, 21) is the CRC-32C (Castagnoli) of the
+     * entry's bytes [21, end). A backend that checksums what it stores may rely on that checksum
+     * for those bytes instead of computing its own (bytes [0, 17), which the host rewrites, are not
+     * covered by it). An entry that is not shaped so is appended as by append. Why: the host has
+     * just computed that CRC to validate the batch; a second pass over every byte costs as much.
+     * Host fallback when absent: append. */
+    kstore_status (*append_checked_batch)(kstore_log *log, int64_t first_offset, int64_t last_offset,
+                                          int64_t max_timestamp, const kstore_iovec *iov, uint32_t iov_count,
+                                          kstore_completion completion, void *context);
 };
+
+/* Layout of a RecordBatch for append_checked_batch: its crc field and the first byte it covers. */
+#define KSTORE_BATCH_MAGIC_AT 16u
+#define KSTORE_BATCH_CRC_AT 17u
+#define KSTORE_BATCH_CRC_FROM 21u
+#define KSTORE_BATCH_BYTES_MIN 61u
 
 /* ---------------------------------------------------------------------------------------------
  * The backend table (since 1). Each backend exports one function returning a pointer to its
@@ -508,7 +526,8 @@ KSTORE_STATIC_ASSERT(sizeof(kstore_log_state) == 56, "kstore_log_state layout");
 KSTORE_STATIC_ASSERT(sizeof(kstore_read_result) == 32, "kstore_read_result layout");
 KSTORE_STATIC_ASSERT(offsetof(kstore_log_methods, close) == 8, "kstore_log_methods layout");
 KSTORE_STATIC_ASSERT(offsetof(kstore_log_methods, control) == 8 + 9 * 8, "kstore_log_methods layout");
-KSTORE_STATIC_ASSERT(sizeof(kstore_log_methods) == 8 + 10 * 8, "kstore_log_methods layout");
+KSTORE_STATIC_ASSERT(offsetof(kstore_log_methods, append_checked_batch) == 8 + 10 * 8, "kstore_log_methods layout");
+KSTORE_STATIC_ASSERT(sizeof(kstore_log_methods) == 8 + 11 * 8, "kstore_log_methods layout");
 KSTORE_STATIC_ASSERT(offsetof(kstore_backend, open) == 32, "kstore_backend layout");
 KSTORE_STATIC_ASSERT(sizeof(kstore_backend) == 32 + 7 * 8, "kstore_backend layout");
 KSTORE_STATIC_ASSERT(sizeof(kstore_stat) == 32, "kstore_stat layout");

@@ -122,9 +122,10 @@ static kstore_status kit_write_marker(kstore_kit_data_directory *directory, cons
     return KSTORE_OK;
 }
 
-/* Checks the format marker, or writes it into a directory that has none. */
-static kstore_status kit_check_marker(kstore_kit_data_directory *directory, const char *marker, kstore_kit_io *io,
-                                      char *message, size_t capacity) {
+/* Checks the format marker, or writes it into a directory that has none (or has `older`, when not
+ * NULL). */
+static kstore_status kit_check_marker(kstore_kit_data_directory *directory, const char *marker, const char *older,
+                                      kstore_kit_io *io, char *message, size_t capacity) {
     const char *path = directory->path;
     int fd = openat(directory->root_fd, KSTORE_KIT_MARKER_NAME, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -142,11 +143,18 @@ static kstore_status kit_check_marker(kstore_kit_data_directory *directory, cons
     }
     text[got] = '\0';
     if (strcmp(text, marker) == 0) return KSTORE_OK;
+    if (older != NULL && strcmp(text, older) == 0) return kit_write_marker(directory, marker, io, message, capacity);
     return kit_refuse_marker(path, text, marker, message, capacity);
 }
 
 kstore_status kstore_kit_data_directory_open(kstore_kit_data_directory *directory, const char *path, const char *marker,
                                              kstore_kit_io *io, char *message, size_t capacity) {
+    return kstore_kit_data_directory_open_upgrading(directory, path, marker, NULL, io, message, capacity);
+}
+
+kstore_status kstore_kit_data_directory_open_upgrading(kstore_kit_data_directory *directory, const char *path,
+                                                       const char *marker, const char *older, kstore_kit_io *io,
+                                                       char *message, size_t capacity) {
     *directory = (kstore_kit_data_directory){.path = NULL, .root_fd = -1, .lock_fd = -1};
     kstore_status status = kit_check_path(path, message, capacity);
     if (status != KSTORE_OK) return status;
@@ -162,7 +170,7 @@ kstore_status kstore_kit_data_directory_open(kstore_kit_data_directory *director
         status = kstore_kit_status_for_errno(error);
     }
     if (status == KSTORE_OK) status = kit_take_lock(directory, io, message, capacity);
-    if (status == KSTORE_OK) status = kit_check_marker(directory, marker, io, message, capacity);
+    if (status == KSTORE_OK) status = kit_check_marker(directory, marker, older, io, message, capacity);
     if (status != KSTORE_OK) kstore_kit_data_directory_close(directory);
     return status;
 }

@@ -1,4 +1,4 @@
-/* The io_uring write-ahead-log storage backend (kstore.h, ABI version 1): DURABLE, NONBLOCKING,
+/* The io_uring write-ahead-log storage backend (kstore.h, ABI version 2): DURABLE, NONBLOCKING,
  * SHARED_SYNC; DESIGN.md §6 "uring". One write-ahead log per instance, shared by every log, so one
  * group-committed fdatasync makes many logs' appends durable. On-disk formats and recovery rules:
  * docs/storage-formats.md ("uring backend"). Threads, failure handling, locks and their order, and the map
@@ -31,8 +31,11 @@
  * cache). 32 MiB holds tens of milliseconds of a busy broker's writes. */
 #define UR_READ_CACHE_BYTES_DEFAULT ((uint64_t)32 * 1024 * 1024)
 #define UR_RING_ENTRIES 256u
-/* The data directory's format marker (kstore_kit_data_directory.h). */
-#define UR_MARKER_TEXT "uring 1\n"
+/* The data directory's format marker (kstore_kit_data_directory.h). Format 2 added the frames'
+ * BATCH_CRC flag; a format-1 directory is read alike and marked 2 when opened (builds that read
+ * format 1 only would take a flagged frame for a damaged one and cut the WAL there). */
+#define UR_MARKER_TEXT "uring 2\n"
+#define UR_MARKER_TEXT_FORMAT_1 "uring 1\n"
 
 static const kstore_backend ur_backend;
 
@@ -262,8 +265,9 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
     }
 
     char message[UR_ERROR_BYTES_MAX + 256];
-    status = kstore_kit_data_directory_open(&instance->directory, parsed.path, UR_MARKER_TEXT, &instance->io, message,
-                                            sizeof(message));
+    status = kstore_kit_data_directory_open_upgrading(&instance->directory, parsed.path, UR_MARKER_TEXT,
+                                                      UR_MARKER_TEXT_FORMAT_1, &instance->io, message,
+                                                      sizeof(message));
     if (status == KSTORE_OK) status = ur_direct_probe(instance, parsed.direct, message, sizeof(message));
     /* Direct writes into unwritten extents would convert extents on every write: zero-fill then. */
     if (parsed.zero_auto) instance->zero_by_fallocate = !instance->direct;

@@ -1,5 +1,6 @@
 /* One WAL frame (docs/storage-formats.md, "uring backend"): a 72-byte header, the payload and zero padding
- * to 8 bytes, checked by a CRC-32C over the payload and then header bytes [8, 72). Encoding for
+ * to 8 bytes, checked by a CRC-32C over the payload and then header bytes [8, 72) (a checked batch's
+ * frame: over its first 21 bytes, its own CRC covering the rest). Encoding for
  * staging; the checked reads recovery scans segments with. Invariants: uring_internal.h. */
 #include "uring_internal.h"
 
@@ -19,6 +20,17 @@ void ur_frame_encode(uint8_t *destination, ur_frame_header *header, uint32_t pay
     }
     /* Zero the padding: persisted bytes are never left uninitialized (STYLE.md rule 15). */
     memset(destination + copied, 0, ur_frame_bytes(header->payload_bytes) - copied);
+}
+
+bool ur_frame_valid(const ur_frame_header *header, const uint8_t *payload) {
+    bool batch = (header->flags & UR_FRAME_FLAG_BATCH_CRC) != 0;
+    if (batch && (header->kind != UR_FRAME_DATA || header->payload_bytes < KSTORE_BATCH_BYTES_MIN)) return false;
+    uint32_t covered = batch ? KSTORE_BATCH_CRC_FROM : header->payload_bytes;
+    if (ur_frame_crc(fjord_crc32c(0, payload, covered), header) != header->crc) return false;
+    if (!batch) return true;
+    const uint8_t *field = payload + KSTORE_BATCH_CRC_AT;
+    uint32_t stored = (uint32_t)field[0] << 24 | (uint32_t)field[1] << 16 | (uint32_t)field[2] << 8 | field[3];
+    return fjord_crc32c(0, payload + KSTORE_BATCH_CRC_FROM, header->payload_bytes - KSTORE_BATCH_CRC_FROM) == stored;
 }
 
 /* Pad frames are at most a little more than twice the largest alignment: their payload's CRC is
@@ -49,7 +61,8 @@ void ur_pad_frame_encode(uint8_t *destination, uint64_t frame_bytes, uint64_t ge
  * (its magic is checked by the callers, which treat a wrong one differently). */
 static bool ur_frame_header_fits(const ur_frame_header *header, uint64_t generation, uint64_t position,
                                  uint64_t file_bytes) {
-    return header->generation == generation && header->reserved == 0 && header->kind >= UR_FRAME_DATA &&
+    return header->generation == generation && (header->flags & ~UR_FRAME_FLAGS_KNOWN) == 0 &&
+           header->kind >= UR_FRAME_DATA &&
            header->kind <= UR_FRAME_MARK && position + ur_frame_bytes(header->payload_bytes) <= file_bytes;
 }
 
@@ -98,7 +111,7 @@ bool ur_scan_frame(ur_scan *scan, uint64_t position, uint64_t generation, ur_fra
     }
     const uint8_t *payload = ur_scan_get(scan, position + UR_FRAME_HEADER_BYTES, header.payload_bytes);
     if (payload == NULL && header.payload_bytes > 0) return false;
-    if (ur_frame_crc(fjord_crc32c(0, payload, header.payload_bytes), &header) != header.crc) return false;
+    if (!ur_frame_valid(&header, payload)) return false;
     *header_out = header;
     if (payload_out != NULL) *payload_out = payload;
     return true;
@@ -117,7 +130,7 @@ bool ur_check_frame_at(int fd, uint64_t file_bytes, uint64_t position, uint64_t 
     if (payload == NULL) return true;
     if (ur_pread_all(fd, payload, header->payload_bytes, position + UR_FRAME_HEADER_BYTES) ==
         (ssize_t)header->payload_bytes) {
-        *valid = ur_frame_crc(fjord_crc32c(0, payload, header->payload_bytes), header) == header->crc;
+        *valid = ur_frame_valid(header, payload);
     }
     free(payload);
     return true;

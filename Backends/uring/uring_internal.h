@@ -1,5 +1,5 @@
 /* The io_uring write-ahead-log backend's private header: the structures, constants and shared
- * functions of the files in Backends/uring (kstore.h, ABI version 1: DURABLE, NONBLOCKING,
+ * functions of the files in Backends/uring (kstore.h, ABI version 2: DURABLE, NONBLOCKING,
  * SHARED_SYNC; DESIGN.md §6 "uring"). The on-disk formats — WAL segments and frames, MARK and
  * catalog frames, the catalog reserve, index files, spare segments, .lock and .fjord-backend, and
  * the recovery rules — are documented once in docs/storage-formats.md ("uring backend"); this
@@ -116,12 +116,21 @@ enum ur_frame_kind {
     UR_FRAME_MARK = 6,
 };
 
+/* A DATA frame's payload is a Kafka RecordBatch v2 whose own CRC-32C field (payload bytes [17, 21))
+ * covers payload bytes [21, end): the frame's crc covers payload bytes [0, 21) only (kstore.h
+ * append_checked_batch: the host checked the batch CRC, so staging does not checksum every byte a
+ * second time). Valid only with kind DATA and a payload of at least KSTORE_BATCH_BYTES_MIN. */
+#define UR_FRAME_FLAG_BATCH_CRC 0x0001u
+#define UR_FRAME_FLAGS_KNOWN UR_FRAME_FLAG_BATCH_CRC
+
 typedef struct ur_frame_header {
     uint32_t magic;
-    uint32_t crc; /* CRC-32C of the payload, then of header bytes [8, 72) */
+    /* CRC-32C of the payload (with UR_FRAME_FLAG_BATCH_CRC: of its first 21 bytes), then of header
+     * bytes [8, 72) */
+    uint32_t crc;
     uint32_t payload_bytes;
     uint16_t kind;
-    uint16_t reserved; /* zero */
+    uint16_t flags; /* UR_FRAME_FLAG_*; zero in frames written before the flag existed */
     uint64_t generation;
     uint64_t log_id;
     int64_t first_offset;
@@ -422,8 +431,10 @@ typedef struct ur_frame {
     int64_t first_offset;
     int64_t last_offset;
     int64_t max_timestamp;
-    /* CRC-32C of the payload, computed before any lock is taken. */
+    /* CRC-32C of the payload (with UR_FRAME_FLAG_BATCH_CRC in flags: of its first 21 bytes),
+     * computed before any lock is taken. */
     uint32_t payload_crc;
+    uint16_t flags; /* the header's */
     const kstore_iovec *iov;
     uint32_t iov_count;
     uint64_t payload_bytes;
@@ -532,6 +543,9 @@ const uint8_t *ur_cache_find(const ur_read_cache *cache, uint64_t generation, ui
  * zero-fills the padding up to ur_frame_bytes(header->payload_bytes). */
 void ur_frame_encode(uint8_t *destination, ur_frame_header *header, uint32_t payload_crc, const kstore_iovec *iov,
                      uint32_t iov_count);
+/* Whether a frame's checksums hold over its header and payload (header->payload_bytes of them):
+ * its crc, and for a UR_FRAME_FLAG_BATCH_CRC frame the batch's own CRC over the rest. */
+bool ur_frame_valid(const ur_frame_header *header, const uint8_t *payload);
 /* Encodes a pad frame of frame_bytes (at least a header, a multiple of 8) at destination: a MARK
  * whose payload is zeros. Direct mode ends every write with one, up to the write alignment. */
 void ur_pad_frame_encode(uint8_t *destination, uint64_t frame_bytes, uint64_t generation, uint64_t sequence,

@@ -1,5 +1,5 @@
 /* The log table members (kstore.h "The log table") of the uring backend, except read
- * (uring_read.c): append stages a DATA frame and indexes it under the log's lock; truncate_to,
+ * (uring_read.c): append (and append_checked_batch) stages a DATA frame and indexes it under the log's lock; truncate_to,
  * delete_before and retention stage catalog frames (TRUNCATE, START) first, so recovery replays
  * them in WAL order; sync queues a request the I/O thread's next group commit answers.
  * Invariants and lock order: uring_internal.h. */
@@ -69,9 +69,34 @@ static kstore_status ur_append_check(ur_log *log, ur_frame *frame) {
     return KSTORE_OK;
 }
 
-static kstore_status ur_log_append(kstore_log *handle, int64_t first_offset, int64_t last_offset, int64_t max_timestamp,
-                                   const kstore_iovec *iov, uint32_t iov_count, kstore_completion completion,
-                                   void *context) {
+/* Sets the CRC-32C the frame's checksum takes of the payload, before any lock: of every byte, or
+ * for a checked batch (kstore.h append_checked_batch) of its first 21 bytes only, flagging the
+ * frame so that recovery and reads check the batch's own CRC over the rest. */
+static void ur_frame_checksum(ur_frame *frame, bool checked_batch) {
+    uint8_t prefix[KSTORE_BATCH_CRC_FROM];
+    size_t have = 0;
+    if (checked_batch && frame->payload_bytes >= KSTORE_BATCH_BYTES_MIN) {
+        for (uint32_t index = 0; index < frame->iov_count && have < sizeof(prefix); index++) {
+            size_t take = frame->iov[index].len < sizeof(prefix) - have ? frame->iov[index].len : sizeof(prefix) - have;
+            if (take > 0) memcpy(prefix + have, frame->iov[index].base, take);
+            have += take;
+        }
+    }
+    if (have == sizeof(prefix) && prefix[KSTORE_BATCH_MAGIC_AT] == 2) {
+        frame->flags = UR_FRAME_FLAG_BATCH_CRC;
+        frame->payload_crc = fjord_crc32c(0, prefix, sizeof(prefix));
+        return;
+    }
+    frame->payload_crc = 0;
+    for (uint32_t index = 0; index < frame->iov_count; index++) {
+        frame->payload_crc = fjord_crc32c(frame->payload_crc, frame->iov[index].base, frame->iov[index].len);
+    }
+}
+
+/* append and append_checked_batch (kstore.h): they differ in the frame's checksum only. */
+static kstore_status ur_log_append_frame(kstore_log *handle, bool checked_batch, int64_t first_offset,
+                                         int64_t last_offset, int64_t max_timestamp, const kstore_iovec *iov,
+                                         uint32_t iov_count, kstore_completion completion, void *context) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_log *log = (ur_log *)handle;
     ur_instance *instance = log->instance;
@@ -89,10 +114,7 @@ static kstore_status ur_log_append(kstore_log *handle, int64_t first_offset, int
     };
     kstore_status status = ur_append_check(log, &frame);
     if (status != KSTORE_OK) return status;
-    /* The CRC of the payload is computed before taking any lock. */
-    for (uint32_t index = 0; index < iov_count; index++) {
-        frame.payload_crc = fjord_crc32c(frame.payload_crc, iov[index].base, iov[index].len);
-    }
+    ur_frame_checksum(&frame, checked_batch);
 
     pthread_rwlock_wrlock(&log->lock);
     if (atomic_load(&log->failed_status) != KSTORE_OK) {
@@ -157,6 +179,20 @@ static kstore_status ur_log_append(kstore_log *handle, int64_t first_offset, int
     pthread_rwlock_unlock(&log->lock);
     if (wake) ur_wake_io(instance);
     return KSTORE_OK;
+}
+
+static kstore_status ur_log_append(kstore_log *handle, int64_t first_offset, int64_t last_offset, int64_t max_timestamp,
+                                   const kstore_iovec *iov, uint32_t iov_count, kstore_completion completion,
+                                   void *context) {
+    return ur_log_append_frame(handle, false, first_offset, last_offset, max_timestamp, iov, iov_count, completion,
+                               context);
+}
+
+static kstore_status ur_log_append_checked_batch(kstore_log *handle, int64_t first_offset, int64_t last_offset,
+                                                 int64_t max_timestamp, const kstore_iovec *iov, uint32_t iov_count,
+                                                 kstore_completion completion, void *context) {
+    return ur_log_append_frame(handle, true, first_offset, last_offset, max_timestamp, iov, iov_count, completion,
+                               context);
 }
 
 static kstore_status ur_log_sync(kstore_log *handle, kstore_completion completion, void *context) {
@@ -438,4 +474,5 @@ const kstore_log_methods ur_log_methods = {
     .enforce_retention = ur_log_enforce_retention,
     .find_offset_by_time = ur_log_find_offset_by_time,
     .control = ur_log_control,
+    .append_checked_batch = ur_log_append_checked_batch,
 };

@@ -18,10 +18,10 @@
 /* Checks a frame read into header + destination against its index entry. */
 static kstore_status ur_check_read(ur_log *log, const ur_part *part, const ur_entry *entry,
                                    const ur_frame_header *header, const uint8_t *destination) {
-    uint32_t crc = ur_frame_crc(fjord_crc32c(0, destination, entry->payload_bytes), header);
-    if (header->magic != UR_FRAME_MAGIC || header->crc != crc || header->generation != part->segment->generation ||
-        header->log_id != log->id || header->first_offset != entry->first_offset ||
-        header->payload_bytes != entry->payload_bytes) {
+    /* The payload's size is checked before the checksums read that many bytes of destination. */
+    if (header->magic != UR_FRAME_MAGIC || header->payload_bytes != entry->payload_bytes ||
+        header->generation != part->segment->generation || header->log_id != log->id ||
+        header->first_offset != entry->first_offset || !ur_frame_valid(header, destination)) {
         kstore_kit_error_set(&log->instance->errors,
                      "read of log '%s' at offset %lld: the frame in wal-%016" PRIx64 ".log at position %u is damaged "
                      "(checksum or header mismatch)",

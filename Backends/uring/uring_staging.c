@@ -311,7 +311,7 @@ bool ur_commit(ur_instance *instance, const ur_reservation *reservation, const u
         .crc = 0,
         .payload_bytes = (uint32_t)frame->payload_bytes,
         .kind = frame->kind,
-        .reserved = 0,
+        .flags = frame->flags,
         .generation = reservation->segment->generation,
         .log_id = frame->log_id,
         .first_offset = frame->first_offset,

@@ -4,7 +4,9 @@
 // covers it; like the broker's partitions, each log has at most one sync in flight and appends
 // submitted meanwhile are covered by the next one. As in the broker, completions never call the
 // backend: they hand their producer to one of --pump-threads submitting threads (the broker's event
-// loops), one wake-up per burst.
+// loops), one wake-up per burst. Each entry is shaped like a RecordBatch v2 (magic 2 at byte 16,
+// its CRC-32C field over bytes 21..<end) and appended as the broker appends produced batches, with
+// checkedBatch (kstore.h append_checked_batch).
 //
 //   swift run -c release fjord-storage-bench --backend uring --data-dir /tmp/b --partitions 64 \
 //       --batch-bytes 1024 --durable --duration 10
@@ -88,6 +90,24 @@ func nowNs() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
 /// Latency in nanoseconds, 1 ns to 100 s at three significant digits (HdrHistogram).
 typealias LatencyHistogram = Histogram<UInt64>
+
+/// An entry shaped like a RecordBatch v2 as far as kstore.h append_checked_batch looks: magic 2 at
+/// byte 16 and the big-endian CRC-32C of bytes 21..<end at 17..<21 (byteCount >= 64). The broker
+/// appends every produced batch so.
+func makeBenchEntry(byteCount: Int) -> ByteBuffer {
+    var bytes = (0..<byteCount).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+    bytes[16] = 2
+    var crc: UInt32 = 0xFFFF_FFFF
+    for byte in bytes[21...] {
+        crc ^= UInt32(byte)
+        for _ in 0..<8 { crc = crc & 1 != 0 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+    }
+    crc = ~crc
+    for index in 0..<4 { bytes[17 + index] = UInt8(truncatingIfNeeded: crc >> (24 - 8 * index)) }
+    var batch = ByteBufferAllocator().buffer(capacity: byteCount)
+    batch.writeBytes(bytes)
+    return batch
+}
 
 func makeLatencyHistogram() -> LatencyHistogram {
     LatencyHistogram(highestTrackableValue: 100_000_000_000, numberOfSignificantValueDigits: .three)
@@ -234,7 +254,7 @@ final class Producer: @unchecked Sendable {  // Mutable state is guarded by `loc
             self.submittedBytes += Int64(self.parts[0].readableBytes + self.parts[1].readableBytes)
             if self.durable { self.awaitingSync.append((offset + 1, started)) }
             self.log.submitAppend(firstOffset: offset, lastOffset: offset, maxTimestamp: Int64(started / 1_000_000),
-                                  parts: self.parts)
+                                  parts: self.parts, checkedBatch: true)
             { result in
                 if case .failure(let error) = result {
                     if self.durable {
@@ -374,8 +394,7 @@ func run(_ options: Options) async throws -> RunResult {
     for index in 0..<options.partitions {
         logs.append(try await engine.openLog(named: "bench-\(index)", create: true))
     }
-    var batch = ByteBufferAllocator().buffer(capacity: options.batchBytes)
-    for index in 0..<options.batchBytes { batch.writeInteger(UInt8(truncatingIfNeeded: index &* 31)) }
+    let batch = makeBenchEntry(byteCount: options.batchBytes)
 
     let started = nowNs()
     let deadline = options.totalBytes == nil ? started + UInt64(options.durationSeconds * 1e9) : UInt64.max

@@ -420,7 +420,9 @@ final class Partition: Sendable {
             firstOffset: assigned.first,
             lastOffset: assigned.last,
             maxTimestamp: maxTimestamp,
-            parts: [prefix, rest]
+            parts: [prefix, rest],
+            // Validated (or rebuilt by the rewriter): its CRC field covers bytes 21..<end as stored.
+            checkedBatch: true
         ) { [self] result in
             appendCompleted(batchId: assigned.id, endOffset: assigned.last + 1, result: result)
         }

@@ -10,6 +10,10 @@ import NIOCore
 struct LogHandle: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<kstore_log>
     let methods: kstore_log_methods
+    /// Whether `methods.append_checked_batch` exists (`member(_:since:)`, resolved once: every
+    /// produced batch is appended through it, and a key path lookup per append costs more than
+    /// the checksum pass it saves).
+    let hasAppendCheckedBatch: Bool
 
     init(validating pointer: UnsafeMutablePointer<kstore_log>, origin: String) throws {
         func reject(_ reason: String) -> StorageError {
@@ -23,7 +27,12 @@ struct LogHandle: @unchecked Sendable {
         guard structSize >= ABIVersion1.logMethodsBytes else {
             throw reject("struct_size \(structSize) is smaller than the version 1 size \(ABIVersion1.logMethodsBytes)")
         }
-        let methods = table.pointee
+        // A table of an older version is smaller than ours: copy only the bytes it has (members
+        // past its struct_size stay NULL, and `member` never reads them anyway).
+        var methods = kstore_log_methods()
+        withUnsafeMutableBytes(of: &methods) { copy in
+            copy.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: min(Int(structSize), copy.count)))
+        }
         var missing: [String] = []
         if methods.close == nil { missing.append("close") }
         if methods.append == nil { missing.append("append") }
@@ -33,6 +42,13 @@ struct LogHandle: @unchecked Sendable {
         guard missing.isEmpty else { throw reject("REQUIRED member(s) \(missing.joined(separator: ", ")) are NULL") }
         self.pointer = pointer
         self.methods = methods
+        self.hasAppendCheckedBatch =
+            tableHasMember(
+                version: methods.abi_version,
+                structSize: methods.struct_size,
+                since: ABIVersion2.version,
+                offset: MemoryLayout<kstore_log_methods>.offset(of: \.append_checked_batch)
+            ) && methods.append_checked_batch != nil
     }
 
     /// An OPTIONAL member, if the table's version and size say it exists and it is non-NULL.

@@ -30,6 +30,12 @@ enum ABIVersion1 {
     static let logMethodsBytes = 8 + 10 * 8
 }
 
+/// What ABI version 2 added: the log table's `append_checked_batch`.
+enum ABIVersion2 {
+    static let version: UInt32 = 2
+    static let logMethodsBytes = 8 + 11 * 8
+}
+
 /// A validated backend table. kstore.h: "A backend table is immutable and may be used from any
 /// thread", and it is static for the life of the process (built-ins are linked in, libraries
 /// loaded by path are never unloaded), so sharing the pointer across threads is sound.

@@ -8,7 +8,9 @@ import Synchronization
 /// returned (then the submitter delivers, outside the callback) or later on a backend thread.
 final class StorageCall: Sendable {
     enum Operation: Sendable {
-        case append(firstOffset: Int64, lastOffset: Int64, maxTimestamp: Int64, parts: [ByteBuffer])
+        /// `checkedBatch`: the entry is a RecordBatch v2 whose CRC the caller has checked (kstore.h
+        /// append_checked_batch).
+        case append(firstOffset: Int64, lastOffset: Int64, maxTimestamp: Int64, parts: [ByteBuffer], checkedBatch: Bool)
         case sync
     }
 
@@ -71,7 +73,7 @@ final class StorageCall: Sendable {
         if let observer = self.log.context.observer {
             let elapsed = MonotonicClock.nanoseconds() &- self.submittedAtNanoseconds
             switch self.operation {
-            case .append(_, _, _, let parts):
+            case .append(_, _, _, let parts, _):
                 let byteCount = parts.reduce(0) { $0 + $1.readableBytes }
                 observer.appendCompleted(byteCount: byteCount, nanoseconds: elapsed, succeeded: status == KSTORE_OK)
             case .sync:
@@ -88,7 +90,7 @@ final class StorageCall: Sendable {
 
     private var description: String {
         switch self.operation {
-        case .append(let first, let last, _, _): "append [\(first), \(last)] to log '\(self.log.name)'"
+        case .append(let first, let last, _, _, _): "append [\(first), \(last)] to log '\(self.log.name)'"
         case .sync: "sync of log '\(self.log.name)'"
         }
     }
@@ -172,11 +174,15 @@ extension StorageLog {
         let handle = self.handle
         let status: Int32
         switch call.operation {
-        case .append(let firstOffset, let lastOffset, let maxTimestamp, let parts):
+        case .append(let firstOffset, let lastOffset, let maxTimestamp, let parts, let checkedBatch):
+            // kstore.h append_checked_batch where the table has it; otherwise append, a REQUIRED
+            // member checked non-NULL in LogHandle.init.
+            let append =
+                checkedBatch && handle.hasAppendCheckedBatch
+                ? handle.methods.append_checked_batch! : handle.methods.append!
             status = withIovecs(parts) { iovecs, iovecCount in
                 self.mutationLock.withLock { _ in
-                    // REQUIRED member, checked non-NULL in LogHandle.init.
-                    handle.methods.append!(
+                    append(
                         handle.pointer,
                         firstOffset,
                         lastOffset,

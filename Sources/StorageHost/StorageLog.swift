@@ -143,11 +143,17 @@ public final class StorageLog: Sendable {
     /// there. Completions of one log never run concurrently and arrive in submission order. A
     /// rejected append (a contract violation such as a first offset that does not continue the
     /// log, or a closed log) completes with the error and changes nothing.
+    ///
+    /// `checkedBatch`: the entry is a Kafka RecordBatch v2 whose CRC-32C field the caller has
+    /// checked against bytes 21..<end (the produce path's validator or the rewriter computed it),
+    /// so a backend with kstore.h `append_checked_batch` may rely on it instead of checksumming
+    /// every byte again. Pass true only for such bytes.
     public func submitAppend(
         firstOffset: Int64,
         lastOffset: Int64,
         maxTimestamp: Int64,
         parts: [ByteBuffer],
+        checkedBatch: Bool = false,
         completion: @escaping @Sendable (Result<Void, StorageError>) -> Void
     ) {
         do {
@@ -160,19 +166,27 @@ public final class StorageLog: Sendable {
             firstOffset: firstOffset,
             lastOffset: lastOffset,
             maxTimestamp: maxTimestamp,
-            parts: parts
+            parts: parts,
+            checkedBatch: checkedBatch
         )
         self.submit(StorageCall(log: self, operation: operation, completion: completion))
     }
 
     /// Appends one entry and waits until it is readable (see `submitAppend`).
-    public func append(firstOffset: Int64, lastOffset: Int64, maxTimestamp: Int64, parts: [ByteBuffer]) async throws {
+    public func append(
+        firstOffset: Int64,
+        lastOffset: Int64,
+        maxTimestamp: Int64,
+        parts: [ByteBuffer],
+        checkedBatch: Bool = false
+    ) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             self.submitAppend(
                 firstOffset: firstOffset,
                 lastOffset: lastOffset,
                 maxTimestamp: maxTimestamp,
-                parts: parts
+                parts: parts,
+                checkedBatch: checkedBatch
             ) {
                 continuation.resume(with: $0)
             }

@@ -9,7 +9,7 @@ import StorageBackends
 /// bad tables are refused with a clear error.
 @Suite("ABI tables")
 struct ABITableTests {
-    /// Every built-in backend loads, and its backend and log tables have the version-1 layout,
+    /// Every built-in backend loads, and its backend and log tables have the current layout,
     /// a name, a description and every REQUIRED member.
     @Test(arguments: StorageBackend.builtinNames)
     func builtinBackendTablesAreComplete(name: String) throws {
@@ -33,7 +33,7 @@ struct ABITableTests {
         let methods = log.pointee.methods.pointee
         #expect(methods.abi_version == KSTORE_ABI_VERSION)
         #expect(methods.struct_size == UInt32(MemoryLayout<kstore_log_methods>.size))
-        #expect(MemoryLayout<kstore_log_methods>.size == ABIVersion1.logMethodsBytes)
+        #expect(MemoryLayout<kstore_log_methods>.size == ABIVersion2.logMethodsBytes)
         #expect(methods.close != nil && methods.append != nil && methods.read != nil)
         #expect(methods.sync != nil && methods.state != nil)
         _ = try LogHandle(validating: log, origin: "test")
@@ -119,10 +119,10 @@ struct ABITableTests {
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
         let table = raw.bindMemory(to: kstore_backend.self, capacity: 1)
         table.pointee = real
-        table.pointee.abi_version = 2
+        table.pointee.abi_version = KSTORE_ABI_VERSION + 1
         table.pointee.struct_size = UInt32(size)
         let backend = try StorageBackend(validating: table, origin: "newer table")
-        #expect(backend.abiVersion == 2 && backend.structSize == UInt32(size) && backend.name == name)
+        #expect(backend.abiVersion == KSTORE_ABI_VERSION + 1 && backend.structSize == UInt32(size) && backend.name == name)
     }
 
     enum BadLogTable: String, CaseIterable, Sendable, CustomTestStringConvertible {

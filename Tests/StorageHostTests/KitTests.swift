@@ -192,6 +192,25 @@ struct KitTests {
         kstore_kit_data_directory_close(&directory)
     }
 
+    /// An upgrading open reads the older format it names and writes the current marker over it;
+    /// any other format of the backend is still refused and left as it was.
+    @Test(arguments: [("test 6\n", true), ("test 5\n", false)])
+    func anUpgradingOpenRewritesOnlyTheOlderFormatsMarker(marker: String, upgrades: Bool) throws {
+        let scratch = try ScratchDirectory("kit-upgrade")
+        defer { scratch.remove() }
+        try marker.write(toFile: scratch.file(".fjord-backend"), atomically: false, encoding: .utf8)
+        var directory = kstore_kit_data_directory()
+        var io = kstore_kit_io()
+        kstore_kit_io_init(&io)
+        var message = [CChar](repeating: 0, count: 512)
+        let status = kstore_kit_data_directory_open_upgrading(
+            &directory, scratch.path, "test 7\n", "test 6\n", &io, &message, message.count)
+        #expect(status == (upgrades ? KSTORE_OK : KSTORE_ERR_INVALID_ARGUMENT), "\(text(message))")
+        let now = String(decoding: try readFileBytes(scratch.file(".fjord-backend")), as: UTF8.self)
+        #expect(now == (upgrades ? "test 7\n" : marker))
+        kstore_kit_data_directory_close(&directory)
+    }
+
     /// A missing path is NOT_FOUND, a regular file is not a directory.
     @Test func aMissingPathOrAFileIsRefused() throws {
         let scratch = try ScratchDirectory("kit-missing")

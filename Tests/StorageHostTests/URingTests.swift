@@ -86,6 +86,21 @@ final class URingFixture: @unchecked Sendable {  // Used by one test task at a t
         try? FileManager.default.removeItem(atPath: self.directory)
     }
 
+    /// Opens an instance on `directory` and the log `name` in it: the error open_log answered, or
+    /// nil if it opened.
+    static func openLogFailure(directory: String, name: String) async throws -> StorageError? {
+        let instance = try URingFixture(directory: directory)
+        var failure: StorageError? = nil
+        do {
+            let log = try await instance.engine.openLog(named: name, create: false)
+            await log.close()
+        } catch let error as StorageError {
+            failure = error
+        }
+        await instance.engine.close()
+        return failure
+    }
+
     var walFiles: [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: self.directory)) ?? []).filter {
             $0.hasPrefix("wal-") && $0.hasSuffix(".log")
@@ -465,15 +480,7 @@ struct URingTests {
             let entry = try #require(try walFrames(wal).first { $0.kind == WALFrame.data })
             try patchFile(wal, at: entry.position + 72 + 100, with: [0xFF])
             // The instance opens (and writes nothing); open_log answers CORRUPT.
-            let damaged = try URingFixture(directory: copy)
-            var failure: StorageError? = nil
-            do {
-                _ = try await damaged.engine.openLog(named: "x", create: false)
-            } catch let error as StorageError {
-                failure = error
-            }
-            await damaged.engine.close()
-            let error = try #require(failure)
+            let error = try #require(await URingFixture.openLogFailure(directory: copy, name: "x"))
             #expect(error.code == .corrupt)
             #expect(error.isDataLoss)
             #expect(error.message.contains(fixture.walFiles[0]), "\(error.message)")

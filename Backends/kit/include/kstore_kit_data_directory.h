@@ -1,7 +1,7 @@
 /* kstore_kit_data_directory.h — what every durable backend does first with its "path" option: the
  * data directory must exist, be a directory and be writable; one process at a time owns it (an
  * flock()ed X/.lock holding the owner's pid, so a second process is told who holds it); and it holds
- * the data of one backend in one format (X/.fjord-backend, e.g. "file 1\n" or "uring 1\n"), so a
+ * the data of one backend in one format (X/.fjord-backend, e.g. "file 1\n" or "uring 2\n"), so a
  * directory is never read by a backend that would misunderstand it. docs/storage-formats.md
  * describes both files.
  */
@@ -43,6 +43,15 @@ typedef struct kstore_kit_data_directory {
  * says why. I/O goes through `io` (the instance's, so a fault hook could reach it). */
 kstore_status kstore_kit_data_directory_open(kstore_kit_data_directory *directory, const char *path, const char *marker,
                                              kstore_kit_io *io, char *message, size_t capacity);
+
+/* kstore_kit_data_directory_open for a backend that also reads the older format `older` of its own
+ * (a marker text, e.g. "uring 1\n"): a directory marked so is opened and its marker replaced by
+ * `marker` (written as for a fresh directory) before the backend writes anything, so that a build
+ * that reads only the older format refuses the directory instead of misreading what the newer
+ * format adds. */
+kstore_status kstore_kit_data_directory_open_upgrading(kstore_kit_data_directory *directory, const char *path,
+                                                       const char *marker, const char *older, kstore_kit_io *io,
+                                                       char *message, size_t capacity);
 
 /* Closes the descriptors (releasing the lock) and frees the path. Safe on a zeroed struct whose
  * descriptors are -1, and twice. */
