@@ -255,6 +255,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FjordOperationsTests",
+            dependencies: [
+                "FjordOperations", "StorageHost",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "BrokerServerTests",
             dependencies: [
                 "BrokerServer", "BrokerCore",
