@@ -259,6 +259,7 @@ let package = Package(
             dependencies: [
                 "FjordOperations", "StorageHost",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import Testing
 
 @testable import FjordOperations
@@ -10,11 +11,19 @@ import Glibc
 #endif
 
 /// One HTTP/1.1 exchange over a plain socket (Connection: close): the status code and the body.
-/// Blocking on purpose: the server runs on its own event loops.
-func httpGet(port: Int, path: String, method: String = "GET") throws -> (status: Int, body: String) {
+/// The blocking socket calls run on NIO's thread pool, never on a Swift concurrency thread: the
+/// other suites running in parallel need those (a blocked cooperative pool stalls their timers).
+func httpGet(port: Int, path: String, method: String = "GET") async throws -> (status: Int, body: String) {
+    try await NIOThreadPool.singleton.runIfActive { try blockingHTTPGet(port: port, path: path, method: method) }
+}
+
+private func blockingHTTPGet(port: Int, path: String, method: String) throws -> (status: Int, body: String) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
     defer { close(fd) }
+    // A server that never answers fails the test instead of hanging it.
+    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -69,15 +78,15 @@ struct OperationsServerTests {
     @Test func readyAnswers503WhileStartingAnd200OnceReadyAnd503WhenStopping() async throws {
         let health = HealthState()
         try await withServer(health: health) { port in
-            let starting = try httpGet(port: port, path: "/health/ready")
+            let starting = try await httpGet(port: port, path: "/health/ready")
             #expect(starting.status == 503)
             #expect(starting.body == "starting\n")
             health.markReady()
-            let ready = try httpGet(port: port, path: "/health/ready")
+            let ready = try await httpGet(port: port, path: "/health/ready")
             #expect(ready.status == 200)
             #expect(ready.body == "ready\n")
             health.markStopping()
-            let stopping = try httpGet(port: port, path: "/health/ready").status
+            let stopping = try await httpGet(port: port, path: "/health/ready").status
             #expect(stopping == 503)
         }
     }
@@ -85,9 +94,9 @@ struct OperationsServerTests {
     @Test func liveAnswers200InEveryPhase() async throws {
         let health = HealthState()
         try await withServer(health: health) { port in
-            let starting = try httpGet(port: port, path: "/health/live").status
+            let starting = try await httpGet(port: port, path: "/health/live").status
             health.markStopping()
-            let stopping = try httpGet(port: port, path: "/health/live").status
+            let stopping = try await httpGet(port: port, path: "/health/live").status
             #expect(starting == 200)
             #expect(stopping == 200)
         }
@@ -98,21 +107,22 @@ struct OperationsServerTests {
         let health = HealthState()
         exporter.observe(health: health)
         try await withServer(exporter: exporter, health: health) { port in
-            let before = try httpGet(port: port, path: "/metrics")
+            let before = try await httpGet(port: port, path: "/metrics")
             #expect(before.status == 200)
             #expect(before.body.contains("# TYPE fjord_ready gauge"))
             #expect(before.body.contains("fjord_ready 0"))
             health.markReady()
-            let after = try httpGet(port: port, path: "/metrics?x=1").body
+            let after = try await httpGet(port: port, path: "/metrics?x=1").body
             #expect(after.contains("fjord_ready 1"))
         }
     }
 
     @Test func unknownPathsAre404AndOtherMethods405() async throws {
         try await withServer(health: HealthState()) { port in
-            let statuses = try ["/", "/health", "/metrics/extra"].map { try httpGet(port: port, path: $0).status }
+            var statuses: [Int] = []
+            for path in ["/", "/health", "/metrics/extra"] { statuses.append(try await httpGet(port: port, path: path).status) }
             #expect(statuses == [404, 404, 404])
-            let post = try httpGet(port: port, path: "/metrics", method: "POST").status
+            let post = try await httpGet(port: port, path: "/metrics", method: "POST").status
             #expect(post == 405)
         }
     }
