@@ -96,7 +96,7 @@ let package = Package(
             sources: [
                 "kstore_uring.c", "uring_cache.c", "uring_catalog.c", "uring_direct.c", "uring_frame.c", "uring_index.c",
                 "uring_io.c", "uring_log.c", "uring_maintenance.c", "uring_read.c", "uring_recovery.c", "uring_staging.c",
-                "uring_support.c",
+                "uring_statistics.c", "uring_support.c",
             ],
             cSettings: cSettings
         ),
@@ -252,6 +252,16 @@ let package = Package(
         .testTarget(
             name: "FjordConfigurationTests",
             dependencies: ["FjordConfiguration", "BrokerCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FjordOperationsTests",
+            dependencies: [
+                "FjordOperations", "StorageHost",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

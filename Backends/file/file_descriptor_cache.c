@@ -228,6 +228,7 @@ static void fl_finish_close(fl_cache *cache, fl_entry *entry, bool sync) {
         fl_log *log = entry->log;
         fl_instance *instance = log->instance;
         synced = true;
+        fl_count(&instance->stats.syncs, 1);
         if (kstore_kit_fdatasync(&instance->io, entry->fd) != 0) {
             int error = errno;
             atomic_store(&log->failed, 1);
@@ -490,6 +491,7 @@ int fl_lease_fdatasync(fl_log *log, const fl_lease *lease) {
     fl_entry *entry = lease->entry;
     uint64_t written = atomic_load(&entry->written);
     if (written == atomic_load(&entry->synced)) return 0;
+    fl_count(&log->instance->stats.syncs, 1);
     if (kstore_kit_fdatasync(&log->instance->io, lease->fd) != 0) return errno;
     uint64_t synced = atomic_load(&entry->synced);
     while (synced < written && !atomic_compare_exchange_weak(&entry->synced, &synced, written)) {

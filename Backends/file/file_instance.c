@@ -268,6 +268,10 @@ static kstore_status fl_open_and_recover(fl_log *log, bool created) {
     fl_log_path(log, marker, "clean-shutdown");
     bool trusted = !created && faccessat(instance->logs_fd, marker, F_OK, 0) == 0;
     kstore_status status = fl_recover(log, trusted);
+    if (status == KSTORE_OK) {
+        fl_count(&instance->stats.recovered_logs, 1);
+        fl_count(&instance->stats.recovery_ns, log->recovery.scan_nanoseconds);
+    }
     if (status == KSTORE_OK && created && kstore_kit_fsync(&instance->io, instance->logs_fd) != 0) {
         status = kstore_kit_error_errno(&instance->errors, errno, "open_log '%s': fsync of %s/logs failed", log->name,
                                         instance->directory.path);
@@ -422,6 +426,7 @@ static kstore_status fl_control(kstore_instance *handle, int32_t op, void *argum
         }
         return status;
     }
+    if (op == KSTORE_CONTROL_STATS) return fl_report_stats(instance, argument);
     if (op == KSTORE_FILE_CONTROL_DESCRIPTOR_INFO) {
         kstore_file_descriptor_info *info = argument;
         if (info == NULL || info->struct_size < offsetof(kstore_file_descriptor_info, limit) + sizeof(uint64_t)) {

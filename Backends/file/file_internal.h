@@ -323,7 +323,25 @@ struct fl_log {
 
     /* This log's entries in the descriptor cache (guarded by the cache's mutex). */
     fl_entry *cache_entries;
+
+    /* Frame bytes written to its segments (raised after each write returned), and how many of them
+     * a completed sync covered (file_statistics.c: synced_bytes_total). */
+    _Atomic uint64_t written_bytes;
+    _Atomic uint64_t synced_bytes;
 };
+
+/* The instance's own figures (KSTORE_CONTROL_STATS, file_statistics.c): relaxed atomics bumped
+ * on the paths that do the work anyway, so counting costs an uncontended add. */
+typedef struct fl_stats {
+    _Atomic uint64_t appends;
+    _Atomic uint64_t append_bytes;
+    _Atomic uint64_t written_bytes;
+    _Atomic uint64_t sync_requests;
+    _Atomic uint64_t syncs;
+    _Atomic uint64_t synced_bytes;
+    _Atomic uint64_t recovered_logs;
+    _Atomic uint64_t recovery_ns;
+} fl_stats;
 
 struct fl_instance {
     kstore_instance base; /* first member: the handle the host holds */
@@ -337,6 +355,7 @@ struct fl_instance {
     kstore_kit_error errors;
     /* Every descriptor of every log is leased from here. */
     fl_cache cache;
+    fl_stats stats;
 
     /* Names of logs that are open, being opened or being deleted. */
     pthread_mutex_t mutex;
@@ -551,6 +570,16 @@ int64_t fl_find_valid_frame(fl_reader *reader, int fd, uint64_t from, uint64_t f
 bool fl_trust_segment(fl_log *log, fl_segment *segment, fl_files *files, uint64_t file_size, int64_t next_base,
                       bool last, fl_reader *reader);
 bool fl_restore_builder(fl_log *log, fl_segment *segment, const fl_fds *fds, bool recount, fl_reader *reader);
+
+/* MARK: - file_statistics.c: KSTORE_CONTROL_STATS */
+
+/* Adds n to a figure (relaxed: only the sum matters, nothing is ordered by it). */
+static inline void fl_count(_Atomic uint64_t *figure, uint64_t n) {
+    atomic_fetch_add_explicit(figure, n, memory_order_relaxed);
+}
+/* A sync of `log` that started once `written` of its bytes were written succeeded: count them. */
+void fl_stats_note_synced(fl_log *log, uint64_t written);
+kstore_status fl_report_stats(fl_instance *instance, const kstore_stats_visitor *visitor);
 
 /* MARK: - file_recovery.c */
 

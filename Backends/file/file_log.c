@@ -88,6 +88,10 @@ static kstore_status fl_log_append(kstore_log *handle, int64_t first_offset, int
     }
     kstore_status status = fl_append_frame(log, &append, total_bytes);
     pthread_mutex_unlock(&log->mutate_mutex);
+    if (status == KSTORE_OK) {
+        fl_count(&instance->stats.appends, 1);
+        fl_count(&instance->stats.append_bytes, total_bytes);
+    }
     /* Out of descriptors before anything was written: refused, so the host tries again later
      * (kstore.h "Completions": BUSY is backpressure). */
     if (status == KSTORE_ERR_BUSY) return status;
@@ -121,6 +125,7 @@ static kstore_status fl_log_sync(kstore_log *handle, kstore_completion completio
     fl_instance *instance = log->instance;
     kstore_status invalid = kstore_kit_require(completion != NULL, "sync", "completion", log->name, &instance->errors);
     if (invalid != KSTORE_OK) return invalid;
+    fl_count(&instance->stats.sync_requests, 1);
     pthread_rwlock_rdlock(&log->lock);
     if (atomic_load(&log->failed) != 0) {
         pthread_rwlock_unlock(&log->lock);

@@ -205,9 +205,15 @@ kstore_status fl_sync_active(fl_log *log, const char *member) {
     const fl_segment *active = &log->segments[log->segment_count - 1];
     fl_lease lease;
     /* Not open: every write to it was covered by an fdatasync (file_descriptor_cache.c). */
-    if (!fl_lease_if_open(log, active->base_offset, FL_FILE_LOG, &lease)) return KSTORE_OK;
+    /* Sampled before the fdatasync: only bytes written by then are credited (file_statistics.c). */
+    uint64_t written = atomic_load(&log->written_bytes);
+    if (!fl_lease_if_open(log, active->base_offset, FL_FILE_LOG, &lease)) {
+        fl_stats_note_synced(log, written);
+        return KSTORE_OK;
+    }
     kstore_status status = KSTORE_OK;
     int error = fl_lease_fdatasync(log, &lease);
+    if (error == 0) fl_stats_note_synced(log, written);
     if (error != 0) {
         atomic_store(&log->failed, 1);
         status = kstore_kit_error_errno(&log->instance->errors, error, "%slog '%s': fdatasync of %s/%020lld.log failed",
@@ -416,6 +422,9 @@ kstore_status fl_append_frame(fl_log *log, const kstore_kit_append *append, uint
     fl_files_close(log, &files);
     if (error != 0) return status;
 
+    uint64_t frame_bytes = FL_FRAME_HEADER_BYTES + total_bytes;
+    atomic_fetch_add(&log->written_bytes, frame_bytes);
+    fl_count(&log->instance->stats.written_bytes, frame_bytes);
     pthread_rwlock_wrlock(&log->lock);
     *active = next;
     log->end_offset = append->last_offset + 1;

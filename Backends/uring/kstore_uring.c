@@ -314,48 +314,12 @@ static size_t ur_last_error(kstore_instance *handle, char *buf, size_t capacity)
     return kstore_kit_error_copy(handle == NULL ? NULL : &((ur_instance *)handle)->errors, buf, capacity);
 }
 
-/* KSTORE_URING_CONTROL_STATS: the counters, and the gauges read now. */
-static kstore_status ur_control_stats(ur_instance *instance, kstore_uring_stats *stats) {
-    if (stats == NULL || stats->struct_size < 8) {
-        kstore_kit_error_set(&instance->errors, "control STATS: argument is NULL or its struct_size is too small");
-        return KSTORE_ERR_INVALID_ARGUMENT;
-    }
-    uint64_t index_bytes = 0;
-    pthread_mutex_lock(&instance->catalog_lock);
-    for (size_t index = 0; index < instance->log_count; index++) {
-        ur_log *log = instance->logs[index];
-        pthread_rwlock_rdlock(&log->lock);
-        for (size_t k = 0; k < log->part_count; k++) {
-            index_bytes += log->parts[k].entry_capacity * sizeof(ur_entry);
-        }
-        pthread_rwlock_unlock(&log->lock);
-    }
-    pthread_mutex_unlock(&instance->catalog_lock);
-    pthread_mutex_lock(&instance->wal_lock);
-    kstore_uring_stats copy = instance->stats;
-    copy.segments = instance->segment_count;
-    copy.staging_bytes = instance->staging_bytes;
-    copy.staging_bytes_max = instance->staging_bytes_max;
-    copy.index_memory_bytes = index_bytes;
-    copy.active_generation = instance->cursor_segment != NULL ? instance->cursor_segment->generation : 0;
-    copy.direct = instance->direct ? 1 : 0;
-    copy.write_align_bytes = instance->write_align;
-    pthread_mutex_unlock(&instance->wal_lock);
-    pthread_rwlock_rdlock(&instance->cache.lock);
-    copy.read_cache_bytes = instance->cache.bytes;
-    pthread_rwlock_unlock(&instance->cache.lock);
-    copy.read_cache_hits = atomic_load(&instance->cache.hits);
-    copy.read_cache_misses = atomic_load(&instance->cache.misses);
-    size_t size = stats->struct_size < sizeof(copy) ? stats->struct_size : sizeof(copy);
-    copy.struct_size = stats->struct_size;
-    memcpy(stats, &copy, size);
-    return KSTORE_OK;
-}
-
 static kstore_status ur_control(kstore_instance *handle, int32_t op, void *argument) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_instance *instance = (ur_instance *)handle;
     switch (op) {
+    case KSTORE_CONTROL_STATS:
+        return ur_report_stats(instance, argument);
     case KSTORE_URING_CONTROL_STATS:
         return ur_control_stats(instance, argument);
     case KSTORE_KIT_CONTROL_SET_FAULT_HOOK: {

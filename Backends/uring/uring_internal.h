@@ -485,6 +485,13 @@ static inline uint64_t ur_now_ns(void) {
 
 #pragma GCC visibility push(hidden)
 
+/* MARK: - uring_statistics.c */
+
+/* KSTORE_URING_CONTROL_STATS: fills the fields of *stats that fit its struct_size. */
+kstore_status ur_control_stats(ur_instance *instance, kstore_uring_stats *stats);
+/* KSTORE_CONTROL_STATS (kstore.h). */
+kstore_status ur_report_stats(ur_instance *instance, const kstore_stats_visitor *visitor);
+
 /* MARK: - uring_support.c */
 
 bool ur_grow(void **array, size_t *capacity, size_t needed, size_t element_bytes, size_t minimum);

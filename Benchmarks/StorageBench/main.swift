@@ -356,10 +356,10 @@ struct RunResult: Encodable {
     var recoveryReplayGigabytesPerSecond: Double?
 }
 
-/// One of the backend's own figures (kstore.h KSTORE_CONTROL_STATS, or the uring backend's older
-/// stats op until it implements that), nil when the backend does not report it.
+/// One of the backend's own figures (kstore.h KSTORE_CONTROL_STATS), nil when the backend does not
+/// report it.
 func backendFigure(_ engine: StorageEngine, _ name: String) -> Double? {
-    StorageBackend.statistics(of: engine)?.first(where: { $0.name == name })?.value
+    engine.backendStatistics()?.first(where: { $0.name == name })?.value
 }
 
 func residentMegabytes() -> Double {

@@ -61,7 +61,7 @@ public final class StorageMetrics: StorageObserver, Sendable {
         recoverySeconds.store(seconds.bitPattern, ordering: .relaxed)
     }
 
-    /// Where the backend's own figures come from (nil: none; see `StorageBackend.statistics(of:)`).
+    /// Where the backend's own figures come from (nil: none; see `StorageEngine.backendStatistics()`).
     public func readBackendStatistics(with read: @escaping @Sendable () -> [BackendStatistic]?) {
         statistics.withLock { $0 = read }
     }

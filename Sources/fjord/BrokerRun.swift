@@ -153,7 +153,7 @@ struct BrokerRun {
         if let storageMetrics, let exporter {
             let elapsed = ContinuousClock.now - recoveryStarted
             storageMetrics.recordRecovery(seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
-            storageMetrics.readBackendStatistics { StorageBackend.statistics(of: engine) }
+            storageMetrics.readBackendStatistics { engine.backendStatistics() }
             exporter.observe(storage: storageMetrics)
         }
         return (engine, broker)

@@ -39,7 +39,9 @@ const kstore_backend *kstore_file_backend(void);
  * ------------------------------------------------------------------------------------------- */
 
 /* Instance control op: describe the descriptor cache. argument: kstore_file_descriptor_info * with
- * struct_size set by the caller; fields that fit are filled. */
+ * struct_size set by the caller; fields that fit are filled. kstore.h's KSTORE_CONTROL_STATS reports
+ * the same figures (open_descriptors, open_descriptors_limit, descriptor_*_total) beside the write
+ * and sync counters (file_statistics.c). */
 #define KSTORE_FILE_CONTROL_DESCRIPTOR_INFO 0x46490001
 
 typedef struct kstore_file_descriptor_info {

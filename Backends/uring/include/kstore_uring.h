@@ -46,7 +46,9 @@ const kstore_backend *kstore_uring_backend(void);
 
 /* Instance control ops (kstore_backend.control). Unknown ops answer KSTORE_ERR_UNSUPPORTED. */
 
-/* argument: kstore_uring_stats *, struct_size set by the caller; fills the fields that fit. */
+/* argument: kstore_uring_stats *, struct_size set by the caller; fills the fields that fit. The same
+ * figures are reported under kstore.h's names through KSTORE_CONTROL_STATS (uring_statistics.c),
+ * which is what the host exports; this op stays for tests that read one field exactly. */
 #define KSTORE_URING_CONTROL_STATS 0x55520001
 /* Tests inject I/O faults (failed or torn WAL writes, failed fdatasyncs, failed segment
  * preparations) with the kit's KSTORE_KIT_CONTROL_SET_FAULT_HOOK (kstore_kit_io.h), usually through
