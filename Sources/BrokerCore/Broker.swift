@@ -577,7 +577,7 @@ enum SupportedApis {
     /// APIs whose generated codec covers more versions than the handlers serve (issue 17 widens
     /// these one by one; an API leaves this table once it serves its whole generated range).
     static let served: [ApiKey: ClosedRange<Int16>] = [
-        .produce: 3...9, .fetch: 4...12, .listOffsets: 1...7, .offsetCommit: 2...8, .offsetFetch: 1...7,
+        .listOffsets: 1...7, .offsetCommit: 2...8, .offsetFetch: 1...7,
         .findCoordinator: 0...3, .joinGroup: 0...7, .leaveGroup: 0...4, .listGroups: 0...4,
     ]
 
