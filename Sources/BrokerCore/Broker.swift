@@ -563,9 +563,9 @@ public final class Broker: KafkaRequestHandler {
     }
 }
 
-/// The APIs and versions Fjord advertises in ApiVersions: exactly those it implements. The
-/// version ranges are the generated ones (Kafka 3.8's), except where `served` narrows an API to
-/// the versions whose semantics the handlers implement so far.
+/// The APIs and versions Fjord advertises in ApiVersions: exactly those it implements, each over
+/// its whole generated range (Kafka 3.8's client-facing one). To serve part of a range only, narrow
+/// the API's entry in `KafkaCodegen.generatedApis` and regenerate.
 enum SupportedApis {
     static let implemented: [ApiKey] = [
         .produce, .fetch, .listOffsets, .metadata, .apiVersions, .createTopics, .deleteTopics,
@@ -581,17 +581,8 @@ enum SupportedApis {
         .describeProducers,
     ]
 
-    /// APIs whose generated codec covers more versions than the handlers serve (issue 17 widens
-    /// these one by one; an API leaves this table once it serves its whole generated range).
-    static let served: [ApiKey: ClosedRange<Int16>] = [
-        .produce: 3...9, .fetch: 4...12,
-    ]
-
     private static let table: [ApiKey: ClosedRange<Int16>] = Dictionary(
-        uniqueKeysWithValues: implemented.compactMap { key in
-            guard let generated = key.generatedVersions else { return nil }
-            return (key, served[key].map { $0.clamped(to: generated) } ?? generated)
-        }
+        uniqueKeysWithValues: implemented.compactMap { key in key.generatedVersions.map { (key, $0) } }
     )
 
     static func versions(of apiKey: ApiKey) -> ClosedRange<Int16>? { table[apiKey] }

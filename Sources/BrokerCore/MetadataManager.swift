@@ -19,6 +19,8 @@ actor MetadataManager {
     private let configs: BrokerConfigStore
     private let logger: Logger
     private var nextOffset: Int64
+    private var isAppending = false
+    private var appendWaiters: [CheckedContinuation<Void, Never>] = []
     nonisolated let clusterId: String
     private var nextProducerId: Int64
     private var producerIdBlockEnd: Int64
@@ -134,7 +136,17 @@ actor MetadataManager {
     }
 
     /// Appends a record and waits until it is durable (or, on a non-durable backend, stored).
+    /// One append at a time: the actor is reentrant at each await, and two changes made at once
+    /// (concurrent CreateTopics, auto-creations) would otherwise both write at `nextOffset`.
     private func append(_ record: MetadataRecord) async throws {
+        while isAppending {
+            await withCheckedContinuation { appendWaiters.append($0) }
+        }
+        isAppending = true
+        defer {
+            isAppending = false
+            if !appendWaiters.isEmpty { appendWaiters.removeFirst().resume() }
+        }
         let entry = record.encode()
         try await log.append(firstOffset: nextOffset, lastOffset: nextOffset, maxTimestamp: -1, parts: [entry])
         nextOffset += 1

@@ -10,10 +10,9 @@ public enum KafkaCodegen {
     /// The Kafka release the JSON definitions come from (see ../shared/kafka-protocol/SOURCE.md).
     public static let kafkaVersion = "3.8.0"
 
-    /// The APIs to generate and their versions: Kafka 3.8's client-facing ranges (DESIGN.md §5).
-    /// The broker advertises these unless `SupportedApis` (BrokerCore/Broker.swift) narrows an
-    /// API to the versions it serves so far. To add an API or version, change this list and rerun
-    /// the generator.
+    /// The APIs to generate and their versions: exactly the ranges the broker advertises
+    /// (DESIGN.md §5), Kafka 3.8's client-facing ones. To support another API or version, change
+    /// this list and rerun the generator.
     public static let generatedApis: [(name: String, versions: ClosedRange<Int16>)] = [
         ("ApiVersions", 0...3),
         ("Metadata", 0...12),

@@ -98,7 +98,8 @@ struct TransactionalClient {
         partition: Int32 = 0,
         count: Int = 3,
         prefix: String = "v",
-        withTransactionalId: Bool = true
+        withTransactionalId: Bool = true,
+        version: Int16 = 9
     ) async throws -> (Int16, Int64) {
         var builder = RecordBatchBuilder(
             producerId: producer.producerId,
@@ -116,7 +117,7 @@ struct TransactionalClient {
                 timeoutMs: 30_000,
                 topicData: [.init(name: topic, partitionData: [.init(index: partition, records: builder.build())])]
             ),
-            version: 9
+            version: version
         )
         let answer = response.responses[0].partitionResponses[0]
         if answer.errorCode == 0 { sequences[partition, default: 0] += Int32(count) }
@@ -187,6 +188,9 @@ struct TransactionProtocolTests {
         var client = TransactionalClient(test)
         #expect(try await client.initTransactions() == 0)
         #expect(try await client.produce("t").0 == ErrorCode.invalidTxnState.rawValue)
+        // Produce v11 (KIP-890) is told the transaction must abort as such; v10 and older are not.
+        #expect(try await client.produce("t", version: 11).0 == ErrorCode.transactionAbortable.rawValue)
+        #expect(try await client.produce("t", version: 10).0 == ErrorCode.invalidTxnState.rawValue)
         #expect(try await client.addPartitions("t", [0]) == [0])
         #expect(try await client.produce("t", withTransactionalId: false).0 == ErrorCode.transactionalIdAuthorizationFailed.rawValue)
         #expect(try await client.produce("t") == (0, 0))

@@ -27,7 +27,7 @@ extension Broker {
                 try? await Task.sleep(for: .milliseconds(Self.fetchBudgetPollMs))
                 continue
             }
-            let round = await fetchRound(request, maxBytes: granted)
+            let round = await fetchRound(request, version: context.version, maxBytes: granted)
             if round.bytes >= Int(request.minBytes) || round.hasError || request.maxWaitMs <= 0 || isShuttingDown
                 || clock.now >= deadline || granted == 0
             {
@@ -52,7 +52,7 @@ extension Broker {
             if clock.now >= deadline || isShuttingDown {
                 // Read once more so data that arrived with the deadline is not left behind.
                 let last = budget.map { $0.reserve(upTo: wanted) } ?? wanted
-                return (await fetchRound(request, maxBytes: last).response, last)
+                return (await fetchRound(request, version: context.version, maxBytes: last).response, last)
             }
         }
     }
@@ -67,7 +67,7 @@ extension Broker {
         var watched: [(Partition, Int64)]
     }
 
-    private func fetchRound(_ request: FetchRequest, maxBytes: Int) async -> FetchRound {
+    private func fetchRound(_ request: FetchRequest, version: Int16, maxBytes: Int) async -> FetchRound {
         let readCommitted = request.isolationLevel == 1
         var remaining = maxBytes
         var round = FetchRound(
@@ -78,9 +78,15 @@ extension Broker {
         )
         round.response.responses.reserveCapacity(request.topics.count)
         for fetchTopic in request.topics {
-            var topicResponse = FetchResponse.FetchableTopicResponse(topic: fetchTopic.topic, partitions: [])
+            var topicResponse = FetchResponse.FetchableTopicResponse(
+                topic: fetchTopic.topic,
+                topicId: fetchTopic.topicId,
+                partitions: []
+            )
             topicResponse.partitions.reserveCapacity(fetchTopic.partitions.count)
-            let topic = registry.topic(named: fetchTopic.topic)
+            // v13+ names topics by id (KIP-516) and answers an unknown one UNKNOWN_TOPIC_ID.
+            let byId = version >= 13
+            let topic = byId ? registry.topic(id: fetchTopic.topicId) : registry.topic(named: fetchTopic.topic)
             for fetchPartition in fetchTopic.partitions {
                 var data = FetchResponse.PartitionData(
                     partitionIndex: fetchPartition.partition,
@@ -94,7 +100,7 @@ extension Broker {
                 )
                 defer { topicResponse.partitions.append(data) }
                 guard let partition = topic?.partition(fetchPartition.partition) else {
-                    data.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                    data.errorCode = (byId && topic == nil ? ErrorCode.unknownTopicId : .unknownTopicOrPartition).rawValue
                     round.hasError = true
                     continue
                 }
@@ -107,13 +113,23 @@ extension Broker {
                 // it is larger than the limits, so a consumer can always make progress.
                 // read_committed stops at the last stable offset and reports the aborted
                 // transactions in what it returns, which the consumer drops.
-                let outcome = await partition.read(
+                let partitionMaxBytes = min(Int(fetchPartition.partitionMaxBytes), remaining)
+                var outcome = await partition.read(
                     from: fetchPartition.fetchOffset,
-                    maxBytes: min(Int(fetchPartition.partitionMaxBytes), remaining),
+                    maxBytes: partitionMaxBytes,
                     minimumOneBatch: round.bytes == 0 && maxBytes > 0,
                     allocator: allocator,
                     readCommitted: readCommitted
                 )
+                if version <= 3 {
+                    outcome = Self.downConverted(
+                        outcome,
+                        toMagic: version <= 1 ? 0 : 1,
+                        fromOffset: fetchPartition.fetchOffset,
+                        maxBytes: partitionMaxBytes,
+                        minimumOneMessage: round.bytes == 0 && maxBytes > 0
+                    )
+                }
                 switch outcome {
                 case .records(let records, let snapshot, let aborted):
                     data.highWatermark = snapshot.highWatermark
@@ -137,6 +153,33 @@ extension Broker {
             round.response.responses.append(topicResponse)
         }
         return round
+    }
+
+    /// Fetch v0-3 readers understand magic 0 (v0-1) or magic 1 (v2-3) message sets only: what was
+    /// read is converted for the response, never in the log (Kafka's `RecordsUtil.downConvert`).
+    private static func downConverted(
+        _ outcome: Partition.ReadOutcome,
+        toMagic magic: Int8,
+        fromOffset: Int64,
+        maxBytes: Int,
+        minimumOneMessage: Bool
+    ) -> Partition.ReadOutcome {
+        guard case .records(let stored, let snapshot, let aborted) = outcome, stored.readableBytes > 0 else {
+            return outcome
+        }
+        do {
+            let converted = try LegacyRecordsConverter.downConvert(
+                stored,
+                toMagic: magic,
+                fromOffset: fromOffset,
+                maxBytes: maxBytes,
+                minimumOneMessage: minimumOneMessage,
+                maxDecompressedBytes: decompressedBatchBytesMax
+            )
+            return .records(converted, snapshot, abortedTransactions: aborted)
+        } catch {
+            return .error(ErrorCode(rawValue: error.kafkaErrorCode), snapshot)
+        }
     }
 
     /// ListOffsets: earliest (-2), latest (-1: the high watermark, or for read_committed (v2+

@@ -21,20 +21,20 @@ extension Broker {
         let toCreate = topicsToAutoCreate(for: request)
         if toCreate.isEmpty && !storage.usesBlockingPool {
             let collector = ProduceCollector(request, context, broker: self, pending: PendingOutcome())
-            submitProduce(request, collector)
+            submitProduce(request, version: context.version, collector)
             if let ready = collector.pending.completedBuilder { return .now(ready()) }
             return .later(collector.pending)
         }
         let collector = ProduceCollector(request, context, broker: self, pending: PendingOutcome(holdsOrder: true))
         if toCreate.isEmpty {
-            storage.runOnStorageThread { self.submitProduce(request, collector) }
+            storage.runOnStorageThread { self.submitProduce(request, version: context.version, collector) }
         } else {
             Task {
                 for name in toCreate { await self.autoCreate(name) }
                 if self.storage.usesBlockingPool {
-                    self.storage.runOnStorageThread { self.submitProduce(request, collector) }
+                    self.storage.runOnStorageThread { self.submitProduce(request, version: context.version, collector) }
                 } else {
-                    self.submitProduce(request, collector)
+                    self.submitProduce(request, version: context.version, collector)
                 }
             }
         }
@@ -64,9 +64,15 @@ extension Broker {
 
     /// Submits every partition's batch in request order, then the shared sync, then releases the
     /// connection's order. Every slot of `collector` gets exactly one outcome.
-    private func submitProduce(_ request: ProduceRequest, _ collector: ProduceCollector) {
+    private func submitProduce(_ request: ProduceRequest, version: Int16, _ collector: ProduceCollector) {
         let acks = request.acks
         let nowMs = self.nowMs
+        let submission = ProduceSubmission(
+            acks: acks,
+            nowMs: nowMs,
+            transactionalId: request.transactionalId,
+            version: version
+        )
         var rewriteBudget = Self.recompressedBytesPerRequestMax
         var slot = 0
         var sharedSync: [(Partition, Int64)] = []
@@ -91,9 +97,7 @@ extension Broker {
                     let partition = submit(
                         partitionData,
                         to: topic,
-                        acks: acks,
-                        nowMs: nowMs,
-                        transactionalId: request.transactionalId,
+                        submission,
                         sink: sink,
                         rewriteBudget: &rewriteBudget,
                         &tally
@@ -119,13 +123,13 @@ extension Broker {
     private func submit(
         _ partitionData: ProduceRequest.PartitionProduceData,
         to topic: Topic,
-        acks: Int16,
-        nowMs: Int64,
-        transactionalId: String?,
+        _ submission: ProduceSubmission,
         sink: AppendSink,
         rewriteBudget: inout Int,
         _ tally: inout ProduceTally
     ) -> Partition? {
+        let acks = submission.acks
+        let nowMs = submission.nowMs
         guard let partition = topic.partition(partitionData.index) else {
             sink.deliver(.failure(.unknownTopicOrPartition, "partition \(partitionData.index) does not exist"))
             return nil
@@ -158,7 +162,10 @@ extension Broker {
         var stored = records
         let validated: ValidatedBatch
         do {
-            if topic.settings.rewritesBatches {
+            if submission.version <= 2 && LegacyMessageSet.magic(of: records) != 2 {
+                // Produce v0-2 carries a magic 0/1 message set: stored as one v2 batch (Kafka's up-conversion).
+                (validated, stored) = try upConvert(records, for: topic.settings, policy, budget: &rewriteBudget, sink: sink)
+            } else if topic.settings.rewritesBatches {
                 // Recompression or LogAppendTime: CPU work on this path only for topics that ask for it.
                 (validated, stored) = try rewrite(records, for: topic.settings, policy, budget: &rewriteBudget, sink: sink)
             } else {
@@ -176,13 +183,28 @@ extension Broker {
         // under its append order); nothing is built for the others.
         let verifier: (any TransactionVerifier)? =
             validated.header.isTransactional
-            ? transactionalId.map { ProduceTransactionVerifier(coordinator: transactionCoordinator, transactionalId: $0) }
+            ? submission.transactionalId.map {
+                ProduceTransactionVerifier(
+                    coordinator: transactionCoordinator,
+                    transactionalId: $0,
+                    answersTransactionAbortable: submission.version >= 11
+                )
+            }
             : nil
         switch partition.submit(batch: stored, validated: validated, acks: acks, nowMs: nowMs, sink: sink, verifier: verifier) {
         case .submitted: return nil
         case .awaitsSharedSync: return partition
         }
     }
+}
+
+/// What every partition of one Produce request is submitted with.
+struct ProduceSubmission {
+    var acks: Int16
+    var nowMs: Int64
+    var transactionalId: String?
+    /// The request's version: v0-2 carry magic 0/1 message sets, v11+ may be answered TRANSACTION_ABORTABLE.
+    var version: Int16
 }
 
 /// The outcomes of one Produce request's batches, one slot per partition in request order. When

@@ -36,6 +36,34 @@ extension Broker {
     }
 }
 
+extension Broker {
+    /// Up-converts a Produce v0-2 message set to one v2 batch, as Kafka's `LogValidator` does: offsets
+    /// are the broker's, CRCs recomputed, the producer's codec kept for `compression.type=producer` and
+    /// the topic's applied otherwise; a LogAppendTime topic then stamps it like any rewritten batch.
+    /// The inflated bytes count against the request's recompression budget.
+    func upConvert(
+        _ records: ByteBuffer,
+        for settings: TopicSettings,
+        _ policy: RecordBatchValidationPolicy,
+        budget: inout Int,
+        sink: AppendSink
+    ) throws(RecordBatchError) -> (ValidatedBatch, ByteBuffer) {
+        let target = settings.batchRewrite(nowMs: policy.nowMs)
+        let converted = try LegacyRecordsConverter.upConvert(
+            records,
+            compression: target.compression,
+            compressionLevel: target.compressionLevel,
+            maxMessageBytes: policy.maxBatchBytes,
+            maxDecompressedBytes: min(policy.maxDecompressedBytes, max(budget, 0))
+        )
+        budget -= converted.decompressedByteCount
+        if settings.logAppendTime {
+            return try rewrite(converted.batch, for: settings, policy, budget: &budget, sink: sink)
+        }
+        return (try RecordBatchValidator.validateProduceRecords(converted.batch, policy: policy), converted.batch)
+    }
+}
+
 extension TopicSettings {
     /// The rewrite this topic asks for, with Kafka's levels mapped onto the C libraries':
     /// `compression.gzip.level` -1 is zlib's default; `compression.lz4.level` 9 (Kafka's default)

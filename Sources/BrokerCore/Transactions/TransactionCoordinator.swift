@@ -313,10 +313,12 @@ final class TransactionCoordinator: Sendable {
 
 /// Produce's check of a transactional batch, with Kafka 3.8's translation of the coordinator's
 /// answers into errors producers handle (ReplicaManager's `postVerificationCallback` and
-/// AddPartitionsToTxnManager for Produce before v11).
+/// AddPartitionsToTxnManager, which answers TRANSACTION_ABORTABLE as such from Produce v11 on, as
+/// INVALID_TXN_STATE before).
 struct ProduceTransactionVerifier: TransactionVerifier {
     let coordinator: TransactionCoordinator
     let transactionalId: String
+    let answersTransactionAbortable: Bool
 
     func verify(producerId: Int64, producerEpoch: Int16, topic: String, partition: Int32) -> (ErrorCode, String)? {
         let error = coordinator.verify(
@@ -329,6 +331,8 @@ struct ProduceTransactionVerifier: TransactionVerifier {
             return nil
         case .producerFenced:
             return (.invalidProducerEpoch, "producer \(producerId) epoch \(producerEpoch) is fenced")
+        case .transactionAbortable where answersTransactionAbortable:
+            return (.transactionAbortable, "Partition was not added to the transaction")
         case .transactionAbortable:
             return (.invalidTxnState, "Partition was not added to the transaction")
         case .concurrentTransactions, .coordinatorNotAvailable, .notCoordinator:
