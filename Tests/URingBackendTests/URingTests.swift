@@ -7,6 +7,7 @@ import Synchronization
 import Testing
 
 @testable import StorageHost
+@testable import StorageTestSupport
 import StorageBackends
 
 /// A uring instance on its own data directory, with the backend's control ops at hand.
