@@ -232,12 +232,53 @@ let package = Package(
             resources: [.copy("Golden")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(
-            name: "StorageHostTests",
+        // The storage tests, laid out like the code: what they share (a plain target; SwiftPM has no
+        // test-support kind), every backend through the ABI, crashes and the faulty shim, the kit, and
+        // each durable backend's own behaviour.
+        .target(
+            name: "StorageTestSupport",
             dependencies: [
-                "StorageHost", "StorageBackends", "CKStore", "KStoreKit", "KStoreFile", "KStoreFaulty", "KStoreURing",
+                "StorageHost", "StorageBackends", "CKStore", "KStoreFile", "KStoreFaulty",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/StorageTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "StorageConformanceTests",
+            dependencies: [
+                "StorageTestSupport", "StorageHost", "StorageBackends", "CKStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "StorageCrashTests",
+            dependencies: [
+                "StorageTestSupport", "StorageHost", "StorageBackends", "CKStore", "KStoreFaulty",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KStoreKitTests",
+            dependencies: ["StorageTestSupport", "CKStore", "KStoreKit"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FileBackendTests",
+            dependencies: [
+                "StorageTestSupport", "StorageHost", "StorageBackends", "CKStore", "KStoreKit", "KStoreFile",
+                "KStoreFaulty", .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "URingBackendTests",
+            dependencies: [
+                "StorageTestSupport", "StorageHost", "StorageBackends", "CKStore", "KStoreFaulty", "KStoreURing",
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

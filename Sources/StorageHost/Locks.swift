@@ -12,12 +12,13 @@ import Darwin
 /// every critical section showed up as a race and hid real ones; pthread mutexes are intercepted.
 ///
 /// `@unchecked Sendable`: `value` is only touched inside `withLock`, with the mutex held, and the
-/// values are Sendable themselves.
-final class LockedState<Value: Sendable>: @unchecked Sendable {
+/// values are Sendable themselves. `package`: the storage test support (Tests/StorageTestSupport), a
+/// plain target that must build without testability, uses it too.
+package final class LockedState<Value: Sendable>: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var value: Value
 
-    init(_ value: Value) {
+    package init(_ value: Value) {
         self.value = value
         precondition(pthread_mutex_init(self.mutex, nil) == 0, "pthread_mutex_init failed")
     }
@@ -28,7 +29,7 @@ final class LockedState<Value: Sendable>: @unchecked Sendable {
     }
 
     /// Runs `body` with the mutex held. `body` must not call `withLock` on the same instance.
-    func withLock<Result, Failure: Error>(_ body: (inout Value) throws(Failure) -> Result) throws(Failure) -> Result {
+    package func withLock<Result, Failure: Error>(_ body: (inout Value) throws(Failure) -> Result) throws(Failure) -> Result {
         pthread_mutex_lock(self.mutex)
         defer { pthread_mutex_unlock(self.mutex) }
         return try body(&self.value)

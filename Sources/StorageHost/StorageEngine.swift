@@ -54,7 +54,8 @@ public final class StorageEngine: Sendable {
         var closeWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    let context: InstanceContext
+    /// `package`: the storage test support (Tests/StorageTestSupport) reads the backend's last_error.
+    package let context: InstanceContext
     private let state = LockedState(State())
 
     /// The backend this instance belongs to.
@@ -314,7 +315,7 @@ struct InstancePointer: @unchecked Sendable {
 
 /// What the engine and its logs share: the backend table, the instance handle, the pool and the
 /// registry of open logs.
-final class InstanceContext: Sendable {
+package final class InstanceContext: Sendable {
     /// The largest last_error message the host reads.
     private static let lastErrorBytesMax = 64 * 1024
 
@@ -372,7 +373,7 @@ final class InstanceContext: Sendable {
 
     /// The backend's most recent failure message (kstore.h last_error). Never call it from inside
     /// a completion callback: the ABI forbids calling the instance there.
-    func lastErrorText() -> String {
+    package func lastErrorText() -> String {
         // REQUIRED member, checked non-NULL when the table was validated.
         let lastError = self.backend.table.members.last_error!
         var capacity = 512

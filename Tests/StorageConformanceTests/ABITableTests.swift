@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import StorageHost
+@testable import StorageTestSupport
 import StorageBackends
 
 /// DESIGN.md §2: a test loads every backend and checks version, size, name and required members;

@@ -4,6 +4,7 @@ import NIOCore
 import Testing
 
 @testable import StorageHost
+@testable import StorageTestSupport
 import StorageBackends
 
 /// Entries shaped like a Kafka RecordBatch v2 as far as kstore.h `append_checked_batch` looks:

@@ -5,26 +5,8 @@ import NIOCore
 import Testing
 
 @testable import StorageHost
+@testable import StorageTestSupport
 import StorageBackends
-
-/// One shim table per inner backend for the whole test process: the shim has a fixed number of
-/// table slots and tests run in parallel, so each instance gets its schedule with
-/// KSTORE_FAULTY_CONTROL_SET_CONFIG instead of a table of its own.
-enum FaultyTables {
-    private static let tables = LockedState<[UInt: UInt]>([:])
-
-    static func table(wrapping inner: UnsafePointer<kstore_backend>) throws -> UnsafePointer<kstore_backend> {
-        let address = try tables.withLock { tables -> UInt in
-            let key = UInt(bitPattern: inner)
-            if let table = tables[key] { return table }
-            var config = faultyConfig(seed: 0)
-            let table = try #require(kstore_faulty_wrap(inner, &config))
-            tables[key] = UInt(bitPattern: table)
-            return UInt(bitPattern: table)
-        }
-        return UnsafePointer(bitPattern: address)!
-    }
-}
 
 /// A faulty shim (Backends/faulty) over a built-in backend, opened through the host on a scratch
 /// directory with its own seeded schedule. `close()` closes the engine and removes the directory.
@@ -85,27 +67,6 @@ final class FaultyHarness: @unchecked Sendable {  // Used by one test task at a 
         }
         throw StorageError(code: .busy, message: "open log '\(name)' stayed busy")
     }
-}
-
-func faultyConfig(
-    seed: UInt64,
-    appendNoSpace: UInt32 = 0,
-    appendIO: UInt32 = 0,
-    syncIO: UInt32 = 0,
-    readIO: UInt32 = 0,
-    openLogBusy: UInt32 = 0
-) -> kstore_faulty_config {
-    kstore_faulty_config(
-        struct_size: UInt32(MemoryLayout<kstore_faulty_config>.size),
-        reserved: 0,
-        seed: seed,
-        append_no_space_ppm: appendNoSpace,
-        append_io_ppm: appendIO,
-        sync_io_ppm: syncIO,
-        read_io_ppm: readIO,
-        open_log_busy_ppm: openLogBusy,
-        reserved2: 0
-    )
 }
 
 /// The memory backend with every optional member removed (no instance control; logs without

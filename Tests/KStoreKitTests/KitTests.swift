@@ -3,6 +3,8 @@ import Foundation
 import KStoreKit
 import Testing
 
+@testable import StorageTestSupport
+
 #if canImport(Glibc)
 import Glibc
 #endif

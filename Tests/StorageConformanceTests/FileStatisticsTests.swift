@@ -3,6 +3,7 @@ import NIOCore
 import Testing
 
 @testable import StorageHost
+@testable import StorageTestSupport
 import StorageBackends
 
 /// The file backend's answer to KSTORE_CONTROL_STATS (file_statistics.c): the write and sync

@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 
 @testable import StorageHost
+@testable import StorageTestSupport
 import StorageBackends
 
 @Suite("StorageHost")

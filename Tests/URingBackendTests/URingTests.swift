@@ -7,6 +7,7 @@ import Synchronization
 import Testing
 
 @testable import StorageHost
+@testable import StorageTestSupport
 import StorageBackends
 
 /// A uring instance on its own data directory, with the backend's control ops at hand.
@@ -60,10 +61,11 @@ final class URingFixture: @unchecked Sendable {  // Used by one test task at a t
     }
 
     /// Through the faulty shim (a `faulty` fixture): fails the next `count` calls of one I/O operation
-    /// (`KSTORE_FAULTY_IO_*`: io_uring writes and fdatasync rounds ask the kit's fault hook too).
-    func failIO(_ operation: Int32, error: Int32, count: UInt32 = 1) throws {
+    /// (`KSTORE_FAULTY_IO_*`: io_uring writes and fdatasync rounds ask the kit's fault hook too) after
+    /// `skip` of them succeed; `torn` writes land half their bytes first.
+    func failIO(_ operation: Int32, error: Int32, skip: UInt32 = 0, count: UInt32 = 1, torn: Bool = false) throws {
         try #require(self.faulty, "failIO needs a fixture opened through the faulty shim")
-        let status = self.engine.failIO(operation, error: error, fail: count)
+        let status = self.engine.failIO(operation, error: error, skip: skip, fail: count, torn: torn)
         guard status == KSTORE_OK else { throw self.engine.context.error(status, "FAIL_IO") }
     }
 
@@ -575,75 +577,7 @@ struct URingTests {
         }
     }
 
-    // MARK: Failures
-
-    /// A write that fails with ENOSPC fails that append and every later one of the log with
-    /// NO_SPACE, the log's end returns to the first failed offset, and appends from there succeed.
-    @Test func injectedNoSpaceRollsBackAndAppendsResume() async throws {
-        // fallocate'd segments: the only writes then are the WAL's (zero-filling writes would ask the hook too).
-        try await withURing(options: [(key: "uring.segment.zero", value: "fallocate")], faulty: true) { fixture in
-            let log = try await fixture.engine.openLog(named: "n", create: true)
-            var plan = LogPlan()
-            for _ in 0..<3 { plan.add(offsetCount: 1) }
-            try await log.append(plan)
-            try fixture.failIO(KSTORE_FAULTY_IO_WRITE, error: ENOSPC)
-            let outcomes = Outcomes()
-            for offset in Int64(3)..<13 { log.submitEntry(offset) { outcomes.record(Int(offset), $0) } }
-            let results = await outcomes.wait(for: 10)
-            let ordered = (3..<13).map { results[$0] }
-            let succeeded = ordered.prefix { (try? $0?.get()) != nil }.count
-            #expect(succeeded < 10)
-            for result in ordered.dropFirst(succeeded) {
-                guard case .failure(let error)? = result else {
-                    Issue.record("an append after the failed one succeeded")
-                    continue
-                }
-                #expect(error.code == .noSpace)
-                #expect(error.isRetriable)
-            }
-            try await log.sync()
-            #expect(try log.state().endOffset == Int64(3 + succeeded))
-            for offset in Int64(3 + succeeded)..<13 {
-                try await log.append(firstOffset: offset, lastOffset: offset, maxTimestamp: offset,
-                                     parts: [TestEntry.make(firstOffset: offset, lastOffset: offset, maxTimestamp: offset)])
-            }
-            try await log.sync()
-            let entries = try await log.readAll(from: 0)
-            #expect(entries.map(\.firstOffset) == Array(0..<13))
-            await log.close()
-            try await fixture.reopen()
-            let reopened = try await fixture.engine.openLog(named: "n", create: false)
-            #expect(try await reopened.readAll(from: 0).map(\.firstOffset) == Array(0..<13))
-            await reopened.close()
-        }
-    }
-
-    /// A failed fdatasync fails the syncs it covered with IO and the log refuses later appends;
-    /// reopening runs recovery and the instance works again.
-    @Test func injectedFsyncFailureFailsTheSyncAndTheLog() async throws {
-        try await withURing(faulty: true) { fixture in
-            let log = try await fixture.engine.openLog(named: "f", create: true)
-            try await log.append(firstOffset: 0, lastOffset: 0, maxTimestamp: 0, parts: [TestEntry.make(firstOffset: 0, lastOffset: 0)])
-            // Every fsync fails from here on (the maintenance thread's directory fsyncs ask the same hook, so
-            // failing only the next one could miss the WAL's round); the reopened instance has no faults.
-            try fixture.failIO(KSTORE_FAULTY_IO_SYNC, error: EIO, count: 1_000_000)
-            #expect(await storageErrorCode { try await log.sync() } == .io)
-            #expect(
-                await storageErrorCode {
-                    try await log.append(firstOffset: 1, lastOffset: 1, maxTimestamp: 1, parts: [TestEntry.make(firstOffset: 1, lastOffset: 1)])
-                } == .io
-            )
-            #expect(await storageErrorCode { try await log.sync() } == .io)
-            await log.close()
-            try await fixture.reopen()
-            let reopened = try await fixture.engine.openLog(named: "f", create: false)
-            let end = try reopened.state().endOffset
-            #expect(end == 0 || end == 1)
-            try await reopened.append(firstOffset: end, lastOffset: end, maxTimestamp: 0, parts: [TestEntry.make(firstOffset: end, lastOffset: end)])
-            try await reopened.sync()
-            await reopened.close()
-        }
-    }
+    // MARK: Failures (injected ones: URingFaultTests)
 
     /// Whether this process may mount a tmpfs (root in a VM; not in most containers).
     static let tmpfsMountable: Bool = {

@@ -7,6 +7,7 @@ import NIOCore
 import Testing
 
 @testable import StorageHost
+@testable import StorageTestSupport
 
 #if canImport(Glibc)
 import Glibc

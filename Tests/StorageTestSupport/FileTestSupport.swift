@@ -6,7 +6,7 @@ import Logging
 import NIOCore
 import Testing
 
-@testable import StorageHost
+import StorageHost
 import StorageBackends
 
 #if canImport(Glibc)
@@ -80,8 +80,8 @@ func fileBackend() throws -> StorageBackend { try StorageBackend.builtin(named: 
 /// The faulty shim over the file backend (one table for the whole test process, see FaultyTables):
 /// the way tests inject I/O faults into the file backend's system calls.
 func faultyFileBackend() throws -> StorageBackend {
-    let table = try FaultyTables.table(wrapping: try fileBackend().table.pointer)
-    return try StorageBackend(validating: table, origin: "faulty shim (file)")
+    let inner = try fileBackend().tableAddress.assumingMemoryBound(to: kstore_backend.self)
+    return try StorageBackend(validatingTable: try FaultyTables.table(wrapping: inner), origin: "faulty shim (file)")
 }
 
 extension StorageEngine {

@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 
 @testable import StorageHost
+@testable import StorageTestSupport
 import StorageBackends
 
 /// The storage conformance suite (DESIGN.md §3, §7): every built-in backend, called directly and

@@ -4,7 +4,7 @@ import NIOCore
 import Synchronization
 import Testing
 
-@testable import StorageHost
+import StorageHost
 import StorageBackends
 
 /// How the host calls the backend in a test case.

@@ -5,6 +5,7 @@ import Synchronization
 import Testing
 
 @testable import StorageHost
+@testable import StorageTestSupport
 import StorageBackends
 
 /// Counts completion callbacks; passed to the backend as the context.

@@ -5,6 +5,7 @@ import NIOCore
 import Testing
 
 @testable import StorageHost
+@testable import StorageTestSupport
 import StorageBackends
 
 /// One frame of a uring WAL segment as these tests see it (docs/storage-formats.md ("uring backend"), "Frames").

@@ -4,6 +4,7 @@ import KStoreFaulty
 import Testing
 
 @testable import StorageHost
+@testable import StorageTestSupport
 
 #if canImport(Glibc)
 import Glibc
