@@ -207,6 +207,8 @@ public enum KafkaCodegen {
         }
         lines.append(line)
         lines.append("// Change the generator and run `swift run fjord-codegen` instead of editing this file.")
+        // The generator owns the layout of what it writes; scripts/format leaves it alone.
+        lines.append("// swift-format-ignore-file")
         return lines.joined(separator: "\n") + "\n"
     }
 

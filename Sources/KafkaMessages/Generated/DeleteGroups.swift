@@ -2,6 +2,7 @@
 // Apache Kafka 3.8.0 message definitions in ../shared/kafka-protocol/messages:
 // DeleteGroupsRequest.json DeleteGroupsResponse.json
 // Change the generator and run `swift run fjord-codegen` instead of editing this file.
+// swift-format-ignore-file
 
 import KafkaWire
 import NIOCore

@@ -28,6 +28,7 @@
 // SaslHandshakeRequest.json SaslHandshakeResponse.json SyncGroupRequest.json SyncGroupResponse.json
 // TxnOffsetCommitRequest.json TxnOffsetCommitResponse.json
 // Change the generator and run `swift run fjord-codegen` instead of editing this file.
+// swift-format-ignore-file
 
 import KafkaMessages
 import NIOCore
