@@ -61,7 +61,12 @@ let package = Package(
             exclude: ["kstore_abi.c"],
             cSettings: cSettings
         ),
-        .target(name: "KStoreMemory", dependencies: ["CKStore", "KStoreKit"], path: "Backends/memory", cSettings: cSettings),
+        .target(
+            name: "KStoreMemory",
+            dependencies: ["CKStore", "KStoreKit"],
+            path: "Backends/memory",
+            cSettings: cSettings
+        ),
         // Plain files: segments, sparse indexes, pwrite + fdatasync, CRC-checked recovery.
         .target(
             name: "KStoreFile",
@@ -94,8 +99,10 @@ let package = Package(
             path: "Backends/uring",
             exclude: ["liburing"],
             sources: [
-                "kstore_uring.c", "uring_cache.c", "uring_catalog.c", "uring_direct.c", "uring_frame.c", "uring_index.c",
-                "uring_io.c", "uring_log.c", "uring_maintenance.c", "uring_read.c", "uring_recovery.c", "uring_staging.c",
+                "kstore_uring.c", "uring_cache.c", "uring_catalog.c", "uring_direct.c", "uring_frame.c",
+                "uring_index.c",
+                "uring_io.c", "uring_log.c", "uring_maintenance.c", "uring_read.c", "uring_recovery.c",
+                "uring_staging.c",
                 "uring_statistics.c", "uring_support.c",
             ],
             cSettings: cSettings
@@ -285,7 +292,8 @@ let package = Package(
         .testTarget(
             name: "BrokerCoreTests",
             dependencies: [
-                "BrokerCore", "KafkaMessages", "KafkaRecords", "StorageHost", "StorageBackends", "CKStore", "KStoreFaulty",
+                "BrokerCore", "KafkaMessages", "KafkaRecords", "StorageHost", "StorageBackends", "CKStore",
+                "KStoreFaulty",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings

@@ -30,7 +30,7 @@
 #pragma GCC visibility push(hidden)
 
 #define FY_SLOT_COUNT 64
-#define FY_OP_COUNT 5
+#define FY_OP_COUNT   5
 
 typedef struct fy_instance fy_instance;
 typedef struct fy_log fy_log;

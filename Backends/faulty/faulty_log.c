@@ -132,14 +132,14 @@ static void fy_log_close(kstore_log *handle) {
 }
 
 typedef kstore_status (*fy_append_member)(kstore_log *log, int64_t first_offset, int64_t last_offset,
-                                         int64_t max_timestamp, const kstore_iovec *iov, uint32_t iov_count,
-                                         kstore_completion completion, void *context);
+                                          int64_t max_timestamp, const kstore_iovec *iov, uint32_t iov_count,
+                                          kstore_completion completion, void *context);
 
 /* append and append_checked_batch: the same injection and crash model, and the inner backend's
  * member of the same name (the table has append_checked_batch only where the inner one has). */
-static kstore_status fy_log_append_to(kstore_log *handle, bool checked_batch, int64_t first_offset,
-                                      int64_t last_offset, int64_t max_timestamp, const kstore_iovec *iov,
-                                      uint32_t iov_count, kstore_completion completion, void *context) {
+static kstore_status fy_log_append_to(kstore_log *handle, bool checked_batch, int64_t first_offset, int64_t last_offset,
+                                      int64_t max_timestamp, const kstore_iovec *iov, uint32_t iov_count,
+                                      kstore_completion completion, void *context) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     fy_log *log = fy_log_of(handle);
     fy_instance *instance = log->instance;
@@ -147,8 +147,8 @@ static kstore_status fy_log_append_to(kstore_log *handle, bool checked_batch, in
     fy_append_member append = checked_batch ? inner->append_checked_batch : inner->append;
     if (completion == NULL) {
         /* Let the inner backend reject it with its own message. */
-        return fy_inner_failed(instance, append(log->inner, first_offset, last_offset, max_timestamp, iov,
-                                                       iov_count, completion, context));
+        return fy_inner_failed(instance, append(log->inner, first_offset, last_offset, max_timestamp, iov, iov_count,
+                                                completion, context));
     }
     kstore_status status = fy_check_alive(log, "append", true);
     if (status != KSTORE_OK) return status;

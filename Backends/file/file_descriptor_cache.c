@@ -126,8 +126,7 @@ static size_t fl_hash(const fl_log *log, int64_t base_offset, fl_file_kind kind)
 /* The link that points at the entry of the key (or at NULL where it would go). Caller holds mutex. */
 static fl_entry **fl_slot(fl_cache *cache, const fl_log *log, int64_t base_offset, fl_file_kind kind) {
     fl_entry **slot = &cache->buckets[fl_hash(log, base_offset, kind) & (cache->bucket_count - 1)];
-    while (*slot != NULL &&
-           !((*slot)->log == log && (*slot)->base_offset == base_offset && (*slot)->kind == kind)) {
+    while (*slot != NULL && !((*slot)->log == log && (*slot)->base_offset == base_offset && (*slot)->kind == kind)) {
         slot = &(*slot)->hash_next;
     }
     return slot;
@@ -566,14 +565,17 @@ static int fl_files_lazy(fl_log *log, fl_files *files, fl_file_kind kind, bool *
     return files->leases[kind].fd;
 }
 
-int fl_files_index(fl_log *log, fl_files *files) { return fl_files_lazy(log, files, FL_FILE_INDEX, &files->index_tried); }
+int fl_files_index(fl_log *log, fl_files *files) {
+    return fl_files_lazy(log, files, FL_FILE_INDEX, &files->index_tried);
+}
 
 int fl_files_time(fl_log *log, fl_files *files) { return fl_files_lazy(log, files, FL_FILE_TIME, &files->time_tried); }
 
 kstore_status fl_files_indexes(fl_log *log, fl_files *files, bool create) {
     kstore_status status = KSTORE_OK;
     for (fl_file_kind kind = FL_FILE_INDEX; status == KSTORE_OK && kind <= FL_FILE_TIME; kind++) {
-        if (files->leases[kind].entry == NULL) status = fl_lease_file(log, files->base_offset, kind, create, &files->leases[kind]);
+        if (files->leases[kind].entry == NULL)
+            status = fl_lease_file(log, files->base_offset, kind, create, &files->leases[kind]);
     }
     files->index_tried = files->time_tried = true;
     fl_files_mirror(files);

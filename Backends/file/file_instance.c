@@ -118,7 +118,8 @@ static void fl_finish_deletions(fl_instance *instance) {
  * limit to the hard one before it opens the backend), leaving the rest for sockets. */
 static uint64_t fl_default_open_files(void) {
     struct rlimit limit;
-    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return FL_OPEN_FILES_UNLIMITED_DEFAULT;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY)
+        return FL_OPEN_FILES_UNLIMITED_DEFAULT;
     uint64_t open_files = (uint64_t)limit.rlim_cur / FL_OPEN_FILES_DEFAULT_DIVISOR;
     if (open_files < FL_OPEN_FILES_MIN) return FL_OPEN_FILES_MIN;
     return open_files > FL_OPEN_FILES_MAX ? FL_OPEN_FILES_MAX : open_files;

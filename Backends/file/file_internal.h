@@ -62,23 +62,23 @@
 
 /* MARK: - Formats (docs/storage-formats.md, "file backend") */
 
-#define FL_FRAME_MAGIC 0x52464A46u /* "FJFR" */
+#define FL_FRAME_MAGIC        0x52464A46u /* "FJFR" */
 #define FL_FRAME_HEADER_BYTES 40u
-#define FL_INDEX_MAGIC 0x58494A46u /* "FJIX" */
-#define FL_INDEX_VERSION 1u
+#define FL_INDEX_MAGIC        0x58494A46u /* "FJIX" */
+#define FL_INDEX_VERSION      1u
 #define FL_INDEX_HEADER_BYTES 64u
-#define FL_INDEX_ENTRY_BYTES 32u
-#define FL_TIME_ENTRY_BYTES 32u
-#define FL_SUMMARY_VALID 1u
-#define FL_META_MAGIC 0x544D4A46u /* "FJMT" */
-#define FL_META_VERSION 1u
-#define FL_META_BYTES 32u
-#define FL_FORMAT_MARKER "file 1\n"
+#define FL_INDEX_ENTRY_BYTES  32u
+#define FL_TIME_ENTRY_BYTES   32u
+#define FL_SUMMARY_VALID      1u
+#define FL_META_MAGIC         0x544D4A46u /* "FJMT" */
+#define FL_META_VERSION       1u
+#define FL_META_BYTES         32u
+#define FL_FORMAT_MARKER      "file 1\n"
 
 /* MARK: - Limits and defaults */
 
-#define FL_SEGMENT_BYTES_DEFAULT ((uint64_t)1 << 30)
-#define FL_SEGMENT_MS_DEFAULT ((int64_t)7 * 24 * 3600 * 1000)
+#define FL_SEGMENT_BYTES_DEFAULT  ((uint64_t)1 << 30)
+#define FL_SEGMENT_MS_DEFAULT     ((int64_t)7 * 24 * 3600 * 1000)
 #define FL_INDEX_INTERVAL_DEFAULT ((uint64_t)4096)
 /* Reads of entries go through a window of this size; larger payloads are read straight into the
  * caller's buffer. */
@@ -94,8 +94,8 @@
 /* file.open.files.max: the smallest allowed (one call leases at most four descriptors), the
  * largest, and the default: this fraction of the soft RLIMIT_NOFILE at instance open, leaving the
  * rest for sockets and the other backends' files. */
-#define FL_OPEN_FILES_MIN ((uint64_t)4)
-#define FL_OPEN_FILES_MAX ((uint64_t)1 << 30)
+#define FL_OPEN_FILES_MIN             ((uint64_t)4)
+#define FL_OPEN_FILES_MAX             ((uint64_t)1 << 30)
 #define FL_OPEN_FILES_DEFAULT_DIVISOR 2
 /* The default when the soft limit is unlimited. */
 #define FL_OPEN_FILES_UNLIMITED_DEFAULT ((uint64_t)1 << 20)
@@ -439,8 +439,8 @@ void fl_cache_forget_log(fl_log *log);
 int fl_open_transient(fl_instance *instance, int dir_fd, const char *name, int flags, mode_t mode);
 /* Records the failure of an open: "<what>: <reason>" and, for EMFILE or ENFILE, the limits; returns
  * KSTORE_ERR_BUSY for those, the kit's status for the errno otherwise. */
-__attribute__((format(printf, 3, 4))) kstore_status fl_open_error(fl_instance *instance, int error,
-                                                                  const char *format, ...);
+__attribute__((format(printf, 3, 4))) kstore_status fl_open_error(fl_instance *instance, int error, const char *format,
+                                                                  ...);
 void fl_cache_info(fl_cache *cache, kstore_file_descriptor_info *info);
 
 /* "<log name>/<file>", the path of a file of the log relative to X/logs. */

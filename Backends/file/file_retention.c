@@ -146,8 +146,7 @@ static void fl_drop_later_segments(fl_log *log, const fl_cut *cut) {
 
 /* Cuts the active segment's files (leased in `files`) at the cut and restores its index state (a
  * rebuild when the indexes do not add up). Caller holds `lock` exclusively. */
-static kstore_status fl_cut_active(fl_log *log, const fl_cut *cut, int64_t offset, fl_files *files,
-                                   fl_reader *reader) {
+static kstore_status fl_cut_active(fl_log *log, const fl_cut *cut, int64_t offset, fl_files *files, fl_reader *reader) {
     fl_instance *instance = log->instance;
     fl_segment *segment = &log->segments[cut->segment_index];
     uint64_t position = cut->place.position;

@@ -116,7 +116,8 @@ kstore_status fl_write_meta(fl_log *log, int64_t start_offset) {
     fl_log_path(log, temporary, "meta.tmp");
     fl_log_path(log, final, "meta");
     int fd = fl_open_transient(log->instance, logs_fd, temporary, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return fl_open_error(log->instance, errno, "log '%s': creating %s/meta.tmp failed", log->name, log->path);
+    if (fd < 0)
+        return fl_open_error(log->instance, errno, "log '%s': creating %s/meta.tmp failed", log->name, log->path);
     int error = kstore_kit_pwrite_all(io, fd, bytes, sizeof(bytes), 0);
     if (error == 0 && kstore_kit_fdatasync(io, fd) != 0) error = errno;
     kstore_kit_close_fd(fd);

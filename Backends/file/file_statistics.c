@@ -21,9 +21,7 @@ void fl_stats_note_synced(fl_log *log, uint64_t written) {
     if (synced < written) fl_count(&log->instance->stats.synced_bytes, written - synced);
 }
 
-static double fl_figure(_Atomic uint64_t *figure) {
-    return (double)atomic_load_explicit(figure, memory_order_relaxed);
-}
+static double fl_figure(_Atomic uint64_t *figure) { return (double)atomic_load_explicit(figure, memory_order_relaxed); }
 
 static void fl_report_descriptors(fl_instance *instance, const kstore_stats_visitor *visitor) {
     kstore_file_descriptor_info info = {.struct_size = sizeof(info)};
@@ -69,8 +67,7 @@ kstore_status fl_report_stats(fl_instance *instance, const kstore_stats_visitor 
     kstore_stats_report(visitor, KSTORE_STAT_COUNTER, "recovered_logs_total", "Logs opened (and recovered)",
                         fl_figure(&stats->recovered_logs));
     kstore_stats_report(visitor, KSTORE_STAT_COUNTER, "recovery_seconds_total",
-                        "Time spent recovering logs as they were opened",
-                        fl_figure(&stats->recovery_ns) / 1e9);
+                        "Time spent recovering logs as they were opened", fl_figure(&stats->recovery_ns) / 1e9);
     fl_report_descriptors(instance, visitor);
     return KSTORE_OK;
 }

@@ -251,9 +251,8 @@ struct kstore_log_methods {
      * log's end returns to the failed entry's first_offset, as if they had never been appended.
      * After KSTORE_ERR_NO_SPACE the host may append again from that offset; after KSTORE_ERR_IO
      * the log is failed (see the status code). */
-    kstore_status (*append)(kstore_log *log, int64_t first_offset, int64_t last_offset,
-                            int64_t max_timestamp, const kstore_iovec *iov, uint32_t iov_count,
-                            kstore_completion completion, void *context);
+    kstore_status (*append)(kstore_log *log, int64_t first_offset, int64_t last_offset, int64_t max_timestamp,
+                            const kstore_iovec *iov, uint32_t iov_count, kstore_completion completion, void *context);
 
     /* REQUIRED, since 1. Copies whole entries into buf, in offset order, starting with the entry
      * that contains `offset`, followed by the entries after it, while they fit in `capacity`
@@ -267,8 +266,8 @@ struct kstore_log_methods {
      * Finding the first entry must not scan from the start of the log (use an index).
      * Only entries whose append completed are returned. The host learns entry boundaries from
      * the entries themselves (they are self-delimiting for it); the backend adds no framing. */
-    kstore_status (*read)(kstore_log *log, int64_t offset, int64_t end_offset_limit, void *buf,
-                          uint64_t capacity, kstore_read_result *result);
+    kstore_status (*read)(kstore_log *log, int64_t offset, int64_t end_offset_limit, void *buf, uint64_t capacity,
+                          kstore_read_result *result);
 
     /* REQUIRED, since 1. Completes when every entry whose append was accepted before this call
      * is readable and, for DURABLE backends, on stable storage. On failure (KSTORE_ERR_IO) the
@@ -303,9 +302,10 @@ struct kstore_log_methods {
      * whose max_timestamp is -1 never expires by time. The new log start offset — the larger of
      * the current start and the first offset of the oldest remaining unit (or end when none
      * remains) — is stored in *new_start_offset; the start never moves backwards. On DURABLE
-     * backends the new start is durable no later than the next completed sync. Host fallback: retention is not enforced and the host logs a warning. */
-    kstore_status (*enforce_retention)(kstore_log *log, int64_t retain_bytes,
-                                       int64_t retain_after_timestamp, int64_t *new_start_offset);
+     * backends the new start is durable no later than the next completed sync. Host fallback: retention is not enforced
+     * and the host logs a warning. */
+    kstore_status (*enforce_retention)(kstore_log *log, int64_t retain_bytes, int64_t retain_after_timestamp,
+                                       int64_t *new_start_offset);
 
     /* OPTIONAL, since 1. Stores in *offset the first offset of the first entry (from start) whose
      * max_timestamp is >= timestamp — or start, if that entry begins below start — or -1 if there
@@ -331,9 +331,9 @@ struct kstore_log_methods {
 };
 
 /* Layout of a RecordBatch for append_checked_batch: its crc field and the first byte it covers. */
-#define KSTORE_BATCH_MAGIC_AT 16u
-#define KSTORE_BATCH_CRC_AT 17u
-#define KSTORE_BATCH_CRC_FROM 21u
+#define KSTORE_BATCH_MAGIC_AT  16u
+#define KSTORE_BATCH_CRC_AT    17u
+#define KSTORE_BATCH_CRC_FROM  21u
 #define KSTORE_BATCH_BYTES_MIN 61u
 
 /* ---------------------------------------------------------------------------------------------
@@ -358,8 +358,8 @@ struct kstore_backend {
      * locked (KSTORE_ERR_BUSY), and report a missing or unwritable one (KSTORE_ERR_NOT_FOUND,
      * KSTORE_ERR_IO, …). On failure *instance is NULL and, if error_message is not NULL, up to
      * error_capacity bytes of a NUL-terminated reason are written there. */
-    kstore_status (*open)(const kstore_option *options, uint32_t option_count,
-                          kstore_instance **instance, char *error_message, size_t error_capacity);
+    kstore_status (*open)(const kstore_option *options, uint32_t option_count, kstore_instance **instance,
+                          char *error_message, size_t error_capacity);
 
     /* REQUIRED, since 1. Closes an instance after every log of it was closed. */
     void (*close)(kstore_instance *instance);
@@ -373,17 +373,15 @@ struct kstore_backend {
      * is KSTORE_ERR_INVALID_ARGUMENT. A log is open at most once at a time: opening an open log answers
      * KSTORE_ERR_BUSY. Durable backends run recovery before answering; finding acknowledged data
      * damaged answers KSTORE_ERR_CORRUPT with a message naming the file and position. */
-    kstore_status (*open_log)(kstore_instance *instance, const char *name, uint32_t flags,
-                              const kstore_option *options, uint32_t option_count,
-                              kstore_log **log);
+    kstore_status (*open_log)(kstore_instance *instance, const char *name, uint32_t flags, const kstore_option *options,
+                              uint32_t option_count, kstore_log **log);
 
     /* REQUIRED, since 1. Deletes a log that is not open (KSTORE_ERR_BUSY if it is); durable
      * before returning on DURABLE backends. */
     kstore_status (*delete_log)(kstore_instance *instance, const char *name);
 
     /* REQUIRED, since 1. Calls callback once per existing log, in no particular order. */
-    kstore_status (*list_logs)(kstore_instance *instance, kstore_list_callback callback,
-                               void *context);
+    kstore_status (*list_logs)(kstore_instance *instance, kstore_list_callback callback, void *context);
 
     /* OPTIONAL, since 1. Backend-specific operations on the instance; unknown ops answer
      * KSTORE_ERR_UNSUPPORTED. Host fallback: KSTORE_ERR_UNSUPPORTED. */
@@ -469,7 +467,7 @@ size_t kstore_copy_error(const char *message, size_t length, char *buf, size_t c
 
 /* kstore_stat.kind values. */
 #define KSTORE_STAT_COUNTER 1u
-#define KSTORE_STAT_GAUGE 2u
+#define KSTORE_STAT_GAUGE   2u
 
 /* The longest figure name, in bytes. */
 #define KSTORE_STAT_NAME_MAX 63
@@ -494,7 +492,7 @@ typedef struct kstore_stats_visitor {
     uint32_t struct_size; /* sizeof(kstore_stats_visitor) */
     uint32_t reserved;    /* zero */
     kstore_stat_callback callback;
-    void *context;        /* passed to every callback */
+    void *context; /* passed to every callback */
 } kstore_stats_visitor;
 
 /* Helpers for backends answering KSTORE_CONTROL_STATS, implemented once in

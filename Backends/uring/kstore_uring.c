@@ -20,21 +20,21 @@
 #include <unistd.h>
 
 #define UR_SEGMENT_BYTES_DEFAULT ((uint64_t)256 * 1024 * 1024)
-#define UR_SEGMENT_BYTES_MIN ((uint64_t)64 * 1024)
+#define UR_SEGMENT_BYTES_MIN     ((uint64_t)64 * 1024)
 /* Positions inside a segment are stored as uint32. */
-#define UR_SEGMENT_BYTES_MAX ((uint64_t)1024 * 1024 * 1024)
-#define UR_STAGING_BYTES_DEFAULT ((uint64_t)64 * 1024 * 1024)
-#define UR_WRITE_BYTES_DEFAULT ((uint64_t)1024 * 1024)
+#define UR_SEGMENT_BYTES_MAX       ((uint64_t)1024 * 1024 * 1024)
+#define UR_STAGING_BYTES_DEFAULT   ((uint64_t)64 * 1024 * 1024)
+#define UR_WRITE_BYTES_DEFAULT     ((uint64_t)1024 * 1024)
 #define UR_WRITES_INFLIGHT_DEFAULT 8u
-#define UR_WRITES_INFLIGHT_MAX 64u
+#define UR_WRITES_INFLIGHT_MAX     64u
 /* uring.read.cache.bytes: the tail consumers read, kept in memory (direct writes bypass the page
  * cache). 32 MiB holds tens of milliseconds of a busy broker's writes. */
 #define UR_READ_CACHE_BYTES_DEFAULT ((uint64_t)32 * 1024 * 1024)
-#define UR_RING_ENTRIES 256u
+#define UR_RING_ENTRIES             256u
 /* The data directory's format marker (kstore_kit_data_directory.h). Format 2 added the frames'
  * BATCH_CRC flag; a format-1 directory is read alike and marked 2 when opened (builds that read
  * format 1 only would take a flagged frame for a damaged one and cut the WAL there). */
-#define UR_MARKER_TEXT "uring 2\n"
+#define UR_MARKER_TEXT          "uring 2\n"
 #define UR_MARKER_TEXT_FORMAT_1 "uring 1\n"
 
 static const kstore_backend ur_backend;
@@ -127,24 +127,41 @@ static kstore_status ur_parse_options(const kstore_option *options, uint32_t opt
     int direct = UR_DIRECT_AUTO;
     const char *read_cache = NULL;
     const kstore_kit_option_spec specs[] = {
-        {.key = "path", .kind = KSTORE_KIT_OPTION_TEXT, .required = true, .meaning = "the data directory",
+        {.key = "path",
+         .kind = KSTORE_KIT_OPTION_TEXT,
+         .required = true,
+         .meaning = "the data directory",
          .target = &parsed->path},
         {.key = "uring.segment.zero", .kind = KSTORE_KIT_OPTION_CHOICE, .choices = zero_choices, .target = &zero},
         {.key = "uring.direct", .kind = KSTORE_KIT_OPTION_CHOICE, .choices = direct_choices, .target = &direct},
         {.key = "uring.read.cache.bytes", .kind = KSTORE_KIT_OPTION_TEXT, .target = &read_cache},
         {.key = "uring.test.io_uring_error", .kind = KSTORE_KIT_OPTION_TEXT, .target = &parsed->simulated_error},
-        {.key = "uring.segment.bytes", .kind = KSTORE_KIT_OPTION_SIZE, .minimum = UR_SEGMENT_BYTES_MIN,
-         .maximum = UR_SEGMENT_BYTES_MAX, .multiple = 4096, .target = &parsed->segment_bytes},
-        {.key = "uring.staging.bytes", .kind = KSTORE_KIT_OPTION_SIZE, .minimum = 64 * 1024,
-         .maximum = (uint64_t)1 << 40, .target = &parsed->staging_bytes},
-        {.key = "uring.write.bytes", .kind = KSTORE_KIT_OPTION_SIZE, .minimum = 4096,
-         .maximum = (uint64_t)64 * 1024 * 1024, .target = &parsed->write_bytes},
-        {.key = "uring.writes.inflight", .kind = KSTORE_KIT_OPTION_SIZE, .minimum = 1,
-         .maximum = UR_WRITES_INFLIGHT_MAX, .target = &parsed->writes_inflight},
+        {.key = "uring.segment.bytes",
+         .kind = KSTORE_KIT_OPTION_SIZE,
+         .minimum = UR_SEGMENT_BYTES_MIN,
+         .maximum = UR_SEGMENT_BYTES_MAX,
+         .multiple = 4096,
+         .target = &parsed->segment_bytes},
+        {.key = "uring.staging.bytes",
+         .kind = KSTORE_KIT_OPTION_SIZE,
+         .minimum = 64 * 1024,
+         .maximum = (uint64_t)1 << 40,
+         .target = &parsed->staging_bytes},
+        {.key = "uring.write.bytes",
+         .kind = KSTORE_KIT_OPTION_SIZE,
+         .minimum = 4096,
+         .maximum = (uint64_t)64 * 1024 * 1024,
+         .target = &parsed->write_bytes},
+        {.key = "uring.writes.inflight",
+         .kind = KSTORE_KIT_OPTION_SIZE,
+         .minimum = 1,
+         .maximum = UR_WRITES_INFLIGHT_MAX,
+         .target = &parsed->writes_inflight},
     };
     kstore_status status = kstore_kit_parse_options("uring backend", options, option_count, specs,
                                                     sizeof(specs) / sizeof(specs[0]), error_message, error_capacity);
-    if (status == KSTORE_OK) status = ur_parse_read_cache(read_cache, &parsed->read_cache_bytes, error_message, error_capacity);
+    if (status == KSTORE_OK)
+        status = ur_parse_read_cache(read_cache, &parsed->read_cache_bytes, error_message, error_capacity);
     if (status != KSTORE_OK) return status;
     parsed->zero_auto = zero == 0;
     parsed->zero_by_fallocate = zero != 1;
@@ -266,8 +283,7 @@ static kstore_status ur_open(const kstore_option *options, uint32_t option_count
 
     char message[UR_ERROR_BYTES_MAX + 256];
     status = kstore_kit_data_directory_open_upgrading(&instance->directory, parsed.path, UR_MARKER_TEXT,
-                                                      UR_MARKER_TEXT_FORMAT_1, &instance->io, message,
-                                                      sizeof(message));
+                                                      UR_MARKER_TEXT_FORMAT_1, &instance->io, message, sizeof(message));
     if (status == KSTORE_OK) status = ur_direct_probe(instance, parsed.direct, message, sizeof(message));
     /* Direct writes into unwritten extents would convert extents on every write: zero-fill then. */
     if (parsed.zero_auto) instance->zero_by_fallocate = !instance->direct;
@@ -318,13 +334,12 @@ static kstore_status ur_control(kstore_instance *handle, int32_t op, void *argum
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_instance *instance = (ur_instance *)handle;
     switch (op) {
-    case KSTORE_CONTROL_STATS:
-        return ur_report_stats(instance, argument);
-    case KSTORE_URING_CONTROL_STATS:
-        return ur_control_stats(instance, argument);
+    case KSTORE_CONTROL_STATS: return ur_report_stats(instance, argument);
+    case KSTORE_URING_CONTROL_STATS: return ur_control_stats(instance, argument);
     case KSTORE_KIT_CONTROL_SET_FAULT_HOOK: {
         kstore_status status = kstore_kit_io_set_hook(&instance->io, argument);
-        if (status != KSTORE_OK) kstore_kit_error_set(&instance->errors, "control SET_FAULT_HOOK: the hook is malformed");
+        if (status != KSTORE_OK)
+            kstore_kit_error_set(&instance->errors, "control SET_FAULT_HOOK: the hook is malformed");
         return status;
     }
     default:

@@ -72,8 +72,8 @@ bool ur_insert_log(ur_instance *instance, ur_log *log) {
     return true;
 }
 
-kstore_status ur_open_log(kstore_instance *handle, const char *name, uint32_t flags,
-                          const kstore_option *options, uint32_t option_count, kstore_log **log_out) {
+kstore_status ur_open_log(kstore_instance *handle, const char *name, uint32_t flags, const kstore_option *options,
+                          uint32_t option_count, kstore_log **log_out) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_instance *instance = (ur_instance *)handle;
     char message[512];
@@ -99,8 +99,9 @@ kstore_status ur_open_log(kstore_instance *handle, const char *name, uint32_t fl
     if (!found) {
         log = ur_new_log(instance, instance->next_log_id);
         if (log != NULL) log->name = strdup(name);
-        if (log == NULL || log->name == NULL || !ur_grow((void **)&instance->logs, &instance->log_capacity,
-                                                         instance->log_count + 1, sizeof(ur_log *), 16)) {
+        if (log == NULL || log->name == NULL ||
+            !ur_grow((void **)&instance->logs, &instance->log_capacity, instance->log_count + 1, sizeof(ur_log *),
+                     16)) {
             pthread_mutex_unlock(&instance->catalog_lock);
             ur_free_log(log);
             kstore_kit_error_set(&instance->errors, "open_log '%s': out of memory", name);

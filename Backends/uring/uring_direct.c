@@ -45,7 +45,8 @@ static uint32_t ur_statx_dio_align(int fd) {
 static uint32_t ur_direct_try(ur_instance *instance, bool need_statx, int *error) {
     int fd;
     do {
-        fd = openat(instance->directory.root_fd, UR_DIRECT_PROBE_NAME, O_RDWR | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0644);
+        fd = openat(instance->directory.root_fd, UR_DIRECT_PROBE_NAME,
+                    O_RDWR | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0644);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         *error = errno;

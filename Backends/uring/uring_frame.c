@@ -62,8 +62,8 @@ void ur_pad_frame_encode(uint8_t *destination, uint64_t frame_bytes, uint64_t ge
 static bool ur_frame_header_fits(const ur_frame_header *header, uint64_t generation, uint64_t position,
                                  uint64_t file_bytes) {
     return header->generation == generation && (header->flags & ~UR_FRAME_FLAGS_KNOWN) == 0 &&
-           header->kind >= UR_FRAME_DATA &&
-           header->kind <= UR_FRAME_MARK && position + ur_frame_bytes(header->payload_bytes) <= file_bytes;
+           header->kind >= UR_FRAME_DATA && header->kind <= UR_FRAME_MARK &&
+           position + ur_frame_bytes(header->payload_bytes) <= file_bytes;
 }
 
 /* Bytes [position, position + count) of the file, or NULL past its end or on a read error (errno
@@ -119,8 +119,8 @@ bool ur_scan_frame(ur_scan *scan, uint64_t position, uint64_t generation, ur_fra
 
 /* Reads the header at position (false if there is none) and whether the whole frame is valid for
  * generation. Used on the few magic-looking positions after the end of the WAL. */
-bool ur_check_frame_at(int fd, uint64_t file_bytes, uint64_t position, uint64_t generation,
-                       ur_frame_header *header, bool *valid) {
+bool ur_check_frame_at(int fd, uint64_t file_bytes, uint64_t position, uint64_t generation, ur_frame_header *header,
+                       bool *valid) {
     *valid = false;
     if (position + UR_FRAME_HEADER_BYTES > file_bytes) return false;
     if (ur_pread_all(fd, header, sizeof(*header), position) != (ssize_t)sizeof(*header)) return false;

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define UR_INDEX_MAGIC 0x31584449464A4Full /* the bytes "OJFIDX1\0" */
+#define UR_INDEX_MAGIC        0x31584449464A4Full /* the bytes "OJFIDX1\0" */
 #define UR_INDEX_HEADER_BYTES 64u
 
 /* Copies entries [index, index + count) of a part into out; false (errno set) if the index file

@@ -90,10 +90,10 @@
 
 /* MARK: - Limits and formats (docs/storage-formats.md, "uring backend") */
 
-#define UR_FRAME_MAGIC 0x31574A46u /* "FJW1" */
+#define UR_FRAME_MAGIC        0x31574A46u /* "FJW1" */
 #define UR_FRAME_HEADER_BYTES 72u
-#define UR_FRAME_ALIGN_BYTES 8u
-#define UR_ERROR_BYTES_MAX ((size_t)512)
+#define UR_FRAME_ALIGN_BYTES  8u
+#define UR_ERROR_BYTES_MAX    ((size_t)512)
 /* Recovery reads WAL segments in blocks of this size. */
 #define UR_SCAN_BYTES ((size_t)16 * 1024 * 1024)
 /* Deleted segments kept (renamed spare-<generation>.log) to become later segments: their blocks
@@ -121,7 +121,7 @@ enum ur_frame_kind {
  * append_checked_batch: the host checked the batch CRC, so staging does not checksum every byte a
  * second time). Valid only with kind DATA and a payload of at least KSTORE_BATCH_BYTES_MIN. */
 #define UR_FRAME_FLAG_BATCH_CRC 0x0001u
-#define UR_FRAME_FLAGS_KNOWN UR_FRAME_FLAG_BATCH_CRC
+#define UR_FRAME_FLAGS_KNOWN    UR_FRAME_FLAG_BATCH_CRC
 
 typedef struct ur_frame_header {
     uint32_t magic;
@@ -166,7 +166,7 @@ typedef struct ur_segment {
      * segments (a young or small instance does not preallocate 3 x 256 MiB); an existing file's
      * size after recovery. */
     uint64_t capacity;
-    int fd;     /* -1 until READY; buffered: reads, recovery, zeroing after a failed write */
+    int fd; /* -1 until READY; buffered: reads, recovery, zeroing after a failed write */
     /* Direct mode: the same file opened O_DIRECT, for WAL writes and fdatasync; -1 otherwise (then
      * fd is used). See ur_segment_wfd. */
     int wfd;
@@ -175,8 +175,8 @@ typedef struct ur_segment {
     int prepare_error;
     /* All of its frames were written and delivered; the cursor is past it. */
     bool sealed;
-    bool sealing; /* queued for the maintenance thread */
-    bool dirty;   /* written since the last fdatasync was issued */
+    bool sealing;     /* queued for the maintenance thread */
+    bool dirty;       /* written since the last fdatasync was issued */
     bool has_catalog; /* holds catalog frames: deleting it needs a checkpoint first */
     /* Where the cursor left it for the next segment (a failed next segment rewinds to here). */
     uint64_t roll_position;
@@ -254,7 +254,7 @@ struct ur_log {
 
 /* One staged frame, kept until its write completed and its completion was delivered. */
 typedef struct ur_pending {
-    ur_log *log; /* NULL for catalog frames of deleted logs */
+    ur_log *log;                  /* NULL for catalog frames of deleted logs */
     kstore_completion completion; /* NULL for catalog frames */
     void *context;
     int64_t first_offset;
@@ -272,11 +272,11 @@ typedef struct ur_chunk {
     ur_segment *segment; /* NULL once the chunk is in the read cache (which knows the generation) */
     uint64_t generation; /* of the segment */
     uint64_t position;
-    uint8_t *bytes; /* aligned (ur_aligned_alloc): it is written with O_DIRECT in direct mode */
-    size_t capacity; /* frames fit up to here; the allocation has room for a pad frame after it */
+    uint8_t *bytes;   /* aligned (ur_aligned_alloc): it is written with O_DIRECT in direct mode */
+    size_t capacity;  /* frames fit up to here; the allocation has room for a pad frame after it */
     size_t allocated; /* bytes of the allocation (ur_aligned_free) */
-    size_t used;     /* frames (and, once closed in direct mode, the pad up to the alignment) */
-    size_t written; /* bytes confirmed written (short writes are resubmitted) */
+    size_t used;      /* frames (and, once closed in direct mode, the pad up to the alignment) */
+    size_t written;   /* bytes confirmed written (short writes are resubmitted) */
     uint64_t first_sequence;
     uint64_t last_sequence;
     ur_pending *pending;
@@ -305,8 +305,8 @@ typedef struct ur_read_cache {
     size_t head;
     size_t count;
     size_t capacity;
-    uint64_t bytes;     /* memory of the runs held */
-    uint64_t bytes_max; /* uring.read.cache.bytes; 0: no cache */
+    uint64_t bytes;          /* memory of the runs held */
+    uint64_t bytes_max;      /* uring.read.cache.bytes; 0: no cache */
     _Atomic uint64_t hits;   /* frames read from the cache */
     _Atomic uint64_t misses; /* frames read from the files */
 } ur_read_cache;
@@ -418,7 +418,7 @@ struct ur_instance {
 typedef struct ur_reservation {
     ur_segment *segment;
     uint64_t position;
-    ur_chunk *chunk;     /* the open tail chunk, or a new one not yet linked */
+    ur_chunk *chunk; /* the open tail chunk, or a new one not yet linked */
     bool new_chunk;
 } ur_reservation;
 
@@ -453,7 +453,7 @@ typedef struct ur_scan {
     uint64_t bytes_read;
 } ur_scan;
 
-#define UR_FITS(pointer, type, field) \
+#define UR_FITS(pointer, type, field)                                                                                  \
     ((size_t)(pointer)->struct_size >= offsetof(type, field) + sizeof(((type *)0)->field))
 
 static inline int64_t ur_max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -506,7 +506,8 @@ void ur_spare_name(char *buffer, size_t capacity, uint64_t generation);
 /* Writes zeros over [position, position + count) of fd; stops with ECANCELED when *cancel
  * becomes true (a segment being prepared while the instance closes), and early (successfully)
  * when *hurry becomes true. Either may be NULL. */
-int ur_write_zeros_cancellable(kstore_kit_io *io, int fd, uint64_t position, uint64_t count, _Atomic bool *cancel, _Atomic bool *hurry);
+int ur_write_zeros_cancellable(kstore_kit_io *io, int fd, uint64_t position, uint64_t count, _Atomic bool *cancel,
+                               _Atomic bool *hurry);
 /* ur_write_zeros for the WAL: through the segment's O_DIRECT descriptor in direct mode (position and
  * count are then aligned), so the zeros leave no page-cache pages behind for later direct writes. */
 int ur_write_segment_zeros(kstore_kit_io *io, const ur_segment *segment, uint64_t position, uint64_t count);
@@ -635,8 +636,7 @@ kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, bool catal
                          const char **reason);
 /* Writes a reserved frame into staging and advances the cursor. Returns whether the I/O thread
  * must be woken (the caller writes the eventfd after dropping the lock). */
-bool ur_commit(ur_instance *instance, const ur_reservation *reservation, const ur_frame *frame,
-               uint64_t *sequence_out);
+bool ur_commit(ur_instance *instance, const ur_reservation *reservation, const ur_frame *frame, uint64_t *sequence_out);
 /* Stages a catalog frame (no completion): CREATE carries the name. */
 kstore_status ur_stage_catalog(ur_instance *instance, uint16_t kind, ur_log *log, uint64_t log_id, int64_t offset,
                                const char *name, bool *wake, const char **reason);

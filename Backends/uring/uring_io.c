@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define UR_TAG_EVENT ((uintptr_t)8)
+#define UR_TAG_EVENT     ((uintptr_t)8)
 #define UR_TAG_FSYNC_BIT ((uintptr_t)1)
 
 /* A completion to call outside the locks. */
@@ -77,8 +77,7 @@ static void ur_callbacks_run(ur_callbacks *callbacks) {
 
 /* Queues a log's readable (or durable) end for ur_io_flush, merged with the log's earlier update of
  * the same kind in this pass: one lock of the log per pass, not one per append. */
-static void ur_io_update(ur_io_state *io, ur_log *log, int64_t end_offset, uint64_t truncate_generation,
-                         bool durable) {
+static void ur_io_update(ur_io_state *io, ur_log *log, int64_t end_offset, uint64_t truncate_generation, bool durable) {
     int kind = durable ? 1 : 0;
     if (log->update_pass[kind] == io->pass) {
         ur_update *update = &io->updates[log->update_index[kind]];
@@ -166,8 +165,8 @@ static bool ur_io_write_faulted(ur_instance *instance, ur_chunk *chunk) {
     if (fault == 0) return false;
     landed = landed / instance->write_align * instance->write_align;
     if (landed > 0) {
-        ssize_t done = pwrite(wfd, chunk->bytes + chunk->written, (size_t)landed,
-                              (off_t)(chunk->position + chunk->written));
+        ssize_t done =
+            pwrite(wfd, chunk->bytes + chunk->written, (size_t)landed, (off_t)(chunk->position + chunk->written));
         if (done > 0) chunk->written += (size_t)done;
     }
     chunk->injected = true;
@@ -305,8 +304,10 @@ static void ur_io_maybe_fsync(ur_instance *instance, ur_io_state *io) {
 static void ur_fail_wal(ur_instance *instance, const char *what, int error) {
     if (instance->failed_status == KSTORE_OK) {
         instance->failed_status = KSTORE_ERR_IO;
-        kstore_kit_error_set(&instance->errors, "%s in data directory %s failed: %s; the write-ahead log is failed until the instance is reopened",
-                     what, instance->directory.path, strerror(error));
+        kstore_kit_error_set(
+            &instance->errors,
+            "%s in data directory %s failed: %s; the write-ahead log is failed until the instance is reopened", what,
+            instance->directory.path, strerror(error));
     }
     pthread_cond_broadcast(&instance->wal_changed);
 }
@@ -387,9 +388,8 @@ static void ur_io_complete_chunks(ur_instance *instance, ur_io_state *io) {
             ur_io_update(io, log, pending->end_offset, pending->truncate_generation, false);
             log->written_end = pending->end_offset;
             log->written_truncate_generation = pending->truncate_generation;
-            if (!log->in_dirty_list &&
-                ur_grow((void **)&instance->dirty_logs, &instance->dirty_capacity, instance->dirty_count + 1,
-                        sizeof(ur_log *), 64)) {
+            if (!log->in_dirty_list && ur_grow((void **)&instance->dirty_logs, &instance->dirty_capacity,
+                                               instance->dirty_count + 1, sizeof(ur_log *), 64)) {
                 log->in_dirty_list = true;
                 instance->dirty_logs[instance->dirty_count++] = log;
             }
@@ -573,8 +573,9 @@ static void ur_io_rewind(ur_instance *instance, ur_io_state *io) {
 
     ur_rewind_logs(&rewind);
     free(rewind.rollbacks);
-    kstore_kit_error_set(&instance->errors, "a write to the write-ahead log in %s failed: %s; the appends from it on were rolled back",
-                 instance->directory.path, strerror(rewind.error));
+    kstore_kit_error_set(&instance->errors,
+                         "a write to the write-ahead log in %s failed: %s; the appends from it on were rolled back",
+                         instance->directory.path, strerror(rewind.error));
 }
 
 /* Keeps a read of the eventfd in the ring, so a wake-up from another thread completes a wait. */

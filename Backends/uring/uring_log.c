@@ -1,8 +1,8 @@
 /* The log table members (kstore.h "The log table") of the uring backend, except read
- * (uring_read.c): append (and append_checked_batch) stages a DATA frame and indexes it under the log's lock; truncate_to,
- * delete_before and retention stage catalog frames (TRUNCATE, START) first, so recovery replays
- * them in WAL order; sync queues a request the I/O thread's next group commit answers.
- * Invariants and lock order: uring_internal.h. */
+ * (uring_read.c): append (and append_checked_batch) stages a DATA frame and indexes it under the log's lock;
+ * truncate_to, delete_before and retention stage catalog frames (TRUNCATE, START) first, so recovery replays them in
+ * WAL order; sync queues a request the I/O thread's next group commit answers. Invariants and lock order:
+ * uring_internal.h. */
 #include "uring_internal.h"
 
 #include <errno.h>
@@ -33,8 +33,8 @@ static kstore_status ur_append_check(ur_log *log, ur_frame *frame) {
     uint64_t total_bytes = 0;
     for (uint32_t index = 0; index < iov_count; index++) {
         if (iov[index].len > 0 && iov[index].base == NULL) {
-            kstore_kit_error_set(&instance->errors, "append to log '%s': iov[%u].base is NULL with length %zu", log->name, index,
-                         iov[index].len);
+            kstore_kit_error_set(&instance->errors, "append to log '%s': iov[%u].base is NULL with length %zu",
+                                 log->name, index, iov[index].len);
             return KSTORE_ERR_INVALID_ARGUMENT;
         }
         if (iov[index].len > instance->segment_bytes) {
@@ -50,19 +50,20 @@ static kstore_status ur_append_check(ur_log *log, ur_frame *frame) {
     if (total_bytes == UINT64_MAX ||
         ur_frame_bytes(total_bytes) > instance->segment_bytes - ur_catalog_reserve(instance->segment_bytes)) {
         kstore_kit_error_set(&instance->errors,
-                     "append to log '%s': the entry (%" PRIu64 " bytes) does not fit in a write-ahead-log segment "
-                     "(uring.segment.bytes %" PRIu64 ")",
-                     log->name, total_bytes, instance->segment_bytes);
+                             "append to log '%s': the entry (%" PRIu64
+                             " bytes) does not fit in a write-ahead-log segment "
+                             "(uring.segment.bytes %" PRIu64 ")",
+                             log->name, total_bytes, instance->segment_bytes);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     if (frame->last_offset < frame->first_offset || frame->last_offset == INT64_MAX) {
         kstore_kit_error_set(&instance->errors, "append to log '%s': bad offset range [%lld, %lld]", log->name,
-                     (long long)frame->first_offset, (long long)frame->last_offset);
+                             (long long)frame->first_offset, (long long)frame->last_offset);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     if (frame->max_timestamp < -1) {
-        kstore_kit_error_set(&instance->errors, "append to log '%s': max_timestamp %lld is neither -1 nor >= 0", log->name,
-                     (long long)frame->max_timestamp);
+        kstore_kit_error_set(&instance->errors, "append to log '%s': max_timestamp %lld is neither -1 nor >= 0",
+                             log->name, (long long)frame->max_timestamp);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     frame->payload_bytes = total_bytes;
@@ -119,7 +120,8 @@ static kstore_status ur_log_append_frame(kstore_log *handle, bool checked_batch,
     pthread_rwlock_wrlock(&log->lock);
     if (atomic_load(&log->failed_status) != KSTORE_OK) {
         pthread_rwlock_unlock(&log->lock);
-        kstore_kit_error_set(&instance->errors, "append to log '%s': the log failed earlier; reopen the instance", log->name);
+        kstore_kit_error_set(&instance->errors, "append to log '%s': the log failed earlier; reopen the instance",
+                             log->name);
         return KSTORE_ERR_IO;
     }
     if (first_offset != log->end_offset) {
@@ -128,16 +130,18 @@ static kstore_status ur_log_append_frame(kstore_log *handle, bool checked_batch,
             kstore_status stale = log->stale_status;
             log->stale_end = last_offset + 1;
             pthread_rwlock_unlock(&log->lock);
-            kstore_kit_error_set(&instance->errors,
-                         "append [%lld, %lld] to log '%s': an earlier append failed (%s) and the log's end returned "
-                         "to %lld; append again from there",
-                         (long long)first_offset, (long long)last_offset, log->name, kstore_status_name(stale),
-                         (long long)end_offset);
+            kstore_kit_error_set(
+                &instance->errors,
+                "append [%lld, %lld] to log '%s': an earlier append failed (%s) and the log's end returned "
+                "to %lld; append again from there",
+                (long long)first_offset, (long long)last_offset, log->name, kstore_status_name(stale),
+                (long long)end_offset);
             return stale;
         }
         pthread_rwlock_unlock(&log->lock);
-        kstore_kit_error_set(&instance->errors, "append to log '%s': first_offset %lld does not continue the log (end %lld)", log->name,
-                     (long long)first_offset, (long long)end_offset);
+        kstore_kit_error_set(&instance->errors,
+                             "append to log '%s': first_offset %lld does not continue the log (end %lld)", log->name,
+                             (long long)first_offset, (long long)end_offset);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     pthread_mutex_lock(&instance->wal_lock);
@@ -149,9 +153,10 @@ static kstore_status ur_log_append_frame(kstore_log *handle, bool checked_batch,
         pthread_mutex_unlock(&instance->wal_lock);
         log->end_offset = last_offset + 1;
         pthread_rwlock_unlock(&log->lock);
-        kstore_kit_error_set(&instance->errors, "append [%lld, %lld] to log '%s': an earlier append failed (%s); append again once "
-                     "the log's end has returned", (long long)first_offset, (long long)last_offset, log->name,
-                     kstore_status_name(stale));
+        kstore_kit_error_set(&instance->errors,
+                             "append [%lld, %lld] to log '%s': an earlier append failed (%s); append again once "
+                             "the log's end has returned",
+                             (long long)first_offset, (long long)last_offset, log->name, kstore_status_name(stale));
         return stale;
     }
     log->stale_status = KSTORE_OK;
@@ -167,8 +172,8 @@ static kstore_status ur_log_append_frame(kstore_log *handle, bool checked_batch,
     if (status != KSTORE_OK) {
         pthread_mutex_unlock(&instance->wal_lock);
         pthread_rwlock_unlock(&log->lock);
-        kstore_kit_error_set(&instance->errors, "append [%lld, %lld] to log '%s': %s", (long long)first_offset, (long long)last_offset,
-                     log->name, reason != NULL ? reason : "refused");
+        kstore_kit_error_set(&instance->errors, "append [%lld, %lld] to log '%s': %s", (long long)first_offset,
+                             (long long)last_offset, log->name, reason != NULL ? reason : "refused");
         return status;
     }
     bool wake = ur_commit(instance, &reservation, &frame, NULL);
@@ -204,7 +209,8 @@ static kstore_status ur_log_sync(kstore_log *handle, kstore_completion completio
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     if (atomic_load(&log->failed_status) != KSTORE_OK) {
-        kstore_kit_error_set(&instance->errors, "sync of log '%s': the log failed earlier; reopen the instance", log->name);
+        kstore_kit_error_set(&instance->errors, "sync of log '%s': the log failed earlier; reopen the instance",
+                             log->name);
         return KSTORE_ERR_IO;
     }
     bool wake = false;
@@ -212,7 +218,8 @@ static kstore_status ur_log_sync(kstore_log *handle, kstore_completion completio
     pthread_mutex_lock(&instance->wal_lock);
     if (instance->failed_status != KSTORE_OK) {
         pthread_mutex_unlock(&instance->wal_lock);
-        kstore_kit_error_set(&instance->errors, "sync of log '%s': the write-ahead log failed earlier; reopen the instance", log->name);
+        kstore_kit_error_set(&instance->errors,
+                             "sync of log '%s': the write-ahead log failed earlier; reopen the instance", log->name);
         return KSTORE_ERR_IO;
     }
     if (atomic_load_explicit(&log->undelivered, memory_order_relaxed) == 0 &&
@@ -266,7 +273,8 @@ static kstore_status ur_log_record(ur_log *log, uint16_t kind, int64_t offset, c
     pthread_mutex_unlock(&instance->wal_lock);
     if (wake) ur_wake_io(instance);
     if (status != KSTORE_OK) {
-        kstore_kit_error_set(&instance->errors, "%s of log '%s': %s", operation, log->name, reason != NULL ? reason : "refused");
+        kstore_kit_error_set(&instance->errors, "%s of log '%s': %s", operation, log->name,
+                             reason != NULL ? reason : "refused");
     }
     return status;
 }
@@ -291,8 +299,9 @@ static kstore_status ur_log_truncate_to(kstore_log *handle, int64_t offset) {
     if (!boundary) {
         int64_t start_offset = log->start_offset, end_offset = log->end_offset;
         pthread_rwlock_unlock(&log->lock);
-        kstore_kit_error_set(&log->instance->errors, "truncate_to of log '%s': %lld is not an entry boundary in [%lld, %lld]", log->name,
-                     (long long)offset, (long long)start_offset, (long long)end_offset);
+        kstore_kit_error_set(&log->instance->errors,
+                             "truncate_to of log '%s': %lld is not an entry boundary in [%lld, %lld]", log->name,
+                             (long long)offset, (long long)start_offset, (long long)end_offset);
         return KSTORE_ERR_OUT_OF_RANGE;
     }
     if (atomic_load(&log->failed_status) != KSTORE_OK) {
@@ -305,8 +314,8 @@ static kstore_status ur_log_truncate_to(kstore_log *handle, int64_t offset) {
     if (status == KSTORE_OK) {
         if (!ur_log_cut(log, offset)) {
             status = KSTORE_ERR_IO;
-            kstore_kit_error_set(&log->instance->errors, "truncate_to of log '%s': reading its index failed: %s", log->name,
-                         strerror(errno));
+            kstore_kit_error_set(&log->instance->errors, "truncate_to of log '%s': reading its index failed: %s",
+                                 log->name, strerror(errno));
         }
         log->end_offset = offset;
         atomic_fetch_add(&log->truncate_generation, 1);
@@ -327,8 +336,8 @@ static kstore_status ur_log_move_start(ur_log *log, int64_t offset, const char *
     kstore_status status = ur_log_record(log, UR_FRAME_START, offset, operation);
     if (status != KSTORE_OK) return status;
     if (!ur_log_advance_start(log, offset)) {
-        kstore_kit_error_set(&log->instance->errors, "%s of log '%s': reading its index failed: %s", operation, log->name,
-                     strerror(errno));
+        kstore_kit_error_set(&log->instance->errors, "%s of log '%s': reading its index failed: %s", operation,
+                             log->name, strerror(errno));
         return KSTORE_ERR_IO;
     }
     return KSTORE_OK;
@@ -341,8 +350,8 @@ static kstore_status ur_log_delete_before(kstore_log *handle, int64_t offset) {
     if (offset > log->end_offset) {
         int64_t end_offset = log->end_offset;
         pthread_rwlock_unlock(&log->lock);
-        kstore_kit_error_set(&log->instance->errors, "delete_before of log '%s': %lld is beyond the end %lld", log->name,
-                     (long long)offset, (long long)end_offset);
+        kstore_kit_error_set(&log->instance->errors, "delete_before of log '%s': %lld is beyond the end %lld",
+                             log->name, (long long)offset, (long long)end_offset);
         return KSTORE_ERR_OUT_OF_RANGE;
     }
     uint64_t first_generation = log->part_count > 0 ? log->parts[0].segment->generation : 0;
@@ -367,8 +376,8 @@ static bool ur_retention_start(const ur_log *log, int64_t retain_bytes, int64_t 
     for (size_t part_index = 0; part_index < log->part_count; part_index++) {
         const ur_part *part = &log->parts[part_index];
         bool last_part = part_index + 1 == log->part_count;
-        bool part_expired = retain_after_timestamp >= 0 && part->untimed_count == 0 &&
-                            part->max_timestamp < retain_after_timestamp;
+        bool part_expired =
+            retain_after_timestamp >= 0 && part->untimed_count == 0 && part->max_timestamp < retain_after_timestamp;
         bool part_over = retain_bytes >= 0 && !last_part && remaining - part->byte_count > (uint64_t)retain_bytes;
         if (part_expired || part_over) {
             remaining -= part->byte_count;
@@ -396,12 +405,13 @@ static bool ur_retention_start(const ur_log *log, int64_t retain_bytes, int64_t 
     return true;
 }
 
-static kstore_status ur_log_enforce_retention(kstore_log *handle, int64_t retain_bytes,
-                                              int64_t retain_after_timestamp, int64_t *new_start_offset) {
+static kstore_status ur_log_enforce_retention(kstore_log *handle, int64_t retain_bytes, int64_t retain_after_timestamp,
+                                              int64_t *new_start_offset) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_log *log = (ur_log *)handle;
     if (new_start_offset == NULL) {
-        kstore_kit_error_set(&log->instance->errors, "enforce_retention of log '%s': new_start_offset is NULL", log->name);
+        kstore_kit_error_set(&log->instance->errors, "enforce_retention of log '%s': new_start_offset is NULL",
+                             log->name);
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     pthread_rwlock_wrlock(&log->lock);
@@ -412,8 +422,8 @@ static kstore_status ur_log_enforce_retention(kstore_log *handle, int64_t retain
     if (status == KSTORE_OK) {
         status = ur_log_move_start(log, ur_max64(start, log->start_offset), "enforce_retention");
     } else {
-        kstore_kit_error_set(&log->instance->errors, "enforce_retention of log '%s': reading its index failed: %s", log->name,
-                     strerror(errno));
+        kstore_kit_error_set(&log->instance->errors, "enforce_retention of log '%s': reading its index failed: %s",
+                             log->name, strerror(errno));
     }
     bool freed = log->part_count == 0 || log->parts[0].segment->generation != first_generation;
     *new_start_offset = log->start_offset;
@@ -447,8 +457,8 @@ static kstore_status ur_log_find_offset_by_time(kstore_log *handle, int64_t time
     }
     pthread_rwlock_unlock(&log->lock);
     if (status != KSTORE_OK) {
-        kstore_kit_error_set(&log->instance->errors, "find_offset_by_time of log '%s': reading its index failed: %s", log->name,
-                     strerror(errno));
+        kstore_kit_error_set(&log->instance->errors, "find_offset_by_time of log '%s': reading its index failed: %s",
+                             log->name, strerror(errno));
     }
     return status;
 }
@@ -457,7 +467,8 @@ static kstore_status ur_log_control(kstore_log *handle, int32_t op, void *argume
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_log *log = (ur_log *)handle;
     (void)argument;
-    kstore_kit_error_set(&log->instance->errors, "control of log '%s': op %d is not supported by the uring backend", log->name, (int)op);
+    kstore_kit_error_set(&log->instance->errors, "control of log '%s': op %d is not supported by the uring backend",
+                         log->name, (int)op);
     return KSTORE_ERR_UNSUPPORTED;
 }
 

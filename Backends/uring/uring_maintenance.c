@@ -27,8 +27,7 @@ static bool ur_has_spare(ur_instance *instance) {
     return waiting;
 }
 
-static int ur_reuse_spare(ur_instance *instance, ur_segment *segment, const char *name, uint64_t capacity,
-                          int *wfd) {
+static int ur_reuse_spare(ur_instance *instance, ur_segment *segment, const char *name, uint64_t capacity, int *wfd) {
     pthread_mutex_lock(&instance->wal_lock);
     bool recycle = instance->recycled_count > 0;
     uint64_t old_generation = recycle ? instance->recycled[--instance->recycled_count] : 0;
@@ -45,8 +44,8 @@ static int ur_reuse_spare(ur_instance *instance, ur_segment *segment, const char
         fd = openat(instance->directory.root_fd, name, O_RDWR | O_CLOEXEC);
     } while (fd < 0 && errno == EINTR);
     struct stat info;
-    if (fd >= 0 && fstat(fd, &info) == 0 && (uint64_t)info.st_size >= capacity && kstore_kit_fsync(&instance->io, instance->directory.root_fd) == 0 &&
-        ur_open_wfd(instance, name, wfd)) {
+    if (fd >= 0 && fstat(fd, &info) == 0 && (uint64_t)info.st_size >= capacity &&
+        kstore_kit_fsync(&instance->io, instance->directory.root_fd) == 0 && ur_open_wfd(instance, name, wfd)) {
         /* Pages a reader cached in its earlier life would make every direct write over them wait
          * (the kernel must drop them first): drop them now, off the write path. */
         if (instance->direct) posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
@@ -241,8 +240,8 @@ static bool ur_maintain_prepare(ur_instance *instance, uint64_t *last_retry_ns) 
         prepare->state = UR_SEGMENT_FAILED;
         prepare->prepare_error = error;
         *last_retry_ns = ur_now_ns();
-        kstore_kit_error_set(&instance->errors, "preparing write-ahead-log segment %016" PRIx64 " in %s failed: %s", generation,
-                     instance->directory.path, strerror(error));
+        kstore_kit_error_set(&instance->errors, "preparing write-ahead-log segment %016" PRIx64 " in %s failed: %s",
+                             generation, instance->directory.path, strerror(error));
     }
     pthread_mutex_unlock(&instance->wal_lock);
     ur_wake_io(instance);
@@ -348,8 +347,8 @@ void ur_schedule_gc(ur_instance *instance) {
             }
             if (staged) {
                 *ticket = (ur_gc_ticket){instance, below};
-                staged = ur_add_sync(instance, instance->next_sequence - 1, NULL, ur_gc_checkpoint_durable, ticket,
-                                     &wake);
+                staged =
+                    ur_add_sync(instance, instance->next_sequence - 1, NULL, ur_gc_checkpoint_durable, ticket, &wake);
             }
             if (staged) {
                 instance->gc_scheduled_below = below;

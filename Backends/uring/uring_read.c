@@ -23,9 +23,10 @@ static kstore_status ur_check_read(ur_log *log, const ur_part *part, const ur_en
         header->generation != part->segment->generation || header->log_id != log->id ||
         header->first_offset != entry->first_offset || !ur_frame_valid(header, destination)) {
         kstore_kit_error_set(&log->instance->errors,
-                     "read of log '%s' at offset %lld: the frame in wal-%016" PRIx64 ".log at position %u is damaged "
-                     "(checksum or header mismatch)",
-                     log->name, (long long)entry->first_offset, part->segment->generation, entry->position);
+                             "read of log '%s' at offset %lld: the frame in wal-%016" PRIx64
+                             ".log at position %u is damaged "
+                             "(checksum or header mismatch)",
+                             log->name, (long long)entry->first_offset, part->segment->generation, entry->position);
         return KSTORE_ERR_CORRUPT;
     }
     return KSTORE_OK;
@@ -51,9 +52,9 @@ static kstore_status ur_read_entry(ur_log *log, const ur_part *part, const ur_en
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) {
             int error = got < 0 ? errno : EIO;
-            kstore_kit_error_set(&instance->errors, "read of log '%s' at offset %lld: reading wal-%016" PRIx64 ".log at position %u: %s",
-                         log->name, (long long)entry->first_offset, part->segment->generation, entry->position,
-                         strerror(error));
+            kstore_kit_error_set(
+                &instance->errors, "read of log '%s' at offset %lld: reading wal-%016" PRIx64 ".log at position %u: %s",
+                log->name, (long long)entry->first_offset, part->segment->generation, entry->position, strerror(error));
             return KSTORE_ERR_IO;
         }
         done += (size_t)got;
@@ -64,8 +65,8 @@ static kstore_status ur_read_entry(ur_log *log, const ur_part *part, const ur_en
 /* Copies the longest prefix of a run the read cache holds into destination and checks its frames
  * (after letting go of the cache's lock). Returns how many entries it copied; *status tells whether
  * they are good. */
-static size_t ur_read_cached(ur_log *log, const ur_part *part, const ur_entry *run, size_t count,
-                             uint8_t *destination, kstore_status *status) {
+static size_t ur_read_cached(ur_log *log, const ur_part *part, const ur_entry *run, size_t count, uint8_t *destination,
+                             kstore_status *status) {
     ur_read_cache *cache = &log->instance->cache;
     *status = KSTORE_OK;
     if (cache->bytes_max == 0) return 0;
@@ -172,8 +173,8 @@ static kstore_status ur_read_block(ur_read_state *state, const ur_part *part, co
         bool adjacent = take && run_length > 0 && run_length < UR_READ_IOVECS_MAX / 3 &&
                         entry->position == block[k - 1].position + ur_frame_bytes(block[k - 1].payload_bytes);
         if (run_length > 0 && !adjacent) {
-            kstore_status status = ur_read_run(state->log, part, &block[run_start], run_length,
-                                               state->destination + state->byte_count);
+            kstore_status status =
+                ur_read_run(state->log, part, &block[run_start], run_length, state->destination + state->byte_count);
             if (status != KSTORE_OK) {
                 state->done = true;
                 return status;
@@ -203,8 +204,9 @@ static kstore_status ur_read_entries(ur_read_state *state, size_t part_index, si
         while (!state->done && entry_index < part->end) {
             size_t count = part->end - entry_index < 64 ? part->end - entry_index : 64;
             if (!ur_part_entries(part, entry_index, count, block)) {
-                kstore_kit_error_set(&log->instance->errors, "read from log '%s': reading the index of wal-%016" PRIx64 ": %s",
-                             log->name, part->segment->generation, strerror(errno));
+                kstore_kit_error_set(&log->instance->errors,
+                                     "read from log '%s': reading the index of wal-%016" PRIx64 ": %s", log->name,
+                                     part->segment->generation, strerror(errno));
                 /* Stop: a later part must not be read after this one's entries were skipped. */
                 state->done = true;
                 return KSTORE_ERR_IO;
@@ -217,12 +219,13 @@ static kstore_status ur_read_entries(ur_read_state *state, size_t part_index, si
     return KSTORE_OK;
 }
 
-kstore_status ur_log_read(kstore_log *handle, int64_t offset, int64_t end_offset_limit, void *buf,
-                          uint64_t capacity, kstore_read_result *result) {
+kstore_status ur_log_read(kstore_log *handle, int64_t offset, int64_t end_offset_limit, void *buf, uint64_t capacity,
+                          kstore_read_result *result) {
     if (handle == NULL) return KSTORE_ERR_INVALID_ARGUMENT;
     ur_log *log = (ur_log *)handle;
     if (result == NULL || (buf == NULL && capacity > 0)) {
-        kstore_kit_error_set(&log->instance->errors, "read from log '%s': %s is NULL", log->name, result == NULL ? "result" : "buf");
+        kstore_kit_error_set(&log->instance->errors, "read from log '%s': %s is NULL", log->name,
+                             result == NULL ? "result" : "buf");
         return KSTORE_ERR_INVALID_ARGUMENT;
     }
     ur_read_state state = {.log = log, .destination = buf, .capacity = capacity, .next_offset = offset};
@@ -235,7 +238,7 @@ kstore_status ur_log_read(kstore_log *handle, int64_t offset, int64_t end_offset
         int64_t start_offset = log->start_offset, end_offset = log->end_offset;
         pthread_rwlock_unlock(&log->lock);
         kstore_kit_error_set(&log->instance->errors, "read from log '%s': offset %lld outside [%lld, %lld]", log->name,
-                     (long long)offset, (long long)start_offset, (long long)end_offset);
+                             (long long)offset, (long long)start_offset, (long long)end_offset);
         return KSTORE_ERR_OUT_OF_RANGE;
     }
     /* Only entries whose append completed are returned. */
@@ -244,8 +247,9 @@ kstore_status ur_log_read(kstore_log *handle, int64_t offset, int64_t end_offset
         size_t part_index = ur_log_find_part(log, offset);
         size_t entry_index = 0;
         if (!ur_part_find(&log->parts[part_index], offset, &entry_index)) {
-            kstore_kit_error_set(&log->instance->errors, "read from log '%s': reading the index of wal-%016" PRIx64 ": %s", log->name,
-                         log->parts[part_index].segment->generation, strerror(errno));
+            kstore_kit_error_set(&log->instance->errors,
+                                 "read from log '%s': reading the index of wal-%016" PRIx64 ": %s", log->name,
+                                 log->parts[part_index].segment->generation, strerror(errno));
             status = KSTORE_ERR_IO;
         } else {
             status = ur_read_entries(&state, part_index, entry_index);

@@ -112,8 +112,7 @@ static bool ur_recovery_apply(ur_recovery *recovery, ur_segment *segment, uint64
         if (!ur_log_cut(log, header->first_offset)) return false;
         log->end_offset = header->first_offset;
         return true;
-    default:
-        return false;
+    default: return false;
     }
 }
 
@@ -131,8 +130,8 @@ static kstore_status ur_recover_list(ur_recovery *recovery, uint64_t **generatio
     int listing = dup(instance->directory.root_fd);
     DIR *directory = listing >= 0 ? fdopendir(listing) : NULL;
     if (directory == NULL) {
-        snprintf(recovery->message, recovery->message_capacity, "cannot list data directory %s: %s", instance->directory.path,
-                 strerror(errno));
+        snprintf(recovery->message, recovery->message_capacity, "cannot list data directory %s: %s",
+                 instance->directory.path, strerror(errno));
         if (listing >= 0) close(listing);
         return KSTORE_ERR_IO;
     }
@@ -161,7 +160,8 @@ static kstore_status ur_recover_list(ur_recovery *recovery, uint64_t **generatio
             if (!ur_grow((void **)&generations, &generation_capacity, generation_count + 1, sizeof(uint64_t), 16)) {
                 closedir(directory);
                 free(generations);
-                snprintf(recovery->message, recovery->message_capacity, "out of memory listing %s", instance->directory.path);
+                snprintf(recovery->message, recovery->message_capacity, "out of memory listing %s",
+                         instance->directory.path);
                 return KSTORE_ERR_NO_MEMORY;
             }
             generations[generation_count++] = generation;
@@ -317,8 +317,8 @@ static kstore_status ur_tail_check_block(ur_recovery *recovery, size_t index, co
                      "write-ahead log %s/%s is damaged at position %" PRIu64
                      ": the frame there is missing or fails its checksum, but a later frame (%s/wal-%016" PRIx64
                      ".log at position %" PRIu64 ") shows sequence %" PRIu64 " was already durable",
-                     instance->directory.path, name, recovery->end_position, instance->directory.path, segment->generation, base + k,
-                     recovery->expected);
+                     instance->directory.path, name, recovery->end_position, instance->directory.path,
+                     segment->generation, base + k, recovery->expected);
             return KSTORE_ERR_CORRUPT;
         }
     }
@@ -380,8 +380,8 @@ static kstore_status ur_tail_zero(ur_recovery *recovery, uint64_t dirty_end) {
     ur_instance *instance = recovery->instance;
     ur_segment *end_segment = instance->segments[recovery->end_index];
     uint64_t end_position = recovery->end_position;
-    uint64_t zero_end = dirty_end > end_position + UR_FRAME_HEADER_BYTES ? dirty_end
-                                                                         : end_position + UR_FRAME_HEADER_BYTES;
+    uint64_t zero_end =
+        dirty_end > end_position + UR_FRAME_HEADER_BYTES ? dirty_end : end_position + UR_FRAME_HEADER_BYTES;
     struct stat info;
     fstat(end_segment->fd, &info);
     if (zero_end > (uint64_t)info.st_size) zero_end = (uint64_t)info.st_size;
@@ -436,7 +436,8 @@ static kstore_status ur_tail_align(ur_recovery *recovery) {
             ur_pad_frame_encode(frame, pad.frame_bytes, segment->generation, sequence, recovery->durable_claimed);
         }
         if (frame == NULL ||
-            kstore_kit_pwrite_all(&instance->io, segment->fd, frame, (size_t)pad.frame_bytes, instance->cursor_position) != 0 ||
+            kstore_kit_pwrite_all(&instance->io, segment->fd, frame, (size_t)pad.frame_bytes,
+                                  instance->cursor_position) != 0 ||
             kstore_kit_fdatasync(&instance->io, segment->fd) != 0) {
             int error = frame == NULL ? ENOMEM : errno;
             free(frame);

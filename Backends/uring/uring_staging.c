@@ -14,7 +14,7 @@
 /* The first segment's size; each next one doubles up to uring.segment.bytes. Direct writes take at
  * least a block each (a lightly loaded WAL writes a block per sync), so they start larger: a young
  * instance then rolls (and prepares segments) about as often as a buffered one. */
-#define UR_SEGMENT_BYTES_FIRST ((uint64_t)64 * 1024)
+#define UR_SEGMENT_BYTES_FIRST        ((uint64_t)64 * 1024)
 #define UR_SEGMENT_BYTES_FIRST_DIRECT ((uint64_t)1024 * 1024)
 
 static uint64_t ur_capacity_for(const ur_instance *instance, uint64_t generation) {
@@ -190,8 +190,8 @@ void ur_chunk_close(ur_instance *instance, ur_chunk *chunk) {
 
 /* Finds room for a frame without changing the WAL: in the open tail chunk, or in a new chunk after
  * it (once padded) or at the start of the next segment. */
-kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, bool catalog,
-                         ur_reservation *reservation, const char **reason) {
+kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, bool catalog, ur_reservation *reservation,
+                         const char **reason) {
     if (instance->failed_status != KSTORE_OK) {
         *reason = "the write-ahead log failed earlier; reopen the instance";
         return instance->failed_status;
@@ -260,8 +260,7 @@ kstore_status ur_reserve(ur_instance *instance, uint64_t frame_bytes, bool catal
         return KSTORE_ERR_BUSY;
     }
     ur_chunk *chunk = ur_chunk_take(instance, capacity);
-    if (chunk == NULL ||
-        !ur_grow((void **)&chunk->pending, &chunk->pending_capacity, 1, sizeof(ur_pending), 64)) {
+    if (chunk == NULL || !ur_grow((void **)&chunk->pending, &chunk->pending_capacity, 1, sizeof(ur_pending), 64)) {
         if (chunk != NULL) ur_chunk_release(instance, chunk);
         *reason = "out of memory";
         return KSTORE_ERR_NO_MEMORY;
@@ -345,16 +344,15 @@ bool ur_commit(ur_instance *instance, const ur_reservation *reservation, const u
     /* Once per burst: a waiting I/O thread writes the open tail at once only when none of our writes
      * is in flight (ur_io_submit_writes); otherwise the next write's completion wakes it, and the
      * appends of the burst go in one write. A chunk that just filled up goes if a write slot is free. */
-    bool wake = instance->io_waiting &&
-                (instance->writes_in_flight == 0 ||
-                 (closed_tail && instance->writes_in_flight < instance->writes_inflight_max));
+    bool wake = instance->io_waiting && (instance->writes_in_flight == 0 ||
+                                         (closed_tail && instance->writes_in_flight < instance->writes_inflight_max));
     if (wake) instance->io_waiting = false;
     return wake;
 }
 
 /* Stages a catalog frame (no completion): CREATE carries the name. */
-kstore_status ur_stage_catalog(ur_instance *instance, uint16_t kind, ur_log *log, uint64_t log_id,
-                               int64_t offset, const char *name, bool *wake, const char **reason) {
+kstore_status ur_stage_catalog(ur_instance *instance, uint16_t kind, ur_log *log, uint64_t log_id, int64_t offset,
+                               const char *name, bool *wake, const char **reason) {
     kstore_iovec iov = {name, name != NULL ? strlen(name) : 0};
     uint32_t iov_count = name != NULL ? 1 : 0;
     uint32_t payload_crc = fjord_crc32c(0, iov.base, iov.len);
@@ -379,10 +377,10 @@ kstore_status ur_stage_catalog(ur_instance *instance, uint16_t kind, ur_log *log
 }
 
 /* Queues a sync request; false when out of memory. */
-bool ur_add_sync(ur_instance *instance, uint64_t target, ur_log *log, kstore_completion completion,
-                 void *context, bool *wake) {
-    if (!ur_grow((void **)&instance->syncs, &instance->sync_capacity, instance->sync_count + 1,
-                 sizeof(ur_sync_request), 64)) {
+bool ur_add_sync(ur_instance *instance, uint64_t target, ur_log *log, kstore_completion completion, void *context,
+                 bool *wake) {
+    if (!ur_grow((void **)&instance->syncs, &instance->sync_capacity, instance->sync_count + 1, sizeof(ur_sync_request),
+                 64)) {
         return false;
     }
     instance->syncs[instance->sync_count++] = (ur_sync_request){target, log, completion, context};

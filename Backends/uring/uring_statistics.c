@@ -72,7 +72,8 @@ kstore_status ur_report_stats(ur_instance *instance, const kstore_stats_visitor 
     ur_counter(v, "synced_bytes_total", stats.bytes_written, "WAL bytes made durable by fdatasync rounds");
     ur_counter(v, "writes_total", stats.writes, "WAL writes submitted");
     ur_counter(v, "written_bytes_total", stats.bytes_written, "WAL bytes written (frames and padding)");
-    ur_gauge(v, "direct_writes", (double)stats.direct, "1 when the WAL is written with O_DIRECT (uring.direct), else 0");
+    ur_gauge(v, "direct_writes", (double)stats.direct,
+             "1 when the WAL is written with O_DIRECT (uring.direct), else 0");
     ur_counter(v, "pad_bytes_total", stats.pad_bytes,
                "Bytes of pad frames written (direct mode), included in written_bytes_total");
     ur_gauge(v, "writes_in_flight_max", (double)stats.writes_in_flight_max, "The most WAL writes in flight at once");
@@ -88,6 +89,7 @@ kstore_status ur_report_stats(ur_instance *instance, const kstore_stats_visitor 
     ur_gauge(v, "recovery_scanned_bytes", (double)stats.recovery_bytes, "WAL bytes recovery scanned at open");
     ur_gauge(v, "recovery_frames", (double)stats.recovery_frames, "Frames recovery replayed at open");
     ur_gauge(v, "recovery_replay_bytes", (double)stats.recovery_replay_bytes, "Bytes of valid frames replayed at open");
-    ur_gauge(v, "recovery_replay_seconds", (double)stats.recovery_replay_ns / 1e9, "Time recovery spent replaying them");
+    ur_gauge(v, "recovery_replay_seconds", (double)stats.recovery_replay_ns / 1e9,
+             "Time recovery spent replaying them");
     return KSTORE_OK;
 }

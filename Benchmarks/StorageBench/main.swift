@@ -15,8 +15,8 @@ import Foundation
 import Histogram
 import Logging
 import NIOCore
-import StorageHost
 import StorageBackends
+import StorageHost
 
 #if canImport(Glibc)
 import Glibc
@@ -199,9 +199,15 @@ final class Producer: @unchecked Sendable {  // Mutable state is guarded by `loc
     var scheduled = false
     var pumpThread: PumpThread!
 
-    init(log: StorageLog, batch: ByteBuffer, durable: Bool, inflight: Int, deadlineNs: UInt64, bytesLimit: Int64,
-         done: DispatchGroup)
-    {
+    init(
+        log: StorageLog,
+        batch: ByteBuffer,
+        durable: Bool,
+        inflight: Int,
+        deadlineNs: UInt64,
+        bytesLimit: Int64,
+        done: DispatchGroup
+    ) {
         self.log = log
         var head = batch
         let first = head.readSlice(length: 16)!
@@ -253,9 +259,13 @@ final class Producer: @unchecked Sendable {  // Mutable state is guarded by `loc
             self.outstanding += 1
             self.submittedBytes += Int64(self.parts[0].readableBytes + self.parts[1].readableBytes)
             if self.durable { self.awaitingSync.append((offset + 1, started)) }
-            self.log.submitAppend(firstOffset: offset, lastOffset: offset, maxTimestamp: Int64(started / 1_000_000),
-                                  parts: self.parts, checkedBatch: true)
-            { result in
+            self.log.submitAppend(
+                firstOffset: offset,
+                lastOffset: offset,
+                maxTimestamp: Int64(started / 1_000_000),
+                parts: self.parts,
+                checkedBatch: true
+            ) { result in
                 if case .failure(let error) = result {
                     if self.durable {
                         // Still counted out by the sync that covers its offset (syncIfNeeded).
@@ -404,8 +414,15 @@ func run(_ options: Options) async throws -> RunResult {
     // which appends answer BUSY): the window per log shrinks for big batches × many logs.
     let window = max(1, min(options.inflight, (32 << 20) / (options.partitions * options.batchBytes)))
     let producers = logs.map {
-        Producer(log: $0, batch: batch, durable: options.durable, inflight: window, deadlineNs: deadline,
-                 bytesLimit: perPartitionBytes, done: done)
+        Producer(
+            log: $0,
+            batch: batch,
+            durable: options.durable,
+            inflight: window,
+            deadlineNs: deadline,
+            bytesLimit: perPartitionBytes,
+            done: done
+        )
     }
     let pumpThreads = (0..<options.pumpThreads).map { PumpThread(name: "bench-pump-\($0)") }
     for (index, producer) in producers.enumerated() {

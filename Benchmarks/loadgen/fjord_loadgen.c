@@ -65,20 +65,23 @@ typedef struct options {
     double duration_s;
     double rate;
     int json;
-    int idempotence; /* -1: on with acks=-1 (librdkafka's recommendation), else off */
-    int max_in_flight; /* 0: librdkafka's default */
+    int idempotence;       /* -1: on with acks=-1 (librdkafka's recommendation), else off */
+    int max_in_flight;     /* 0: librdkafka's default */
     int stats_interval_ms; /* 0: no statistics */
     int wait_start;
     const char *topic_configs[16]; /* KEY=VALUE, for create */
     int topic_config_count;
-    const char *transactional_id; /* NULL: not transactional */
-    int commit_every_ms;          /* 0: no time limit per transaction */
+    const char *transactional_id;    /* NULL: not transactional */
+    int commit_every_ms;             /* 0: no time limit per transaction */
     long long commit_every_messages; /* 0: no size limit per transaction */
-    const char *isolation;        /* consume: librdkafka's isolation.level */
+    const char *isolation;           /* consume: librdkafka's isolation.level */
 } options;
 
 static volatile sig_atomic_t stop_requested = 0;
-static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -156,7 +159,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     (void)rk;
     produce_state *state = opaque;
     if (m->err) {
-        if (state->failed++ == 0) snprintf(state->first_error, sizeof state->first_error, "%s", rd_kafka_err2str(m->err));
+        if (state->failed++ == 0)
+            snprintf(state->first_error, sizeof state->first_error, "%s", rd_kafka_err2str(m->err));
         return;
     }
     int64_t sent;
@@ -486,7 +490,8 @@ static int run_create(const options *o) {
         char name[256];
         const char *equals = strchr(o->topic_configs[i], '=');
         size_t length = equals ? (size_t)(equals - o->topic_configs[i]) : 0;
-        if (!equals || length == 0 || length >= sizeof name) die("--topic-config must be KEY=VALUE", o->topic_configs[i]);
+        if (!equals || length == 0 || length >= sizeof name)
+            die("--topic-config must be KEY=VALUE", o->topic_configs[i]);
         memcpy(name, o->topic_configs[i], length);
         name[length] = 0;
         if (rd_kafka_NewTopic_set_config(topic, name, equals + 1)) die("bad topic config", o->topic_configs[i]);
@@ -520,38 +525,68 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
-    options o = {.bootstrap = "127.0.0.1:9092", .topic = "bench", .messages = 100000, .size = 100, .partitions = 1,
-                 .acks = 1, .compression = "none", .linger_ms = 5, .idempotence = -1};
+    options o = {.bootstrap = "127.0.0.1:9092",
+                 .topic = "bench",
+                 .messages = 100000,
+                 .size = 100,
+                 .partitions = 1,
+                 .acks = 1,
+                 .compression = "none",
+                 .linger_ms = 5,
+                 .idempotence = -1};
     if (argc < 2) usage();
     o.mode = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--json")) { o.json = 1; continue; }
-        if (!strcmp(a, "--wait-start")) { o.wait_start = 1; continue; }
+        if (!strcmp(a, "--json")) {
+            o.json = 1;
+            continue;
+        }
+        if (!strcmp(a, "--wait-start")) {
+            o.wait_start = 1;
+            continue;
+        }
         if (!v) usage();
-        if (!strcmp(a, "--bootstrap")) o.bootstrap = v;
-        else if (!strcmp(a, "--topic")) o.topic = v;
-        else if (!strcmp(a, "--messages")) o.messages = atoll(v);
-        else if (!strcmp(a, "--size")) o.size = atoi(v);
-        else if (!strcmp(a, "--partitions")) o.partitions = atoi(v);
-        else if (!strcmp(a, "--acks")) o.acks = atoi(v);
-        else if (!strcmp(a, "--compression")) o.compression = v;
-        else if (!strcmp(a, "--linger-ms")) o.linger_ms = atoi(v);
-        else if (!strcmp(a, "--duration-s")) o.duration_s = atof(v);
-        else if (!strcmp(a, "--rate")) o.rate = atof(v);
-        else if (!strcmp(a, "--idempotence")) o.idempotence = atoi(v);
-        else if (!strcmp(a, "--max-in-flight")) o.max_in_flight = atoi(v);
-        else if (!strcmp(a, "--stats-interval-ms")) o.stats_interval_ms = atoi(v);
+        if (!strcmp(a, "--bootstrap"))
+            o.bootstrap = v;
+        else if (!strcmp(a, "--topic"))
+            o.topic = v;
+        else if (!strcmp(a, "--messages"))
+            o.messages = atoll(v);
+        else if (!strcmp(a, "--size"))
+            o.size = atoi(v);
+        else if (!strcmp(a, "--partitions"))
+            o.partitions = atoi(v);
+        else if (!strcmp(a, "--acks"))
+            o.acks = atoi(v);
+        else if (!strcmp(a, "--compression"))
+            o.compression = v;
+        else if (!strcmp(a, "--linger-ms"))
+            o.linger_ms = atoi(v);
+        else if (!strcmp(a, "--duration-s"))
+            o.duration_s = atof(v);
+        else if (!strcmp(a, "--rate"))
+            o.rate = atof(v);
+        else if (!strcmp(a, "--idempotence"))
+            o.idempotence = atoi(v);
+        else if (!strcmp(a, "--max-in-flight"))
+            o.max_in_flight = atoi(v);
+        else if (!strcmp(a, "--stats-interval-ms"))
+            o.stats_interval_ms = atoi(v);
         else if (!strcmp(a, "--topic-config")) {
             if (o.topic_config_count == (int)(sizeof o.topic_configs / sizeof o.topic_configs[0])) usage();
             o.topic_configs[o.topic_config_count++] = v;
-        }
-        else if (!strcmp(a, "--transactional-id")) o.transactional_id = v;
-        else if (!strcmp(a, "--commit-every-ms")) o.commit_every_ms = atoi(v);
-        else if (!strcmp(a, "--commit-every-messages")) o.commit_every_messages = atoll(v);
-        else if (!strcmp(a, "--isolation")) o.isolation = v;
-        else usage();
+        } else if (!strcmp(a, "--transactional-id"))
+            o.transactional_id = v;
+        else if (!strcmp(a, "--commit-every-ms"))
+            o.commit_every_ms = atoi(v);
+        else if (!strcmp(a, "--commit-every-messages"))
+            o.commit_every_messages = atoll(v);
+        else if (!strcmp(a, "--isolation"))
+            o.isolation = v;
+        else
+            usage();
         i++;
     }
     /* --messages 0 is a produce run of the warm-up only; a consumer needs at least one message. */

@@ -81,8 +81,9 @@ int io_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr) {
 int io_uring_submit_and_wait_timeout(struct io_uring *ring, struct io_uring_cqe **cqe_ptr, unsigned wait_nr,
                                      struct __kernel_timespec *ts, sigset_t *sigmask) {
     static int (*next)(struct io_uring *, struct io_uring_cqe **, unsigned, struct __kernel_timespec *, sigset_t *);
-    if (!next) next = (int (*)(struct io_uring *, struct io_uring_cqe **, unsigned, struct __kernel_timespec *,
-                               sigset_t *))real("io_uring_submit_and_wait_timeout");
+    if (!next)
+        next = (int (*)(struct io_uring *, struct io_uring_cqe **, unsigned, struct __kernel_timespec *,
+                        sigset_t *))real("io_uring_submit_and_wait_timeout");
     if (wait_nr == 0) return next(ring, cqe_ptr, 0, ts, sigmask);
     int submitted = submit_now(ring);
     if (submitted < 0) return submitted;
@@ -95,8 +96,9 @@ int io_uring_submit_and_wait_timeout(struct io_uring *ring, struct io_uring_cqe 
 int io_uring_wait_cqes(struct io_uring *ring, struct io_uring_cqe **cqe_ptr, unsigned wait_nr,
                        struct __kernel_timespec *ts, sigset_t *sigmask) {
     static int (*next)(struct io_uring *, struct io_uring_cqe **, unsigned, struct __kernel_timespec *, sigset_t *);
-    if (!next) next = (int (*)(struct io_uring *, struct io_uring_cqe **, unsigned, struct __kernel_timespec *,
-                               sigset_t *))real("io_uring_wait_cqes");
+    if (!next)
+        next = (int (*)(struct io_uring *, struct io_uring_cqe **, unsigned, struct __kernel_timespec *,
+                        sigset_t *))real("io_uring_wait_cqes");
     if (wait_nr > 0) {
         int error = wait_ready(ring, timeout_ms(ts));
         if (error < 0) return error;
@@ -106,8 +108,9 @@ int io_uring_wait_cqes(struct io_uring *ring, struct io_uring_cqe **cqe_ptr, uns
 
 int io_uring_wait_cqe_timeout(struct io_uring *ring, struct io_uring_cqe **cqe_ptr, struct __kernel_timespec *ts) {
     static int (*next)(struct io_uring *, struct io_uring_cqe **, struct __kernel_timespec *);
-    if (!next) next = (int (*)(struct io_uring *, struct io_uring_cqe **, struct __kernel_timespec *))real(
-                   "io_uring_wait_cqe_timeout");
+    if (!next)
+        next = (int (*)(struct io_uring *, struct io_uring_cqe **, struct __kernel_timespec *))real(
+            "io_uring_wait_cqe_timeout");
     int error = wait_ready(ring, timeout_ms(ts));
     if (error < 0) return error;
     return next(ring, cqe_ptr, ts);
@@ -117,8 +120,9 @@ int io_uring_wait_cqe_timeout(struct io_uring *ring, struct io_uring_cqe **cqe_p
 int __io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_ptr, unsigned submit, unsigned wait_nr,
                        sigset_t *sigmask) {
     static int (*next)(struct io_uring *, struct io_uring_cqe **, unsigned, unsigned, sigset_t *);
-    if (!next) next = (int (*)(struct io_uring *, struct io_uring_cqe **, unsigned, unsigned, sigset_t *))real(
-                   "__io_uring_get_cqe");
+    if (!next)
+        next = (int (*)(struct io_uring *, struct io_uring_cqe **, unsigned, unsigned, sigset_t *))real(
+            "__io_uring_get_cqe");
     if (wait_nr > 0) {
         if (submit > 0) {
             int submitted = submit_now(ring);

@@ -66,15 +66,15 @@
 #define RWF_DSYNC 0x00000002
 #endif
 
-#define LIMIT_HEADER_BYTES 32u
-#define LIMIT_FRAME_ALIGN_BYTES 8u
-#define LIMIT_MAGIC 0x4c574a46u /* "FJWL" */
+#define LIMIT_HEADER_BYTES          32u
+#define LIMIT_FRAME_ALIGN_BYTES     8u
+#define LIMIT_MAGIC                 0x4c574a46u        /* "FJWL" */
 #define LIMIT_OUTSTANDING_BYTES_MAX ((size_t)32 << 20) /* as fjord-storage-bench */
-#define LIMIT_SOURCE_BYTES ((size_t)1 << 20)           /* payloads are copied from here, in turn */
-#define LIMIT_PIPELINE_MAX 16
-#define LIMIT_LATENCY_SAMPLES_MAX ((size_t)1 << 22)
-#define LIMIT_STALL_SECONDS 60 /* no completion for this long: the disk is stuck, give up */
-#define LIMIT_ZERO_CHUNK_BYTES ((size_t)1 << 20)
+#define LIMIT_SOURCE_BYTES          ((size_t)1 << 20)  /* payloads are copied from here, in turn */
+#define LIMIT_PIPELINE_MAX          16
+#define LIMIT_LATENCY_SAMPLES_MAX   ((size_t)1 << 22)
+#define LIMIT_STALL_SECONDS         60 /* no completion for this long: the disk is stuck, give up */
+#define LIMIT_ZERO_CHUNK_BYTES      ((size_t)1 << 20)
 
 enum { OP_WRITE = 1, OP_FSYNC = 2 };
 
@@ -218,22 +218,42 @@ static uint64_t parse_unsigned(const char *flag, const char *value, uint64_t min
 }
 
 static options parse(int argc, char **argv) {
-    options o = {.partitions = 64, .frame_bytes = 1024, .inflight = 64, .duration_s = 5, .pipeline = 1,
-                 .prezero = true, .file_bytes = (uint64_t)256 << 20};
+    options o = {.partitions = 64,
+                 .frame_bytes = 1024,
+                 .inflight = 64,
+                 .duration_s = 5,
+                 .pipeline = 1,
+                 .prezero = true,
+                 .file_bytes = (uint64_t)256 << 20};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--direct")) { o.direct = true; continue; }
-        if (!strcmp(a, "--dsync")) { o.dsync = true; continue; }
-        if (!strcmp(a, "--no-prezero")) { o.prezero = false; continue; }
+        if (!strcmp(a, "--direct")) {
+            o.direct = true;
+            continue;
+        }
+        if (!strcmp(a, "--dsync")) {
+            o.dsync = true;
+            continue;
+        }
+        if (!strcmp(a, "--no-prezero")) {
+            o.prezero = false;
+            continue;
+        }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) usage(NULL);
         if (i + 1 >= argc) usage("a flag needs a value");
         const char *v = argv[++i];
-        if (!strcmp(a, "--dir")) o.directory = v;
-        else if (!strcmp(a, "--partitions")) o.partitions = (uint32_t)parse_unsigned(a, v, 1, 1000000);
-        else if (!strcmp(a, "--frame-bytes")) o.frame_bytes = (uint32_t)parse_unsigned(a, v, 8, 16 << 20);
-        else if (!strcmp(a, "--inflight")) o.inflight = (uint32_t)parse_unsigned(a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--pipeline")) o.pipeline = (uint32_t)parse_unsigned(a, v, 1, LIMIT_PIPELINE_MAX);
-        else if (!strcmp(a, "--file-bytes")) o.file_bytes = parse_unsigned(a, v, 1 << 20, (uint64_t)1 << 40);
+        if (!strcmp(a, "--dir"))
+            o.directory = v;
+        else if (!strcmp(a, "--partitions"))
+            o.partitions = (uint32_t)parse_unsigned(a, v, 1, 1000000);
+        else if (!strcmp(a, "--frame-bytes"))
+            o.frame_bytes = (uint32_t)parse_unsigned(a, v, 8, 16 << 20);
+        else if (!strcmp(a, "--inflight"))
+            o.inflight = (uint32_t)parse_unsigned(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--pipeline"))
+            o.pipeline = (uint32_t)parse_unsigned(a, v, 1, LIMIT_PIPELINE_MAX);
+        else if (!strcmp(a, "--file-bytes"))
+            o.file_bytes = parse_unsigned(a, v, 1 << 20, (uint64_t)1 << 40);
         else if (!strcmp(a, "--duration")) {
             char *end = NULL;
             o.duration_s = strtod(v, &end);
@@ -316,7 +336,8 @@ static void open_file(wal *w) {
 /* ---- rounds ---- */
 
 static void setup(wal *w) {
-    w->frame_stride = (LIMIT_HEADER_BYTES + w->o.frame_bytes + LIMIT_FRAME_ALIGN_BYTES - 1) & ~(size_t)(LIMIT_FRAME_ALIGN_BYTES - 1);
+    w->frame_stride =
+        (LIMIT_HEADER_BYTES + w->o.frame_bytes + LIMIT_FRAME_ALIGN_BYTES - 1) & ~(size_t)(LIMIT_FRAME_ALIGN_BYTES - 1);
     uint64_t cap = LIMIT_OUTSTANDING_BYTES_MAX / ((uint64_t)w->o.partitions * w->o.frame_bytes);
     w->window = (uint32_t)(cap < 1 ? 1 : (cap < w->o.inflight ? cap : w->o.inflight));
     uint64_t outstanding = (uint64_t)w->window * w->o.partitions;
@@ -562,9 +583,8 @@ int main(int argc, char **argv) {
            w.o.direct ? w.align : 0, w.o.file_bytes, w.o.prezero ? "true" : "false",
            crc_hardware ? "sse4.2" : "portable", seconds, w.durable_frames, w.durable_frames / seconds,
            payload_mb / seconds, w.disk_bytes / 1e6 / seconds, w.durable_rounds, w.durable_rounds / seconds,
-           w.durable_rounds ? (double)w.disk_bytes / w.durable_rounds : 0, percentile_us(&w, 50),
-           percentile_us(&w, 99), user1 - user0, system1 - system0, payload_mb > 0 ? cpu_s / (payload_mb / 1e3) : 0,
-           w.wraps);
+           w.durable_rounds ? (double)w.disk_bytes / w.durable_rounds : 0, percentile_us(&w, 50), percentile_us(&w, 99),
+           user1 - user0, system1 - system0, payload_mb > 0 ? cpu_s / (payload_mb / 1e3) : 0, w.wraps);
     fflush(stdout);
     io_uring_queue_exit(&w.ring);
     close(w.fd);

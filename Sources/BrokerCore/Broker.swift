@@ -232,7 +232,10 @@ public final class Broker: KafkaRequestHandler {
         maintenance.withLock { $0 = [flush, retention] }
     }
 
-    private func repeatEvery(milliseconds: Int64, _ work: @escaping @Sendable (Broker) async -> Void) -> Task<Void, Never> {
+    private func repeatEvery(
+        milliseconds: Int64,
+        _ work: @escaping @Sendable (Broker) async -> Void
+    ) -> Task<Void, Never> {
         Task { [weak self] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(max(milliseconds, 1)))
@@ -395,9 +398,13 @@ public final class Broker: KafkaRequestHandler {
         case .syncGroup:
             return handleSyncGroup(try SyncGroupRequest(from: &body, version: version), request)
         case .heartbeat:
-            return .now(respond(handleHeartbeat(try HeartbeatRequest(from: &body, version: version), request), to: request))
+            return .now(
+                respond(handleHeartbeat(try HeartbeatRequest(from: &body, version: version), request), to: request)
+            )
         case .leaveGroup:
-            return .now(respond(handleLeaveGroup(try LeaveGroupRequest(from: &body, version: version), request), to: request))
+            return .now(
+                respond(handleLeaveGroup(try LeaveGroupRequest(from: &body, version: version), request), to: request)
+            )
         case .offsetCommit:
             return handleOffsetCommit(try OffsetCommitRequest(from: &body, version: version), request)
         case .offsetFetch:
@@ -407,7 +414,9 @@ public final class Broker: KafkaRequestHandler {
             let describe = try DescribeGroupsRequest(from: &body, version: version)
             return .now(respond(handleDescribeGroups(describe, request), to: request))
         case .listGroups:
-            return .now(respond(handleListGroups(try ListGroupsRequest(from: &body, version: version), request), to: request))
+            return .now(
+                respond(handleListGroups(try ListGroupsRequest(from: &body, version: version), request), to: request)
+            )
         case .deleteGroups:
             let deleteGroups = try DeleteGroupsRequest(from: &body, version: version)
             return inOrder(request) { await self.handleDeleteGroups(deleteGroups, request) }

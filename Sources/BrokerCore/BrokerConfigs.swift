@@ -86,50 +86,162 @@ enum BrokerConfigs {
 
     /// Read-only settings of the broker itself.
     static let serverDefinitions: [BrokerConfigDefinition] = [
-        .typed("broker.id", .int, "This broker's id (the same as node.id).", validate: V.int(min: 0),
-               get: { $0.nodeId }, set: { $0.nodeId = $1 }),
-        .typed("node.id", .int, "This broker's node id.", validate: V.int(min: 0),
-               get: { $0.nodeId }, set: { $0.nodeId = $1 }),
+        .typed(
+            "broker.id",
+            .int,
+            "This broker's id (the same as node.id).",
+            validate: V.int(min: 0),
+            get: { $0.nodeId },
+            set: { $0.nodeId = $1 }
+        ),
+        .typed(
+            "node.id",
+            .int,
+            "This broker's node id.",
+            validate: V.int(min: 0),
+            get: { $0.nodeId },
+            set: { $0.nodeId = $1 }
+        ),
         advertisedListeners,
         .stored("listeners", .list, default: "PLAINTEXT://127.0.0.1:9092", "Address the broker accepts clients on."),
         .stored("log.dirs", .list, default: "./data", "The directory the storage backend keeps its data in."),
-        .stored("process.roles", .list, default: "broker,controller", "Fjord is a single broker and its own controller."),
-        .typed("auto.create.topics.enable", .boolean, "Create unknown topics on Metadata and Produce.",
-               validate: V.boolean, get: { $0.autoCreateTopics }, set: { $0.autoCreateTopics = $1 }),
-        .typed("num.partitions", .int, "Partitions of auto-created topics.", validate: V.int(min: 1),
-               get: { $0.defaultPartitions }, set: { $0.defaultPartitions = $1 }),
+        .stored(
+            "process.roles",
+            .list,
+            default: "broker,controller",
+            "Fjord is a single broker and its own controller."
+        ),
+        .typed(
+            "auto.create.topics.enable",
+            .boolean,
+            "Create unknown topics on Metadata and Produce.",
+            validate: V.boolean,
+            get: { $0.autoCreateTopics },
+            set: { $0.autoCreateTopics = $1 }
+        ),
+        .typed(
+            "num.partitions",
+            .int,
+            "Partitions of auto-created topics.",
+            validate: V.int(min: 1),
+            get: { $0.defaultPartitions },
+            set: { $0.defaultPartitions = $1 }
+        ),
         .stored("default.replication.factor", .int, default: "1", "Fjord keeps one replica per partition."),
         .stored("offsets.topic.replication.factor", .short, default: "1", "Fjord keeps one replica per partition."),
-        .stored("transaction.state.log.replication.factor", .short, default: "1", "Fjord keeps one replica per partition."),
-        .typed("fetch.max.bytes", .int, "Largest number of record bytes in one Fetch response.",
-               validate: V.int(min: 1024), get: { $0.fetchMaxBytes }, set: { $0.fetchMaxBytes = $1 }),
-        .typed("log.retention.check.interval.ms", .long, "How often retention is applied.", validate: V.long(min: 1),
-               get: { $0.retentionCheckIntervalMs }, set: { $0.retentionCheckIntervalMs = $1 }),
-        .typed("producer.id.expiration.ms", .int, dynamic: true, "Idle idempotent producers are forgotten after this.",
-               validate: V.int(min: 1), get: { Int32(clamping: $0.producerIdExpirationMs) },
-               set: { $0.producerIdExpirationMs = Int64($1) }),
-        .typed("group.initial.rebalance.delay.ms", .int, "How long the first rebalance of a new group waits for more members.",
-               validate: V.int(min: 0), get: { $0.groupInitialRebalanceDelayMs }, set: { $0.groupInitialRebalanceDelayMs = $1 }),
-        .typed("group.min.session.timeout.ms", .int, "Smallest consumer session timeout accepted.",
-               validate: V.int(min: 1), get: { $0.groupMinSessionTimeoutMs }, set: { $0.groupMinSessionTimeoutMs = $1 }),
-        .typed("group.max.session.timeout.ms", .int, "Largest consumer session timeout accepted.",
-               validate: V.int(min: 1), get: { $0.groupMaxSessionTimeoutMs }, set: { $0.groupMaxSessionTimeoutMs = $1 }),
-        .typed("group.max.size", .int, "Members per consumer group.", validate: V.int(min: 1),
-               get: { $0.groupMaxSize }, set: { $0.groupMaxSize = $1 }),
-        .typed("offset.metadata.max.bytes", .int, "The longest metadata string an offset commit may carry.",
-               validate: V.int(min: 0), get: { $0.offsetMetadataMaxBytes }, set: { $0.offsetMetadataMaxBytes = $1 }),
-        .stored("num.io.threads", .int, default: "32", "Storage threads for backends that block on I/O (file).",
-                validate: V.int(min: 1, max: 1024)),
-        .stored("socket.request.max.bytes", .int, default: "104857600", "Largest request frame accepted.",
-                validate: V.int(min: 1)),
-        .stored("connections.max.idle.ms", .long, default: "600000", "Idle connections are closed after this.",
-                validate: V.long(min: 1)),
-        .stored("max.connections", .int, default: String(Int32.max), "Open connections allowed at once.",
-                validate: V.int(min: 1)),
-        .stored("max.connections.per.ip", .int, default: String(Int32.max), "Open connections allowed from one address.",
-                validate: V.int(min: 1)),
-        .stored("queued.max.request.bytes", .long, default: "-1", "Bytes of requests read but not answered, over all connections.",
-                validate: V.long(min: -1)),
+        .stored(
+            "transaction.state.log.replication.factor",
+            .short,
+            default: "1",
+            "Fjord keeps one replica per partition."
+        ),
+        .typed(
+            "fetch.max.bytes",
+            .int,
+            "Largest number of record bytes in one Fetch response.",
+            validate: V.int(min: 1024),
+            get: { $0.fetchMaxBytes },
+            set: { $0.fetchMaxBytes = $1 }
+        ),
+        .typed(
+            "log.retention.check.interval.ms",
+            .long,
+            "How often retention is applied.",
+            validate: V.long(min: 1),
+            get: { $0.retentionCheckIntervalMs },
+            set: { $0.retentionCheckIntervalMs = $1 }
+        ),
+        .typed(
+            "producer.id.expiration.ms",
+            .int,
+            dynamic: true,
+            "Idle idempotent producers are forgotten after this.",
+            validate: V.int(min: 1),
+            get: { Int32(clamping: $0.producerIdExpirationMs) },
+            set: { $0.producerIdExpirationMs = Int64($1) }
+        ),
+        .typed(
+            "group.initial.rebalance.delay.ms",
+            .int,
+            "How long the first rebalance of a new group waits for more members.",
+            validate: V.int(min: 0),
+            get: { $0.groupInitialRebalanceDelayMs },
+            set: { $0.groupInitialRebalanceDelayMs = $1 }
+        ),
+        .typed(
+            "group.min.session.timeout.ms",
+            .int,
+            "Smallest consumer session timeout accepted.",
+            validate: V.int(min: 1),
+            get: { $0.groupMinSessionTimeoutMs },
+            set: { $0.groupMinSessionTimeoutMs = $1 }
+        ),
+        .typed(
+            "group.max.session.timeout.ms",
+            .int,
+            "Largest consumer session timeout accepted.",
+            validate: V.int(min: 1),
+            get: { $0.groupMaxSessionTimeoutMs },
+            set: { $0.groupMaxSessionTimeoutMs = $1 }
+        ),
+        .typed(
+            "group.max.size",
+            .int,
+            "Members per consumer group.",
+            validate: V.int(min: 1),
+            get: { $0.groupMaxSize },
+            set: { $0.groupMaxSize = $1 }
+        ),
+        .typed(
+            "offset.metadata.max.bytes",
+            .int,
+            "The longest metadata string an offset commit may carry.",
+            validate: V.int(min: 0),
+            get: { $0.offsetMetadataMaxBytes },
+            set: { $0.offsetMetadataMaxBytes = $1 }
+        ),
+        .stored(
+            "num.io.threads",
+            .int,
+            default: "32",
+            "Storage threads for backends that block on I/O (file).",
+            validate: V.int(min: 1, max: 1024)
+        ),
+        .stored(
+            "socket.request.max.bytes",
+            .int,
+            default: "104857600",
+            "Largest request frame accepted.",
+            validate: V.int(min: 1)
+        ),
+        .stored(
+            "connections.max.idle.ms",
+            .long,
+            default: "600000",
+            "Idle connections are closed after this.",
+            validate: V.long(min: 1)
+        ),
+        .stored(
+            "max.connections",
+            .int,
+            default: String(Int32.max),
+            "Open connections allowed at once.",
+            validate: V.int(min: 1)
+        ),
+        .stored(
+            "max.connections.per.ip",
+            .int,
+            default: String(Int32.max),
+            "Open connections allowed from one address.",
+            validate: V.int(min: 1)
+        ),
+        .stored(
+            "queued.max.request.bytes",
+            .long,
+            default: "-1",
+            "Bytes of requests read but not answered, over all connections.",
+            validate: V.long(min: -1)
+        ),
     ]
 
     /// `advertised.listeners`: one PLAINTEXT listener, `PLAINTEXT://host:port` (Fjord has no TLS or SASL).
@@ -158,66 +270,235 @@ enum BrokerConfigs {
     /// The broker synonyms of topic configs (Kafka's `LogConfig` synonyms): dynamic, and the
     /// default of every topic that does not set the topic config.
     static let topicDefaultDefinitions: [BrokerConfigDefinition] = [
-        .typed("message.max.bytes", .int, dynamic: true, "Largest record batch accepted (topics: max.message.bytes).",
-               validate: V.int(min: 0), get: { $0.messageMaxBytes }, set: { $0.messageMaxBytes = $1 }),
-        .typed("log.retention.ms", .long, dynamic: true, "Default retention.ms of topics.", validate: V.long(min: -1),
-               get: { $0.retentionMs }, set: { $0.retentionMs = $1 }),
-        .typed("log.retention.bytes", .long, dynamic: true, "Default retention.bytes of topics.",
-               validate: V.long(min: -1), get: { $0.retentionBytes }, set: { $0.retentionBytes = $1 }),
-        .typed("log.segment.bytes", .int, dynamic: true,
-               "Default segment.bytes of topics (a change reaches existing partitions when their log is next opened).",
-               validate: V.int(min: 14), get: { $0.segmentBytes }, set: { $0.segmentBytes = $1 }),
-        .typed("log.roll.ms", .long, dynamic: true,
-               "Default segment.ms of topics (a change reaches existing partitions when their log is next opened).",
-               validate: V.long(min: 1), get: { $0.segmentMs }, set: { $0.segmentMs = $1 }),
-        .stored("compression.type", .string, dynamic: true, default: "producer",
-                "Default compression.type of topics: producer keeps the producer's codec, others recompress.",
-                validate: V.oneOf(TopicCompression.names)),
-        .stored("compression.gzip.level", .int, dynamic: true, default: "-1", "Default compression.gzip.level of topics.",
-                validate: V.gzipLevel),
-        .stored("compression.lz4.level", .int, dynamic: true, default: "9", "Default compression.lz4.level of topics.",
-                validate: V.int(min: 1, max: 17)),
-        .stored("compression.zstd.level", .int, dynamic: true, default: "3", "Default compression.zstd.level of topics.",
-                validate: V.int(min: -131_072, max: 22)),
-        .stored("log.cleanup.policy", .list, dynamic: true, default: "delete",
-                "Default cleanup.policy of topics (compaction is not supported).",
-                validate: TopicConfigs.cleanupPolicy),
-        .stored("log.message.timestamp.type", .string, dynamic: true, default: "CreateTime",
-                "Default message.timestamp.type of topics.", validate: V.oneOf(["CreateTime", "LogAppendTime"])),
-        .stored("log.message.timestamp.before.max.ms", .long, dynamic: true, default: String(Int64.max),
-                "Default message.timestamp.before.max.ms of topics.", validate: V.long(min: 0)),
-        .stored("log.message.timestamp.after.max.ms", .long, dynamic: true, default: String(Int64.max),
-                "Default message.timestamp.after.max.ms of topics.", validate: V.long(min: 0)),
-        .stored("log.message.timestamp.difference.max.ms", .long, dynamic: true, default: String(Int64.max),
-                "Deprecated in Kafka; accepted for compatibility.", validate: V.long(min: 0)),
-        .stored("min.insync.replicas", .int, dynamic: true, default: "1",
-                "Default min.insync.replicas of topics (Fjord keeps one replica).", validate: V.int(min: 1)),
-        .stored("log.cleaner.delete.retention.ms", .long, dynamic: true, default: "86400000",
-                "Accepted for compatibility; applies to compaction.", validate: V.long(min: 0)),
-        .stored("log.cleaner.min.compaction.lag.ms", .long, dynamic: true, default: "0",
-                "Accepted for compatibility.", validate: V.long(min: 0)),
-        .stored("log.cleaner.max.compaction.lag.ms", .long, dynamic: true, default: String(Int64.max),
-                "Accepted for compatibility.", validate: V.long(min: 1)),
-        .stored("log.cleaner.min.cleanable.ratio", .double, dynamic: true, default: "0.5",
-                "Accepted for compatibility.", validate: V.ratio),
-        .stored("log.segment.delete.delay.ms", .long, dynamic: true, default: "60000", "Accepted for compatibility.",
-                validate: V.long(min: 0)),
-        .stored("log.flush.interval.messages", .long, dynamic: true, default: String(Int64.max),
-                "Accepted for compatibility; durability follows acks.", validate: V.long(min: 1)),
-        .stored("log.flush.interval.ms", .long, dynamic: true, default: nil,
-                "Accepted for compatibility; durability follows acks.", validate: V.long(min: 0)),
-        .stored("log.index.interval.bytes", .int, dynamic: true, default: "4096", "Accepted for compatibility.",
-                validate: V.int(min: 0)),
-        .stored("log.index.size.max.bytes", .int, dynamic: true, default: "10485760", "Accepted for compatibility.",
-                validate: V.int(min: 4)),
-        .stored("log.roll.jitter.ms", .long, dynamic: true, default: "0", "Accepted for compatibility.",
-                validate: V.long(min: 0)),
-        .stored("log.preallocate", .boolean, dynamic: true, default: "false", "Accepted for compatibility.",
-                validate: V.boolean),
-        .stored("log.message.downconversion.enable", .boolean, dynamic: true, default: "true",
-                "Accepted for compatibility; Fjord serves only RecordBatch v2.", validate: V.boolean),
-        .stored("unclean.leader.election.enable", .boolean, dynamic: true, default: "false",
-                "Accepted for compatibility; Fjord has one replica per partition.", validate: V.boolean),
+        .typed(
+            "message.max.bytes",
+            .int,
+            dynamic: true,
+            "Largest record batch accepted (topics: max.message.bytes).",
+            validate: V.int(min: 0),
+            get: { $0.messageMaxBytes },
+            set: { $0.messageMaxBytes = $1 }
+        ),
+        .typed(
+            "log.retention.ms",
+            .long,
+            dynamic: true,
+            "Default retention.ms of topics.",
+            validate: V.long(min: -1),
+            get: { $0.retentionMs },
+            set: { $0.retentionMs = $1 }
+        ),
+        .typed(
+            "log.retention.bytes",
+            .long,
+            dynamic: true,
+            "Default retention.bytes of topics.",
+            validate: V.long(min: -1),
+            get: { $0.retentionBytes },
+            set: { $0.retentionBytes = $1 }
+        ),
+        .typed(
+            "log.segment.bytes",
+            .int,
+            dynamic: true,
+            "Default segment.bytes of topics (a change reaches existing partitions when their log is next opened).",
+            validate: V.int(min: 14),
+            get: { $0.segmentBytes },
+            set: { $0.segmentBytes = $1 }
+        ),
+        .typed(
+            "log.roll.ms",
+            .long,
+            dynamic: true,
+            "Default segment.ms of topics (a change reaches existing partitions when their log is next opened).",
+            validate: V.long(min: 1),
+            get: { $0.segmentMs },
+            set: { $0.segmentMs = $1 }
+        ),
+        .stored(
+            "compression.type",
+            .string,
+            dynamic: true,
+            default: "producer",
+            "Default compression.type of topics: producer keeps the producer's codec, others recompress.",
+            validate: V.oneOf(TopicCompression.names)
+        ),
+        .stored(
+            "compression.gzip.level",
+            .int,
+            dynamic: true,
+            default: "-1",
+            "Default compression.gzip.level of topics.",
+            validate: V.gzipLevel
+        ),
+        .stored(
+            "compression.lz4.level",
+            .int,
+            dynamic: true,
+            default: "9",
+            "Default compression.lz4.level of topics.",
+            validate: V.int(min: 1, max: 17)
+        ),
+        .stored(
+            "compression.zstd.level",
+            .int,
+            dynamic: true,
+            default: "3",
+            "Default compression.zstd.level of topics.",
+            validate: V.int(min: -131_072, max: 22)
+        ),
+        .stored(
+            "log.cleanup.policy",
+            .list,
+            dynamic: true,
+            default: "delete",
+            "Default cleanup.policy of topics (compaction is not supported).",
+            validate: TopicConfigs.cleanupPolicy
+        ),
+        .stored(
+            "log.message.timestamp.type",
+            .string,
+            dynamic: true,
+            default: "CreateTime",
+            "Default message.timestamp.type of topics.",
+            validate: V.oneOf(["CreateTime", "LogAppendTime"])
+        ),
+        .stored(
+            "log.message.timestamp.before.max.ms",
+            .long,
+            dynamic: true,
+            default: String(Int64.max),
+            "Default message.timestamp.before.max.ms of topics.",
+            validate: V.long(min: 0)
+        ),
+        .stored(
+            "log.message.timestamp.after.max.ms",
+            .long,
+            dynamic: true,
+            default: String(Int64.max),
+            "Default message.timestamp.after.max.ms of topics.",
+            validate: V.long(min: 0)
+        ),
+        .stored(
+            "log.message.timestamp.difference.max.ms",
+            .long,
+            dynamic: true,
+            default: String(Int64.max),
+            "Deprecated in Kafka; accepted for compatibility.",
+            validate: V.long(min: 0)
+        ),
+        .stored(
+            "min.insync.replicas",
+            .int,
+            dynamic: true,
+            default: "1",
+            "Default min.insync.replicas of topics (Fjord keeps one replica).",
+            validate: V.int(min: 1)
+        ),
+        .stored(
+            "log.cleaner.delete.retention.ms",
+            .long,
+            dynamic: true,
+            default: "86400000",
+            "Accepted for compatibility; applies to compaction.",
+            validate: V.long(min: 0)
+        ),
+        .stored(
+            "log.cleaner.min.compaction.lag.ms",
+            .long,
+            dynamic: true,
+            default: "0",
+            "Accepted for compatibility.",
+            validate: V.long(min: 0)
+        ),
+        .stored(
+            "log.cleaner.max.compaction.lag.ms",
+            .long,
+            dynamic: true,
+            default: String(Int64.max),
+            "Accepted for compatibility.",
+            validate: V.long(min: 1)
+        ),
+        .stored(
+            "log.cleaner.min.cleanable.ratio",
+            .double,
+            dynamic: true,
+            default: "0.5",
+            "Accepted for compatibility.",
+            validate: V.ratio
+        ),
+        .stored(
+            "log.segment.delete.delay.ms",
+            .long,
+            dynamic: true,
+            default: "60000",
+            "Accepted for compatibility.",
+            validate: V.long(min: 0)
+        ),
+        .stored(
+            "log.flush.interval.messages",
+            .long,
+            dynamic: true,
+            default: String(Int64.max),
+            "Accepted for compatibility; durability follows acks.",
+            validate: V.long(min: 1)
+        ),
+        .stored(
+            "log.flush.interval.ms",
+            .long,
+            dynamic: true,
+            default: nil,
+            "Accepted for compatibility; durability follows acks.",
+            validate: V.long(min: 0)
+        ),
+        .stored(
+            "log.index.interval.bytes",
+            .int,
+            dynamic: true,
+            default: "4096",
+            "Accepted for compatibility.",
+            validate: V.int(min: 0)
+        ),
+        .stored(
+            "log.index.size.max.bytes",
+            .int,
+            dynamic: true,
+            default: "10485760",
+            "Accepted for compatibility.",
+            validate: V.int(min: 4)
+        ),
+        .stored(
+            "log.roll.jitter.ms",
+            .long,
+            dynamic: true,
+            default: "0",
+            "Accepted for compatibility.",
+            validate: V.long(min: 0)
+        ),
+        .stored(
+            "log.preallocate",
+            .boolean,
+            dynamic: true,
+            default: "false",
+            "Accepted for compatibility.",
+            validate: V.boolean
+        ),
+        .stored(
+            "log.message.downconversion.enable",
+            .boolean,
+            dynamic: true,
+            default: "true",
+            "Accepted for compatibility; Fjord serves only RecordBatch v2.",
+            validate: V.boolean
+        ),
+        .stored(
+            "unclean.leader.election.enable",
+            .boolean,
+            dynamic: true,
+            default: "false",
+            "Accepted for compatibility; Fjord has one replica per partition.",
+            validate: V.boolean
+        ),
     ]
 
     /// Checks one config for AlterConfigs: known, dynamic, with a valid value. Returns Kafka's

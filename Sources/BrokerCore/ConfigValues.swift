@@ -1,7 +1,14 @@
 /// Kafka's config types as DescribeConfigs v3+ reports them (`ConfigType` in
 /// DescribeConfigsResponse.json).
 public enum ConfigType: Int8, Sendable {
-    case unknown = 0, boolean = 1, string = 2, int = 3, short = 4, long = 5, double = 6, list = 7
+    case unknown = 0
+    case boolean = 1
+    case string = 2
+    case int = 3
+    case short = 4
+    case long = 5
+    case double = 6
+    case list = 7
 }
 
 /// Where a config value comes from (`ConfigSource` in DescribeConfigsResponse.json). A value is
@@ -18,7 +25,9 @@ enum ConfigSource: Int8, Sendable {
 
 /// Kafka's `ConfigResource.Type` codes.
 enum ConfigResourceType: Int8, Sendable {
-    case topic = 2, broker = 4, brokerLogger = 8
+    case topic = 2
+    case broker = 4
+    case brokerLogger = 8
 }
 
 /// Value checks shared by topic and broker configs: each returns an error message for an

@@ -69,7 +69,12 @@ actor MetadataManager {
         var replayed = Replayed()
         var offset = state.startOffset
         while offset < state.endOffset {
-            let chunk = try await log.read(from: offset, limit: state.endOffset, maxBytes: 1 << 20, minimumOneEntry: true)
+            let chunk = try await log.read(
+                from: offset,
+                limit: state.endOffset,
+                maxBytes: 1 << 20,
+                minimumOneEntry: true
+            )
             guard chunk.entryCount > 0 else { break }
             for record in try MetadataRecord.decodeAll(chunk.bytes) {
                 replayed.apply(record, nodeId: configuration.nodeId)
@@ -153,7 +158,12 @@ actor MetadataManager {
         try await log.sync()
     }
 
-    private func openTopic(name: String, id: KafkaUUID, partitionCount: Int32, configs: [String: String]) async throws
+    private func openTopic(
+        name: String,
+        id: KafkaUUID,
+        partitionCount: Int32,
+        configs: [String: String]
+    ) async throws
         -> Topic
     {
         let settings = TopicSettings(configs: configs, broker: self.configs.current)
@@ -212,7 +222,10 @@ actor MetadataManager {
                 try await storage.deleteLog(named: name)
             } catch {
                 // Never fatal: the log is ignored (and tried again at the next start).
-                logger.error("could not remove orphan log; ignoring it", metadata: ["log": "\(name)", "error": "\(error)"])
+                logger.error(
+                    "could not remove orphan log; ignoring it",
+                    metadata: ["log": "\(name)", "error": "\(error)"]
+                )
             }
         }
     }
@@ -360,7 +373,9 @@ actor MetadataManager {
         }
         logger.info(
             "changed dynamic broker configs",
-            metadata: ["scope": "\(perBroker ? "broker \(configuration.nodeId)" : "cluster default")", "configs": "\(configs)"]
+            metadata: [
+                "scope": "\(perBroker ? "broker \(configuration.nodeId)" : "cluster default")", "configs": "\(configs)",
+            ]
         )
     }
 

@@ -17,18 +17,24 @@ extension Partition {
     /// Called under `appendOrder` for a transactional batch: nil when the batch continues a
     /// transaction of its producer already open here or the coordinator confirms the partition is
     /// in the producer's transaction.
-    func verifyTransactionalBatch(_ header: RecordBatchHeader, _ verifier: (any TransactionVerifier)?) -> AppendFailure? {
+    func verifyTransactionalBatch(_ header: RecordBatchHeader, _ verifier: (any TransactionVerifier)?) -> AppendFailure?
+    {
         if state.withLock({ $0.transactions.hasOpenTransaction(header.producerId) }) { return nil }
         guard let verifier else {
             // Kafka refuses transactional records in a Produce without a transactional id.
-            return AppendFailure(.transactionalIdAuthorizationFailed, "transactional records need the request's transactional id")
+            return AppendFailure(
+                .transactionalIdAuthorizationFailed,
+                "transactional records need the request's transactional id"
+            )
         }
-        guard let (code, message) = verifier.verify(
-            producerId: header.producerId,
-            producerEpoch: header.producerEpoch,
-            topic: topicName,
-            partition: index
-        ) else { return nil }
+        guard
+            let (code, message) = verifier.verify(
+                producerId: header.producerId,
+                producerEpoch: header.producerEpoch,
+                topic: topicName,
+                partition: index
+            )
+        else { return nil }
         return AppendFailure(code, message)
     }
 
@@ -110,7 +116,10 @@ extension Partition {
     /// offset) and ABORT markers that are in the log but whose index record may not have been
     /// written before the crash; those are returned so the caller persists them. `persisted` are
     /// the index entries read back from the index log.
-    func recoverTransactions(openSince: [Int64: Int64], persisted: [AbortedTransaction]) async throws
+    func recoverTransactions(
+        openSince: [Int64: Int64],
+        persisted: [AbortedTransaction]
+    ) async throws
         -> [AbortedTransaction]
     {
         let snapshot = self.snapshot
@@ -134,7 +143,13 @@ extension Partition {
                     if header.isControl {
                         let first = open.removeValue(forKey: producerId)
                         if let first, EndTransactionMarker(controlBatch: batch)?.kind == .abort {
-                            found.append(AbortedTransaction(producerId: producerId, firstOffset: first, lastOffset: header.baseOffset))
+                            found.append(
+                                AbortedTransaction(
+                                    producerId: producerId,
+                                    firstOffset: first,
+                                    lastOffset: header.baseOffset
+                                )
+                            )
                         }
                     } else if header.isTransactional, open[producerId] == nil {
                         open[producerId] = header.baseOffset
@@ -152,14 +167,21 @@ extension Partition {
     /// The index entries read back from the index log that this log really holds: the marker is
     /// still in the log (not below the start: retention) and is an ABORT of that producer. An
     /// entry that fails is dropped (and reported), never trusted.
-    func verifiedAbortedTransactions(_ entries: [AbortedTransaction]) async -> (kept: [AbortedTransaction], dropped: Int) {
+    func verifiedAbortedTransactions(
+        _ entries: [AbortedTransaction]
+    ) async -> (kept: [AbortedTransaction], dropped: Int) {
         let snapshot = self.snapshot
         var kept: [AbortedTransaction] = []
         var dropped = 0
         for entry in entries.sorted() {
             if entry.lastOffset < snapshot.logStartOffset { continue }
             guard entry.lastOffset < snapshot.highWatermark, entry.firstOffset <= entry.lastOffset,
-                let read = try? await log.read(from: entry.lastOffset, limit: entry.lastOffset + 1, maxBytes: 1, minimumOneEntry: true),
+                let read = try? await log.read(
+                    from: entry.lastOffset,
+                    limit: entry.lastOffset + 1,
+                    maxBytes: 1,
+                    minimumOneEntry: true
+                ),
                 let batch = RecordBatchReader.batches(in: read.bytes).first,
                 let header = try? RecordBatchHeader(parsing: batch),
                 header.baseOffset == entry.lastOffset, header.producerId == entry.producerId,

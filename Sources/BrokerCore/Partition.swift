@@ -192,7 +192,10 @@ final class Partition: Sendable {
             if let refusal = refusal(owner) { return .failure(refusal) }
             let producerId = header.producerId
             var previous: ProducerStateTable.Entry?
-            let lastSequence = ProducerStateTable.lastSequence(first: header.baseSequence, lastOffsetDelta: header.lastOffsetDelta)
+            let lastSequence = ProducerStateTable.lastSequence(
+                first: header.baseSequence,
+                lastOffsetDelta: header.lastOffsetDelta
+            )
             if producerId >= 0 {
                 switch producers.check(
                     producerId: producerId,
@@ -231,7 +234,12 @@ final class Partition: Sendable {
                 producers.record(
                     producerId: producerId,
                     producerEpoch: header.producerEpoch,
-                    batch: .init(firstSequence: header.baseSequence, lastSequence: lastSequence, firstOffset: first, lastOffset: last),
+                    batch: .init(
+                        firstSequence: header.baseSequence,
+                        lastSequence: lastSequence,
+                        firstOffset: first,
+                        lastOffset: last
+                    ),
                     nowMs: nowMs
                 )
                 if header.isTransactional {
@@ -263,7 +271,10 @@ final class Partition: Sendable {
                 return .init(.unknownTopicOrPartition, "partition \(owner.topicName)-\(owner.index) is being deleted")
             }
             if let failure {
-                return .init(.kafkaStorageError, "partition \(owner.topicName)-\(owner.index) is offline: \(failure.message)")
+                return .init(
+                    .kafkaStorageError,
+                    "partition \(owner.topicName)-\(owner.index) is offline: \(failure.message)"
+                )
             }
             return nil
         }
@@ -282,7 +293,9 @@ final class Partition: Sendable {
             let failed = inFlight[position...]
             for batch in failed.reversed() where batch.producerId >= 0 {
                 producers.restore(producerId: batch.producerId, to: batch.previousProducerEntry)
-                if batch.beginsTransaction { transactions.forgetBegin(producerId: batch.producerId, at: batch.firstOffset) }
+                if batch.beginsTransaction {
+                    transactions.forgetBegin(producerId: batch.producerId, at: batch.firstOffset)
+                }
                 if batch.isMarker { transactions.forgetMarker(at: batch.firstOffset) }
             }
             let rollback = inFlight[position].firstOffset
@@ -371,7 +384,14 @@ final class Partition: Sendable {
                 return false
             }
             let decision = state.withLock { state in
-                state.admit(header: header, validated: validated, needsSync: needsSync, sink: sink, nowMs: nowMs, owner: self)
+                state.admit(
+                    header: header,
+                    validated: validated,
+                    needsSync: needsSync,
+                    sink: sink,
+                    nowMs: nowMs,
+                    owner: self
+                )
             }
             guard case .success(let assigned) = decision else {
                 if case .failure(let failure) = decision, !failure.isWaitingForOriginal {
@@ -705,13 +725,22 @@ final class Partition: Sendable {
         var offset = max(snapshot.logStartOffset, snapshot.logEndOffset - windowOffsets)
         var recovered = ProducerStateTable()
         while offset < snapshot.highWatermark {
-            let chunk = try await log.read(from: offset, limit: snapshot.highWatermark, maxBytes: 1 << 20, minimumOneEntry: true)
+            let chunk = try await log.read(
+                from: offset,
+                limit: snapshot.highWatermark,
+                maxBytes: 1 << 20,
+                minimumOneEntry: true
+            )
             guard chunk.entryCount > 0 else { break }
             for batch in RecordBatchReader.batches(in: chunk.bytes) {
                 guard let header = try? RecordBatchHeader(parsing: batch), header.producerId >= 0 else { continue }
                 if header.isControl {
                     // A marker carries no sequence; it may bump the producer's epoch.
-                    recovered.noteMarker(producerId: header.producerId, producerEpoch: header.producerEpoch, nowMs: nowMs)
+                    recovered.noteMarker(
+                        producerId: header.producerId,
+                        producerEpoch: header.producerEpoch,
+                        nowMs: nowMs
+                    )
                     continue
                 }
                 recovered.record(

@@ -142,7 +142,8 @@ enum TopicConfigs {
             name: "message.timestamp.type",
             type: .string,
             brokerSynonym: "log.message.timestamp.type",
-            documentation: "CreateTime keeps the producer's timestamps; LogAppendTime stamps each batch with the broker's clock.",
+            documentation:
+                "CreateTime keeps the producer's timestamps; LogAppendTime stamps each batch with the broker's clock.",
             validate: V.oneOf(["CreateTime", "LogAppendTime"])
         ),
         .init(
@@ -163,7 +164,8 @@ enum TopicConfigs {
             name: "min.insync.replicas",
             type: .int,
             brokerSynonym: "min.insync.replicas",
-            documentation: "Fjord has one replica per partition: acks=all produces fail with NOT_ENOUGH_REPLICAS above 1.",
+            documentation:
+                "Fjord has one replica per partition: acks=all produces fail with NOT_ENOUGH_REPLICAS above 1.",
             validate: V.int(min: 1)
         ),
         .init(

@@ -22,7 +22,8 @@ final class Topic: Sendable {
     }
 
     /// The same topic with more partitions (CreatePartitions), or other configs and settings.
-    func with(partitions: [Partition]? = nil, configs: [String: String]? = nil, settings: TopicSettings? = nil) -> Topic {
+    func with(partitions: [Partition]? = nil, configs: [String: String]? = nil, settings: TopicSettings? = nil) -> Topic
+    {
         Topic(
             name: name,
             id: id,
@@ -86,12 +87,14 @@ enum TopicName {
             return "Topic name is illegal, it can't be longer than \(lengthMax) characters, topic name: \(name)"
         }
         let legal = name.utf8.allSatisfy { byte in
-            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+                || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
                 || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: ".")
                 || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
         }
         if !legal {
-            return "Topic name \(name) is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+            return
+                "Topic name \(name) is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
         }
         return nil
     }
@@ -175,7 +178,8 @@ enum MetadataRecord: Sendable, Equatable {
         var buffer = buffer
         var records: [MetadataRecord] = []
         while buffer.readableBytes > 0 {
-            guard let length = buffer.readInteger(as: UInt32.self), var body = buffer.readSlice(length: Int(length)) else {
+            guard let length = buffer.readInteger(as: UInt32.self), var body = buffer.readSlice(length: Int(length))
+            else {
                 throw DecodeError(description: "metadata log entry truncated")
             }
             records.append(try decode(&body))
@@ -206,7 +210,9 @@ enum MetadataRecord: Sendable, Equatable {
             }
             return .topicConfigsChanged(name: name, id: id, configs: configs)
         case .brokerConfigsChanged:
-            guard let brokerId = body.readInteger(as: Int32.self), let configs = body.readConfigs() else { throw fail() }
+            guard let brokerId = body.readInteger(as: Int32.self), let configs = body.readConfigs() else {
+                throw fail()
+            }
             return .brokerConfigsChanged(brokerId: brokerId < 0 ? nil : brokerId, configs: configs)
         case .partitionsAdded:
             guard let name = body.readShortString(), let id = body.readUUID(),

@@ -31,7 +31,7 @@ static int hardware_available;
  * bytes. These tables apply that shift for the two block sizes, one byte of
  * the register at a time (the method of Mark Adler's crc32c.c).
  */
-#define CRC32C_LONG_BLOCK_BYTES 8192
+#define CRC32C_LONG_BLOCK_BYTES  8192
 #define CRC32C_SHORT_BLOCK_BYTES 256
 static uint32_t crc_shift_long[4][256];
 static uint32_t crc_shift_short[4][256];
@@ -83,8 +83,7 @@ static void crc32c_build_shift_table(uint32_t shift[4][256], size_t byte_count) 
 }
 
 static inline uint32_t crc_shift(uint32_t shift[4][256], uint32_t crc) {
-    return shift[0][crc & 0xffu] ^ shift[1][(crc >> 8) & 0xffu] ^ shift[2][(crc >> 16) & 0xffu] ^
-           shift[3][crc >> 24];
+    return shift[0][crc & 0xffu] ^ shift[1][(crc >> 8) & 0xffu] ^ shift[2][(crc >> 16) & 0xffu] ^ shift[3][crc >> 24];
 }
 
 static uint64_t load_le64(const uint8_t *p) {
@@ -136,8 +135,8 @@ uint32_t fjord_crc32c_portable(uint32_t seed, const void *bytes, size_t length) 
     while (length >= 8) {
         uint64_t v = load_le64(p) ^ crc;
         crc = crc_table[7][v & 0xffu] ^ crc_table[6][(v >> 8) & 0xffu] ^ crc_table[5][(v >> 16) & 0xffu] ^
-              crc_table[4][(v >> 24) & 0xffu] ^ crc_table[3][(v >> 32) & 0xffu] ^
-              crc_table[2][(v >> 40) & 0xffu] ^ crc_table[1][(v >> 48) & 0xffu] ^ crc_table[0][v >> 56];
+              crc_table[4][(v >> 24) & 0xffu] ^ crc_table[3][(v >> 32) & 0xffu] ^ crc_table[2][(v >> 40) & 0xffu] ^
+              crc_table[1][(v >> 48) & 0xffu] ^ crc_table[0][v >> 56];
         p += 8;
         length -= 8;
     }

@@ -301,8 +301,8 @@ static int lz4_decompress(const uint8_t *input, size_t input_length, size_t limi
         }
         size_t produced = output->capacity - output->length;
         size_t consumed = input_length - position;
-        size_t hint = LZ4F_decompress(context, output->data + output->length, &produced, input + position, &consumed,
-                                      NULL);
+        size_t hint =
+            LZ4F_decompress(context, output->data + output->length, &produced, input + position, &consumed, NULL);
         if (LZ4F_isError(hint)) {
             status = fail(output, FJORD_CODEC_ERROR_CORRUPT, LZ4F_getErrorName(hint));
             break;
@@ -402,24 +402,18 @@ static int zstd_compress(const uint8_t *input, size_t input_length, int level, f
 
 /* ------------------------------------------------------------- exported -- */
 
-int fjord_decompress(int codec, const uint8_t *input, size_t input_length, size_t limit,
-                     fjord_codec_output *output) {
+int fjord_decompress(int codec, const uint8_t *input, size_t input_length, size_t limit, fjord_codec_output *output) {
     static const uint8_t empty = 0;
     if (input == NULL) {
         input = &empty; /* zero-length input: every codec reports it as corrupt */
         input_length = 0;
     }
     switch (codec) {
-    case FJORD_CODEC_GZIP:
-        return gzip_decompress(input, input_length, limit, output);
-    case FJORD_CODEC_SNAPPY:
-        return snappy_decompress(input, input_length, limit, output);
-    case FJORD_CODEC_LZ4:
-        return lz4_decompress(input, input_length, limit, output);
-    case FJORD_CODEC_ZSTD:
-        return zstd_decompress(input, input_length, limit, output);
-    default:
-        return fail(output, FJORD_CODEC_ERROR_UNSUPPORTED, "unsupported compression codec");
+    case FJORD_CODEC_GZIP: return gzip_decompress(input, input_length, limit, output);
+    case FJORD_CODEC_SNAPPY: return snappy_decompress(input, input_length, limit, output);
+    case FJORD_CODEC_LZ4: return lz4_decompress(input, input_length, limit, output);
+    case FJORD_CODEC_ZSTD: return zstd_decompress(input, input_length, limit, output);
+    default: return fail(output, FJORD_CODEC_ERROR_UNSUPPORTED, "unsupported compression codec");
     }
 }
 
@@ -430,16 +424,11 @@ int fjord_compress(int codec, const uint8_t *input, size_t input_length, int lev
         input_length = 0;
     }
     switch (codec) {
-    case FJORD_CODEC_GZIP:
-        return gzip_compress(input, input_length, level, output);
-    case FJORD_CODEC_SNAPPY:
-        return snappy_compress_xerial(input, input_length, output);
-    case FJORD_CODEC_LZ4:
-        return lz4_compress(input, input_length, level, output);
-    case FJORD_CODEC_ZSTD:
-        return zstd_compress(input, input_length, level, output);
-    default:
-        return fail(output, FJORD_CODEC_ERROR_UNSUPPORTED, "unsupported compression codec");
+    case FJORD_CODEC_GZIP: return gzip_compress(input, input_length, level, output);
+    case FJORD_CODEC_SNAPPY: return snappy_compress_xerial(input, input_length, output);
+    case FJORD_CODEC_LZ4: return lz4_compress(input, input_length, level, output);
+    case FJORD_CODEC_ZSTD: return zstd_compress(input, input_length, level, output);
+    default: return fail(output, FJORD_CODEC_ERROR_UNSUPPORTED, "unsupported compression codec");
     }
 }
 
@@ -517,8 +506,7 @@ static size_t lz4_descriptor_length(const uint8_t *frame, size_t length) {
     return LZ4_FRAME_MAGIC_BYTES + descriptor + 1 <= length ? descriptor : 0;
 }
 
-int fjord_lz4_decompress_magic0(const uint8_t *input, size_t input_length, size_t limit,
-                                fjord_codec_output *output) {
+int fjord_lz4_decompress_magic0(const uint8_t *input, size_t input_length, size_t limit, fjord_codec_output *output) {
     size_t descriptor = input == NULL ? 0 : lz4_descriptor_length(input, input_length);
     if (descriptor == 0) {
         return fjord_decompress(FJORD_CODEC_LZ4, input, input_length, limit, output);

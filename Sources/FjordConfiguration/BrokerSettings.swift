@@ -65,7 +65,8 @@ public struct BrokerSettings: Sendable {
         configuration.advertisedHost = advertisedAddress.host
         configuration.advertisedPort = Int32(advertisedAddress.port)
         var configs: [String: String] = [:]
-        for entry in effectiveConfigs where entry.origin != .defaultValue && BrokerConfiguration.isBrokerConfig(entry.name) {
+        for entry in effectiveConfigs
+        where entry.origin != .defaultValue && BrokerConfiguration.isBrokerConfig(entry.name) {
             if let value = entry.value { configs[entry.name] = value }
         }
         try configuration.setStatic(configs)

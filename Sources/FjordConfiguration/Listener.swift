@@ -51,7 +51,8 @@ public struct Listener: Sendable, Hashable, CustomStringConvertible {
             }
             guard let securityProtocol = SecurityProtocol(rawValue: name) else {
                 throw ListenerSyntaxError(
-                    message: "listener name '\(name)' is not a security protocol (\(SecurityProtocol.allCases.map(\.rawValue).joined(separator: ", "))); "
+                    message:
+                        "listener name '\(name)' is not a security protocol (\(SecurityProtocol.allCases.map(\.rawValue).joined(separator: ", "))); "
                         + "named listeners need listener.security.protocol.map, which Fjord does not support yet"
                 )
             }
@@ -76,7 +77,8 @@ public enum ListenerPlan {
         let unsupported = listeners.filter { $0.securityProtocol != .plaintext }
         guard unsupported.isEmpty else {
             throw ListenerSyntaxError(
-                message: "\(unsupported.map(\.description).joined(separator: ", ")): only PLAINTEXT listeners are supported by Fjord yet"
+                message:
+                    "\(unsupported.map(\.description).joined(separator: ", ")): only PLAINTEXT listeners are supported by Fjord yet"
             )
         }
         guard listeners.count == 1, let listener = listeners.first else {

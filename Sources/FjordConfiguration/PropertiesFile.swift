@@ -53,7 +53,9 @@ public struct PropertiesFile: Sendable, Hashable {
             do {
                 guard let (key, value) = try splitEntry(logical.text) else { continue }
                 if let earlier = firstLine[key] {
-                    problems.append("\(path): duplicate key '\(key)' at line \(logical.line) (first set at line \(earlier))")
+                    problems.append(
+                        "\(path): duplicate key '\(key)' at line \(logical.line) (first set at line \(earlier))"
+                    )
                     continue
                 }
                 firstLine[key] = logical.line

@@ -126,7 +126,8 @@ public enum SettingsResolver {
     private static func describe(_ origin: BrokerConfigOrigin, key: String, value: String, reason: String) -> String {
         switch origin {
         case .configFile(let path, let line): "\(path): invalid value '\(value)' for \(key) at line \(line): \(reason)"
-        case .environment(let variable): "environment variable \(variable): invalid value '\(value)' for \(key): \(reason)"
+        case .environment(let variable):
+            "environment variable \(variable): invalid value '\(value)' for \(key): \(reason)"
         case .commandLine(let flag): "\(flag): invalid value '\(value)': \(reason)"
         case .defaultValue: "\(key): invalid default '\(value)': \(reason)"
         }

@@ -46,7 +46,8 @@ enum UnsupportedKafkaSettings {
     private static let exact: [String: String] = [
         "process.roles": kraft,
         "node.id.generation": kraft,
-        "listener.security.protocol.map": "named listeners are not supported by Fjord yet; listeners take PLAINTEXT://host:port",
+        "listener.security.protocol.map":
+            "named listeners are not supported by Fjord yet; listeners take PLAINTEXT://host:port",
         "inter.broker.listener.name": replication,
         "control.plane.listener.name": kraft,
         "early.start.listeners": "Fjord starts its listener once recovery is done",

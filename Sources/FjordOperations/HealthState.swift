@@ -29,7 +29,11 @@ public final class HealthState: Sendable {
     /// Recovery is done and the Kafka listener accepts connections.
     public func markReady() {
         // Never back from stopping: a shutdown that began during startup wins.
-        _ = phase.compareExchange(expected: Phase.starting.rawValue, desired: Phase.ready.rawValue, ordering: .acquiringAndReleasing)
+        _ = phase.compareExchange(
+            expected: Phase.starting.rawValue,
+            desired: Phase.ready.rawValue,
+            ordering: .acquiringAndReleasing
+        )
     }
 
     public func markStopping() {

@@ -103,7 +103,12 @@ final class OperationsHTTPHandler: ChannelInboundHandler {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
         let known = ["/metrics", "/health/live", "/health/ready"]
         guard known.contains(path) else {
-            write(head, status: .notFound, body: Array("not found; try /metrics, /health/live or /health/ready\n".utf8), context: context)
+            write(
+                head,
+                status: .notFound,
+                body: Array("not found; try /metrics, /health/live or /health/ready\n".utf8),
+                context: context
+            )
             return
         }
         guard head.method == .GET || head.method == .HEAD else {
@@ -127,7 +132,12 @@ final class OperationsHTTPHandler: ChannelInboundHandler {
             write(head, status: .ok, body: Array("live\n".utf8), context: context)
         default:
             let phase = health.current
-            write(head, status: phase == .ready ? .ok : .serviceUnavailable, body: Array("\(phase)\n".utf8), context: context)
+            write(
+                head,
+                status: phase == .ready ? .ok : .serviceUnavailable,
+                body: Array("\(phase)\n".utf8),
+                context: context
+            )
         }
     }
 

@@ -105,7 +105,12 @@ public enum LegacyMessageSet {
                 throw .corrupt("compressed message at offset \(message.decoded.offset) has a null value")
             }
             let remaining = maxDecompressedBytes - contents.decompressedByteCount
-            let inner = try decompress(value, codec: message.codec, magic: message.decoded.magic, limit: max(0, remaining))
+            let inner = try decompress(
+                value,
+                codec: message.codec,
+                magic: message.decoded.magic,
+                limit: max(0, remaining)
+            )
             contents.decompressedByteCount += inner.readableBytes
             try appendInner(inner, of: message.decoded, to: &contents.messages)
         }

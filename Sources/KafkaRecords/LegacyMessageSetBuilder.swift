@@ -119,7 +119,12 @@ public struct LegacyMessageSetBuilder: Sendable {
         var output = fjord_codec_output()
         defer { fjord_codec_output_free(&output) }
         let status = input.withUnsafeReadableBytes { bytes in
-            fjord_lz4_compress_magic0(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, level, &output)
+            fjord_lz4_compress_magic0(
+                bytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                bytes.count,
+                level,
+                &output
+            )
         }
         guard Int(status) == FJORD_CODEC_OK else { throw .corrupt("lz4 compression failed") }
         return ByteBuffer(bytes: UnsafeRawBufferPointer(start: output.data, count: output.length))

@@ -34,7 +34,10 @@ public enum LegacyRecordsConverter {
             )
         }
         guard !contents.messages.isEmpty else { throw .invalidRecord("produce request partition has no message") }
-        var builder = RecordBatchBuilder(compression: compression ?? contents.sourceCodec, compressionLevel: compressionLevel)
+        var builder = RecordBatchBuilder(
+            compression: compression ?? contents.sourceCodec,
+            compressionLevel: compressionLevel
+        )
         for message in contents.messages {
             guard !message.timestampTypeIsLogAppendTime else {
                 throw .invalidTimestamp("producers must not set the timestamp type to LogAppendTime")
@@ -94,7 +97,8 @@ public enum LegacyRecordsConverter {
                         &output,
                         offset: header.baseOffset + Int64(record.offsetDelta),
                         magic: magic,
-                        attributes: magic == 1 && header.timestampTypeIsLogAppendTime ? LegacyLayout.timestampTypeMask : 0,
+                        attributes: magic == 1 && header.timestampTypeIsLogAppendTime
+                            ? LegacyLayout.timestampTypeMask : 0,
                         timestamp: record.timestamp,
                         key: record.key,
                         value: record.value

@@ -65,7 +65,13 @@ extension RecordBatchValidator {
                 let maxTimestamp = appendTime ?? summary.maxTimestamp
                 let batch = try Compression.withCompressed(plain, codec: target, level: rewrite.compressionLevel) {
                     (payload) throws(RecordBatchError) -> ByteBuffer in
-                    build(header, codec: target, maxTimestamp: maxTimestamp, logAppendTime: appendTime != nil, payload: payload)
+                    build(
+                        header,
+                        codec: target,
+                        maxTimestamp: maxTimestamp,
+                        logAppendTime: appendTime != nil,
+                        payload: payload
+                    )
                 }
                 guard batch.readableBytes <= policy.maxBatchBytes else {
                     throw .tooLarge(
@@ -119,7 +125,11 @@ extension RecordBatchValidator {
         return batch
     }
 
-    private static func stored(_ batch: ByteBuffer, maxTimestamp: Int64, offsetDelta: Int32) throws(RecordBatchError)
+    private static func stored(
+        _ batch: ByteBuffer,
+        maxTimestamp: Int64,
+        offsetDelta: Int32
+    ) throws(RecordBatchError)
         -> ValidatedBatch
     {
         let header = try RecordBatchHeader(parsing: batch)

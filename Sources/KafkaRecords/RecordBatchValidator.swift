@@ -261,7 +261,10 @@ public enum RecordBatchValidator {
             }
             guard record.offsetDelta == index else {
                 throw .invalidRecords([
-                    .init(batchIndex: index, message: "record offsetDelta \(record.offsetDelta) out of sequence, expected \(index)")
+                    .init(
+                        batchIndex: index,
+                        message: "record offsetDelta \(record.offsetDelta) out of sequence, expected \(index)"
+                    )
                 ])
             }
             let timestamp = baseTimestamp &+ record.timestampDelta
@@ -271,7 +274,8 @@ public enum RecordBatchValidator {
                     timestampErrors.append(
                         .init(
                             batchIndex: index,
-                            message: "Timestamp \(timestamp) of message with offset \(header.baseOffset &+ Int64(index)) is out of "
+                            message:
+                                "Timestamp \(timestamp) of message with offset \(header.baseOffset &+ Int64(index)) is out of "
                                 + "range. The timestamp should be within [\(earliestMs), \(latestMs)]"
                         )
                     )

@@ -28,10 +28,12 @@ public struct BackendStatistic: Sendable, Hashable {
     /// kstore.h's naming rule for figures; a figure that breaks it is dropped by the host.
     public static func isValidName(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
-        guard let first = bytes.first, bytes.count <= Int(KSTORE_STAT_NAME_MAX), (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first)
+        guard let first = bytes.first, bytes.count <= Int(KSTORE_STAT_NAME_MAX),
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first)
         else { return false }
         return bytes.allSatisfy { byte in
-            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
                 || byte == UInt8(ascii: "_")
         }
     }

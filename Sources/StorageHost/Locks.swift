@@ -29,7 +29,9 @@ package final class LockedState<Value: Sendable>: @unchecked Sendable {
     }
 
     /// Runs `body` with the mutex held. `body` must not call `withLock` on the same instance.
-    package func withLock<Result, Failure: Error>(_ body: (inout Value) throws(Failure) -> Result) throws(Failure) -> Result {
+    package func withLock<Result, Failure: Error>(
+        _ body: (inout Value) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
         pthread_mutex_lock(self.mutex)
         defer { pthread_mutex_unlock(self.mutex) }
         return try body(&self.value)

@@ -65,7 +65,6 @@ struct LogHandle: @unchecked Sendable {
     }
 }
 
-
 /// Runs `body` with `parts` as a kstore_iovec array pointing into the buffers' storage, without
 /// copying. The pointers are valid only inside `body`.
 func withIovecs<R>(_ parts: [ByteBuffer], _ body: (UnsafePointer<kstore_iovec>?, UInt32) -> R) -> R {
@@ -82,4 +81,3 @@ func withIovecs<R>(_ parts: [ByteBuffer], _ body: (UnsafePointer<kstore_iovec>?,
         return gather(0)
     }
 }
-

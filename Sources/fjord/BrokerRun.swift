@@ -35,7 +35,9 @@ struct BrokerRun {
             logger.info("config \(entry.name)=\(entry.value ?? "(hidden)") (\(entry.origin))")
         }
         if let limits = FileDescriptorLimit.raiseSoftToHard() {
-            logger.info("open-file limit: soft \(limits.before.soft) -> \(limits.after.soft), hard \(limits.after.hard)")
+            logger.info(
+                "open-file limit: soft \(limits.before.soft) -> \(limits.after.soft), hard \(limits.after.hard)"
+            )
         }
 
         var exporter: MetricsExporter?
@@ -53,7 +55,9 @@ struct BrokerRun {
             )
             do {
                 let bound = try await server.start()
-                logger.info("metrics and health on http://\(Self.hostPort(bound, address))/metrics, /health/live, /health/ready")
+                logger.info(
+                    "metrics and health on http://\(Self.hostPort(bound, address))/metrics, /health/live, /health/ready"
+                )
             } catch {
                 return Self.fail("cannot listen on \(address) for metrics: \(Self.describe(error))")
             }
@@ -84,13 +88,17 @@ struct BrokerRun {
         exporter?.observe(server: server)
         exporter?.observe(broker: broker)
         let listen = settings.listener.address
-        logger.info("fjord listening on \(Self.hostPort(address, listen)) (backend \(backendSelection), data \(settings.dataDirectory))")
+        logger.info(
+            "fjord listening on \(Self.hostPort(address, listen)) (backend \(backendSelection), data \(settings.dataDirectory))"
+        )
         if settings.advertisedAddress != listen {
             logger.info("advertising \(settings.advertisedAddress) to clients")
         }
         health?.markReady()
 
-        var services: [any Service] = [StorageService(engine: engine), BrokerLogsService(broker: broker), MaintenanceService(broker: broker)]
+        var services: [any Service] = [
+            StorageService(engine: engine), BrokerLogsService(broker: broker), MaintenanceService(broker: broker),
+        ]
         if let operations { services.append(OperationsService(server: operations)) }
         services.append(KafkaListenerService(server: server, broker: broker, health: health))
         var lifecycleLogger = Logger(label: "fjord.lifecycle")
@@ -152,7 +160,9 @@ struct BrokerRun {
         }
         if let storageMetrics, let exporter {
             let elapsed = ContinuousClock.now - recoveryStarted
-            storageMetrics.recordRecovery(seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            storageMetrics.recordRecovery(
+                seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            )
             storageMetrics.readBackendStatistics { engine.backendStatistics() }
             exporter.observe(storage: storageMetrics)
         }

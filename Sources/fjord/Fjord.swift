@@ -20,16 +20,33 @@ struct Fjord: AsyncParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("A configuration file in Kafka's server.properties format (also FJORD_CONFIG).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "A configuration file in Kafka's server.properties format (also FJORD_CONFIG).",
+            valueName: "file"
+        )
+    )
     var config: String?
 
-    @Flag(help: "Print the storage backends linked into fjord, one per line (name, capabilities, description), and exit.")
+    @Flag(
+        help: "Print the storage backends linked into fjord, one per line (name, capabilities, description), and exit."
+    )
     var listBackends: Bool = false
 
-    @Option(help: ArgumentHelp("Storage backend linked into fjord (default: \(defaultBackendName); fjord.backend); see --list-backends.", valueName: "name"))
+    @Option(
+        help: ArgumentHelp(
+            "Storage backend linked into fjord (default: \(defaultBackendName); fjord.backend); see --list-backends.",
+            valueName: "name"
+        )
+    )
     var backend: String?
 
-    @Option(help: ArgumentHelp("Load a third-party storage backend from a shared library instead (fjord.backend.library).", valueName: "lib.so"))
+    @Option(
+        help: ArgumentHelp(
+            "Load a third-party storage backend from a shared library instead (fjord.backend.library).",
+            valueName: "lib.so"
+        )
+    )
     var backendPath: String?
 
     @Option(
@@ -41,10 +58,20 @@ struct Fjord: AsyncParsableCommand {
     )
     var backendOptions: [String] = []
 
-    @Option(help: ArgumentHelp("Directory the storage backend keeps its data in (default: ./data; log.dirs).", valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "Directory the storage backend keeps its data in (default: ./data; log.dirs).",
+            valueName: "dir"
+        )
+    )
     var dataDir: String?
 
-    @Option(help: ArgumentHelp("Address to accept Kafka clients on (default: 127.0.0.1:9092; listeners).", valueName: "host:port"))
+    @Option(
+        help: ArgumentHelp(
+            "Address to accept Kafka clients on (default: 127.0.0.1:9092; listeners).",
+            valueName: "host:port"
+        )
+    )
     var listen: String?
 
     @Option(
@@ -55,34 +82,74 @@ struct Fjord: AsyncParsableCommand {
     )
     var advertisedListener: String?
 
-    @Option(help: ArgumentHelp("Serve GET /metrics, /health/live and /health/ready here (default: off; fjord.metrics.listen).", valueName: "host:port"))
+    @Option(
+        help: ArgumentHelp(
+            "Serve GET /metrics, /health/live and /health/ready here (default: off; fjord.metrics.listen).",
+            valueName: "host:port"
+        )
+    )
     var metricsListen: String?
 
     @Option(help: ArgumentHelp("This broker's node id (default: 1; node.id).", valueName: "n"))
     var nodeId: String?
 
-    @Option(help: ArgumentHelp("Least severe level logged: trace … critical (default: info; fjord.log.level).", valueName: "level"))
+    @Option(
+        help: ArgumentHelp(
+            "Least severe level logged: trace … critical (default: info; fjord.log.level).",
+            valueName: "level"
+        )
+    )
     var logLevel: String?
 
-    @Option(help: ArgumentHelp("text, or json: one JSON object per line (default: text; fjord.log.format).", valueName: "format"))
+    @Option(
+        help: ArgumentHelp(
+            "text, or json: one JSON object per line (default: text; fjord.log.format).",
+            valueName: "format"
+        )
+    )
     var logFormat: String?
 
     @Option(help: ArgumentHelp("Partitions of an auto-created topic (default: 1; num.partitions).", valueName: "n"))
     var defaultPartitions: String?
 
-    @Option(help: ArgumentHelp("Create unknown topics on Metadata and Produce (default: true; auto.create.topics.enable).", valueName: "bool"))
+    @Option(
+        help: ArgumentHelp(
+            "Create unknown topics on Metadata and Produce (default: true; auto.create.topics.enable).",
+            valueName: "bool"
+        )
+    )
     var autoCreateTopics: String?
 
-    @Option(help: ArgumentHelp("Largest record batch accepted, in bytes (default: 1048588; message.max.bytes).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp(
+            "Largest record batch accepted, in bytes (default: 1048588; message.max.bytes).",
+            valueName: "n"
+        )
+    )
     var messageMaxBytes: String?
 
-    @Option(help: ArgumentHelp("Largest request frame accepted, in bytes (default: 104857600; socket.request.max.bytes).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp(
+            "Largest request frame accepted, in bytes (default: 104857600; socket.request.max.bytes).",
+            valueName: "n"
+        )
+    )
     var maxRequestBytes: String?
 
-    @Option(help: ArgumentHelp("Unanswered requests per connection before fjord stops reading from it (default: 64).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp(
+            "Unanswered requests per connection before fjord stops reading from it (default: 64).",
+            valueName: "n"
+        )
+    )
     var maxInFlightRequests: String?
 
-    @Option(help: ArgumentHelp("Close connections idle this long (default: 600000; connections.max.idle.ms).", valueName: "ms"))
+    @Option(
+        help: ArgumentHelp(
+            "Close connections idle this long (default: 600000; connections.max.idle.ms).",
+            valueName: "ms"
+        )
+    )
     var idleTimeoutMs: String?
 
     @Option(
@@ -95,11 +162,19 @@ struct Fjord: AsyncParsableCommand {
 
     @Option(
         name: .customLong("max-connections-per-ip"),
-        help: ArgumentHelp("Open connections from one address (default: unlimited; max.connections.per.ip).", valueName: "n")
+        help: ArgumentHelp(
+            "Open connections from one address (default: unlimited; max.connections.per.ip).",
+            valueName: "n"
+        )
     )
     var maxConnectionsPerIP: String?
 
-    @Option(help: ArgumentHelp("Close a new connection that sends no complete request within this time (default: 10000).", valueName: "ms"))
+    @Option(
+        help: ArgumentHelp(
+            "Close a new connection that sends no complete request within this time (default: 10000).",
+            valueName: "ms"
+        )
+    )
     var firstRequestTimeoutMs: String?
 
     @Option(
@@ -121,7 +196,12 @@ struct Fjord: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The same bound for one connection (default: 67108864).", valueName: "n"))
     var maxResponseMemoryBytesPerConnection: String?
 
-    @Option(help: ArgumentHelp("How long a graceful shutdown waits for in-flight requests (default: 5000).", valueName: "ms"))
+    @Option(
+        help: ArgumentHelp(
+            "How long a graceful shutdown waits for in-flight requests (default: 5000).",
+            valueName: "ms"
+        )
+    )
     var shutdownGracePeriodMs: String?
 
     @Option(
@@ -132,16 +212,33 @@ struct Fjord: AsyncParsableCommand {
     )
     var numIoThreads: String?
 
-    @Option(help: ArgumentHelp("Default retention.ms of topics, -1 to keep forever (default: 604800000; log.retention.ms).", valueName: "ms"))
+    @Option(
+        help: ArgumentHelp(
+            "Default retention.ms of topics, -1 to keep forever (default: 604800000; log.retention.ms).",
+            valueName: "ms"
+        )
+    )
     var logRetentionMs: String?
 
-    @Option(help: ArgumentHelp("Default retention.bytes of topics, -1 for no limit (default: -1; log.retention.bytes).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp(
+            "Default retention.bytes of topics, -1 for no limit (default: -1; log.retention.bytes).",
+            valueName: "n"
+        )
+    )
     var logRetentionBytes: String?
 
-    @Option(help: ArgumentHelp("Default segment.bytes of topics (default: 1073741824; log.segment.bytes).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp("Default segment.bytes of topics (default: 1073741824; log.segment.bytes).", valueName: "n")
+    )
     var logSegmentBytes: String?
 
-    @Option(help: ArgumentHelp("How often retention is applied (default: 300000; log.retention.check.interval.ms).", valueName: "ms"))
+    @Option(
+        help: ArgumentHelp(
+            "How often retention is applied (default: 300000; log.retention.check.interval.ms).",
+            valueName: "ms"
+        )
+    )
     var retentionCheckIntervalMs: String?
 
     @Option(
@@ -152,19 +249,44 @@ struct Fjord: AsyncParsableCommand {
     )
     var flushIntervalMs: String?
 
-    @Option(help: ArgumentHelp("How long a new group's first rebalance waits for members (default: 100; group.initial.rebalance.delay.ms).", valueName: "ms"))
+    @Option(
+        help: ArgumentHelp(
+            "How long a new group's first rebalance waits for members (default: 100; group.initial.rebalance.delay.ms).",
+            valueName: "ms"
+        )
+    )
     var groupInitialRebalanceDelayMs: String?
 
-    @Option(help: ArgumentHelp("Smallest consumer session timeout accepted (default: 6000; group.min.session.timeout.ms).", valueName: "ms"))
+    @Option(
+        help: ArgumentHelp(
+            "Smallest consumer session timeout accepted (default: 6000; group.min.session.timeout.ms).",
+            valueName: "ms"
+        )
+    )
     var groupMinSessionTimeoutMs: String?
 
-    @Option(help: ArgumentHelp("Largest consumer session timeout accepted (default: 1800000; group.max.session.timeout.ms).", valueName: "ms"))
+    @Option(
+        help: ArgumentHelp(
+            "Largest consumer session timeout accepted (default: 1800000; group.max.session.timeout.ms).",
+            valueName: "ms"
+        )
+    )
     var groupMaxSessionTimeoutMs: String?
 
-    @Option(help: ArgumentHelp("Longest transaction timeout a producer may ask for (default: 900000; transaction.max.timeout.ms).", valueName: "ms"))
+    @Option(
+        help: ArgumentHelp(
+            "Longest transaction timeout a producer may ask for (default: 900000; transaction.max.timeout.ms).",
+            valueName: "ms"
+        )
+    )
     var transactionMaxTimeoutMs: String?
 
-    @Option(help: ArgumentHelp("Forget transactional ids idle for this long (default: 604800000; transactional.id.expiration.ms).", valueName: "ms"))
+    @Option(
+        help: ArgumentHelp(
+            "Forget transactional ids idle for this long (default: 604800000; transactional.id.expiration.ms).",
+            valueName: "ms"
+        )
+    )
     var transactionalIdExpirationMs: String?
 
     /// The flags given, by name, for the settings resolver.
@@ -177,12 +299,14 @@ struct Fjord: AsyncParsableCommand {
             ("--max-request-bytes", maxRequestBytes), ("--max-in-flight-requests", maxInFlightRequests),
             ("--idle-timeout-ms", idleTimeoutMs), ("--max-connections", maxConnections),
             ("--max-connections-per-ip", maxConnectionsPerIP), ("--first-request-timeout-ms", firstRequestTimeoutMs),
-            ("--queued-max-request-bytes", queuedMaxRequestBytes), ("--max-response-memory-bytes", maxResponseMemoryBytes),
+            ("--queued-max-request-bytes", queuedMaxRequestBytes),
+            ("--max-response-memory-bytes", maxResponseMemoryBytes),
             ("--max-response-memory-bytes-per-connection", maxResponseMemoryBytesPerConnection),
             ("--shutdown-grace-period-ms", shutdownGracePeriodMs), ("--num-io-threads", numIoThreads),
             ("--log-retention-ms", logRetentionMs), ("--log-retention-bytes", logRetentionBytes),
             ("--log-segment-bytes", logSegmentBytes), ("--retention-check-interval-ms", retentionCheckIntervalMs),
-            ("--flush-interval-ms", flushIntervalMs), ("--group-initial-rebalance-delay-ms", groupInitialRebalanceDelayMs),
+            ("--flush-interval-ms", flushIntervalMs),
+            ("--group-initial-rebalance-delay-ms", groupInitialRebalanceDelayMs),
             ("--group-min-session-timeout-ms", groupMinSessionTimeoutMs),
             ("--group-max-session-timeout-ms", groupMaxSessionTimeoutMs),
             ("--transaction-max-timeout-ms", transactionMaxTimeoutMs),
@@ -230,7 +354,8 @@ struct Fjord: AsyncParsableCommand {
         let settings = try SettingsResolver.resolve(
             SettingsInput(file: file, environment: environment, flags: givenFlags, backendOptionFlags: backendOptions)
         )
-        if settings.backendLibrary == nil, let name = settings.backendName, !Storage.builtinBackendNames.contains(name) {
+        if settings.backendLibrary == nil, let name = settings.backendName, !Storage.builtinBackendNames.contains(name)
+        {
             throw ConfigurationError("\(UnknownBackendError(name: name))")
         }
         return settings

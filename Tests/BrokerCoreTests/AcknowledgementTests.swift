@@ -3,13 +3,13 @@ import Foundation
 import KStoreFaulty
 import Logging
 import NIOCore
+import StorageBackends
 import Synchronization
 import Testing
 
 @testable import BrokerCore
 @testable import KafkaMessages
 @testable import StorageHost
-import StorageBackends
 
 /// The file backend wrapped in the faulty shim, whose sync completions a test can hold back.
 final class HeldSyncStorage: Sendable {

@@ -11,9 +11,14 @@ struct ProtocolTests {
     @Test(arguments: [Int16(0), 1, 2, 3])
     func apiVersionsListsImplementedApis(version: Int16) async throws {
         let test = try await TestBroker.start()
-        let response = try await test.send(ApiVersionsRequest(clientSoftwareName: "t", clientSoftwareVersion: "1"), version: version)
+        let response = try await test.send(
+            ApiVersionsRequest(clientSoftwareName: "t", clientSoftwareVersion: "1"),
+            version: version
+        )
         #expect(response.errorCode == 0)
-        let advertised = Dictionary(uniqueKeysWithValues: response.apiKeys.map { ($0.apiKey, $0.minVersion...$0.maxVersion) })
+        let advertised = Dictionary(
+            uniqueKeysWithValues: response.apiKeys.map { ($0.apiKey, $0.minVersion...$0.maxVersion) }
+        )
         #expect(advertised[ApiKey.produce.rawValue] == 0...11)
         #expect(advertised[ApiKey.fetch.rawValue] == 0...16)
         #expect(advertised[ApiKey.metadata.rawValue] == 0...12)
@@ -25,7 +30,11 @@ struct ProtocolTests {
     @Test func apiVersionsV3HasNoTaggedFields() async throws {
         let test = try await TestBroker.start()
         let outcome = await test.send(
-            frame: TestBroker.frame(ApiVersionsRequest(clientSoftwareName: "x", clientSoftwareVersion: "1"), version: 3, correlationId: 9)
+            frame: TestBroker.frame(
+                ApiVersionsRequest(clientSoftwareName: "x", clientSoftwareVersion: "1"),
+                version: 3,
+                correlationId: 9
+            )
         )
         guard case .respond(let buffer) = outcome else { throw UnexpectedOutcome(description: "\(outcome)") }
         // …, throttle_time_ms (4 bytes, 0), tagged fields: count 0.
@@ -77,13 +86,19 @@ struct ProtocolTests {
     /// Metadata auto-creates topics when allowed, and refuses invalid names and forbidden creation.
     @Test func metadataAutoCreation() async throws {
         let test = try await TestBroker.start { $0.defaultPartitions = 3 }
-        let created = try await test.send(MetadataRequest(topics: [.init(name: "auto")], allowAutoTopicCreation: true), version: 12)
+        let created = try await test.send(
+            MetadataRequest(topics: [.init(name: "auto")], allowAutoTopicCreation: true),
+            version: 12
+        )
         #expect(created.topics[0].errorCode == 0)
         #expect(created.topics[0].partitions.count == 3)
         #expect(created.topics[0].topicId != .zero)
         #expect(created.brokers.map(\.nodeId) == [1])
         #expect(created.controllerId == 1)
-        let forbidden = try await test.send(MetadataRequest(topics: [.init(name: "other")], allowAutoTopicCreation: false), version: 12)
+        let forbidden = try await test.send(
+            MetadataRequest(topics: [.init(name: "other")], allowAutoTopicCreation: false),
+            version: 12
+        )
         #expect(forbidden.topics[0].errorCode == ErrorCode.unknownTopicOrPartition.rawValue)
         let invalid = try await test.send(MetadataRequest(topics: [.init(name: "bad name!")]), version: 1)
         #expect(invalid.topics[0].errorCode == ErrorCode.invalidTopicException.rawValue)
@@ -91,25 +106,42 @@ struct ProtocolTests {
         #expect(all.topics.map(\.name) == ["auto"])
         let allV0 = try await test.send(MetadataRequest(topics: []), version: 0)
         #expect(allV0.topics.map(\.name) == ["auto"])
-        let byId = try await test.send(MetadataRequest(topics: [.init(topicId: created.topics[0].topicId, name: nil)]), version: 12)
+        let byId = try await test.send(
+            MetadataRequest(topics: [.init(topicId: created.topics[0].topicId, name: nil)]),
+            version: 12
+        )
         #expect(byId.topics[0].name == "auto")
     }
 
     /// With auto-creation off, Produce to an unknown topic answers UNKNOWN_TOPIC_OR_PARTITION.
     @Test func autoCreationCanBeDisabled() async throws {
         let test = try await TestBroker.start { $0.autoCreateTopics = false }
-        let meta = try await test.send(MetadataRequest(topics: [.init(name: "x")], allowAutoTopicCreation: true), version: 9)
+        let meta = try await test.send(
+            MetadataRequest(topics: [.init(name: "x")], allowAutoTopicCreation: true),
+            version: 9
+        )
         #expect(meta.topics[0].errorCode == ErrorCode.unknownTopicOrPartition.rawValue)
-        #expect(try await test.produce("x", batch: makeBatch(count: 1)).errorCode == ErrorCode.unknownTopicOrPartition.rawValue)
+        #expect(
+            try await test.produce("x", batch: makeBatch(count: 1)).errorCode
+                == ErrorCode.unknownTopicOrPartition.rawValue
+        )
     }
 }
 
 @Suite("CreateTopics, DeleteTopics, DescribeConfigs")
 struct AdminTests {
-    func create(_ test: TestBroker, _ topic: CreateTopicsRequest.CreatableTopic, validateOnly: Bool = false, version: Int16 = 7)
+    func create(
+        _ test: TestBroker,
+        _ topic: CreateTopicsRequest.CreatableTopic,
+        validateOnly: Bool = false,
+        version: Int16 = 7
+    )
         async throws -> CreateTopicsResponse.CreatableTopicResult
     {
-        try await test.send(CreateTopicsRequest(topics: [topic], timeoutMs: 1000, validateOnly: validateOnly), version: version).topics[0]
+        try await test.send(
+            CreateTopicsRequest(topics: [topic], timeoutMs: 1000, validateOnly: validateOnly),
+            version: version
+        ).topics[0]
     }
 
     /// CreateTopics reports Kafka's error for each kind of bad request.
@@ -119,12 +151,36 @@ struct AdminTests {
         let cases: [(CreateTopicsRequest.CreatableTopic, ErrorCode)] = [
             (.init(name: "exists", numPartitions: 1, replicationFactor: 1), .topicAlreadyExists),
             (.init(name: "bad/name", numPartitions: 1, replicationFactor: 1), .invalidTopicException),
-            (.init(name: String(repeating: "x", count: 250), numPartitions: 1, replicationFactor: 1), .invalidTopicException),
+            (
+                .init(name: String(repeating: "x", count: 250), numPartitions: 1, replicationFactor: 1),
+                .invalidTopicException
+            ),
             (.init(name: "zero", numPartitions: 0, replicationFactor: 1), .invalidPartitions),
             (.init(name: "rf3", numPartitions: 1, replicationFactor: 3), .invalidReplicationFactor),
-            (.init(name: "cfg", numPartitions: 1, replicationFactor: 1, configs: [.init(name: "no.such", value: "1")]), .invalidConfig),
-            (.init(name: "cfg2", numPartitions: 1, replicationFactor: 1, configs: [.init(name: "retention.ms", value: "soon")]), .invalidConfig),
-            (.init(name: "compact", numPartitions: 1, replicationFactor: 1, configs: [.init(name: "cleanup.policy", value: "compact")]), .invalidConfig),
+            (
+                .init(
+                    name: "cfg",
+                    numPartitions: 1,
+                    replicationFactor: 1,
+                    configs: [.init(name: "no.such", value: "1")]
+                ), .invalidConfig
+            ),
+            (
+                .init(
+                    name: "cfg2",
+                    numPartitions: 1,
+                    replicationFactor: 1,
+                    configs: [.init(name: "retention.ms", value: "soon")]
+                ), .invalidConfig
+            ),
+            (
+                .init(
+                    name: "compact",
+                    numPartitions: 1,
+                    replicationFactor: 1,
+                    configs: [.init(name: "cleanup.policy", value: "compact")]
+                ), .invalidConfig
+            ),
         ]
         for (topic, code) in cases {
             let result = try await create(test, topic)
@@ -132,7 +188,10 @@ struct AdminTests {
             #expect(result.errorMessage != nil)
         }
         let duplicated = try await test.send(
-            CreateTopicsRequest(topics: [.init(name: "twice", numPartitions: 1, replicationFactor: 1), .init(name: "twice", numPartitions: 1, replicationFactor: 1)]),
+            CreateTopicsRequest(topics: [
+                .init(name: "twice", numPartitions: 1, replicationFactor: 1),
+                .init(name: "twice", numPartitions: 1, replicationFactor: 1),
+            ]),
             version: 7
         )
         #expect(duplicated.topics.allSatisfy { $0.errorCode == ErrorCode.invalidRequest.rawValue })
@@ -141,14 +200,26 @@ struct AdminTests {
     /// validate-only checks without creating; defaults apply for -1; v5+ reports configs and v7 the topic id.
     @Test func createTopicsValidateOnlyAndDefaults() async throws {
         let test = try await TestBroker.start { $0.defaultPartitions = 2 }
-        let dry = try await create(test, .init(name: "dry", numPartitions: -1, replicationFactor: -1), validateOnly: true)
+        let dry = try await create(
+            test,
+            .init(name: "dry", numPartitions: -1, replicationFactor: -1),
+            validateOnly: true
+        )
         #expect(dry.errorCode == 0)
         #expect(dry.numPartitions == 2)
-        let meta = try await test.send(MetadataRequest(topics: [.init(name: "dry")], allowAutoTopicCreation: false), version: 9)
+        let meta = try await test.send(
+            MetadataRequest(topics: [.init(name: "dry")], allowAutoTopicCreation: false),
+            version: 9
+        )
         #expect(meta.topics[0].errorCode == ErrorCode.unknownTopicOrPartition.rawValue)
         let real = try await create(
             test,
-            .init(name: "real", numPartitions: 4, replicationFactor: 1, configs: [.init(name: "retention.ms", value: "1000")])
+            .init(
+                name: "real",
+                numPartitions: 4,
+                replicationFactor: 1,
+                configs: [.init(name: "retention.ms", value: "1000")]
+            )
         )
         #expect(real.errorCode == 0)
         #expect(real.topicId != .zero)
@@ -162,14 +233,26 @@ struct AdminTests {
         let test = try await TestBroker.start { $0.autoCreateTopics = false }
         try await test.createTopic("gone", partitions: 2)
         _ = try await test.produce("gone", batch: makeBatch(count: 3))
-        let byName = try await test.send(DeleteTopicsRequest(topicNames: ["gone", "never"], timeoutMs: 1000), version: 5)
+        let byName = try await test.send(
+            DeleteTopicsRequest(topicNames: ["gone", "never"], timeoutMs: 1000),
+            version: 5
+        )
         #expect(byName.responses.map(\.errorCode) == [0, ErrorCode.unknownTopicOrPartition.rawValue])
-        #expect(try await test.produce("gone", batch: makeBatch(count: 1)).errorCode == ErrorCode.unknownTopicOrPartition.rawValue)
+        #expect(
+            try await test.produce("gone", batch: makeBatch(count: 1)).errorCode
+                == ErrorCode.unknownTopicOrPartition.rawValue
+        )
         // Recreated with the same name, the topic starts empty.
         try await test.createTopic("gone")
         #expect(try await test.listOffset("gone", timestamp: -1).offset == 0)
         let id = try await test.send(MetadataRequest(topics: [.init(name: "gone")]), version: 12).topics[0].topicId
-        let byId = try await test.send(DeleteTopicsRequest(topics: [.init(name: nil, topicId: id), .init(name: nil, topicId: .random())], timeoutMs: 1000), version: 6)
+        let byId = try await test.send(
+            DeleteTopicsRequest(
+                topics: [.init(name: nil, topicId: id), .init(name: nil, topicId: .random())],
+                timeoutMs: 1000
+            ),
+            version: 6
+        )
         #expect(byId.responses.map(\.errorCode) == [0, ErrorCode.unknownTopicId.rawValue])
         #expect(byId.responses[0].name == "gone")
         #expect(try await test.engine.listLogs().filter { $0.hasPrefix("gone") }.isEmpty)
@@ -215,7 +298,10 @@ struct ReplayTests {
         _ = try await first.produce("kept", partition: 1, batch: makeBatch(count: 5))
         let id = try await first.send(MetadataRequest(topics: [.init(name: "kept")]), version: 12).topics[0].topicId
         _ = try await first.send(DeleteTopicsRequest(topicNames: ["dropped"], timeoutMs: 1000), version: 5)
-        let producerId = try await first.send(InitProducerIdRequest(transactionalId: nil, transactionTimeoutMs: 1), version: 0).producerId
+        let producerId = try await first.send(
+            InitProducerIdRequest(transactionalId: nil, transactionTimeoutMs: 1),
+            version: 0
+        ).producerId
         await first.broker.shutdown()
 
         let second = try await TestBroker.start(engine: first.engine)
@@ -226,11 +312,16 @@ struct ReplayTests {
         #expect(try await second.listOffset("kept", partition: 1, timestamp: -1).offset == 5)
         #expect(try await second.consumeAll("kept", partition: 1).count == 5)
         let configs = try await second.send(
-            DescribeConfigsRequest(resources: [.init(resourceType: 2, resourceName: "kept", configurationKeys: ["retention.ms"])]),
+            DescribeConfigsRequest(resources: [
+                .init(resourceType: 2, resourceName: "kept", configurationKeys: ["retention.ms"])
+            ]),
             version: 4
         )
         #expect(configs.results[0].configs.first?.value == "999")
-        let nextProducerId = try await second.send(InitProducerIdRequest(transactionalId: nil, transactionTimeoutMs: 1), version: 0).producerId
+        let nextProducerId = try await second.send(
+            InitProducerIdRequest(transactionalId: nil, transactionTimeoutMs: 1),
+            version: 0
+        ).producerId
         #expect(nextProducerId > producerId)
     }
 

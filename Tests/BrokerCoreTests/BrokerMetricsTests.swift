@@ -8,14 +8,19 @@ import Testing
 
 @Suite("The metrics facade and scrape-time observation")
 struct BrokerMetricsTests {
-    private func started(_ configure: (inout BrokerConfiguration) -> Void = { _ in }) async throws -> (TestBroker, TestMetrics) {
+    private func started(
+        _ configure: (inout BrokerConfiguration) -> Void = { _ in }
+    ) async throws -> (TestBroker, TestMetrics) {
         let metrics = TestMetrics()
         let broker = try await TestBroker.start(metrics: BrokerMetrics(factory: metrics), configure: configure)
         return (broker, metrics)
     }
 
     private func requests(_ metrics: TestMetrics, _ api: String, _ version: Int16) -> Int64 {
-        metrics.counterTotal(label: BrokerMetrics.Name.requests, dimensions: [("api", api), ("version", String(version))])
+        metrics.counterTotal(
+            label: BrokerMetrics.Name.requests,
+            dimensions: [("api", api), ("version", String(version))]
+        )
     }
 
     /// Requests are counted and timed by API and version, with their bytes both ways.
@@ -28,11 +33,24 @@ struct BrokerMetricsTests {
         #expect(requests(metrics, "Metadata", 12) == 2)
         #expect(requests(metrics, "Metadata", 4) == 1)
         #expect(requests(metrics, "CreateTopics", 7) == 1)
-        let timers = metrics.timers(label: BrokerMetrics.Name.requestDuration, dimensions: [("api", "Metadata"), ("version", "12")])
+        let timers = metrics.timers(
+            label: BrokerMetrics.Name.requestDuration,
+            dimensions: [("api", "Metadata"), ("version", "12")]
+        )
         #expect(timers.flatMap(\.values).count == 2)
         #expect(timers.flatMap(\.values).allSatisfy { $0 > 0 })
-        #expect(metrics.counterTotal(label: BrokerMetrics.Name.requestBytes, dimensions: [("api", "Metadata"), ("version", "12")]) > 0)
-        #expect(metrics.counterTotal(label: BrokerMetrics.Name.responseBytes, dimensions: [("api", "Metadata"), ("version", "12")]) > 0)
+        #expect(
+            metrics.counterTotal(
+                label: BrokerMetrics.Name.requestBytes,
+                dimensions: [("api", "Metadata"), ("version", "12")]
+            ) > 0
+        )
+        #expect(
+            metrics.counterTotal(
+                label: BrokerMetrics.Name.responseBytes,
+                dimensions: [("api", "Metadata"), ("version", "12")]
+            ) > 0
+        )
     }
 
     /// Error codes in responses are counted by API and Kafka's error name; successes are not.
@@ -44,9 +62,17 @@ struct BrokerMetricsTests {
         _ = try await broker.produce("t", batch: makeBatch(count: 1))
         _ = try await broker.fetch("t", offset: 99)
         #expect(
-            metrics.counterTotal(label: BrokerMetrics.Name.requestErrors, dimensions: [("api", "Produce"), ("error", "UNKNOWN_TOPIC_OR_PARTITION")]) == 1
+            metrics.counterTotal(
+                label: BrokerMetrics.Name.requestErrors,
+                dimensions: [("api", "Produce"), ("error", "UNKNOWN_TOPIC_OR_PARTITION")]
+            ) == 1
         )
-        #expect(metrics.counterTotal(label: BrokerMetrics.Name.requestErrors, dimensions: [("api", "Fetch"), ("error", "OFFSET_OUT_OF_RANGE")]) == 1)
+        #expect(
+            metrics.counterTotal(
+                label: BrokerMetrics.Name.requestErrors,
+                dimensions: [("api", "Fetch"), ("error", "OFFSET_OUT_OF_RANGE")]
+            ) == 1
+        )
         #expect(metrics.counters(label: BrokerMetrics.Name.requestErrors).count == 2)
         #expect(requests(metrics, "Produce", 9) == 2)
     }
@@ -71,7 +97,11 @@ struct BrokerMetricsTests {
         let (broker, metrics) = try await started()
         try await broker.createTopic("t")
         let frame = TestBroker.frame(
-            ProduceRequest(acks: 0, timeoutMs: 1000, topicData: [.init(name: "t", partitionData: [.init(index: 0, records: makeBatch(count: 2))])]),
+            ProduceRequest(
+                acks: 0,
+                timeoutMs: 1000,
+                topicData: [.init(name: "t", partitionData: [.init(index: 0, records: makeBatch(count: 2))])]
+            ),
             version: 9,
             correlationId: 5
         )

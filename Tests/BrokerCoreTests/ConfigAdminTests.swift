@@ -82,16 +82,26 @@ struct ConfigAdminTests {
     func alterConfigsReplacesTopicConfigs(version: Int16) async throws {
         let test = try await TestBroker.start()
         try await test.createTopic("t", configs: ["retention.ms": "1000"])
-        let result = try await alterConfigs(test, type: Self.topic, name: "t", ["max.message.bytes": "200"], version: version)
+        let result = try await alterConfigs(
+            test,
+            type: Self.topic,
+            name: "t",
+            ["max.message.bytes": "200"],
+            version: version
+        )
         #expect(result.errorCode == 0, "\(result.errorMessage ?? "")")
-        let maxBytes = try #require(try await describedConfig(test, type: Self.topic, name: "t", key: "max.message.bytes"))
+        let maxBytes = try #require(
+            try await describedConfig(test, type: Self.topic, name: "t", key: "max.message.bytes")
+        )
         #expect(maxBytes.value == "200")
         #expect(maxBytes.configSource == ConfigSource.dynamicTopicConfig.rawValue)
         // The legacy request replaces every config: retention.ms went back to the broker default.
         let retention = try #require(try await describedConfig(test, type: Self.topic, name: "t", key: "retention.ms"))
         #expect(retention.value == "604800000")
         #expect(retention.configSource == ConfigSource.defaultConfig.rawValue)
-        #expect(try await test.produce("t", batch: makeBatch(count: 20)).errorCode == ErrorCode.messageTooLarge.rawValue)
+        #expect(
+            try await test.produce("t", batch: makeBatch(count: 20)).errorCode == ErrorCode.messageTooLarge.rawValue
+        )
     }
 
     /// IncrementalAlterConfigs sets and deletes single keys, appends to and subtracts from lists,
@@ -99,7 +109,12 @@ struct ConfigAdminTests {
     @Test func incrementalAlterConfigsChangesSingleKeys() async throws {
         let test = try await TestBroker.start()
         try await test.createTopic("t", configs: ["retention.ms": "1000", "segment.ms": "5000"])
-        var result = try await incrementalAlter(test, type: Self.topic, name: "t", [("retention.ms", 0, "2000"), ("segment.ms", 1, nil)])
+        var result = try await incrementalAlter(
+            test,
+            type: Self.topic,
+            name: "t",
+            [("retention.ms", 0, "2000"), ("segment.ms", 1, nil)]
+        )
         #expect(result.errorCode == 0, "\(result.errorMessage ?? "")")
         #expect(try await describedConfig(test, type: Self.topic, name: "t", key: "retention.ms")?.value == "2000")
         #expect(try await describedConfig(test, type: Self.topic, name: "t", key: "segment.ms")?.configSource == 5)
@@ -143,13 +158,18 @@ struct ConfigAdminTests {
             ]),
             version: 1
         )
-        #expect(twice.responses.map(\.errorCode) == [ErrorCode.invalidRequest.rawValue, ErrorCode.invalidRequest.rawValue])
+        #expect(
+            twice.responses.map(\.errorCode) == [ErrorCode.invalidRequest.rawValue, ErrorCode.invalidRequest.rawValue]
+        )
         let duplicateKey = try await test.send(
             IncrementalAlterConfigsRequest(resources: [
                 .init(
                     resourceType: Self.topic,
                     resourceName: "t",
-                    configs: [.init(name: "retention.ms", configOperation: 0, value: "1"), .init(name: "retention.ms", configOperation: 1, value: nil)]
+                    configs: [
+                        .init(name: "retention.ms", configOperation: 0, value: "1"),
+                        .init(name: "retention.ms", configOperation: 1, value: nil),
+                    ]
                 )
             ]),
             version: 0
@@ -164,20 +184,30 @@ struct ConfigAdminTests {
     @Test func dynamicBrokerConfigsLayerAndReachTopics() async throws {
         let test = try await TestBroker.start { try! $0.setStatic(["log.retention.ms": "5000"]) }
         try await test.createTopic("t")
-        var retention = try #require(try await describedConfig(test, type: Self.broker, name: "1", key: "log.retention.ms"))
+        var retention = try #require(
+            try await describedConfig(test, type: Self.broker, name: "1", key: "log.retention.ms")
+        )
         #expect(retention.value == "5000")
         #expect(retention.configSource == ConfigSource.staticBrokerConfig.rawValue)
         #expect(retention.synonyms.map(\.source) == [4, 5])
         #expect(retention.readOnly == false)
 
-        #expect(try await incrementalAlter(test, type: Self.broker, name: "", [("log.retention.ms", 0, "6000")]).errorCode == 0)
-        #expect(try await incrementalAlter(test, type: Self.broker, name: "1", [("log.retention.ms", 0, "7000")]).errorCode == 0)
+        #expect(
+            try await incrementalAlter(test, type: Self.broker, name: "", [("log.retention.ms", 0, "6000")]).errorCode
+                == 0
+        )
+        #expect(
+            try await incrementalAlter(test, type: Self.broker, name: "1", [("log.retention.ms", 0, "7000")]).errorCode
+                == 0
+        )
         retention = try #require(try await describedConfig(test, type: Self.broker, name: "1", key: "log.retention.ms"))
         #expect(retention.value == "7000")
         #expect(retention.synonyms.map(\.source) == [2, 3, 4, 5])
         #expect(retention.synonyms.map(\.value) == ["7000", "6000", "5000", "604800000"])
         let defaults = try await test.send(
-            DescribeConfigsRequest(resources: [.init(resourceType: Self.broker, resourceName: "", configurationKeys: nil)]),
+            DescribeConfigsRequest(resources: [
+                .init(resourceType: Self.broker, resourceName: "", configurationKeys: nil)
+            ]),
             version: 4
         )
         #expect(defaults.results[0].configs.map(\.name) == ["log.retention.ms"])
@@ -186,11 +216,18 @@ struct ConfigAdminTests {
         let topic = try #require(try await describedConfig(test, type: Self.topic, name: "t", key: "retention.ms"))
         #expect(topic.value == "7000")
         #expect(topic.configSource == ConfigSource.dynamicBrokerConfig.rawValue)
-        #expect(topic.synonyms.map(\.name) == ["log.retention.ms", "log.retention.ms", "log.retention.ms", "log.retention.ms"])
+        #expect(
+            topic.synonyms.map(\.name) == [
+                "log.retention.ms", "log.retention.ms", "log.retention.ms", "log.retention.ms",
+            ]
+        )
         #expect(test.broker.registry.topic(named: "t")?.settings.retentionMs == 7000)
 
         // Deleting the per-broker value uncovers the cluster default.
-        #expect(try await incrementalAlter(test, type: Self.broker, name: "1", [("log.retention.ms", 1, nil)]).errorCode == 0)
+        #expect(
+            try await incrementalAlter(test, type: Self.broker, name: "1", [("log.retention.ms", 1, nil)]).errorCode
+                == 0
+        )
         #expect(test.broker.registry.topic(named: "t")?.settings.retentionMs == 6000)
     }
 
@@ -200,7 +237,9 @@ struct ConfigAdminTests {
         try await test.createTopic("t")
         #expect(try await test.produce("t", batch: makeBatch(count: 20)).errorCode == 0)
         #expect(try await alterConfigs(test, type: Self.broker, name: "1", ["message.max.bytes": "100"]).errorCode == 0)
-        #expect(try await test.produce("t", batch: makeBatch(count: 20)).errorCode == ErrorCode.messageTooLarge.rawValue)
+        #expect(
+            try await test.produce("t", batch: makeBatch(count: 20)).errorCode == ErrorCode.messageTooLarge.rawValue
+        )
     }
 
     /// Broker resources refuse read-only and unknown keys, other broker ids, and non-numeric names.
@@ -209,7 +248,10 @@ struct ConfigAdminTests {
         let cases: [(String, [String: String?], String)] = [
             ("1", ["broker.id": "2"], "Cannot update these configs dynamically: Set(broker.id)"),
             ("1", ["no.such": "2"], "Unknown broker config name: no.such"),
-            ("1", ["log.retention.ms": "x"], "Invalid value x for configuration log.retention.ms: x is not a valid long"),
+            (
+                "1", ["log.retention.ms": "x"],
+                "Invalid value x for configuration log.retention.ms: x is not a valid long"
+            ),
             ("2", ["log.retention.ms": "1"], "Unexpected broker id, expected 1, but received 2"),
             ("one", ["log.retention.ms": "1"], "Node id must be an integer, but it is: one"),
         ]
@@ -221,7 +263,9 @@ struct ConfigAdminTests {
         let logger = try await alterConfigs(test, type: 8, name: "1", ["root": "INFO"])
         #expect(logger.errorCode == ErrorCode.invalidRequest.rawValue)
         let describedOther = try await test.send(
-            DescribeConfigsRequest(resources: [.init(resourceType: Self.broker, resourceName: "7", configurationKeys: nil)]),
+            DescribeConfigsRequest(resources: [
+                .init(resourceType: Self.broker, resourceName: "7", configurationKeys: nil)
+            ]),
             version: 1
         )
         #expect(describedOther.results[0].errorCode == ErrorCode.invalidRequest.rawValue)
@@ -240,8 +284,10 @@ struct ConfigAdminTests {
             version: 4
         )
         let configs = Dictionary(uniqueKeysWithValues: response.results[0].configs.map { ($0.name, $0) })
-        for name in ["broker.id", "node.id", "log.retention.ms", "message.max.bytes", "num.partitions", "compression.type",
-                     "log.segment.bytes", "advertised.listeners", "log.dirs", "min.insync.replicas"] {
+        for name in [
+            "broker.id", "node.id", "log.retention.ms", "message.max.bytes", "num.partitions", "compression.type",
+            "log.segment.bytes", "advertised.listeners", "log.dirs", "min.insync.replicas",
+        ] {
             #expect(configs[name] != nil, "\(name) missing")
         }
         #expect(configs["broker.id"]?.value == "3")
@@ -257,13 +303,21 @@ struct ConfigAdminTests {
         let first = try await TestBroker.start()
         try await first.createTopic("t")
         #expect(try await alterConfigs(first, type: Self.topic, name: "t", ["retention.ms": "1234"]).errorCode == 0)
-        #expect(try await incrementalAlter(first, type: Self.broker, name: "1", [("log.retention.bytes", 0, "999")]).errorCode == 0)
-        #expect(try await incrementalAlter(first, type: Self.broker, name: "", [("message.max.bytes", 0, "5000")]).errorCode == 0)
+        #expect(
+            try await incrementalAlter(first, type: Self.broker, name: "1", [("log.retention.bytes", 0, "999")])
+                .errorCode == 0
+        )
+        #expect(
+            try await incrementalAlter(first, type: Self.broker, name: "", [("message.max.bytes", 0, "5000")]).errorCode
+                == 0
+        )
         await first.broker.shutdown()
 
         let second = try await TestBroker.start(engine: first.engine)
         #expect(try await describedConfig(second, type: Self.topic, name: "t", key: "retention.ms")?.value == "1234")
-        let bytes = try #require(try await describedConfig(second, type: Self.broker, name: "1", key: "log.retention.bytes"))
+        let bytes = try #require(
+            try await describedConfig(second, type: Self.broker, name: "1", key: "log.retention.bytes")
+        )
         #expect(bytes.value == "999")
         #expect(bytes.configSource == ConfigSource.dynamicBrokerConfig.rawValue)
         let settings = try #require(second.broker.registry.topic(named: "t")?.settings)
@@ -274,7 +328,9 @@ struct ConfigAdminTests {
     /// Static configs are set by Kafka name, validated, and unknown names are refused.
     @Test func staticConfigsAreValidated() throws {
         var configuration = BrokerConfiguration()
-        try configuration.setStatic(["log.retention.ms": "10", "num.partitions": "4", "auto.create.topics.enable": "FALSE"])
+        try configuration.setStatic([
+            "log.retention.ms": "10", "num.partitions": "4", "auto.create.topics.enable": "FALSE",
+        ])
         #expect(configuration.retentionMs == 10)
         #expect(configuration.defaultPartitions == 4)
         #expect(configuration.autoCreateTopics == false)

@@ -306,7 +306,10 @@ struct GroupProtocolTests {
         let idRound = try await test.send(TestBroker.joinRequest(), version: 7, on: connection)
         var join = TestBroker.joinRequest()
         join.memberId = idRound.memberId
-        let parkedReply = await test.dispatch(frame: TestBroker.frame(join, version: 7, correlationId: 1), on: connection)
+        let parkedReply = await test.dispatch(
+            frame: TestBroker.frame(join, version: 7, correlationId: 1),
+            on: connection
+        )
         async let parked = TestBroker.outcome(of: parkedReply)
         let heartbeat = await test.send(
             frame: TestBroker.frame(

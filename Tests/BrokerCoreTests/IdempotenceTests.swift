@@ -12,7 +12,10 @@ struct IdempotenceTests {
         let test = try await TestBroker.start()
         var seen = Set<Int64>()
         for version: Int16 in [0, 1, 2, 3, 4] {
-            let response = try await test.send(InitProducerIdRequest(transactionalId: nil, transactionTimeoutMs: 1000), version: version)
+            let response = try await test.send(
+                InitProducerIdRequest(transactionalId: nil, transactionTimeoutMs: 1000),
+                version: version
+            )
             #expect(response.errorCode == 0)
             #expect(response.producerEpoch == 0)
             #expect(seen.insert(response.producerId).inserted)
@@ -24,7 +27,10 @@ struct IdempotenceTests {
         #expect(transactional.errorCode == 0)
         #expect(transactional.producerEpoch == 0)
         #expect(seen.insert(transactional.producerId).inserted)
-        let empty = try await test.send(InitProducerIdRequest(transactionalId: "", transactionTimeoutMs: 1000), version: 4)
+        let empty = try await test.send(
+            InitProducerIdRequest(transactionalId: "", transactionTimeoutMs: 1000),
+            version: 4
+        )
         #expect(empty.errorCode == ErrorCode.invalidRequest.rawValue)
     }
 
@@ -46,21 +52,30 @@ struct IdempotenceTests {
     @Test func sequenceGapsAndStaleEpochsAreRefused() async throws {
         let test = try await TestBroker.start()
         try await test.createTopic("seq")
-        #expect(try await test.produce("seq", batch: makeBatch(count: 1, producerId: 7, producerEpoch: 3, baseSequence: 0)).errorCode == 0)
         #expect(
-            try await test.produce("seq", batch: makeBatch(count: 1, producerId: 7, producerEpoch: 3, baseSequence: 2)).errorCode
+            try await test.produce("seq", batch: makeBatch(count: 1, producerId: 7, producerEpoch: 3, baseSequence: 0))
+                .errorCode == 0
+        )
+        #expect(
+            try await test.produce("seq", batch: makeBatch(count: 1, producerId: 7, producerEpoch: 3, baseSequence: 2))
+                .errorCode
                 == ErrorCode.outOfOrderSequenceNumber.rawValue
         )
         #expect(
-            try await test.produce("seq", batch: makeBatch(count: 1, producerId: 7, producerEpoch: 2, baseSequence: 1)).errorCode
+            try await test.produce("seq", batch: makeBatch(count: 1, producerId: 7, producerEpoch: 2, baseSequence: 1))
+                .errorCode
                 == ErrorCode.invalidProducerEpoch.rawValue
         )
         // A new epoch must restart at sequence 0.
         #expect(
-            try await test.produce("seq", batch: makeBatch(count: 1, producerId: 7, producerEpoch: 4, baseSequence: 1)).errorCode
+            try await test.produce("seq", batch: makeBatch(count: 1, producerId: 7, producerEpoch: 4, baseSequence: 1))
+                .errorCode
                 == ErrorCode.outOfOrderSequenceNumber.rawValue
         )
-        #expect(try await test.produce("seq", batch: makeBatch(count: 1, producerId: 7, producerEpoch: 4, baseSequence: 0)).errorCode == 0)
+        #expect(
+            try await test.produce("seq", batch: makeBatch(count: 1, producerId: 7, producerEpoch: 4, baseSequence: 0))
+                .errorCode == 0
+        )
         #expect(try await test.listOffset("seq", timestamp: -1).offset == 2)
     }
 
@@ -75,7 +90,10 @@ struct IdempotenceTests {
             batch: .init(firstSequence: Int32.max - 1, lastSequence: Int32.max, firstOffset: 0, lastOffset: 1),
             nowMs: 0
         )
-        #expect(table.check(producerId: 1, producerEpoch: 0, firstSequence: 0, lastSequence: 4) == .append(previous: table.entries[1]))
+        #expect(
+            table.check(producerId: 1, producerEpoch: 0, firstSequence: 0, lastSequence: 4)
+                == .append(previous: table.entries[1])
+        )
     }
 
     /// Only the last five batches per producer are remembered, as in Kafka.
@@ -85,12 +103,20 @@ struct IdempotenceTests {
             table.record(
                 producerId: 1,
                 producerEpoch: 0,
-                batch: .init(firstSequence: Int32(i), lastSequence: Int32(i), firstOffset: Int64(i), lastOffset: Int64(i)),
+                batch: .init(
+                    firstSequence: Int32(i),
+                    lastSequence: Int32(i),
+                    firstOffset: Int64(i),
+                    lastOffset: Int64(i)
+                ),
                 nowMs: 0
             )
         }
         #expect(table.entries[1]?.batches.count == 5)
-        #expect(table.check(producerId: 1, producerEpoch: 0, firstSequence: 4, lastSequence: 4) != .append(previous: table.entries[1]))
+        #expect(
+            table.check(producerId: 1, producerEpoch: 0, firstSequence: 4, lastSequence: 4)
+                != .append(previous: table.entries[1])
+        )
         table.expire(olderThan: 1)
         #expect(table.entries.isEmpty)
     }
@@ -111,7 +137,9 @@ struct IdempotenceRestartTests {
         #expect(try await second.produce("restart", batch: stored) == (0, 0))
         #expect(try await second.listOffset("restart", timestamp: -1).offset == 3)
         let gap = makeBatch(count: 1, producerId: 9, producerEpoch: 0, baseSequence: 7)
-        #expect(try await second.produce("restart", batch: gap).errorCode == ErrorCode.outOfOrderSequenceNumber.rawValue)
+        #expect(
+            try await second.produce("restart", batch: gap).errorCode == ErrorCode.outOfOrderSequenceNumber.rawValue
+        )
         let next = makeBatch(count: 1, producerId: 9, producerEpoch: 0, baseSequence: 3)
         #expect(try await second.produce("restart", batch: next) == (0, 3))
     }
@@ -121,7 +149,10 @@ struct IdempotenceRestartTests {
     @Test func producersBeyondTheRecoveryWindowStartFresh() async throws {
         let first = try await TestBroker.start { $0.producerStateRecoveryOffsets = 5 }
         try await first.createTopic("window")
-        _ = try await first.produce("window", batch: makeBatch(count: 3, producerId: 1, producerEpoch: 0, baseSequence: 0))
+        _ = try await first.produce(
+            "window",
+            batch: makeBatch(count: 3, producerId: 1, producerEpoch: 0, baseSequence: 0)
+        )
         _ = try await first.produce("window", batch: makeBatch(count: 10))
         await first.broker.shutdown()
         let second = try await TestBroker.start(engine: first.engine) { $0.producerStateRecoveryOffsets = 5 }

@@ -6,7 +6,12 @@ import Testing
 @testable import KafkaRecords
 
 /// A magic 0/1 message set of `values` (keys "k0", "k1", …), one wrapper of `codec` when compressed.
-func legacyMessageSet(_ values: [String], magic: Int8, codec: CompressionCodec = .none, timestamp: Int64 = 1_700_000_000_000)
+func legacyMessageSet(
+    _ values: [String],
+    magic: Int8,
+    codec: CompressionCodec = .none,
+    timestamp: Int64 = 1_700_000_000_000
+)
     throws -> ByteBuffer
 {
     var builder = LegacyMessageSetBuilder(magic: magic, compression: codec)
@@ -23,7 +28,12 @@ func legacyMessageSet(_ values: [String], magic: Int8, codec: CompressionCodec =
 
 extension TestBroker {
     /// Fetches at an old (v0-3) or new version and returns the partition's answer.
-    func fetchMessages(_ topic: String, offset: Int64, partitionMaxBytes: Int32 = 1 << 20, version: Int16) async throws
+    func fetchMessages(
+        _ topic: String,
+        offset: Int64,
+        partitionMaxBytes: Int32 = 1 << 20,
+        version: Int16
+    ) async throws
         -> FetchResponse.PartitionData
     {
         try await fetch(topic, offset: offset, partitionMaxBytes: partitionMaxBytes, version: version)
@@ -39,13 +49,23 @@ struct LegacyVersionTests {
         let (version, magic) = versionAndMagic
         let test = try await TestBroker.start()
         try await test.createTopic("t")
-        #expect(try await test.produce("t", batch: legacyMessageSet(["a", "b"], magic: magic, codec: codec), version: version) == (0, 0))
-        #expect(try await test.produce("t", batch: legacyMessageSet(["c"], magic: magic, codec: codec), version: version) == (0, 2))
+        #expect(
+            try await test.produce(
+                "t",
+                batch: legacyMessageSet(["a", "b"], magic: magic, codec: codec),
+                version: version
+            ) == (0, 0)
+        )
+        #expect(
+            try await test.produce("t", batch: legacyMessageSet(["c"], magic: magic, codec: codec), version: version)
+                == (0, 2)
+        )
         let records = try await test.consumeAll("t")
         #expect(records.map(\.0) == [0, 1, 2])
         #expect(records.map { value($0.1) } == ["a", "b", "c"])
         #expect(records.map { $0.1.key.map { String(buffer: $0) } } == ["k0", "k1", "k0"])
-        let timestamps: [Int64] = magic == 0 ? [-1, -1, -1] : [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_000]
+        let timestamps: [Int64] =
+            magic == 0 ? [-1, -1, -1] : [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_000]
         #expect(records.map(\.1.timestamp) == timestamps)
         let stored = try #require(try await test.fetch("t", offset: 0).records)
         let header = try RecordBatchHeader(parsing: try #require(RecordBatchReader.batches(in: stored).first))
@@ -57,13 +77,18 @@ struct LegacyVersionTests {
     /// LogAppendTime it stamped.
     @Test func upConversionAppliesTopicCompressionAndLogAppendTime() async throws {
         let test = try await TestBroker.start()
-        try await test.createTopic("t", configs: ["compression.type": "lz4", "message.timestamp.type": "LogAppendTime"])
+        try await test.createTopic(
+            "t",
+            configs: ["compression.type": "lz4", "message.timestamp.type": "LogAppendTime"]
+        )
         let before = test.broker.nowMs
         let response = try await test.send(
             ProduceRequest(
                 acks: 1,
                 timeoutMs: 1000,
-                topicData: [.init(name: "t", partitionData: [.init(index: 0, records: try legacyMessageSet(["x"], magic: 1))])]
+                topicData: [
+                    .init(name: "t", partitionData: [.init(index: 0, records: try legacyMessageSet(["x"], magic: 1))])
+                ]
             ),
             version: 2
         )
@@ -145,10 +170,13 @@ struct LegacyVersionTests {
         try await test.createTopic("t")
         #expect(try await test.produce("t", batch: makeBatch(count: 10, prefix: "value-")) == (0, 0))
         let one = try await test.fetchMessages("t", offset: 0, partitionMaxBytes: 1, version: 2)
-        #expect(try LegacyMessageSet.contents(of: #require(one.records), maxDecompressedBytes: 1 << 20).messages.count == 1)
+        #expect(
+            try LegacyMessageSet.contents(of: #require(one.records), maxDecompressedBytes: 1 << 20).messages.count == 1
+        )
         let size = LegacyMessageSetBuilder.messageByteCount(magic: 1, keyBytes: 2, valueBytes: 7)
         let three = try await test.fetchMessages("t", offset: 0, partitionMaxBytes: Int32(3 * size + 5), version: 3)
-        let messages = try LegacyMessageSet.contents(of: #require(three.records), maxDecompressedBytes: 1 << 20).messages
+        let messages = try LegacyMessageSet.contents(of: #require(three.records), maxDecompressedBytes: 1 << 20)
+            .messages
         #expect(messages.map(\.offset) == [0, 1, 2])
     }
 
@@ -164,7 +192,11 @@ struct LegacyVersionTests {
     @Test func oldProducerAndOldReaderAgree() async throws {
         let test = try await TestBroker.start()
         try await test.createTopic("t")
-        #expect(try await test.produce("t", batch: legacyMessageSet(["p", "q"], magic: 1, codec: .snappy), version: 2) == (0, 0))
+        #expect(
+            try await test.produce("t", batch: legacyMessageSet(["p", "q"], magic: 1, codec: .snappy), version: 2) == (
+                0, 0
+            )
+        )
         let data = try await test.fetchMessages("t", offset: 0, version: 2)
         let messages = try LegacyMessageSet.contents(of: #require(data.records), maxDecompressedBytes: 1 << 20).messages
         #expect(messages.map { $0.value.map { String(buffer: $0) } } == ["p", "q"])
@@ -183,7 +215,12 @@ struct LegacyVersionTests {
                 maxWaitMs: 0,
                 minBytes: 1,
                 maxBytes: 1 << 20,
-                topics: [.init(topicId: topicId, partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)])]
+                topics: [
+                    .init(
+                        topicId: topicId,
+                        partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)]
+                    )
+                ]
             )
             if version >= 15 { request.replicaState = .init(replicaId: -1, replicaEpoch: -1) }
             return request
@@ -193,7 +230,10 @@ struct LegacyVersionTests {
         #expect(known.responses[0].partitions[0].errorCode == 0)
         #expect(known.responses[0].partitions[0].highWatermark == 2)
         #expect(RecordBatchReader.batches(in: try #require(known.responses[0].partitions[0].records)).count == 1)
-        let unknown = try await test.send(request(KafkaUUID(mostSignificantBits: 1, leastSignificantBits: 2)), version: version)
+        let unknown = try await test.send(
+            request(KafkaUUID(mostSignificantBits: 1, leastSignificantBits: 2)),
+            version: version
+        )
         #expect(unknown.responses[0].partitions[0].errorCode == ErrorCode.unknownTopicId.rawValue)
     }
 }

@@ -49,13 +49,22 @@ struct PartitionAdminTests {
         let cases: [(String, Int32, [[Int32]]?, ErrorCode, String?)] = [
             ("t", 3, nil, .invalidPartitions, "Topic already has 3 partition(s)."),
             ("t", 2, nil, .invalidPartitions, "The topic t currently has 3 partition(s); 2 would not be an increase."),
-            ("t", 5, [[1]], .invalidReplicaAssignment,
-             "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified."),
-            ("t", 4, [[2]], .invalidReplicaAssignment,
-             "The manual partition assignment includes broker 2, but no such broker is registered."),
-            ("t", 4, [[]], .invalidReplicaAssignment, "The manual partition assignment includes an empty replica list."),
-            ("t", 4, [[1, 1]], .invalidReplicaAssignment,
-             "The manual partition assignment includes the broker 1 more than once."),
+            (
+                "t", 5, [[1]], .invalidReplicaAssignment,
+                "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified."
+            ),
+            (
+                "t", 4, [[2]], .invalidReplicaAssignment,
+                "The manual partition assignment includes broker 2, but no such broker is registered."
+            ),
+            (
+                "t", 4, [[]], .invalidReplicaAssignment,
+                "The manual partition assignment includes an empty replica list."
+            ),
+            (
+                "t", 4, [[1, 1]], .invalidReplicaAssignment,
+                "The manual partition assignment includes the broker 1 more than once."
+            ),
             ("missing", 4, nil, .unknownTopicOrPartition, nil),
             ("t", 20_000, nil, .invalidPartitions, nil),
         ]
@@ -82,7 +91,13 @@ struct PartitionAdminTests {
         #expect(try await second.engine.listLogs().filter { $0.hasPrefix("t-") }.isEmpty)
     }
 
-    func deleteRecords(_ test: TestBroker, _ topic: String, partition: Int32 = 0, before offset: Int64, version: Int16 = 2)
+    func deleteRecords(
+        _ test: TestBroker,
+        _ topic: String,
+        partition: Int32 = 0,
+        before offset: Int64,
+        version: Int16 = 2
+    )
         async throws -> DeleteRecordsResponse.DeleteRecordsPartitionResult
     {
         try await test.send(
@@ -110,10 +125,18 @@ struct PartitionAdminTests {
         #expect(records.map(\.0) == Array(7..<20))
         // Below the start: no change, the low watermark is answered.
         #expect(try await deleteRecords(test, "t", before: 2, version: version).lowWatermark == 7)
-        #expect(try await deleteRecords(test, "t", before: 21, version: version).errorCode == ErrorCode.offsetOutOfRange.rawValue)
-        #expect(try await deleteRecords(test, "t", before: -5, version: version).errorCode == ErrorCode.offsetOutOfRange.rawValue)
-        #expect(try await deleteRecords(test, "t", partition: 3, before: 1, version: version).errorCode
-            == ErrorCode.unknownTopicOrPartition.rawValue)
+        #expect(
+            try await deleteRecords(test, "t", before: 21, version: version).errorCode
+                == ErrorCode.offsetOutOfRange.rawValue
+        )
+        #expect(
+            try await deleteRecords(test, "t", before: -5, version: version).errorCode
+                == ErrorCode.offsetOutOfRange.rawValue
+        )
+        #expect(
+            try await deleteRecords(test, "t", partition: 3, before: 1, version: version).errorCode
+                == ErrorCode.unknownTopicOrPartition.rawValue
+        )
         let all = try await deleteRecords(test, "t", before: -1, version: version)
         #expect(all.lowWatermark == 20)
         #expect(try await test.produce("t", batch: makeBatch(count: 1)).baseOffset == 20)
@@ -126,7 +149,10 @@ struct PartitionAdminTests {
         let test = try await TestBroker.start()
         try await test.createTopic("t", partitions: 2)
         let named = try await test.send(
-            ElectLeadersRequest(electionType: 0, topicPartitions: [.init(topic: "t", partitions: [0, 1, 9]), .init(topic: "x", partitions: [0])]),
+            ElectLeadersRequest(
+                electionType: 0,
+                topicPartitions: [.init(topic: "t", partitions: [0, 1, 9]), .init(topic: "x", partitions: [0])]
+            ),
             version: version
         )
         #expect(named.errorCode == 0)
@@ -147,8 +173,13 @@ struct PartitionAdminTests {
             AlterPartitionReassignmentsRequest(
                 timeoutMs: 1000,
                 topics: [
-                    .init(name: "t", partitions: [.init(partitionIndex: 0, replicas: [1]), .init(partitionIndex: 0, replicas: [2]),
-                                                   .init(partitionIndex: 0, replicas: nil), .init(partitionIndex: 5, replicas: [1])]),
+                    .init(
+                        name: "t",
+                        partitions: [
+                            .init(partitionIndex: 0, replicas: [1]), .init(partitionIndex: 0, replicas: [2]),
+                            .init(partitionIndex: 0, replicas: nil), .init(partitionIndex: 5, replicas: [1]),
+                        ]
+                    ),
                     .init(name: "x", partitions: [.init(partitionIndex: 0, replicas: [1])]),
                 ]
             ),
@@ -162,7 +193,10 @@ struct PartitionAdminTests {
     @Test(arguments: [Int16(0), 1])
     func describeCluster(version: Int16) async throws {
         let test = try await TestBroker.start { $0.nodeId = 4 }
-        let response = try await test.send(DescribeClusterRequest(includeClusterAuthorizedOperations: true), version: version)
+        let response = try await test.send(
+            DescribeClusterRequest(includeClusterAuthorizedOperations: true),
+            version: version
+        )
         #expect(response.errorCode == 0)
         #expect(response.controllerId == 4)
         #expect(response.brokers.map(\.brokerId) == [4])
@@ -196,7 +230,9 @@ struct PartitionAdminTests {
             #expect(dir.usableBytes == 400)
         }
         let some = try await test.send(
-            DescribeLogDirsRequest(topics: [.init(topic: "a", partitions: [1, 7]), .init(topic: "zz", partitions: [0])]),
+            DescribeLogDirsRequest(topics: [
+                .init(topic: "a", partitions: [1, 7]), .init(topic: "zz", partitions: [0]),
+            ]),
             version: version
         )
         #expect(some.results[0].topics.map(\.name) == ["a"])
@@ -215,7 +251,12 @@ struct PartitionAdminTests {
                 generationIdOrMemberEpoch: -1,
                 memberId: "",
                 topics: [
-                    .init(name: "t", partitions: [.init(partitionIndex: 0, committedOffset: 5), .init(partitionIndex: 1, committedOffset: 6)]),
+                    .init(
+                        name: "t",
+                        partitions: [
+                            .init(partitionIndex: 0, committedOffset: 5), .init(partitionIndex: 1, committedOffset: 6),
+                        ]
+                    ),
                     .init(name: "u", partitions: [.init(partitionIndex: 0, committedOffset: 7)]),
                 ]
             ),
@@ -223,15 +264,28 @@ struct PartitionAdminTests {
         )
         #expect(commit.topics.flatMap(\.partitions).allSatisfy { $0.errorCode == 0 })
         let deleted = try await test.send(
-            OffsetDeleteRequest(groupId: "g", topics: [.init(name: "t", partitions: [.init(partitionIndex: 0)]), .init(name: "nope", partitions: [.init(partitionIndex: 0)])]),
+            OffsetDeleteRequest(
+                groupId: "g",
+                topics: [
+                    .init(name: "t", partitions: [.init(partitionIndex: 0)]),
+                    .init(name: "nope", partitions: [.init(partitionIndex: 0)]),
+                ]
+            ),
             version: 0
         )
         #expect(deleted.errorCode == 0)
         #expect(deleted.topics.map(\.name) == ["t", "nope"])
         #expect(deleted.topics.flatMap(\.partitions).map(\.errorCode) == [0, 3])
         let fetched = test.broker.groupCoordinator.fetchOffsets(groupId: "g", partitions: nil)
-        #expect(fetched.keys.sorted() == [TopicPartition(topic: "t", partition: 1), TopicPartition(topic: "u", partition: 0)])
-        let unknown = try await test.send(OffsetDeleteRequest(groupId: "other", topics: [.init(name: "t", partitions: [.init(partitionIndex: 0)])]), version: 0)
+        #expect(
+            fetched.keys.sorted() == [
+                TopicPartition(topic: "t", partition: 1), TopicPartition(topic: "u", partition: 0),
+            ]
+        )
+        let unknown = try await test.send(
+            OffsetDeleteRequest(groupId: "other", topics: [.init(name: "t", partitions: [.init(partitionIndex: 0)])]),
+            version: 0
+        )
         #expect(unknown.errorCode == ErrorCode.groupIdNotFound.rawValue)
         await test.broker.shutdown()
         let restarted = try await TestBroker.start(engine: test.engine)

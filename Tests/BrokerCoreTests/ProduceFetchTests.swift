@@ -113,7 +113,10 @@ struct ProduceFetchTests {
         #expect(try await test.fetch("range", offset: 3).errorCode == ErrorCode.offsetOutOfRange.rawValue)
         #expect(try await test.fetch("range", offset: -1).errorCode == ErrorCode.offsetOutOfRange.rawValue)
         #expect(try await test.fetch("range", offset: 2).errorCode == 0)
-        #expect(try await test.fetch("range", partition: 5, offset: 0).errorCode == ErrorCode.unknownTopicOrPartition.rawValue)
+        #expect(
+            try await test.fetch("range", partition: 5, offset: 0).errorCode
+                == ErrorCode.unknownTopicOrPartition.rawValue
+        )
         #expect(try await test.fetch("nope", offset: 0).errorCode == ErrorCode.unknownTopicOrPartition.rawValue)
     }
 
@@ -155,7 +158,10 @@ struct ProduceFetchTests {
         try await test.createTopic("times")
         // Timestamps 1000, 1010, …, 1490 in five batches of ten.
         for b in 0..<5 {
-            _ = try await test.produce("times", batch: makeBatch(count: 10, timestamp: 1000 + Int64(b) * 100, timestampStep: 10))
+            _ = try await test.produce(
+                "times",
+                batch: makeBatch(count: 10, timestamp: 1000 + Int64(b) * 100, timestampStep: 10)
+            )
         }
         for (query, expected) in [(Int64(0), Int64(0)), (1000, 0), (1001, 1), (1255, 26), (1490, 49), (1491, -1)] {
             let answer = try await test.listOffset("times", timestamp: query)
@@ -241,7 +247,12 @@ struct ProduceFetchTests {
                 ProduceRequest(
                     acks: 1,
                     timeoutMs: 1000,
-                    topicData: [.init(name: "order", partitionData: [.init(index: 0, records: makeBatch(count: 1, prefix: "p\(i)-"))])]
+                    topicData: [
+                        .init(
+                            name: "order",
+                            partitionData: [.init(index: 0, records: makeBatch(count: 1, prefix: "p\(i)-"))]
+                        )
+                    ]
                 ),
                 version: 9,
                 correlationId: Int32(i)
@@ -253,7 +264,12 @@ struct ProduceFetchTests {
         var outcomes: [Int: RequestOutcome] = [:]
         for (i, reply) in replies.enumerated() { outcomes[i] = await TestBroker.outcome(of: reply) }
         for i in 0..<20 {
-            let response = try TestBroker.decode(outcomes[i]!, for: ProduceRequest.self, version: 9, correlationId: Int32(i))
+            let response = try TestBroker.decode(
+                outcomes[i]!,
+                for: ProduceRequest.self,
+                version: 9,
+                correlationId: Int32(i)
+            )
             #expect(response.responses[0].partitionResponses[0].baseOffset == Int64(i))
         }
     }
@@ -266,7 +282,10 @@ struct RetentionTests {
     @Test func retentionBytesAdvancesTheLogStart() async throws {
         let test = try await TestBroker.start()
         let batch = makeBatch(count: 10)
-        try await test.createTopic("bytes", configs: ["retention.bytes": String(batch.readableBytes * 3), "retention.ms": "-1"])
+        try await test.createTopic(
+            "bytes",
+            configs: ["retention.bytes": String(batch.readableBytes * 3), "retention.ms": "-1"]
+        )
         for _ in 0..<10 { _ = try await test.produce("bytes", batch: batch) }
         await test.broker.applyRetention()
         #expect(try await test.listOffset("bytes", timestamp: -2).offset == 70)

@@ -33,7 +33,12 @@ final class TestBroker: Sendable {
         let engine = try engine ?? StorageEngine.open(backend: .builtin(named: "memory"), options: [], logger: logger)
         var configuration = BrokerConfiguration()
         configure(&configuration)
-        let broker = try await Broker.start(configuration: configuration, storage: engine, logger: logger, metrics: metrics)
+        let broker = try await Broker.start(
+            configuration: configuration,
+            storage: engine,
+            logger: logger,
+            metrics: metrics
+        )
         return TestBroker(engine: engine, broker: broker)
     }
 
@@ -84,7 +89,10 @@ final class TestBroker: Sendable {
             let reply = holds.withLock { holds -> RequestReply? in
                 if let hold = holds[connection.id], !hold.isOrderReleased { return nil }
                 let sequence = takeSequence(connection)
-                let reply = broker.handle(frame: frame, context: RequestContext(connection: connection, sequence: sequence))
+                let reply = broker.handle(
+                    frame: frame,
+                    context: RequestContext(connection: connection, sequence: sequence)
+                )
                 if case .later(let pending) = reply, pending.holdsOrder { holds[connection.id] = pending }
                 return reply
             }
@@ -104,7 +112,12 @@ final class TestBroker: Sendable {
         }
     }
 
-    static func decode<R: KafkaRequestMessage>(_ outcome: RequestOutcome, for _: R.Type, version: Int16, correlationId: Int32)
+    static func decode<R: KafkaRequestMessage>(
+        _ outcome: RequestOutcome,
+        for _: R.Type,
+        version: Int16,
+        correlationId: Int32
+    )
         throws -> R.Response
     {
         guard case .respond(var buffer) = outcome else { throw UnexpectedOutcome(description: "\(outcome)") }
@@ -117,7 +130,11 @@ final class TestBroker: Sendable {
         return response
     }
 
-    func send<R: KafkaRequestMessage>(_ request: R, version: Int16, on connection: ConnectionInfo? = nil) async throws
+    func send<R: KafkaRequestMessage>(
+        _ request: R,
+        version: Int16,
+        on connection: ConnectionInfo? = nil
+    ) async throws
         -> R.Response
     {
         let outcome = await send(frame: Self.frame(request, version: version, correlationId: 7), on: connection)
@@ -166,7 +183,12 @@ final class TestBroker: Sendable {
         return (answer.errorCode, answer.baseOffset)
     }
 
-    func listOffset(_ topic: String, partition: Int32 = 0, timestamp: Int64, version: Int16 = 7) async throws
+    func listOffset(
+        _ topic: String,
+        partition: Int32 = 0,
+        timestamp: Int64,
+        version: Int16 = 7
+    ) async throws
         -> ListOffsetsResponse.ListOffsetsPartitionResponse
     {
         let response = try await send(
@@ -197,7 +219,9 @@ final class TestBroker: Sendable {
                 topics: [
                     .init(
                         topic: topic,
-                        partitions: [.init(partition: partition, fetchOffset: offset, partitionMaxBytes: partitionMaxBytes)]
+                        partitions: [
+                            .init(partition: partition, fetchOffset: offset, partitionMaxBytes: partitionMaxBytes)
+                        ]
                     )
                 ]
             ),
@@ -216,7 +240,10 @@ final class TestBroker: Sendable {
             guard let bytes = data.records, bytes.readableBytes > 0 else { break }
             for batch in RecordBatchReader.batches(in: bytes) {
                 let header = try RecordBatchHeader(parsing: batch)
-                #expect(CRC32C.checksum(batch.getSlice(at: batch.readerIndex + 21, length: batch.readableBytes - 21)!) == header.crc)
+                #expect(
+                    CRC32C.checksum(batch.getSlice(at: batch.readerIndex + 21, length: batch.readableBytes - 21)!)
+                        == header.crc
+                )
                 for record in try RecordBatchReader.records(of: batch, maxDecompressedBytes: 1 << 30) {
                     let absolute = header.baseOffset + Int64(record.offsetDelta)
                     if absolute >= next { records.append((absolute, record)) }

@@ -21,16 +21,23 @@ private func storedCodec(_ type: String) -> CompressionCodec? {
     }
 }
 
-private extension TestBroker {
-    func produceResponse(_ topic: String, batch: ByteBuffer) async throws -> ProduceResponse.PartitionProduceResponse {
+extension TestBroker {
+    fileprivate func produceResponse(
+        _ topic: String,
+        batch: ByteBuffer
+    ) async throws -> ProduceResponse.PartitionProduceResponse {
         try await send(
-            ProduceRequest(acks: -1, timeoutMs: 1000, topicData: [.init(name: topic, partitionData: [.init(index: 0, records: batch)])]),
+            ProduceRequest(
+                acks: -1,
+                timeoutMs: 1000,
+                topicData: [.init(name: topic, partitionData: [.init(index: 0, records: batch)])]
+            ),
             version: 9
         ).responses[0].partitionResponses[0]
     }
 
     /// The stored batches of partition 0, as Fetch returns them.
-    func storedBatches(_ topic: String) async throws -> [ByteBuffer] {
+    fileprivate func storedBatches(_ topic: String) async throws -> [ByteBuffer] {
         let data = try await fetch(topic, offset: 0)
         return RecordBatchReader.batches(in: try #require(data.records))
     }
@@ -52,8 +59,10 @@ struct TopicCompressionTests {
         let target = storedCodec(type) ?? producer
         #expect(try RecordBatchHeader(parsing: stored).compression == target)
         if target == producer {
-            #expect(stored.getBytes(at: stored.readerIndex + 16, length: stored.readableBytes - 16)
-                == sent.getBytes(at: sent.readerIndex + 16, length: sent.readableBytes - 16))
+            #expect(
+                stored.getBytes(at: stored.readerIndex + 16, length: stored.readableBytes - 16)
+                    == sent.getBytes(at: sent.readerIndex + 16, length: sent.readableBytes - 16)
+            )
         }
         let consumed = try await test.consumeAll("t")
         #expect(consumed.map { value($0.1) } == (0..<50).map { "m\($0)" })
@@ -80,7 +89,10 @@ struct TopicCompressionTests {
         let test = try await TestBroker.start { $0.clock = { 1_900_000_000_000 } }
         try await test.createTopic(
             "t",
-            configs: ["message.timestamp.type": "LogAppendTime", "message.timestamp.before.max.ms": "1", "compression.type": type]
+            configs: [
+                "message.timestamp.type": "LogAppendTime", "message.timestamp.before.max.ms": "1",
+                "compression.type": type,
+            ]
         )
         let answer = try await test.produceResponse("t", batch: makeBatch(count: 3, timestamp: 5, compression: .gzip))
         #expect(answer.errorCode == 0, "\(answer.errorMessage ?? "")")
@@ -108,7 +120,9 @@ struct TopicCompressionTests {
         #expect(answer.errorCode == ErrorCode.invalidTimestamp.rawValue)
         #expect(answer.errorMessage == "One or more records have been rejected due to invalid timestamp")
         #expect(answer.recordErrors.map(\.batchIndex) == [1])
-        #expect(answer.recordErrors.first?.batchIndexErrorMessage?.hasPrefix("Timestamp 1600000000000 of message") == true)
+        #expect(
+            answer.recordErrors.first?.batchIndexErrorMessage?.hasPrefix("Timestamp 1600000000000 of message") == true
+        )
         // A whole-batch error carries no record errors.
         let corrupt = try await test.produceResponse("t", batch: ByteBuffer(bytes: [0, 1, 2]))
         #expect(corrupt.errorCode != 0)
@@ -121,7 +135,11 @@ struct TopicCompressionTests {
         try await test.createTopic("t")
         let result = try await test.send(
             IncrementalAlterConfigsRequest(resources: [
-                .init(resourceType: 4, resourceName: "", configs: [.init(name: "compression.type", configOperation: 0, value: "snappy")])
+                .init(
+                    resourceType: 4,
+                    resourceName: "",
+                    configs: [.init(name: "compression.type", configOperation: 0, value: "snappy")]
+                )
             ]),
             version: 1
         )
@@ -138,7 +156,9 @@ struct TopicCompressionTests {
         try await test.createTopic("plain")
         let meta = try await test.send(MetadataRequest(topics: nil), version: 12)
         #expect(meta.topics.map(\.isInternal) == [true, false])
-        #expect(try await test.produce("__consumer_offsets", batch: makeBatch(count: 1)).errorCode
-            == ErrorCode.invalidTopicException.rawValue)
+        #expect(
+            try await test.produce("__consumer_offsets", batch: makeBatch(count: 1)).errorCode
+                == ErrorCode.invalidTopicException.rawValue
+        )
     }
 }

@@ -53,7 +53,11 @@ struct ConcurrentMetadataTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var logger = Logger(label: "concurrent-create")
         logger.logLevel = .critical
-        let engine = try StorageEngine.open(backend: .builtin(named: "file"), options: [("path", directory)], logger: logger)
+        let engine = try StorageEngine.open(
+            backend: .builtin(named: "file"),
+            options: [("path", directory)],
+            logger: logger
+        )
         let names = (0..<16).map { "c\($0)" }
         let test = try await TestBroker.start(engine: engine)
         let codes = await withTaskGroup(of: Int16.self) { group in

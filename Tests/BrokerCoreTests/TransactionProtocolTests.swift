@@ -70,7 +70,12 @@ struct TransactionalClient {
                 groupId: group,
                 producerId: producer.producerId,
                 producerEpoch: producer.producerEpoch,
-                topics: [.init(name: topic, partitions: [.init(partitionIndex: 0, committedOffset: offset, committedMetadata: "")])]
+                topics: [
+                    .init(
+                        name: topic,
+                        partitions: [.init(partitionIndex: 0, committedOffset: offset, committedMetadata: "")]
+                    )
+                ]
             ),
             version: 3
         )
@@ -134,7 +139,12 @@ extension TestBroker {
                 minBytes: 0,
                 maxBytes: 1 << 20,
                 isolationLevel: readCommitted ? 1 : 0,
-                topics: [.init(topic: topic, partitions: [.init(partition: 0, fetchOffset: offset, partitionMaxBytes: 1 << 20)])]
+                topics: [
+                    .init(
+                        topic: topic,
+                        partitions: [.init(partition: 0, fetchOffset: offset, partitionMaxBytes: 1 << 20)]
+                    )
+                ]
             ),
             version: 12
         )
@@ -145,7 +155,9 @@ extension TestBroker {
     func batches(_ data: FetchResponse.PartitionData) throws -> [(Int64, Bool, Int64, [String])] {
         try RecordBatchReader.batches(in: data.records ?? ByteBuffer()).map { batch in
             let header = try RecordBatchHeader(parsing: batch)
-            let values = header.isControl ? [] : try RecordBatchReader.records(of: batch, maxDecompressedBytes: 1 << 20).map(value)
+            let values =
+                header.isControl
+                ? [] : try RecordBatchReader.records(of: batch, maxDecompressedBytes: 1 << 20).map(value)
             return (header.baseOffset, header.isControl, header.producerId, values)
         }
     }
@@ -169,7 +181,11 @@ extension TestBroker {
 
     func committedOffset(group: String, topic: String, requireStable: Bool) async throws -> (Int64, Int16) {
         let response = try await send(
-            OffsetFetchRequest(groupId: group, topics: [.init(name: topic, partitionIndexes: [0])], requireStable: requireStable),
+            OffsetFetchRequest(
+                groupId: group,
+                topics: [.init(name: topic, partitionIndexes: [0])],
+                requireStable: requireStable
+            ),
             version: 7
         )
         let partition = response.topics[0].partitions[0]
@@ -192,7 +208,10 @@ struct TransactionProtocolTests {
         #expect(try await client.produce("t", version: 11).0 == ErrorCode.transactionAbortable.rawValue)
         #expect(try await client.produce("t", version: 10).0 == ErrorCode.invalidTxnState.rawValue)
         #expect(try await client.addPartitions("t", [0]) == [0])
-        #expect(try await client.produce("t", withTransactionalId: false).0 == ErrorCode.transactionalIdAuthorizationFailed.rawValue)
+        #expect(
+            try await client.produce("t", withTransactionalId: false).0
+                == ErrorCode.transactionalIdAuthorizationFailed.rawValue
+        )
         #expect(try await client.produce("t") == (0, 0))
         #expect(try await client.produce("t", count: 2) == (0, 3))
         #expect(try await test.phase(of: "tx") == "Ongoing")
@@ -295,7 +314,11 @@ struct TransactionProtocolTests {
         #expect(try await client.commitOffsets(group: "g", topic: "t", offset: 5) == ErrorCode.invalidTxnState.rawValue)
         #expect(try await client.addOffsets(group: "g") == 0)
         #expect(try await client.commitOffsets(group: "g", topic: "t", offset: 5) == 0)
-        #expect(try await test.committedOffset(group: "g", topic: "t", requireStable: true) == (-1, ErrorCode.unstableOffsetCommit.rawValue))
+        #expect(
+            try await test.committedOffset(group: "g", topic: "t", requireStable: true) == (
+                -1, ErrorCode.unstableOffsetCommit.rawValue
+            )
+        )
         #expect(try await test.committedOffset(group: "g", topic: "t", requireStable: false) == (-1, 0))
         #expect(try await client.end(commit: true) == 0)
         #expect(try await test.committedOffset(group: "g", topic: "t", requireStable: true) == (5, 0))
@@ -319,11 +342,16 @@ struct TransactionProtocolTests {
         let listed = try await test.send(ListTransactionsRequest(stateFilters: ["Ongoing", "Bogus"]), version: 1)
         #expect(listed.transactionStates.map(\.transactionalId) == ["tx"])
         #expect(listed.unknownStateFilters == ["Bogus"])
-        #expect(try await test.send(ListTransactionsRequest(stateFilters: ["Empty"]), version: 1).transactionStates.isEmpty)
+        #expect(
+            try await test.send(ListTransactionsRequest(stateFilters: ["Empty"]), version: 1).transactionStates.isEmpty
+        )
         let described = try await test.send(DescribeTransactionsRequest(transactionalIds: ["tx", "nope"]), version: 0)
         #expect(described.transactionStates[0].topics == [.init(topic: "t", partitions: [0])])
         #expect(described.transactionStates[1].errorCode == ErrorCode.transactionalIdNotFound.rawValue)
-        let producers = try await test.send(DescribeProducersRequest(topics: [.init(name: "t", partitionIndexes: [0])]), version: 0)
+        let producers = try await test.send(
+            DescribeProducersRequest(topics: [.init(name: "t", partitionIndexes: [0])]),
+            version: 0
+        )
         let state = producers.topics[0].partitions[0].activeProducers
         #expect(state.map(\.producerId) == [client.producer.producerId])
         #expect(state.first?.currentTxnStartOffset == 0)

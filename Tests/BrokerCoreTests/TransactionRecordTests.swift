@@ -33,7 +33,9 @@ struct TransactionRecordTests {
         empty.partitions = [:]
         empty.groups = []
         empty.phase = .empty
-        let records: [TransactionLogRecord] = [.metadata(Self.metadata), .metadata(empty), .tombstone(transactionalId: "gone")]
+        let records: [TransactionLogRecord] = [
+            .metadata(Self.metadata), .metadata(empty), .tombstone(transactionalId: "gone"),
+        ]
         let all = Self.concatenated(records.map { $0.encode() })
         #expect(try TransactionLogRecord.decodeAll(all) == records)
         var truncated = all
@@ -44,8 +46,16 @@ struct TransactionRecordTests {
     /// Aborted-transaction index records round-trip.
     @Test func abortedTransactionRecordsRoundTrip() throws {
         let records = [
-            AbortedTransactionRecord(topicId: .random(), partition: 3, transaction: .init(producerId: 9, firstOffset: 100, lastOffset: 150)),
-            AbortedTransactionRecord(topicId: .random(), partition: 0, transaction: .init(producerId: 1, firstOffset: 0, lastOffset: 1)),
+            AbortedTransactionRecord(
+                topicId: .random(),
+                partition: 3,
+                transaction: .init(producerId: 9, firstOffset: 100, lastOffset: 150)
+            ),
+            AbortedTransactionRecord(
+                topicId: .random(),
+                partition: 0,
+                transaction: .init(producerId: 1, firstOffset: 0, lastOffset: 1)
+            ),
         ]
         #expect(try AbortedTransactionRecord.decodeAll(Self.concatenated(records.map { $0.encode() })) == records)
     }
@@ -53,7 +63,11 @@ struct TransactionRecordTests {
     /// The end-transaction marker is a control batch of one record that parses back to its type.
     @Test(arguments: [EndTransactionMarker.Kind.commit, .abort])
     func endTransactionMarkersRoundTrip(kind: EndTransactionMarker.Kind) throws {
-        let batch = EndTransactionMarker(kind: kind, coordinatorEpoch: 5).batch(producerId: 42, producerEpoch: 7, timestamp: 1_000)
+        let batch = EndTransactionMarker(kind: kind, coordinatorEpoch: 5).batch(
+            producerId: 42,
+            producerEpoch: 7,
+            timestamp: 1_000
+        )
         let header = try RecordBatchValidator.validateStoredBatch(batch)
         #expect(header.isControl && header.isTransactional)
         #expect(header.producerId == 42 && header.producerEpoch == 7 && header.baseSequence == -1)
@@ -61,7 +75,9 @@ struct TransactionRecordTests {
         #expect(EndTransactionMarker(controlBatch: batch) == EndTransactionMarker(kind: kind, coordinatorEpoch: 5))
         #expect(EndTransactionMarker(controlBatch: makeBatch(count: 1)) == nil)
         // Producers may not write them.
-        #expect(throws: RecordBatchError.self) { try RecordBatchValidator.validateProduceRecords(batch, policy: .init()) }
+        #expect(throws: RecordBatchError.self) {
+            try RecordBatchValidator.validateProduceRecords(batch, policy: .init())
+        }
     }
 
     /// Transactional offsets are replayed as pending and decided by their transaction-end record;

@@ -126,7 +126,12 @@ struct TransactionRecoveryTests {
                 partition: 0,
                 transaction: .init(producerId: 5, firstOffset: 0, lastOffset: lastOffset)
             )
-            try await Self.append(record.encode(), to: AbortedTransactionRecord.logName, engine: first.engine, isBatch: false)
+            try await Self.append(
+                record.encode(),
+                to: AbortedTransactionRecord.logName,
+                engine: first.engine,
+                isBatch: false
+            )
         }
         let second = try await TestBroker.start(engine: first.engine)
         #expect(try await second.fetch("t", readCommitted: true).abortedTransactions == [])

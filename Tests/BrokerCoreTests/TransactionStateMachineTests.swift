@@ -6,7 +6,9 @@ import Testing
 /// Drives `TransactionCoordinatorState` the way the shell does — prepare, then complete the
 /// write — with time passed in by hand (a manual clock).
 struct TransactionMachine {
-    var machine = TransactionCoordinatorState(settings: TransactionSettings(maxTimeoutMs: 60_000, transactionalIdExpirationMs: 100_000))
+    var machine = TransactionCoordinatorState(
+        settings: TransactionSettings(maxTimeoutMs: 60_000, transactionalIdExpirationMs: 100_000)
+    )
     var nowMs: Int64 = 1_000_000
     var nextProducerId: Int64 = 100
 
@@ -14,12 +16,22 @@ struct TransactionMachine {
     static let partitionB = TopicPartition(topic: "b", partition: 1)
 
     /// InitProducerId to completion: the producer id and epoch, or the error.
-    mutating func initProducerId(_ id: String = "tx", timeoutMs: Int32 = 10_000, expected: ProducerIdAndEpoch? = nil)
+    mutating func initProducerId(
+        _ id: String = "tx",
+        timeoutMs: Int32 = 10_000,
+        expected: ProducerIdAndEpoch? = nil
+    )
         -> Result<ProducerIdAndEpoch, InitFailure>
     {
         var fresh: Int64?
         for _ in 0..<2 {
-            switch machine.initProducerId(transactionalId: id, timeoutMs: timeoutMs, expected: expected, newProducerId: fresh, nowMs: nowMs) {
+            switch machine.initProducerId(
+                transactionalId: id,
+                timeoutMs: timeoutMs,
+                expected: expected,
+                newProducerId: fresh,
+                nowMs: nowMs
+            ) {
             case .needsProducerId:
                 fresh = nextProducerId
                 nextProducerId += 1
@@ -48,13 +60,30 @@ struct TransactionMachine {
         }
     }
 
-    mutating func add(_ producer: ProducerIdAndEpoch, _ partitions: [TopicPartition: Int64], groups: Set<String> = [], id: String = "tx")
+    mutating func add(
+        _ producer: ProducerIdAndEpoch,
+        _ partitions: [TopicPartition: Int64],
+        groups: Set<String> = [],
+        id: String = "tx"
+    )
         -> ErrorCode
     {
-        carryOut(machine.addToTransaction(transactionalId: id, producer: producer, partitions: partitions, groups: groups, nowMs: nowMs)).0
+        carryOut(
+            machine.addToTransaction(
+                transactionalId: id,
+                producer: producer,
+                partitions: partitions,
+                groups: groups,
+                nowMs: nowMs
+            )
+        ).0
     }
 
-    mutating func end(_ producer: ProducerIdAndEpoch, commit: Bool, id: String = "tx") -> (ErrorCode, [TransactionAction]) {
+    mutating func end(
+        _ producer: ProducerIdAndEpoch,
+        commit: Bool,
+        id: String = "tx"
+    ) -> (ErrorCode, [TransactionAction]) {
         carryOut(machine.endTransaction(transactionalId: id, producer: producer, commit: commit, nowMs: nowMs))
     }
 
@@ -107,10 +136,21 @@ struct TransactionStateMachineTests {
         #expect(test.phase() == .ongoing)
         #expect(test.machine.metadata("tx")?.startTimestampMs == test.nowMs)
         // Already in the transaction: answered without a write.
-        #expect(test.machine.addToTransaction(transactionalId: "tx", producer: producer, partitions: [TransactionMachine.partitionA: 9], nowMs: test.nowMs) == .answer(.none))
+        #expect(
+            test.machine.addToTransaction(
+                transactionalId: "tx",
+                producer: producer,
+                partitions: [TransactionMachine.partitionA: 9],
+                nowMs: test.nowMs
+            ) == .answer(.none)
+        )
         // A new partition is merged; a known one keeps its earlier log end offset.
         #expect(test.add(producer, [TransactionMachine.partitionA: 9, TransactionMachine.partitionB: 3]) == .none)
-        #expect(test.machine.metadata("tx")?.partitions == [TransactionMachine.partitionA: 7, TransactionMachine.partitionB: 3])
+        #expect(
+            test.machine.metadata("tx")?.partitions == [
+                TransactionMachine.partitionA: 7, TransactionMachine.partitionB: 3,
+            ]
+        )
         let (error, actions) = test.end(producer, commit: true)
         #expect(error == .none)
         #expect(test.phase() == .prepareCommit)
@@ -171,12 +211,14 @@ struct TransactionStateMachineTests {
     @Test func pendingWritesBlockAndFailedWritesChangeNothing() throws {
         var test = TransactionMachine()
         let producer = try test.initProducerId().get()
-        guard case .write(let target) = test.machine.addToTransaction(
-            transactionalId: "tx",
-            producer: producer,
-            partitions: [TransactionMachine.partitionA: 0],
-            nowMs: test.nowMs
-        ) else {
+        guard
+            case .write(let target) = test.machine.addToTransaction(
+                transactionalId: "tx",
+                producer: producer,
+                partitions: [TransactionMachine.partitionA: 0],
+                nowMs: test.nowMs
+            )
+        else {
             Issue.record("no write")
             return
         }
@@ -186,7 +228,10 @@ struct TransactionStateMachineTests {
         #expect(test.machine.completeWrite(target, succeeded: false) == [])
         #expect(!test.machine.hasPendingWrites)
         #expect(test.phase() == .empty)
-        #expect(test.machine.verify(transactionalId: "tx", producer: producer, partition: TransactionMachine.partitionA) == .transactionAbortable)
+        #expect(
+            test.machine.verify(transactionalId: "tx", producer: producer, partition: TransactionMachine.partitionA)
+                == .transactionAbortable
+        )
     }
 
     /// A second producer initializing the id while a transaction is open fences the first: the
@@ -196,13 +241,15 @@ struct TransactionStateMachineTests {
         var test = TransactionMachine()
         let zombie = try test.initProducerId().get()
         #expect(test.add(zombie, [TransactionMachine.partitionA: 0]) == .none)
-        guard case .fence(let fenced) = test.machine.initProducerId(
-            transactionalId: "tx",
-            timeoutMs: 10_000,
-            expected: nil,
-            newProducerId: nil,
-            nowMs: test.nowMs
-        ) else {
+        guard
+            case .fence(let fenced) = test.machine.initProducerId(
+                transactionalId: "tx",
+                timeoutMs: 10_000,
+                expected: nil,
+                newProducerId: nil,
+                nowMs: test.nowMs
+            )
+        else {
             Issue.record("no fence")
             return
         }
@@ -213,7 +260,10 @@ struct TransactionStateMachineTests {
         let successor = try test.initProducerId().get()
         #expect(successor.producerEpoch == zombie.producerEpoch + 2)
         #expect(test.end(zombie, commit: true).0 == .producerFenced)
-        #expect(test.machine.verify(transactionalId: "tx", producer: zombie, partition: TransactionMachine.partitionA) == .producerFenced)
+        #expect(
+            test.machine.verify(transactionalId: "tx", producer: zombie, partition: TransactionMachine.partitionA)
+                == .producerFenced
+        )
     }
 
     /// An Ongoing transaction times out `timeout` after it started: the coordinator aborts it with
@@ -310,13 +360,24 @@ struct TransactionStateMachineTests {
         var test = TransactionMachine()
         let producer = try test.initProducerId().get()
         #expect(test.add(producer, [TransactionMachine.partitionA: 0], groups: ["g"]) == .none)
-        #expect(test.machine.verify(transactionalId: "tx", producer: producer, partition: TransactionMachine.partitionA) == .none)
-        #expect(test.machine.verify(transactionalId: "tx", producer: producer, partition: TransactionMachine.partitionB) == .transactionAbortable)
+        #expect(
+            test.machine.verify(transactionalId: "tx", producer: producer, partition: TransactionMachine.partitionA)
+                == .none
+        )
+        #expect(
+            test.machine.verify(transactionalId: "tx", producer: producer, partition: TransactionMachine.partitionB)
+                == .transactionAbortable
+        )
         #expect(test.machine.verify(transactionalId: "tx", producer: producer, group: "g") == .none)
         #expect(test.machine.verify(transactionalId: "tx", producer: producer, group: "h") == .transactionAbortable)
-        #expect(test.machine.verify(transactionalId: "nope", producer: producer, group: "g") == .invalidProducerIdMapping)
+        #expect(
+            test.machine.verify(transactionalId: "nope", producer: producer, group: "g") == .invalidProducerIdMapping
+        )
         _ = test.end(producer, commit: true)
-        #expect(test.machine.verify(transactionalId: "tx", producer: producer, partition: TransactionMachine.partitionA) == .concurrentTransactions)
+        #expect(
+            test.machine.verify(transactionalId: "tx", producer: producer, partition: TransactionMachine.partitionA)
+                == .concurrentTransactions
+        )
     }
 
     /// Ids without a transaction under way and idle past transactional.id.expiration.ms expire;

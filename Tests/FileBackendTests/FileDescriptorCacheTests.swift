@@ -43,8 +43,11 @@ struct FileDescriptorCacheTests {
         var live: [TestEntry.Parsed] { self.plan.entries.filter { $0.lastOffset >= self.startOffset } }
 
         mutating func next(_ index: Int) -> TestEntry.Parsed {
-            self.plan.add(offsetCount: Int64(index % 3 + 1), maxTimestamp: Int64(1_000 + self.plan.entries.count * 10),
-                          byteCount: 200 + (index * 37) % 200)
+            self.plan.add(
+                offsetCount: Int64(index % 3 + 1),
+                maxTimestamp: Int64(1_000 + self.plan.entries.count * 10),
+                byteCount: 200 + (index * 37) % 200
+            )
             return self.plan.entries.last!
         }
     }
@@ -67,7 +70,11 @@ struct FileDescriptorCacheTests {
     }
 
     /// Runs `body` for every index in `0..<count`, 16 at a time, while a sampler counts descriptors.
-    static func forEachLog(_ count: Int, sampler: Sampler, _ body: @escaping @Sendable (Int) async throws -> Void)
+    static func forEachLog(
+        _ count: Int,
+        sampler: Sampler,
+        _ body: @escaping @Sendable (Int) async throws -> Void
+    )
         async throws
     {
         let done = LockedState(false)
@@ -245,21 +252,34 @@ struct FileDescriptorCacheTests {
 
     /// Installs a kit fault hook (kstore_kit_io.h) that fails nothing and records every write,
     /// truncation and sync with its file. Returns the hook, to free after the engine is closed.
-    static func installTrace(_ trace: Trace, on engine: StorageEngine) throws -> UnsafeMutablePointer<kstore_kit_fault_hook> {
-        let decide: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<kstore_kit_io_call>?, UnsafeMutablePointer<UInt64>?) -> Int32 = {
-            context, call, _ in
-            let trace = Unmanaged<Trace>.fromOpaque(context!).takeUnretainedValue()
-            let operation = call!.pointee.operation
-            if operation == KSTORE_KIT_IO_WRITE || operation == KSTORE_KIT_IO_TRUNCATE || operation == KSTORE_KIT_IO_SYNC {
-                trace.record(operation, fd: call!.pointee.fd)
-            }
-            return 0
-        }
+    static func installTrace(
+        _ trace: Trace,
+        on engine: StorageEngine
+    ) throws -> UnsafeMutablePointer<kstore_kit_fault_hook> {
+        let decide:
+            @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<kstore_kit_io_call>?, UnsafeMutablePointer<UInt64>?)
+                -> Int32 = {
+                    context,
+                    call,
+                    _ in
+                    let trace = Unmanaged<Trace>.fromOpaque(context!).takeUnretainedValue()
+                    let operation = call!.pointee.operation
+                    if operation == KSTORE_KIT_IO_WRITE || operation == KSTORE_KIT_IO_TRUNCATE
+                        || operation == KSTORE_KIT_IO_SYNC
+                    {
+                        trace.record(operation, fd: call!.pointee.fd)
+                    }
+                    return 0
+                }
         let hook = UnsafeMutablePointer<kstore_kit_fault_hook>.allocate(capacity: 1)
         hook.initialize(
             to: kstore_kit_fault_hook(
-                struct_size: UInt32(MemoryLayout<kstore_kit_fault_hook>.size), reserved: 0, decide: decide,
-                context: Unmanaged.passUnretained(trace).toOpaque()))
+                struct_size: UInt32(MemoryLayout<kstore_kit_fault_hook>.size),
+                reserved: 0,
+                decide: decide,
+                context: Unmanaged.passUnretained(trace).toOpaque()
+            )
+        )
         try #require(engine.control(KSTORE_KIT_CONTROL_SET_FAULT_HOOK, hook) == KSTORE_OK)
         return hook
     }
@@ -297,7 +317,10 @@ struct FileDescriptorCacheTests {
                 let unsynced = trace.unsyncedSegments(below: root + "/logs/d-\(index)")
                 #expect(unsynced.isEmpty, "seed \(seed), step \(step): sync of d-\(index) left \(unsynced) unsynced")
             default:
-                #expect(try await logs[index].readAll(from: 0) == models[index].plan.entries, "seed \(seed), d-\(index)")
+                #expect(
+                    try await logs[index].readAll(from: 0) == models[index].plan.entries,
+                    "seed \(seed), d-\(index)"
+                )
             }
         }
         for (index, log) in logs.enumerated() {
@@ -313,7 +336,10 @@ struct FileDescriptorCacheTests {
 
     /// Opens `count` logs on the faulty shim over the file backend with a limit of 4, each holding one
     /// synced entry, so that only what the test writes later is unsynced.
-    static func faultyLogs(_ scratch: ScratchDirectory, count: Int) async throws -> (StorageEngine, [StorageLog], [Model]) {
+    static func faultyLogs(
+        _ scratch: ScratchDirectory,
+        count: Int
+    ) async throws -> (StorageEngine, [StorageLog], [Model]) {
         let engine = try openEngine(
             try faultyFileBackend(),
             path: scratch.path,
@@ -412,7 +438,10 @@ struct FileDescriptorCacheTests {
         for value in ["3", "0", "-1", "many", "1073741825"] {
             do {
                 let accepted = try openEngine(
-                    try fileBackend(), path: scratch.path, options: [(key: "file.open.files.max", value: value)])
+                    try fileBackend(),
+                    path: scratch.path,
+                    options: [(key: "file.open.files.max", value: value)]
+                )
                 Issue.record("file.open.files.max=\(value) was accepted")
                 await accepted.close()
             } catch let error as StorageError {

@@ -10,7 +10,9 @@ struct SettingsResolverTests {
     }
 
     @Test func propertiesSyntaxFollowsJavasFormat() throws {
-        let parsed = try file("# comment\n! also a comment\nnum.partitions = 3\nlog.dirs: /var/lib/a\\\n  b\nkey\\ with\\ space=x\\ty\n")
+        let parsed = try file(
+            "# comment\n! also a comment\nnum.partitions = 3\nlog.dirs: /var/lib/a\\\n  b\nkey\\ with\\ space=x\\ty\n"
+        )
         #expect(parsed.entry("num.partitions") == PropertiesEntry(key: "num.partitions", value: "3", line: 3))
         #expect(parsed.entry("log.dirs")?.value == "/var/lib/ab")
         #expect(parsed.entry("log.dirs")?.line == 4)

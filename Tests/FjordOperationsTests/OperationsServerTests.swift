@@ -29,7 +29,9 @@ private func blockingHTTPGet(port: Int, path: String, method: String) throws -> 
     address.sin_port = in_port_t(UInt16(port).bigEndian)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
     }
     guard connected == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
     let request = Array("\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".utf8)
@@ -61,7 +63,11 @@ struct OperationsServerTests {
         _ body: (Int) async throws -> Void
     ) async throws {
         let server = OperationsServer(
-            host: "127.0.0.1", port: 0, exporter: exporter, health: health, logger: Logger(label: "test")
+            host: "127.0.0.1",
+            port: 0,
+            exporter: exporter,
+            health: health,
+            logger: Logger(label: "test")
         )
         let address = try await server.start()
         let port = try #require(address.port)
@@ -120,7 +126,9 @@ struct OperationsServerTests {
     @Test func unknownPathsAre404AndOtherMethods405() async throws {
         try await withServer(health: HealthState()) { port in
             var statuses: [Int] = []
-            for path in ["/", "/health", "/metrics/extra"] { statuses.append(try await httpGet(port: port, path: path).status) }
+            for path in ["/", "/health", "/metrics/extra"] {
+                statuses.append(try await httpGet(port: port, path: path).status)
+            }
             #expect(statuses == [404, 404, 404])
             let post = try await httpGet(port: port, path: "/metrics", method: "POST").status
             #expect(post == 405)

@@ -63,26 +63,60 @@ struct KitTests {
                         choices.withUnsafeMutableBufferPointer { choiceList in
                             var specs = [
                                 kstore_kit_option_spec(
-                                    key: strings("path"), kind: KSTORE_KIT_OPTION_TEXT, required: true,
-                                    meaning: strings("the data directory"), minimum: 0, maximum: 0, multiple: 0,
-                                    choices: nil, target: UnsafeMutableRawPointer(pathTarget)),
+                                    key: strings("path"),
+                                    kind: KSTORE_KIT_OPTION_TEXT,
+                                    required: true,
+                                    meaning: strings("the data directory"),
+                                    minimum: 0,
+                                    maximum: 0,
+                                    multiple: 0,
+                                    choices: nil,
+                                    target: UnsafeMutableRawPointer(pathTarget)
+                                ),
                                 kstore_kit_option_spec(
-                                    key: strings("count"), kind: KSTORE_KIT_OPTION_POSITIVE, required: false,
-                                    meaning: nil, minimum: 0, maximum: 0, multiple: 0, choices: nil,
-                                    target: UnsafeMutableRawPointer(countTarget)),
+                                    key: strings("count"),
+                                    kind: KSTORE_KIT_OPTION_POSITIVE,
+                                    required: false,
+                                    meaning: nil,
+                                    minimum: 0,
+                                    maximum: 0,
+                                    multiple: 0,
+                                    choices: nil,
+                                    target: UnsafeMutableRawPointer(countTarget)
+                                ),
                                 kstore_kit_option_spec(
-                                    key: strings("size"), kind: KSTORE_KIT_OPTION_SIZE, required: false,
-                                    meaning: nil, minimum: 4096, maximum: 1 << 20, multiple: 4096, choices: nil,
-                                    target: UnsafeMutableRawPointer(sizeTarget)),
+                                    key: strings("size"),
+                                    kind: KSTORE_KIT_OPTION_SIZE,
+                                    required: false,
+                                    meaning: nil,
+                                    minimum: 4096,
+                                    maximum: 1 << 20,
+                                    multiple: 4096,
+                                    choices: nil,
+                                    target: UnsafeMutableRawPointer(sizeTarget)
+                                ),
                                 kstore_kit_option_spec(
-                                    key: strings("zero"), kind: KSTORE_KIT_OPTION_CHOICE, required: false,
-                                    meaning: nil, minimum: 0, maximum: 0, multiple: 0,
-                                    choices: UnsafePointer(choiceList.baseAddress), target: UnsafeMutableRawPointer(choiceTarget)),
+                                    key: strings("zero"),
+                                    kind: KSTORE_KIT_OPTION_CHOICE,
+                                    required: false,
+                                    meaning: nil,
+                                    minimum: 0,
+                                    maximum: 0,
+                                    multiple: 0,
+                                    choices: UnsafePointer(choiceList.baseAddress),
+                                    target: UnsafeMutableRawPointer(choiceTarget)
+                                ),
                             ]
                             return array.withUnsafeBufferPointer { options in
                                 kstore_kit_parse_options(
-                                    "test backend", options.baseAddress, UInt32(options.count), &specs, specs.count,
-                                    &message, message.count)
+                                    "test backend",
+                                    options.baseAddress,
+                                    UInt32(options.count),
+                                    &specs,
+                                    specs.count,
+                                    &message,
+                                    message.count
+                                )
                             }
                         }
                     }
@@ -112,16 +146,27 @@ struct KitTests {
     }
 
     /// Each bad input is INVALID_ARGUMENT with a message naming the backend and the key.
-    @Test(arguments: [
-        ([("count", "1")], "test backend: the option 'path' (the data directory) is required"),
-        ([("path", "/a"), ("path", "")], "test backend: the option 'path' (the data directory) is required"),
-        ([("path", "/a"), ("count", "0")], "test backend: option count has bad value '0' (a positive decimal)"),
-        ([("path", "/a"), ("count", "12x")], "test backend: option count has bad value '12x' (a positive decimal)"),
-        ([("path", "/a"), ("size", "1024")], "test backend: option size has bad value '1024' (a decimal in [4096, 1048576])"),
-        ([("path", "/a"), ("size", "2097152")], "test backend: option size has bad value '2097152' (a decimal in [4096, 1048576])"),
-        ([("path", "/a"), ("size", "5000")], "test backend: option size must be a multiple of 4096"),
-        ([("path", "/a"), ("zero", "zeros")], "test backend: option zero is 'write', 'fallocate' or 'none'"),
-    ] as [([(String, String)], String)])
+    @Test(
+        arguments: [
+            ([("count", "1")], "test backend: the option 'path' (the data directory) is required"),
+            ([("path", "/a"), ("path", "")], "test backend: the option 'path' (the data directory) is required"),
+            ([("path", "/a"), ("count", "0")], "test backend: option count has bad value '0' (a positive decimal)"),
+            (
+                [("path", "/a"), ("count", "12x")],
+                "test backend: option count has bad value '12x' (a positive decimal)"
+            ),
+            (
+                [("path", "/a"), ("size", "1024")],
+                "test backend: option size has bad value '1024' (a decimal in [4096, 1048576])"
+            ),
+            (
+                [("path", "/a"), ("size", "2097152")],
+                "test backend: option size has bad value '2097152' (a decimal in [4096, 1048576])"
+            ),
+            ([("path", "/a"), ("size", "5000")], "test backend: option size must be a multiple of 4096"),
+            ([("path", "/a"), ("zero", "zeros")], "test backend: option zero is 'write', 'fallocate' or 'none'"),
+        ] as [([(String, String)], String)]
+    )
     func badOptionsAreInvalidWithAClearMessage(options: [(String, String)], message: String) {
         let parsed = Self.parse(options.map { ($0.0, $0.1) })
         #expect(parsed.status == KSTORE_ERR_INVALID_ARGUMENT)
@@ -134,13 +179,17 @@ struct KitTests {
         #expect(parsed.status == KSTORE_ERR_INVALID_ARGUMENT)
         #expect(parsed.message == "test backend: an option key or value is NULL")
         var message = [CChar](repeating: 0, count: 128)
-        #expect(kstore_kit_parse_options("test backend", nil, 2, nil, 0, &message, message.count) == KSTORE_ERR_INVALID_ARGUMENT)
+        #expect(
+            kstore_kit_parse_options("test backend", nil, 2, nil, 0, &message, message.count)
+                == KSTORE_ERR_INVALID_ARGUMENT
+        )
         #expect(text(message) == "test backend: options is NULL")
     }
 
     // MARK: The data directory
 
-    static func openDirectory(_ path: String, marker: String = "test 7\n") -> (Int32, String, kstore_kit_data_directory) {
+    static func openDirectory(_ path: String, marker: String = "test 7\n") -> (Int32, String, kstore_kit_data_directory)
+    {
         var directory = kstore_kit_data_directory()
         var io = kstore_kit_io()
         kstore_kit_io_init(&io)
@@ -206,7 +255,14 @@ struct KitTests {
         kstore_kit_io_init(&io)
         var message = [CChar](repeating: 0, count: 512)
         let status = kstore_kit_data_directory_open_upgrading(
-            &directory, scratch.path, "test 7\n", "test 6\n", &io, &message, message.count)
+            &directory,
+            scratch.path,
+            "test 7\n",
+            "test 6\n",
+            &io,
+            &message,
+            message.count
+        )
         #expect(status == (upgrades ? KSTORE_OK : KSTORE_ERR_INVALID_ARGUMENT), "\(text(message))")
         let now = String(decoding: try readFileBytes(scratch.file(".fjord-backend")), as: UTF8.self)
         #expect(now == (upgrades ? "test 7\n" : marker))
@@ -271,18 +327,22 @@ struct KitTests {
         let scratch = try ScratchDirectory("kit-hook")
         defer { scratch.remove() }
         let plan = HookPlan()
-        let decide: @convention(c) (
-            UnsafeMutableRawPointer?, UnsafePointer<kstore_kit_io_call>?, UnsafeMutablePointer<UInt64>?
-        ) -> Int32 = { context, call, landed in
-            let plan = Unmanaged<HookPlan>.fromOpaque(context!).takeUnretainedValue()
-            plan.calls.append(call!.pointee.operation)
-            guard call!.pointee.operation == plan.operation else { return 0 }
-            landed!.pointee = plan.landed
-            return plan.error
-        }
+        let decide:
+            @convention(c) (
+                UnsafeMutableRawPointer?, UnsafePointer<kstore_kit_io_call>?, UnsafeMutablePointer<UInt64>?
+            ) -> Int32 = { context, call, landed in
+                let plan = Unmanaged<HookPlan>.fromOpaque(context!).takeUnretainedValue()
+                plan.calls.append(call!.pointee.operation)
+                guard call!.pointee.operation == plan.operation else { return 0 }
+                landed!.pointee = plan.landed
+                return plan.error
+            }
         var hook = kstore_kit_fault_hook(
-            struct_size: UInt32(MemoryLayout<kstore_kit_fault_hook>.size), reserved: 0, decide: decide,
-            context: Unmanaged.passUnretained(plan).toOpaque())
+            struct_size: UInt32(MemoryLayout<kstore_kit_fault_hook>.size),
+            reserved: 0,
+            decide: decide,
+            context: Unmanaged.passUnretained(plan).toOpaque()
+        )
         var io = kstore_kit_io()
         kstore_kit_io_init(&io)
         let directory = open(scratch.path, O_RDONLY | O_DIRECTORY)
@@ -302,10 +362,13 @@ struct KitTests {
         #expect(kstore_kit_pwrite_all(&io, fd, bytes, bytes.count, 40) == EIO)
         #expect(fileSize(scratch.file("data")) == 40)
         for (operation, call) in [
-            (KSTORE_KIT_IO_READ, { () -> Int32 in
-                var buffer = [UInt8](repeating: 0, count: 8)
-                return Int32(kstore_kit_pread_full(&io, fd, &buffer, buffer.count, 0))
-            }),
+            (
+                KSTORE_KIT_IO_READ,
+                { () -> Int32 in
+                    var buffer = [UInt8](repeating: 0, count: 8)
+                    return Int32(kstore_kit_pread_full(&io, fd, &buffer, buffer.count, 0))
+                }
+            ),
             (KSTORE_KIT_IO_SYNC, { kstore_kit_fdatasync(&io, fd) }),
             (KSTORE_KIT_IO_SYNC, { kstore_kit_fsync(&io, fd) }),
             (KSTORE_KIT_IO_TRUNCATE, { kstore_kit_ftruncate(&io, fd, 0) }),

@@ -148,7 +148,13 @@ struct GoldenFrameTests {
     /// Produce and Fetch requests captured through `capture_proxy.py` while each client produced to
     /// and consumed from partition 0 of the topic "golden" on a running fjord.
     static let produce: [GoldenFrame] = [
-        GoldenFrame(name: "kcat-librdkafka-2.0.2-Produce-v7", clientId: "rdkafka", softwareName: "", softwareVersion: "", apiVersion: 7),
+        GoldenFrame(
+            name: "kcat-librdkafka-2.0.2-Produce-v7",
+            clientId: "rdkafka",
+            softwareName: "",
+            softwareVersion: "",
+            apiVersion: 7
+        ),
         GoldenFrame(
             name: "confluent-kafka-2.16.1-librdkafka-2.16.0-Produce-v9",
             clientId: "rdkafka",
@@ -166,7 +172,13 @@ struct GoldenFrameTests {
     ]
 
     static let fetch: [GoldenFrame] = [
-        GoldenFrame(name: "kcat-librdkafka-2.0.2-Fetch-v11", clientId: "rdkafka", softwareName: "", softwareVersion: "", apiVersion: 11),
+        GoldenFrame(
+            name: "kcat-librdkafka-2.0.2-Fetch-v11",
+            clientId: "rdkafka",
+            softwareName: "",
+            softwareVersion: "",
+            apiVersion: 11
+        ),
         GoldenFrame(
             name: "confluent-kafka-2.16.1-librdkafka-2.16.0-Fetch-v12",
             clientId: "rdkafka",
@@ -202,7 +214,10 @@ struct GoldenFrameTests {
         #expect(partition.index == 0)
         let records = try #require(partition.records)
         // RecordBatch v2: batchLength covers everything after its own field; magic 2 at byte 16.
-        #expect(records.getInteger(at: records.readerIndex + 8, as: Int32.self).map { Int($0) + 12 } == records.readableBytes)
+        #expect(
+            records.getInteger(at: records.readerIndex + 8, as: Int32.self).map { Int($0) + 12 }
+                == records.readableBytes
+        )
         #expect(records.getInteger(at: records.readerIndex + 16, as: Int8.self) == 2)
 
         var reencoded = ByteBuffer()

@@ -82,7 +82,10 @@ struct OldAndNewVersionFrameTests {
             + [0x01, 0x01, 0x0D, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00]
         let request = try roundTrip(bytes, as: FetchRequest.self, version: 15)
         #expect(request.replicaState == .init(replicaId: 7, replicaEpoch: 2))
-        #expect(request.topics[0].topicId == KafkaUUID(mostSignificantBits: 0x0102_0304_0506_0708, leastSignificantBits: 0x090A_0B0C_0D0E_0F10))
+        #expect(
+            request.topics[0].topicId
+                == KafkaUUID(mostSignificantBits: 0x0102_0304_0506_0708, leastSignificantBits: 0x090A_0B0C_0D0E_0F10)
+        )
         #expect(request.topics[0].partitions[0].partition == 3 && request.topics[0].partitions[0].fetchOffset == 5)
     }
 

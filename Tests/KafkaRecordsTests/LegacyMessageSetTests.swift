@@ -51,7 +51,12 @@ struct LegacySample: Equatable {
 }
 
 /// A message set of `samples`: one plain message each, or one wrapper of `codec` per `wrapperSize` messages.
-func legacySet(_ samples: [LegacySample], magic: Int8, codec: CompressionCodec, wrapperSize: Int = .max) throws
+func legacySet(
+    _ samples: [LegacySample],
+    magic: Int8,
+    codec: CompressionCodec,
+    wrapperSize: Int = .max
+) throws
     -> ByteBuffer
 {
     var set = ByteBuffer()
@@ -78,7 +83,10 @@ func expectError<T>(
 ) {
     do {
         _ = try body()
-        Issue.record("expected error \(code), got success \(comment.map { "— \($0)" } ?? "")", sourceLocation: sourceLocation)
+        Issue.record(
+            "expected error \(code), got success \(comment.map { "— \($0)" } ?? "")",
+            sourceLocation: sourceLocation
+        )
     } catch {
         #expect(error.kafkaErrorCode == code, "expected \(code), got \(error)", sourceLocation: sourceLocation)
     }
@@ -140,7 +148,14 @@ struct LegacyMessageSetTests {
 
         var zstd = ByteBuffer()
         LegacyMessageSetBuilder.write(
-            &zstd, offset: 0, magic: 1, attributes: 4, timestamp: 0, key: nil, value: buffer("x"))
+            &zstd,
+            offset: 0,
+            magic: 1,
+            attributes: 4,
+            timestamp: 0,
+            key: nil,
+            value: buffer("x")
+        )
         expectError(code: 2) { () throws(RecordBatchError) in
             try LegacyMessageSet.contents(of: zstd, maxDecompressedBytes: 1 << 20)
         }
@@ -150,7 +165,15 @@ struct LegacyMessageSetTests {
         let innerWrapper = try inner.build()
         let doubled = try Compression.compress(innerWrapper, codec: .gzip)
         var outer = ByteBuffer()
-        LegacyMessageSetBuilder.write(&outer, offset: 0, magic: 1, attributes: 1, timestamp: 0, key: nil, value: doubled)
+        LegacyMessageSetBuilder.write(
+            &outer,
+            offset: 0,
+            magic: 1,
+            attributes: 1,
+            timestamp: 0,
+            key: nil,
+            value: doubled
+        )
         expectError(code: 87) { () throws(RecordBatchError) in
             try LegacyMessageSet.contents(of: outer, maxDecompressedBytes: 1 << 20)
         }
@@ -175,8 +198,12 @@ struct LegacyMessageSetTests {
         let samples = [LegacySample(offset: 3, timestamp: -1, key: buffer("a"), value: buffer("b"))]
         let magic0 = try legacySet(samples, magic: 0, codec: .lz4)
         let magic1 = try legacySet(samples, magic: 1, codec: .lz4)
-        let value0 = try #require(try LegacyMessageSet.nextMessage(in: magic0, at: 0, end: magic0.writerIndex)?.decoded.value)
-        let value1 = try #require(try LegacyMessageSet.nextMessage(in: magic1, at: 0, end: magic1.writerIndex)?.decoded.value)
+        let value0 = try #require(
+            try LegacyMessageSet.nextMessage(in: magic0, at: 0, end: magic0.writerIndex)?.decoded.value
+        )
+        let value1 = try #require(
+            try LegacyMessageSet.nextMessage(in: magic1, at: 0, end: magic1.writerIndex)?.decoded.value
+        )
         // Kafka's MessageCompressionTest.testLZ4FramingV0 header, and the standard one.
         #expect(Array(bytes(of: value0).prefix(7)) == [0x04, 0x22, 0x4D, 0x18, 0x60, 0x40, 0x1A])
         #expect(Array(bytes(of: value1).prefix(7)) == [0x04, 0x22, 0x4D, 0x18, 0x60, 0x40, 0x82])
@@ -193,8 +220,20 @@ struct LegacyMessageSetTests {
         var standard = value0
         standard.setInteger(UInt8(0x82), at: standard.readerIndex + 6)
         var fixed = ByteBuffer()
-        LegacyMessageSetBuilder.write(&fixed, offset: 3, magic: 0, attributes: 3, timestamp: -1, key: nil, value: standard)
-        #expect(try LegacyMessageSet.contents(of: fixed, maxDecompressedBytes: 1 << 20).messages.map(\.value) == [buffer("b")])
+        LegacyMessageSetBuilder.write(
+            &fixed,
+            offset: 3,
+            magic: 0,
+            attributes: 3,
+            timestamp: -1,
+            key: nil,
+            value: standard
+        )
+        #expect(
+            try LegacyMessageSet.contents(of: fixed, maxDecompressedBytes: 1 << 20).messages.map(\.value) == [
+                buffer("b")
+            ]
+        )
     }
 
     @Test("a magic 1 LogAppendTime wrapper gives its timestamp to every inner message")
@@ -219,7 +258,12 @@ struct LegacyMessageSetTests {
                 firstOffset: Int64.random(in: 0...1_000_000, using: &generator),
                 using: &generator
             )
-            let set = try legacySet(samples, magic: magic, codec: codec, wrapperSize: Int.random(in: 1...15, using: &generator))
+            let set = try legacySet(
+                samples,
+                magic: magic,
+                codec: codec,
+                wrapperSize: Int.random(in: 1...15, using: &generator)
+            )
             let contents = try LegacyMessageSet.contents(of: set, maxDecompressedBytes: 64 << 20)
             #expect(contents.sourceCodec == codec)
             let expected = samples.map {

@@ -67,7 +67,12 @@ struct LegacyRecordsConverterTests {
                 firstOffset: 0,
                 using: &generator
             )
-            let set = try legacySet(samples, magic: magic, codec: codec, wrapperSize: Int.random(in: 1...15, using: &generator))
+            let set = try legacySet(
+                samples,
+                magic: magic,
+                codec: codec,
+                wrapperSize: Int.random(in: 1...15, using: &generator)
+            )
             let topicCodec: CompressionCodec? = round % 3 == 0 ? nil : legacyCodecs.randomElement(using: &generator)
             let converted = try LegacyRecordsConverter.upConvert(
                 set,
@@ -104,9 +109,18 @@ struct LegacyRecordsConverterTests {
     func downFromOffset(codec: CompressionCodec) throws {
         var generator = SplitMix64(seed: 0xD0D0 &+ UInt64(codec.rawValue))
         for _ in 0..<40 {
-            let samples = contiguousSamples(count: Int.random(in: 1...60, using: &generator), firstOffset: 500, using: &generator)
+            let samples = contiguousSamples(
+                count: Int.random(in: 1...60, using: &generator),
+                firstOffset: 500,
+                using: &generator
+            )
             let perBatch = Int.random(in: 1...20, using: &generator)
-            let stored = storedBatches(samples, codec: codec, perBatch: perBatch, headers: [RecordHeader(key: "h", value: buffer("v"))])
+            let stored = storedBatches(
+                samples,
+                codec: codec,
+                perBatch: perBatch,
+                headers: [RecordHeader(key: "h", value: buffer("v"))]
+            )
             let before = bytes(of: stored)
             let fromIndex = Int.random(in: 0..<samples.count, using: &generator)
             for magic: Int8 in [0, 1] {
@@ -125,12 +139,26 @@ struct LegacyRecordsConverterTests {
 
     @Test("control batches are left out of down-converted fetches")
     func controlBatchesLeftOut() throws {
-        var log = storedBatches([LegacySample(offset: 0, timestamp: 1, key: nil, value: buffer("a"))], codec: .none, perBatch: 1)
-        var control = RecordBatchBuilder(baseOffset: 1, producerId: 9, producerEpoch: 0, isTransactional: true, isControl: true)
+        var log = storedBatches(
+            [LegacySample(offset: 0, timestamp: 1, key: nil, value: buffer("a"))],
+            codec: .none,
+            perBatch: 1
+        )
+        var control = RecordBatchBuilder(
+            baseOffset: 1,
+            producerId: 9,
+            producerEpoch: 0,
+            isTransactional: true,
+            isControl: true
+        )
         control.append(key: buffer([0, 0, 0, 1]), value: buffer([0, 0, 0, 0, 0, 0]), timestamp: 2)
         var marker = control.build()
         log.writeBuffer(&marker)
-        var after = storedBatches([LegacySample(offset: 2, timestamp: 3, key: nil, value: buffer("c"))], codec: .gzip, perBatch: 1)
+        var after = storedBatches(
+            [LegacySample(offset: 2, timestamp: 3, key: nil, value: buffer("c"))],
+            codec: .gzip,
+            perBatch: 1
+        )
         log.writeBuffer(&after)
         let back = try downConvert(log, magic: 1)
         #expect(back.map(\.offset) == [0, 2])
@@ -144,10 +172,22 @@ struct LegacyRecordsConverterTests {
         for codec in legacyCodecs {
             let stored = storedBatches(samples, codec: codec, perBatch: 5)
             let whole = try LegacyRecordsConverter.downConvert(
-                stored, toMagic: 1, fromOffset: 0, maxBytes: .max, minimumOneMessage: true, maxDecompressedBytes: 1 << 24)
+                stored,
+                toMagic: 1,
+                fromOffset: 0,
+                maxBytes: .max,
+                minimumOneMessage: true,
+                maxDecompressedBytes: 1 << 24
+            )
             for limit in [1, whole.readableBytes / 3, whole.readableBytes - 1] {
                 let bounded = try LegacyRecordsConverter.downConvert(
-                    stored, toMagic: 1, fromOffset: 0, maxBytes: limit, minimumOneMessage: true, maxDecompressedBytes: 1 << 24)
+                    stored,
+                    toMagic: 1,
+                    fromOffset: 0,
+                    maxBytes: limit,
+                    minimumOneMessage: true,
+                    maxDecompressedBytes: 1 << 24
+                )
                 let count = try LegacyMessageSet.contents(of: bounded, maxDecompressedBytes: 1 << 24).messages.count
                 #expect(count >= 1, "\(codec) limit \(limit)")
                 #expect(count < samples.count, "\(codec) limit \(limit)")
@@ -156,16 +196,30 @@ struct LegacyRecordsConverterTests {
                 #expect(Array(bytes(of: whole).prefix(bounded.readableBytes)) == bytes(of: bounded), "\(codec)")
             }
             let none = try LegacyRecordsConverter.downConvert(
-                stored, toMagic: 1, fromOffset: 0, maxBytes: 1, minimumOneMessage: false, maxDecompressedBytes: 1 << 24)
+                stored,
+                toMagic: 1,
+                fromOffset: 0,
+                maxBytes: 1,
+                minimumOneMessage: false,
+                maxDecompressedBytes: 1 << 24
+            )
             #expect(none.readableBytes == 0)
         }
     }
 
     @Test("zstd batches cannot be down-converted: UNSUPPORTED_COMPRESSION_TYPE first, the end of the output later")
     func zstdBatches() throws {
-        let zstd = storedBatches([LegacySample(offset: 1, timestamp: 1, key: nil, value: buffer("z"))], codec: .zstd, perBatch: 1)
+        let zstd = storedBatches(
+            [LegacySample(offset: 1, timestamp: 1, key: nil, value: buffer("z"))],
+            codec: .zstd,
+            perBatch: 1
+        )
         expectError(code: 76) { () throws(RecordBatchError) in try downConvert(zstd, magic: 1) }
-        var log = storedBatches([LegacySample(offset: 0, timestamp: 1, key: nil, value: buffer("a"))], codec: .none, perBatch: 1)
+        var log = storedBatches(
+            [LegacySample(offset: 0, timestamp: 1, key: nil, value: buffer("a"))],
+            codec: .none,
+            perBatch: 1
+        )
         var tail = zstd
         log.writeBuffer(&tail)
         #expect(try downConvert(log, magic: 0).map(\.offset) == [0])
@@ -179,16 +233,31 @@ struct LegacyRecordsConverterTests {
             codec: .none
         )
         expectError(code: 10) { () throws(RecordBatchError) in
-            try LegacyRecordsConverter.upConvert(big, compression: nil, maxMessageBytes: 1000, maxDecompressedBytes: 1 << 20)
+            try LegacyRecordsConverter.upConvert(
+                big,
+                compression: nil,
+                maxMessageBytes: 1000,
+                maxDecompressedBytes: 1 << 20
+            )
         }
         var logAppend = LegacyMessageSetBuilder(magic: 1, compression: .gzip, timestampTypeIsLogAppendTime: true)
         logAppend.append(offset: 0, timestamp: 5, key: nil, value: buffer("x"))
         let stamped = try logAppend.build()
         expectError(code: 32) { () throws(RecordBatchError) in
-            try LegacyRecordsConverter.upConvert(stamped, compression: nil, maxMessageBytes: 1 << 20, maxDecompressedBytes: 1 << 20)
+            try LegacyRecordsConverter.upConvert(
+                stamped,
+                compression: nil,
+                maxMessageBytes: 1 << 20,
+                maxDecompressedBytes: 1 << 20
+            )
         }
         expectError(code: 87) { () throws(RecordBatchError) in
-            try LegacyRecordsConverter.upConvert(ByteBuffer(), compression: nil, maxMessageBytes: 1 << 20, maxDecompressedBytes: 1 << 20)
+            try LegacyRecordsConverter.upConvert(
+                ByteBuffer(),
+                compression: nil,
+                maxMessageBytes: 1 << 20,
+                maxDecompressedBytes: 1 << 20
+            )
         }
     }
 }

@@ -32,7 +32,11 @@ struct RewriteTests {
     func recompressionKeepsRecordsAndProducerFields(source: CompressionCodec, target: CompressionCodec) throws {
         let original = records(count: 300)
         let batch = producerBatch(original, codec: source)
-        let result = try RecordBatchValidator.validate(batch, policy: permissivePolicy, rewrite: BatchRewrite(compression: target))
+        let result = try RecordBatchValidator.validate(
+            batch,
+            policy: permissivePolicy,
+            rewrite: BatchRewrite(compression: target)
+        )
         if source == target {
             #expect(result.bytes == nil, "the producer's bytes are stored as sent")
             #expect(result.recompressedByteCount == 0)
@@ -62,7 +66,11 @@ struct RewriteTests {
     func realClientBatchesRecompress(golden: String, target: CompressionCodec) throws {
         let batch = try loadGoldenBatch(golden)
         let (_, expected) = try expectedRecords()
-        let result = try RecordBatchValidator.validate(batch, policy: permissivePolicy, rewrite: BatchRewrite(compression: target))
+        let result = try RecordBatchValidator.validate(
+            batch,
+            policy: permissivePolicy,
+            rewrite: BatchRewrite(compression: target)
+        )
         let stored = result.bytes ?? batch
         #expect(try RecordBatchValidator.validateStoredBatch(stored).compression == target)
         #expect(try RecordBatchReader.records(of: stored, maxDecompressedBytes: 1 << 20) == expected)
@@ -84,9 +92,11 @@ struct RewriteTests {
         #expect(result.validated.offsetDeltaOfMaxTimestamp == 19)
         #expect(stored.readableBytes == batch.readableBytes)
         // Every record of a LogAppendTime batch reads with the append time (as Kafka's reader gives it).
-        #expect(try RecordBatchReader.records(of: stored, maxDecompressedBytes: 1 << 20).allSatisfy {
-            $0.timestamp == 1_800_000_000_000
-        })
+        #expect(
+            try RecordBatchReader.records(of: stored, maxDecompressedBytes: 1 << 20).allSatisfy {
+                $0.timestamp == 1_800_000_000_000
+            }
+        )
         let records = RecordBatchLayout.records
         #expect(
             stored.getBytes(at: records, length: stored.readableBytes - records)
@@ -107,7 +117,8 @@ struct RewriteTests {
         var position = 7
         var blocks = 0
         while true {
-            let size = UInt32(frame[position]) | UInt32(frame[position + 1]) << 8 | UInt32(frame[position + 2]) << 16
+            let size =
+                UInt32(frame[position]) | UInt32(frame[position + 1]) << 8 | UInt32(frame[position + 2]) << 16
                 | UInt32(frame[position + 3]) << 24
             position += 4
             if size == 0 { break }
@@ -136,10 +147,18 @@ struct RewriteTests {
         batch.setInteger(UInt32(0xDEAD_BEEF), at: RecordBatchLayout.records)
         fixChecksum(&batch)
         #expect(throws: RecordBatchError.self) {
-            try RecordBatchValidator.validate(batch, policy: permissivePolicy, rewrite: BatchRewrite(compression: CompressionCodec.none))
+            try RecordBatchValidator.validate(
+                batch,
+                policy: permissivePolicy,
+                rewrite: BatchRewrite(compression: CompressionCodec.none)
+            )
         }
         do {
-            _ = try RecordBatchValidator.validate(batch, policy: permissivePolicy, rewrite: BatchRewrite(compression: .zstd))
+            _ = try RecordBatchValidator.validate(
+                batch,
+                policy: permissivePolicy,
+                rewrite: BatchRewrite(compression: .zstd)
+            )
         } catch {
             #expect(error.kafkaErrorCode == RecordBatchError.corruptMessageCode)
         }
@@ -172,7 +191,11 @@ struct RewriteTests {
         var policy = permissivePolicy
         policy.maxBatchBytes = batch.readableBytes * 2
         do {
-            _ = try RecordBatchValidator.validate(batch, policy: policy, rewrite: BatchRewrite(compression: CompressionCodec.none))
+            _ = try RecordBatchValidator.validate(
+                batch,
+                policy: policy,
+                rewrite: BatchRewrite(compression: CompressionCodec.none)
+            )
             Issue.record("a batch above the limit after decompression was accepted")
         } catch {
             #expect(error.kafkaErrorCode == RecordBatchError.messageTooLargeCode)
@@ -185,7 +208,11 @@ struct RewriteTests {
         for (index, timestamp) in [1_000_000, 5, 1_000_000, 7].enumerated() {
             builder.append(key: nil, value: buffer("v\(index)"), timestamp: Int64(timestamp))
         }
-        let policy = RecordBatchValidationPolicy(timestampBeforeMaxMs: 1000, timestampAfterMaxMs: 1000, nowMs: 1_000_000)
+        let policy = RecordBatchValidationPolicy(
+            timestampBeforeMaxMs: 1000,
+            timestampAfterMaxMs: 1000,
+            nowMs: 1_000_000
+        )
         do {
             _ = try RecordBatchValidator.validateProduceRecords(builder.build(), policy: policy)
             Issue.record("out-of-range timestamps were accepted")

@@ -1,10 +1,10 @@
 import CKStore
 import Foundation
+import StorageBackends
 import Testing
 
 @testable import StorageHost
 @testable import StorageTestSupport
-import StorageBackends
 
 /// DESIGN.md §2: a test loads every backend and checks version, size, name and required members;
 /// bad tables are refused with a clear error.
@@ -123,7 +123,9 @@ struct ABITableTests {
         table.pointee.abi_version = KSTORE_ABI_VERSION + 1
         table.pointee.struct_size = UInt32(size)
         let backend = try StorageBackend(validating: table, origin: "newer table")
-        #expect(backend.abiVersion == KSTORE_ABI_VERSION + 1 && backend.structSize == UInt32(size) && backend.name == name)
+        #expect(
+            backend.abiVersion == KSTORE_ABI_VERSION + 1 && backend.structSize == UInt32(size) && backend.name == name
+        )
     }
 
     enum BadLogTable: String, CaseIterable, Sendable, CustomTestStringConvertible {

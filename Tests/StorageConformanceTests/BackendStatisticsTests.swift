@@ -1,11 +1,11 @@
 import CKStore
 import NIOCore
+import StorageBackends
 import Synchronization
 import Testing
 
 @testable import StorageHost
 @testable import StorageTestSupport
-import StorageBackends
 
 #if canImport(Glibc)
 import Glibc
@@ -80,7 +80,12 @@ struct BackendStatisticsTests {
     @Test func countersSurviveDeletingALog() async throws {
         let engine = try StorageEngine.open(backend: .builtin(named: "memory"), options: [], logger: quietLogger)
         let log = try await engine.openLog(named: "gone", create: true)
-        try await log.append(firstOffset: 0, lastOffset: 0, maxTimestamp: -1, parts: [TestEntry.make(firstOffset: 0, lastOffset: 0)])
+        try await log.append(
+            firstOffset: 0,
+            lastOffset: 0,
+            maxTimestamp: -1,
+            parts: [TestEntry.make(firstOffset: 0, lastOffset: 0)]
+        )
         await log.close()
         try await engine.deleteLog(named: "gone")
         let figures = engine.backendStatistics()
@@ -100,26 +105,42 @@ struct BackendStatisticsTests {
         let engine = try StorageEngine.open(backend: backend, options: [], logger: quietLogger)
         #expect(engine.backendStatistics() == nil)
         let log = try await engine.openLog(named: "a", create: true)
-        try await log.append(firstOffset: 0, lastOffset: 0, maxTimestamp: -1, parts: [TestEntry.make(firstOffset: 0, lastOffset: 0)])
+        try await log.append(
+            firstOffset: 0,
+            lastOffset: 0,
+            maxTimestamp: -1,
+            parts: [TestEntry.make(firstOffset: 0, lastOffset: 0)]
+        )
         #expect(try log.state().endOffset == 1)
         await engine.close()
     }
 
     /// The uring backend reports its figures through the generic op under the names the host's
     /// mapping of its older op used (dashboards did not change when the mapping went).
-    @Test(.enabled(if: StorageBackend.builtinNames.contains("uring"))) func uringReportsItsFiguresThroughTheGenericOp() async throws {
+    @Test(.enabled(if: StorageBackend.builtinNames.contains("uring"))) func uringReportsItsFiguresThroughTheGenericOp()
+        async throws
+    {
         var template = Array("/tmp/fjord-stats-XXXXXX".utf8CString)
         let directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         defer { _ = system("rm -rf '\(directory)'") }
         let engine: StorageEngine
         do {
-            engine = try StorageEngine.open(backend: .builtin(named: "uring"), options: [(key: "path", value: directory)], logger: quietLogger)
+            engine = try StorageEngine.open(
+                backend: .builtin(named: "uring"),
+                options: [(key: "path", value: directory)],
+                logger: quietLogger
+            )
         } catch {
             Issue.record("uring unavailable here: \(error)")
             return
         }
         let log = try await engine.openLog(named: "a", create: true)
-        try await log.append(firstOffset: 0, lastOffset: 0, maxTimestamp: -1, parts: [TestEntry.make(firstOffset: 0, lastOffset: 0)])
+        try await log.append(
+            firstOffset: 0,
+            lastOffset: 0,
+            maxTimestamp: -1,
+            parts: [TestEntry.make(firstOffset: 0, lastOffset: 0)]
+        )
         try await log.sync()
         let figures = engine.backendStatistics()
         #expect(value(figures, "appends_total") ?? 0 >= 1)
@@ -149,7 +170,12 @@ struct BackendStatisticsTests {
         try await log.sync()
         // A rejected append (not continuing the log) is reported as failed, never as stored.
         await #expect(throws: StorageError.self) {
-            try await log.append(firstOffset: 9, lastOffset: 9, maxTimestamp: -1, parts: [TestEntry.make(firstOffset: 9, lastOffset: 9)])
+            try await log.append(
+                firstOffset: 9,
+                lastOffset: 9,
+                maxTimestamp: -1,
+                parts: [TestEntry.make(firstOffset: 9, lastOffset: 9)]
+            )
         }
         let counts = observer.counts.withLock { $0 }
         #expect(counts.appends == 4)

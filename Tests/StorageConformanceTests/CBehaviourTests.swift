@@ -1,12 +1,12 @@
 import CKStore
 import Foundation
 import NIOCore
+import StorageBackends
 import Synchronization
 import Testing
 
 @testable import StorageHost
 @testable import StorageTestSupport
-import StorageBackends
 
 /// Counts completion callbacks; passed to the backend as the context.
 final class CompletionCounter: Sendable {

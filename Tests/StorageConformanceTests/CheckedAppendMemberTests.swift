@@ -1,9 +1,9 @@
 import CKStore
+import StorageBackends
 import Testing
 
 @testable import StorageHost
 @testable import StorageTestSupport
-import StorageBackends
 
 /// kstore.h ABI version 2's `append_checked_batch` is found only in tables that have it.
 @Suite("ABI version 2: append_checked_batch")

@@ -1,10 +1,10 @@
 import NIOCore
+import StorageBackends
 import Synchronization
 import Testing
 
 @testable import StorageHost
 @testable import StorageTestSupport
-import StorageBackends
 
 /// The storage conformance suite (DESIGN.md §3, §7): every built-in backend, called directly and
 /// through the blocking pool. A new backend joins by being listed in `StorageBackend.builtinNames`;

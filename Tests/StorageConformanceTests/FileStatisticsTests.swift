@@ -1,10 +1,10 @@
 import CKStore
 import NIOCore
+import StorageBackends
 import Testing
 
 @testable import StorageHost
 @testable import StorageTestSupport
-import StorageBackends
 
 /// The file backend's answer to KSTORE_CONTROL_STATS (file_statistics.c): the write and sync
 /// counters, and the descriptor cache's figures, which must be the cache's own.
@@ -71,7 +71,11 @@ struct FileStatisticsTests {
     @Test func openDescriptorsFollowTheCache() async throws {
         let scratch = try ScratchDirectory("file-stats-fds")
         defer { scratch.remove() }
-        let engine = try openEngine(try fileBackend(), path: scratch.path, options: [(key: "file.open.files.max", value: "8")])
+        let engine = try openEngine(
+            try fileBackend(),
+            path: scratch.path,
+            options: [(key: "file.open.files.max", value: "8")]
+        )
         func check(_ when: String) throws -> Double {
             let figures = engine.backendStatistics()
             let info = try #require(engine.descriptorInfo())
@@ -85,7 +89,12 @@ struct FileStatisticsTests {
         var logs: [StorageLog] = []
         for index in 0..<12 {
             let log = try await engine.openLog(named: "log\(index)", create: true)
-            try await log.append(firstOffset: 0, lastOffset: 0, maxTimestamp: -1, parts: [TestEntry.make(firstOffset: 0, lastOffset: 0)])
+            try await log.append(
+                firstOffset: 0,
+                lastOffset: 0,
+                maxTimestamp: -1,
+                parts: [TestEntry.make(firstOffset: 0, lastOffset: 0)]
+            )
             logs.append(log)
         }
         let busy = try check("twelve logs written")

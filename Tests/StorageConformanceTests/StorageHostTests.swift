@@ -1,11 +1,11 @@
 import CKStore
 import NIOCore
+import StorageBackends
 import Synchronization
 import Testing
 
 @testable import StorageHost
 @testable import StorageTestSupport
-import StorageBackends
 
 @Suite("StorageHost")
 struct StorageHostBehaviourTests {

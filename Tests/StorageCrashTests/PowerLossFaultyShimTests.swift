@@ -2,11 +2,11 @@ import CKStore
 import Foundation
 import KStoreFaulty
 import NIOCore
+import StorageBackends
 import Testing
 
 @testable import StorageHost
 @testable import StorageTestSupport
-import StorageBackends
 
 /// A faulty shim (Backends/faulty) over a built-in backend, opened through the host on a scratch
 /// directory with its own seeded schedule. `close()` closes the engine and removes the directory.

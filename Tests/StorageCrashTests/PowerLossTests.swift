@@ -1,11 +1,11 @@
 import CKStore
 import Foundation
 import NIOCore
+import StorageBackends
 import Testing
 
 @testable import StorageHost
 @testable import StorageTestSupport
-import StorageBackends
 
 #if canImport(Glibc)
 import Glibc

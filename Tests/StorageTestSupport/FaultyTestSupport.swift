@@ -1,8 +1,7 @@
 import CKStore
 import KStoreFaulty
-import Testing
-
 import StorageHost
+import Testing
 
 /// Helpers for tests that run a backend under the faulty shim (Backends/faulty).
 

@@ -4,10 +4,9 @@ import KStoreFaulty
 import KStoreFile
 import Logging
 import NIOCore
-import Testing
-
-import StorageHost
 import StorageBackends
+import StorageHost
+import Testing
 
 #if canImport(Glibc)
 import Glibc

@@ -1,11 +1,10 @@
 import Foundation
 import Logging
 import NIOCore
+import StorageBackends
+import StorageHost
 import Synchronization
 import Testing
-
-import StorageHost
-import StorageBackends
 
 /// How the host calls the backend in a test case.
 enum ExecutionPath: String, Sendable, CaseIterable, CustomTestStringConvertible {

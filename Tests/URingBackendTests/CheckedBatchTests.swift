@@ -1,11 +1,11 @@
 import CKStore
 import Foundation
 import NIOCore
+import StorageBackends
 import Testing
 
 @testable import StorageHost
 @testable import StorageTestSupport
-import StorageBackends
 
 /// Entries shaped like a Kafka RecordBatch v2 as far as kstore.h `append_checked_batch` looks:
 /// magic 2 at byte 16 and, at bytes 17..<21, the big-endian CRC-32C of bytes 21..<end. Byte i of
@@ -113,9 +113,13 @@ struct CheckedBatchTests {
         try await withURing { fixture in
             let log = try await fixture.engine.openLog(named: "x", create: true)
             for offset in Int64(0)..<3 {
-                try await log.append(firstOffset: offset, lastOffset: offset, maxTimestamp: offset,
-                                     parts: CheckedBatch.parts(CheckedBatch.make(seed: offset, byteCount: 1_000)),
-                                     checkedBatch: true)
+                try await log.append(
+                    firstOffset: offset,
+                    lastOffset: offset,
+                    maxTimestamp: offset,
+                    parts: CheckedBatch.parts(CheckedBatch.make(seed: offset, byteCount: 1_000)),
+                    checkedBatch: true
+                )
                 try await log.sync()
             }
             let copy = try fixture.copyDirectory()
@@ -138,8 +142,12 @@ struct CheckedBatchTests {
         try await withURing { fixture in
             let log = try await fixture.engine.openLog(named: "old", create: true)
             for offset in Int64(0)..<5 {
-                try await log.append(firstOffset: offset, lastOffset: offset, maxTimestamp: offset,
-                                     parts: [TestEntry.make(firstOffset: offset, lastOffset: offset, byteCount: 300)])
+                try await log.append(
+                    firstOffset: offset,
+                    lastOffset: offset,
+                    maxTimestamp: offset,
+                    parts: [TestEntry.make(firstOffset: offset, lastOffset: offset, byteCount: 300)]
+                )
             }
             try await log.sync()
             await log.close()

@@ -2,11 +2,11 @@ import CKStore
 import Foundation
 import KStoreURing
 import NIOCore
+import StorageBackends
 import Testing
 
 @testable import StorageHost
 @testable import StorageTestSupport
-import StorageBackends
 
 /// One frame of a uring WAL segment as these tests see it (docs/storage-formats.md ("uring backend"), "Frames").
 struct WALFrame: Equatable, Sendable {
@@ -85,7 +85,11 @@ extension URingFixture {
                 lastOffset: entry.lastOffset,
                 maxTimestamp: entry.maxTimestamp,
                 parts: StorageLog.split(
-                    TestEntry.make(firstOffset: entry.firstOffset, lastOffset: entry.lastOffset, byteCount: entry.byteCount)
+                    TestEntry.make(
+                        firstOffset: entry.firstOffset,
+                        lastOffset: entry.lastOffset,
+                        byteCount: entry.byteCount
+                    )
                 )
             ) { outcomes.record(index, $0) }
         }
@@ -133,7 +137,10 @@ struct URingDirectTests {
             var plan = LogPlan()
             for index in 0..<300 { plan.add(offsetCount: 1 + Int64(index % 3), byteCount: 28 + (index * 97) % 2_900) }
             for start in stride(from: 0, to: plan.entries.count, by: 25) {
-                try await log.append(LogPlan(entries: Array(plan.entries[..<min(start + 25, plan.entries.count)])), from: start)
+                try await log.append(
+                    LogPlan(entries: Array(plan.entries[..<min(start + 25, plan.entries.count)])),
+                    from: start
+                )
             }
             let written = try fixture.stats()
             #expect(written.pad_bytes > 0)
@@ -148,7 +155,10 @@ struct URingDirectTests {
                 sequences += frames.map(\.sequence)
             }
             #expect(pads >= 12, "one pad per write: \(pads) for \(written.writes) writes")
-            #expect(sequences == Array(sequences[0]...(sequences[0] + UInt64(sequences.count) - 1)), "gapless sequences")
+            #expect(
+                sequences == Array(sequences[0]...(sequences[0] + UInt64(sequences.count) - 1)),
+                "gapless sequences"
+            )
             let state = try log.state()
             await log.close()
             try await fixture.reopen()
@@ -179,7 +189,8 @@ struct URingDirectTests {
         try #require(start % 512 == 0 && tear > start && tear < end)
         try patchFile(scene.wal, at: tear, with: (0..<(end - tear)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 0x5B) })
         // What survives: B's frames that ended before the tear.
-        let survivingB = scene.frames.filter { $0.kind == WALFrame.data && $0.logId == scene.bId && $0.end <= tear }.count
+        let survivingB = scene.frames.filter { $0.kind == WALFrame.data && $0.logId == scene.bId && $0.end <= tear }
+            .count
         try await scene.recover(keptB: survivingB)
     }
 
@@ -199,8 +210,11 @@ struct URingDirectTests {
         // The second write of B never reached the disk (it still reads as the zeros the segment
         // was prepared with); the writes after it did.
         let missing = scene.roundsOfB[1]
-        try patchFile(scene.wal, at: missing[0].position,
-                      with: [UInt8](repeating: 0, count: missing.last!.end - missing[0].position))
+        try patchFile(
+            scene.wal,
+            at: missing[0].position,
+            with: [UInt8](repeating: 0, count: missing.last!.end - missing[0].position)
+        )
         let keptB = scene.roundsOfB[0].filter { $0.kind == WALFrame.data && $0.logId == scene.bId }.count
         let later = Array(scene.roundsOfB[2...].joined())
         try await scene.recover(keptB: keptB) { () throws -> Void in
@@ -264,7 +278,8 @@ struct URingDirectTests {
     /// Log "a" with synced entries, then log "b" with entries appended (written) but not synced, in
     /// several writes of at most uring.write.bytes — small enough for the instance's first segment
     /// (1 MiB with direct writes), so the tests edit one file.
-    static func syncedAAndUnsyncedB(_ fixture: URingFixture) async throws -> (StorageLog, StorageLog, LogPlan, LogPlan) {
+    static func syncedAAndUnsyncedB(_ fixture: URingFixture) async throws -> (StorageLog, StorageLog, LogPlan, LogPlan)
+    {
         let a = try await fixture.engine.openLog(named: "a", create: true)
         let b = try await fixture.engine.openLog(named: "b", create: true)
         var planA = LogPlan()
@@ -281,16 +296,22 @@ struct URingDirectTests {
         let data = frames.filter { $0.kind == WALFrame.data }
         let aId = try #require(data.first).logId
         let ofB = data.filter { $0.logId != aId }
-        try #require(ofB.map(\.firstOffset) == planB.entries.map(\.firstOffset), "B's frames are all in the first segment")
+        try #require(
+            ofB.map(\.firstOffset) == planB.entries.map(\.firstOffset),
+            "B's frames are all in the first segment"
+        )
         let rounds = walRounds(frames).filter { $0.contains { $0.kind == WALFrame.data && $0.logId != aId } }
         try #require(rounds.count >= 3, "B was written in \(rounds.count) writes")
         return rounds
     }
 
     /// After recovery the WAL takes appends again, and they survive another reopen.
-    static func continueAndReopen(_ recovered: URingFixture, _ a: StorageLog, _ b: StorageLog,
-                                  expectedB: [TestEntry.Parsed]) async throws
-    {
+    static func continueAndReopen(
+        _ recovered: URingFixture,
+        _ a: StorageLog,
+        _ b: StorageLog,
+        expectedB: [TestEntry.Parsed]
+    ) async throws {
         var plan = LogPlan(entries: expectedB)
         plan.add(offsetCount: 1, byteCount: 900)
         try await b.append(plan, from: expectedB.count)
@@ -388,8 +409,10 @@ struct URingDirectTests {
     }
 
     /// Bad values of the new options are refused at open.
-    @Test(arguments: [("uring.direct", "sometimes"), ("uring.read.cache.bytes", "-1"), ("uring.read.cache.bytes", "lots"),
-                      ("uring.segment.zero", "never")])
+    @Test(arguments: [
+        ("uring.direct", "sometimes"), ("uring.read.cache.bytes", "-1"), ("uring.read.cache.bytes", "lots"),
+        ("uring.segment.zero", "never"),
+    ])
     func badDirectAndCacheOptionsAreRefused(key: String, value: String) throws {
         let directory = URingFixture.newDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -410,7 +433,13 @@ struct URingDirectTests {
         try await withURing(options: options) { fixture in
             let log = try await fixture.engine.openLog(named: "cached", create: true)
             var plan = LogPlan()
-            for index in 0..<500 { plan.add(offsetCount: 1 + Int64(index % 4), maxTimestamp: Int64(index), byteCount: 300 + (index * 131) % 3_000) }
+            for index in 0..<500 {
+                plan.add(
+                    offsetCount: 1 + Int64(index % 4),
+                    maxTimestamp: Int64(index),
+                    byteCount: 300 + (index * 131) % 3_000
+                )
+            }
             for start in stride(from: 0, to: plan.entries.count, by: 50) {
                 try await log.append(LogPlan(entries: Array(plan.entries[..<(start + 50)])), from: start)
             }

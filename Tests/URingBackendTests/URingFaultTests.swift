@@ -60,16 +60,25 @@ struct URingFaultTests {
         for index in 0..<count {
             let offset = Int64(index)
             plan.entries.append(
-                TestEntry.Parsed(firstOffset: offset, lastOffset: offset, maxTimestamp: offset,
-                                 byteCount: Int.random(in: sizes, using: &random)))
+                TestEntry.Parsed(
+                    firstOffset: offset,
+                    lastOffset: offset,
+                    maxTimestamp: offset,
+                    byteCount: Int.random(in: sizes, using: &random)
+                )
+            )
         }
         return plan
     }
 
     /// Syncs `log` and checks it holds `entries`, then closes it, reopens the instance (recovery) and
     /// checks the log again.
-    static func expectIntactAfterReopening(_ fixture: URingFixture, _ log: StorageLog, _ entries: [TestEntry.Parsed],
-                                           seed: UInt64) async throws {
+    static func expectIntactAfterReopening(
+        _ fixture: URingFixture,
+        _ log: StorageLog,
+        _ entries: [TestEntry.Parsed],
+        seed: UInt64
+    ) async throws {
         try await log.sync()
         #expect(try await log.readAll(from: 0) == entries, "seed \(seed)")
         await log.close()
@@ -99,7 +108,9 @@ struct URingFaultTests {
             try fixture.failIO(KSTORE_FAULTY_IO_WRITE, error: ENOSPC, torn: torn)
             let outcomes = Outcomes()
             for entry in plan.entries[before...] {
-                log.submitEntry(entry.firstOffset, byteCount: entry.byteCount) { outcomes.record(Int(entry.firstOffset), $0) }
+                log.submitEntry(entry.firstOffset, byteCount: entry.byteCount) {
+                    outcomes.record(Int(entry.firstOffset), $0)
+                }
             }
             let results = await outcomes.wait(for: burst)
             let ordered = (before..<(before + burst)).map { results[$0] }
@@ -147,7 +158,12 @@ struct URingFaultTests {
             let recovered = try reopened.state().endOffset
             #expect(recovered <= end, "seed \(seed)")
             #expect(try await reopened.readAll(from: 0) == Array(plan.entries.prefix(Int(recovered))), "seed \(seed)")
-            let resumed = TestEntry.Parsed(firstOffset: recovered, lastOffset: recovered, maxTimestamp: 0, byteCount: 64)
+            let resumed = TestEntry.Parsed(
+                firstOffset: recovered,
+                lastOffset: recovered,
+                maxTimestamp: 0,
+                byteCount: 64
+            )
             try await reopened.appendEntry(resumed)
             try await reopened.sync()
             await reopened.close()

@@ -3,12 +3,12 @@ import Foundation
 import KStoreFaulty
 import KStoreURing
 import NIOCore
+import StorageBackends
 import Synchronization
 import Testing
 
 @testable import StorageHost
 @testable import StorageTestSupport
-import StorageBackends
 
 /// A uring instance on its own data directory, with the backend's control ops at hand.
 final class URingFixture: @unchecked Sendable {  // Used by one test task at a time.
@@ -37,7 +37,10 @@ final class URingFixture: @unchecked Sendable {  // Used by one test task at a t
         let uring = try StorageBackend.builtin(named: "uring")
         let backend =
             faulty
-            ? try StorageBackend(validating: try FaultyTables.table(wrapping: uring.table.pointer), origin: "faulty shim (uring)")
+            ? try StorageBackend(
+                validating: try FaultyTables.table(wrapping: uring.table.pointer),
+                origin: "faulty shim (uring)"
+            )
             : uring
         return try StorageEngine.open(
             backend: backend,
@@ -146,12 +149,18 @@ final class Outcomes: Sendable {
 }
 
 extension StorageLog {
-    func submitEntry(_ offset: Int64, byteCount: Int = 64, _ completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+    func submitEntry(
+        _ offset: Int64,
+        byteCount: Int = 64,
+        _ completion: @escaping @Sendable (Result<Void, StorageError>) -> Void
+    ) {
         self.submitAppend(
             firstOffset: offset,
             lastOffset: offset,
             maxTimestamp: offset,
-            parts: Self.split(TestEntry.make(firstOffset: offset, lastOffset: offset, maxTimestamp: offset, byteCount: byteCount)),
+            parts: Self.split(
+                TestEntry.make(firstOffset: offset, lastOffset: offset, maxTimestamp: offset, byteCount: byteCount)
+            ),
             completion: completion
         )
     }
@@ -206,7 +215,9 @@ struct URingTests {
 
     /// With small writes, the I/O thread keeps several of them in flight at once.
     @Test func severalWritesAreInFlightAtOnce() async throws {
-        try await withURing(options: [(key: "uring.write.bytes", value: "4096"), (key: "uring.writes.inflight", value: "8")]) {
+        try await withURing(options: [
+            (key: "uring.write.bytes", value: "4096"), (key: "uring.writes.inflight", value: "8"),
+        ]) {
             fixture in
             let log = try await fixture.engine.openLog(named: "w", create: true)
             var plan = LogPlan()
@@ -225,7 +236,9 @@ struct URingTests {
     /// succeeds (entries larger than the staging bound too), in order, and a sync submitted behind
     /// waiting appends covers them.
     @Test func aFullStagingAreaSlowsAppendsInsteadOfFailingThem() async throws {
-        try await withURing(options: [(key: "uring.staging.bytes", value: "65536"), (key: "uring.write.bytes", value: "16384")]) {
+        try await withURing(options: [
+            (key: "uring.staging.bytes", value: "65536"), (key: "uring.write.bytes", value: "16384"),
+        ]) {
             fixture in
             let log = try await fixture.engine.openLog(named: "backpressure", create: true)
             var plan = LogPlan()
@@ -238,7 +251,13 @@ struct URingTests {
                     firstOffset: entry.firstOffset,
                     lastOffset: entry.lastOffset,
                     maxTimestamp: entry.maxTimestamp,
-                    parts: StorageLog.split(TestEntry.make(firstOffset: entry.firstOffset, lastOffset: entry.lastOffset, byteCount: entry.byteCount))
+                    parts: StorageLog.split(
+                        TestEntry.make(
+                            firstOffset: entry.firstOffset,
+                            lastOffset: entry.lastOffset,
+                            byteCount: entry.byteCount
+                        )
+                    )
                 ) { appends.record(index, $0) }
                 if index % 100 == 99 {
                     log.submitSync { result in
@@ -356,8 +375,12 @@ struct URingTests {
             // synced frame is followed by the group commit's durable mark, so damage to it is
             // corruption, not a torn tail).
             let unsynced = planB.endOffset
-            try await b.append(firstOffset: unsynced, lastOffset: unsynced, maxTimestamp: 99,
-                               parts: [TestEntry.make(firstOffset: unsynced, lastOffset: unsynced, maxTimestamp: 99, byteCount: 500)])
+            try await b.append(
+                firstOffset: unsynced,
+                lastOffset: unsynced,
+                maxTimestamp: 99,
+                parts: [TestEntry.make(firstOffset: unsynced, lastOffset: unsynced, maxTimestamp: 99, byteCount: 500)]
+            )
             planB.add(offsetCount: 1, maxTimestamp: 99, byteCount: 500)
             let stateA = try a.state()
             let copy = try fixture.copyDirectory()
@@ -383,7 +406,11 @@ struct URingTests {
                 try patchFile(wal, at: end, with: header)
             case .garbageAfterEnd:
                 var generator = SystemRandomNumberGenerator()
-                try patchFile(wal, at: end + 8_192, with: (0..<4_096).map { _ in UInt8.random(in: 1...255, using: &generator) })
+                try patchFile(
+                    wal,
+                    at: end + 8_192,
+                    with: (0..<4_096).map { _ in UInt8.random(in: 1...255, using: &generator) }
+                )
             case .tornLastFrame:
                 try patchFile(wal, at: lastData.end - 16, with: [UInt8](repeating: 0x5A, count: 16))
             }
@@ -402,8 +429,12 @@ struct URingTests {
                 #expect(bytes[end..<(end + 122)].allSatisfy { $0 == 0 })
             }
             // The recovered WAL continues: append, reopen, read.
-            try await reopenedB.append(firstOffset: Int64(expectedB.count), lastOffset: Int64(expectedB.count),
-                                       maxTimestamp: 1, parts: [TestEntry.make(firstOffset: Int64(expectedB.count), lastOffset: Int64(expectedB.count))])
+            try await reopenedB.append(
+                firstOffset: Int64(expectedB.count),
+                lastOffset: Int64(expectedB.count),
+                maxTimestamp: 1,
+                parts: [TestEntry.make(firstOffset: Int64(expectedB.count), lastOffset: Int64(expectedB.count))]
+            )
             try await reopenedB.sync()
             await reopenedA.close()
             await reopenedB.close()
@@ -470,8 +501,12 @@ struct URingTests {
         try await withURing(options: [(key: "uring.segment.bytes", value: "1048576")]) { fixture in
             let log = try await fixture.engine.openLog(named: "x", create: true)
             for offset in Int64(0)..<3 {
-                try await log.append(firstOffset: offset, lastOffset: offset, maxTimestamp: offset,
-                                     parts: [TestEntry.make(firstOffset: offset, lastOffset: offset, byteCount: 200)])
+                try await log.append(
+                    firstOffset: offset,
+                    lastOffset: offset,
+                    maxTimestamp: offset,
+                    parts: [TestEntry.make(firstOffset: offset, lastOffset: offset, byteCount: 200)]
+                )
                 try await log.sync()
             }
             let copy = try fixture.copyDirectory()
@@ -517,7 +552,9 @@ struct URingTests {
             #expect(try await c.readAll(from: 0) == Array(plan.entries[..<6]))
             let d = try await fixture.engine.openLog(named: "d", create: false)
             #expect(try d.state().endOffset == 0)
-            #expect(await storageErrorCode { _ = try await fixture.engine.openLog(named: "b", create: false) } == .notFound)
+            #expect(
+                await storageErrorCode { _ = try await fixture.engine.openLog(named: "b", create: false) } == .notFound
+            )
             let b = try await fixture.engine.openLog(named: "b", create: true)
             #expect(try b.state().entryCount == 0)
             for log in [a, b, c, d] { await log.close() }
@@ -546,17 +583,26 @@ struct URingTests {
         ])
         #expect(smallStaging?.code == .invalidArgument)
         #expect(
-            smallStaging?.message.contains("uring.staging.bytes (1048576) must be at least twice uring.write.bytes (1048576)")
+            smallStaging?.message.contains(
+                "uring.staging.bytes (1048576) must be at least twice uring.write.bytes (1048576)"
+            )
                 == true
         )
         try await withURing { fixture in
             let locked = openError([(key: "path", value: fixture.directory)])
             #expect(locked?.code == .busy)
-            #expect(locked?.message.contains("locked by another process (pid \(getpid()))") == true, "\(String(describing: locked))")
+            #expect(
+                locked?.message.contains("locked by another process (pid \(getpid()))") == true,
+                "\(String(describing: locked))"
+            )
         }
         let foreign = URingFixture.newDirectory()
         defer { try? FileManager.default.removeItem(atPath: foreign) }
-        try "file 1\n".write(toFile: (foreign as NSString).appendingPathComponent(".fjord-backend"), atomically: true, encoding: .utf8)
+        try "file 1\n".write(
+            toFile: (foreign as NSString).appendingPathComponent(".fjord-backend"),
+            atomically: true,
+            encoding: .utf8
+        )
         let refused = openError([(key: "path", value: foreign)])
         #expect(refused?.code == .invalidArgument)
         #expect(refused?.message.contains("data directory \(foreign) holds data of backend 'file'") == true)
@@ -569,7 +615,9 @@ struct URingTests {
         let directory = URingFixture.newDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         #expect {
-            _ = try URingFixture.open([(key: "path", value: directory), (key: "uring.test.io_uring_error", value: error)])
+            _ = try URingFixture.open([
+                (key: "path", value: directory), (key: "uring.test.io_uring_error", value: error),
+            ])
         } throws: { thrown in
             guard let thrown = thrown as? StorageError else { return false }
             return thrown.code == .unsupported && thrown.message.contains("io_uring is not available (")
@@ -613,8 +661,12 @@ struct URingTests {
         var failure: StorageError? = nil
         while end < 10_000 && failure == nil {
             do {
-                try await log.append(firstOffset: end, lastOffset: end, maxTimestamp: end,
-                                     parts: [TestEntry.make(firstOffset: end, lastOffset: end, byteCount: 1_024)])
+                try await log.append(
+                    firstOffset: end,
+                    lastOffset: end,
+                    maxTimestamp: end,
+                    parts: [TestEntry.make(firstOffset: end, lastOffset: end, byteCount: 1_024)]
+                )
                 end += 1
             } catch let error as StorageError {
                 failure = error
@@ -630,8 +682,12 @@ struct URingTests {
         var resumed = false
         for _ in 0..<200 where !resumed {
             do {
-                try await log.append(firstOffset: end, lastOffset: end, maxTimestamp: end,
-                                     parts: [TestEntry.make(firstOffset: end, lastOffset: end, byteCount: 1_024)])
+                try await log.append(
+                    firstOffset: end,
+                    lastOffset: end,
+                    maxTimestamp: end,
+                    parts: [TestEntry.make(firstOffset: end, lastOffset: end, byteCount: 1_024)]
+                )
                 end += 1
                 resumed = true
             } catch let error as StorageError where error.code == .noSpace {
@@ -674,7 +730,8 @@ struct URingTests {
                     let count = min(1_024, entries - batch)
                     for index in 0..<count {
                         let offset = Int64(batch + index)
-                        log.submitAppend(firstOffset: offset, lastOffset: offset, maxTimestamp: offset, parts: payload) {
+                        log.submitAppend(firstOffset: offset, lastOffset: offset, maxTimestamp: offset, parts: payload)
+                        {
                             outcomes.record(index, $0)
                         }
                     }

@@ -84,7 +84,7 @@ void kstore_faulty_release(const kstore_backend *table);
  * completion queued after it on the same log — until KSTORE_FAULTY_CONTROL_RELEASE_SYNCS, which
  * delivers them. For tests of what happens while a sync is outstanding. argument: NULL. Call
  * RELEASE while no log of the instance is being closed. */
-#define KSTORE_FAULTY_CONTROL_HOLD_SYNCS 0x46410005
+#define KSTORE_FAULTY_CONTROL_HOLD_SYNCS    0x46410005
 #define KSTORE_FAULTY_CONTROL_RELEASE_SYNCS 0x46410006
 
 /* Fails chosen I/O calls of the inner backend through the kit's fault hook: the next fail_count
@@ -100,9 +100,9 @@ void kstore_faulty_release(const kstore_backend *table);
 #define KSTORE_FAULTY_CONTROL_CLEAR_IO 0x46410009
 
 /* Operations (kstore_faulty_fail_next.operation). */
-#define KSTORE_FAULTY_OP_APPEND 1
-#define KSTORE_FAULTY_OP_SYNC 2
-#define KSTORE_FAULTY_OP_READ 3
+#define KSTORE_FAULTY_OP_APPEND   1
+#define KSTORE_FAULTY_OP_SYNC     2
+#define KSTORE_FAULTY_OP_READ     3
 #define KSTORE_FAULTY_OP_OPEN_LOG 4
 
 typedef struct kstore_faulty_fail_next {
@@ -117,11 +117,11 @@ typedef struct kstore_faulty_fail_next {
 
 /* I/O operations (kstore_faulty_io_fault.operation, the index of kstore_faulty_io_schedule's arrays);
  * the same numbers as KSTORE_KIT_IO_* (kstore_kit_io.h). */
-#define KSTORE_FAULTY_IO_WRITE 1    /* pwrite/pwritev (and io_uring writes) */
-#define KSTORE_FAULTY_IO_SYNC 2     /* fdatasync/fsync of files and directories */
-#define KSTORE_FAULTY_IO_READ 3     /* pread */
+#define KSTORE_FAULTY_IO_WRITE    1 /* pwrite/pwritev (and io_uring writes) */
+#define KSTORE_FAULTY_IO_SYNC     2 /* fdatasync/fsync of files and directories */
+#define KSTORE_FAULTY_IO_READ     3 /* pread */
 #define KSTORE_FAULTY_IO_TRUNCATE 4 /* ftruncate */
-#define KSTORE_FAULTY_IO_OPEN 5     /* openat: opening and creating files (a new segment) */
+#define KSTORE_FAULTY_IO_OPEN     5 /* openat: opening and creating files (a new segment) */
 #define KSTORE_FAULTY_IO_ALLOCATE 6 /* fallocate: preparing a segment */
 /* Slots of kstore_faulty_io_schedule's arrays (index 0 and 7 unused). */
 #define KSTORE_FAULTY_IO_SLOTS 8

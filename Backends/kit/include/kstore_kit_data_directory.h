@@ -17,7 +17,7 @@
 extern "C" {
 #endif
 
-#define KSTORE_KIT_LOCK_NAME ".lock"
+#define KSTORE_KIT_LOCK_NAME   ".lock"
 #define KSTORE_KIT_MARKER_NAME ".fjord-backend"
 
 typedef struct kstore_kit_data_directory {

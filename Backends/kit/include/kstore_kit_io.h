@@ -25,11 +25,11 @@ extern "C" {
 #endif
 
 /* Which kind of call a fault hook is asked about (kstore_kit_io_call.operation). */
-#define KSTORE_KIT_IO_WRITE 1    /* pwrite/pwritev (and io_uring writes) */
-#define KSTORE_KIT_IO_SYNC 2     /* fdatasync/fsync of files and directories */
-#define KSTORE_KIT_IO_READ 3     /* pread */
+#define KSTORE_KIT_IO_WRITE    1 /* pwrite/pwritev (and io_uring writes) */
+#define KSTORE_KIT_IO_SYNC     2 /* fdatasync/fsync of files and directories */
+#define KSTORE_KIT_IO_READ     3 /* pread */
 #define KSTORE_KIT_IO_TRUNCATE 4 /* ftruncate */
-#define KSTORE_KIT_IO_OPEN 5     /* openat: opening and creating files */
+#define KSTORE_KIT_IO_OPEN     5 /* openat: opening and creating files */
 #define KSTORE_KIT_IO_ALLOCATE 6 /* fallocate: preparing (preallocating) a segment */
 /* One more than the largest operation: arrays indexed by operation have this many slots. */
 #define KSTORE_KIT_IO_OPERATION_LIMIT 7

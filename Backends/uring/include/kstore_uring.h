@@ -57,32 +57,32 @@ const kstore_backend *kstore_uring_backend(void);
 typedef struct kstore_uring_stats {
     uint32_t struct_size;
     uint32_t reserved;
-    uint64_t appends;            /* accepted appends */
-    uint64_t syncs;              /* accepted sync requests (host syncs and internal ones) */
-    uint64_t fsyncs;             /* fdatasync rounds issued (one round may cover 2 segment files) */
-    uint64_t writes;             /* WAL writes submitted */
-    uint64_t bytes_written;      /* WAL bytes written (frames and padding) */
+    uint64_t appends;              /* accepted appends */
+    uint64_t syncs;                /* accepted sync requests (host syncs and internal ones) */
+    uint64_t fsyncs;               /* fdatasync rounds issued (one round may cover 2 segment files) */
+    uint64_t writes;               /* WAL writes submitted */
+    uint64_t bytes_written;        /* WAL bytes written (frames and padding) */
     uint64_t writes_in_flight_max; /* the most writes that were in flight at once */
-    uint64_t segments;           /* WAL segment files in use (including the prepared spare) */
+    uint64_t segments;             /* WAL segment files in use (including the prepared spare) */
     uint64_t segments_created;
     uint64_t segments_deleted;
-    uint64_t staging_bytes;      /* bytes of staging buffers allocated now */
-    uint64_t staging_bytes_max;  /* the bound (uring.staging.bytes) */
-    uint64_t index_memory_bytes; /* in-memory fine index entries (active segment only) */
-    uint64_t active_generation;  /* generation of the segment the next frame goes to */
-    uint64_t recovery_bytes;     /* WAL bytes scanned by recovery at open */
-    uint64_t recovery_ns;        /* time recovery took at open */
-    uint64_t recovery_frames;    /* frames recovered at open */
-    uint64_t busy_rejections;    /* appends answered KSTORE_ERR_BUSY (staging full) */
-    uint64_t segments_recycled;  /* segments made from a retired segment file (no zeroing) */
+    uint64_t staging_bytes;         /* bytes of staging buffers allocated now */
+    uint64_t staging_bytes_max;     /* the bound (uring.staging.bytes) */
+    uint64_t index_memory_bytes;    /* in-memory fine index entries (active segment only) */
+    uint64_t active_generation;     /* generation of the segment the next frame goes to */
+    uint64_t recovery_bytes;        /* WAL bytes scanned by recovery at open */
+    uint64_t recovery_ns;           /* time recovery took at open */
+    uint64_t recovery_frames;       /* frames recovered at open */
+    uint64_t busy_rejections;       /* appends answered KSTORE_ERR_BUSY (staging full) */
+    uint64_t segments_recycled;     /* segments made from a retired segment file (no zeroing) */
     uint64_t recovery_replay_bytes; /* of recovery_bytes: the valid frames replayed */
     uint64_t recovery_replay_ns;    /* of recovery_ns: replaying them (CRC, indexes, index files) */
-    uint64_t direct;             /* 1 when the WAL is written with O_DIRECT (uring.direct), else 0 */
-    uint64_t write_align_bytes;  /* writes start at multiples of this (8 when buffered) */
-    uint64_t pad_bytes;          /* bytes of pad frames written (direct mode), included in bytes_written */
-    uint64_t read_cache_bytes;   /* memory the read cache holds now */
-    uint64_t read_cache_hits;    /* frames reads copied from the read cache */
-    uint64_t read_cache_misses;  /* frames reads took from the segment files */
+    uint64_t direct;                /* 1 when the WAL is written with O_DIRECT (uring.direct), else 0 */
+    uint64_t write_align_bytes;     /* writes start at multiples of this (8 when buffered) */
+    uint64_t pad_bytes;             /* bytes of pad frames written (direct mode), included in bytes_written */
+    uint64_t read_cache_bytes;      /* memory the read cache holds now */
+    uint64_t read_cache_hits;       /* frames reads copied from the read cache */
+    uint64_t read_cache_misses;     /* frames reads took from the segment files */
 } kstore_uring_stats;
 
 #ifdef __cplusplus

@@ -223,7 +223,9 @@ enum OffsetsLogRecord: Sendable, Equatable {
         for (group, producerId) in offsets.pendingProducers {
             let pending = offsets.pendingByGroup[group]?[producerId] ?? [:]
             let entries = pending.keys.sorted().map { Entry(topicPartition: $0, committed: pending[$0]!) }  // Safe: own keys.
-            records.append(.snapshotPending(id: id, GroupOffsets(group: group, entries: entries), producerId: producerId))
+            records.append(
+                .snapshotPending(id: id, GroupOffsets(group: group, entries: entries), producerId: producerId)
+            )
         }
         records.append(.snapshotEnd(id: id, offsetCount: Int64(offsets.count)))
         return records

@@ -467,14 +467,18 @@ final class GroupCoordinator: Sendable {
 
     /// OffsetDelete: the group error and one error per partition; removed offsets are durable
     /// before this returns.
-    func deleteOffsets(groupId: String, partitions: [TopicPartition]) async
+    func deleteOffsets(
+        groupId: String,
+        partitions: [TopicPartition]
+    ) async
         -> (error: ErrorCode, partitions: [TopicPartition: ErrorCode])
     {
         let (outcome, pending) = locked.withLock {
             state -> ((error: ErrorCode, partitions: [TopicPartition: ErrorCode]), PendingOffsetsWrite?) in
             guard !state.isClosed else { return ((.coordinatorNotAvailable, [:]), nil) }
             let result = state.machine.deleteOffsets(groupId: groupId, partitions: partitions)
-            let pending = result.removed.isEmpty
+            let pending =
+                result.removed.isEmpty
                 ? nil : submit([.offsetsDeleted(group: groupId, partitions: result.removed)], &state)
             return ((result.error, result.partitions), pending)
         }

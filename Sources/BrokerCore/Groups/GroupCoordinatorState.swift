@@ -258,7 +258,11 @@ struct GroupCoordinatorState: Sendable {
     }
 
     /// TxnOffsetCommit: the offsets wait for the producer's transaction to be decided.
-    mutating func storeTransactionalOffsets(groupId: String, producerId: Int64, _ pending: [TopicPartition: CommittedOffset]) {
+    mutating func storeTransactionalOffsets(
+        groupId: String,
+        producerId: Int64,
+        _ pending: [TopicPartition: CommittedOffset]
+    ) {
         offsets.storePending(group: groupId, producerId: producerId, pending)
     }
 
@@ -288,7 +292,10 @@ struct GroupCoordinatorState: Sendable {
     /// offsets asked for; an active consumer group keeps those of topics it subscribes to
     /// (GROUP_SUBSCRIBED_TO_TOPIC) and loses the others; other active groups answer NON_EMPTY_GROUP.
     /// Returns the group error, the partition errors, and the partitions whose offsets went.
-    mutating func deleteOffsets(groupId: String, partitions: [TopicPartition])
+    mutating func deleteOffsets(
+        groupId: String,
+        partitions: [TopicPartition]
+    )
         -> (error: ErrorCode, partitions: [TopicPartition: ErrorCode], removed: [TopicPartition])
     {
         guard exists(groupId) else { return (.groupIdNotFound, [:], []) }

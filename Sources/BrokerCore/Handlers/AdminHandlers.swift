@@ -15,7 +15,10 @@ extension Broker {
             }
             defer { response.topics.append(result) }
             if (seen[creatable.name] ?? 0) > 1 {
-                fail(.invalidRequest, "Create topics request from client `\(context.clientId)` contains multiple entries for the topic \(creatable.name)")
+                fail(
+                    .invalidRequest,
+                    "Create topics request from client `\(context.clientId)` contains multiple entries for the topic \(creatable.name)"
+                )
                 continue
             }
             if let problem = TopicName.problem(with: creatable.name) {
@@ -29,25 +32,35 @@ extension Broker {
             let partitionCount: Int32
             if !creatable.assignments.isEmpty {
                 if creatable.numPartitions != -1 || creatable.replicationFactor != -1 {
-                    fail(.invalidRequest, "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.")
+                    fail(
+                        .invalidRequest,
+                        "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time."
+                    )
                     continue
                 }
                 let indexes = creatable.assignments.map(\.partitionIndex).sorted()
                 guard indexes == Array(0..<Int32(indexes.count)),
                     creatable.assignments.allSatisfy({ $0.brokerIds == [configuration.nodeId] })
                 else {
-                    fail(.invalidReplicaAssignment, "Partitions must be numbered from 0 and each assigned to broker \(configuration.nodeId) alone")
+                    fail(
+                        .invalidReplicaAssignment,
+                        "Partitions must be numbered from 0 and each assigned to broker \(configuration.nodeId) alone"
+                    )
                     continue
                 }
                 partitionCount = Int32(indexes.count)
             } else {
-                partitionCount = creatable.numPartitions == -1 ? configuration.defaultPartitions : creatable.numPartitions
+                partitionCount =
+                    creatable.numPartitions == -1 ? configuration.defaultPartitions : creatable.numPartitions
                 guard partitionCount > 0 else {
                     fail(.invalidPartitions, "Number of partitions must be larger than 0.")
                     continue
                 }
                 guard partitionCount <= configuration.partitionsPerTopicMax else {
-                    fail(.invalidPartitions, "Number of partitions \(partitionCount) is above the broker's limit of \(configuration.partitionsPerTopicMax).")
+                    fail(
+                        .invalidPartitions,
+                        "Number of partitions \(partitionCount) is above the broker's limit of \(configuration.partitionsPerTopicMax)."
+                    )
                     continue
                 }
                 let replicationFactor = creatable.replicationFactor == -1 ? 1 : creatable.replicationFactor
@@ -56,7 +69,10 @@ extension Broker {
                     continue
                 }
                 guard replicationFactor == 1 else {
-                    fail(.invalidReplicationFactor, "Unable to replicate the partition \(replicationFactor) time(s): The target replication factor of \(replicationFactor) cannot be reached because only 1 broker(s) are registered.")
+                    fail(
+                        .invalidReplicationFactor,
+                        "Unable to replicate the partition \(replicationFactor) time(s): The target replication factor of \(replicationFactor) cannot be reached because only 1 broker(s) are registered."
+                    )
                     continue
                 }
             }
@@ -81,11 +97,21 @@ extension Broker {
             result.replicationFactor = 1
             let options = DescribeOptions(keys: nil, includeSynonyms: false, includeDocumentation: false)
             result.configs = describeTopicConfigs(configs, self.configs.current, options).map {
-                .init(name: $0.name, value: $0.value, readOnly: $0.readOnly, configSource: $0.source.rawValue, isSensitive: false)
+                .init(
+                    name: $0.name,
+                    value: $0.value,
+                    readOnly: $0.readOnly,
+                    configSource: $0.source.rawValue,
+                    isSensitive: false
+                )
             }
             if request.validateOnly { continue }
             do {
-                let topic = try await metadata.createTopic(name: creatable.name, partitionCount: partitionCount, configs: configs)
+                let topic = try await metadata.createTopic(
+                    name: creatable.name,
+                    partitionCount: partitionCount,
+                    configs: configs
+                )
                 result.topicId = topic.id
             } catch MetadataManager.CreateError.alreadyExists {
                 fail(.topicAlreadyExists, "Topic '\(creatable.name)' already exists.")
@@ -112,7 +138,8 @@ extension Broker {
             let topic = name.map { registry.topic(named: $0) } ?? registry.topic(id: id)
             guard let topic else {
                 result.errorCode = (name == nil ? ErrorCode.unknownTopicId : ErrorCode.unknownTopicOrPartition).rawValue
-                result.errorMessage = name == nil ? "Topic id \(id) does not exist." : "This server does not host this topic-partition."
+                result.errorMessage =
+                    name == nil ? "Topic id \(id) does not exist." : "This server does not host this topic-partition."
                 continue
             }
             result.name = topic.name

@@ -28,7 +28,11 @@ extension Broker {
 
     /// A topic's configs: its own where set, else its broker synonym's effective value, with the
     /// synonyms Kafka lists (the topic's, then the broker's layers).
-    func describeTopicConfigs(_ configs: [String: String], _ view: BrokerConfigView, _ options: DescribeOptions)
+    func describeTopicConfigs(
+        _ configs: [String: String],
+        _ view: BrokerConfigView,
+        _ options: DescribeOptions
+    )
         -> [DescribedConfig]
     {
         TopicConfigs.definitions.compactMap { definition in
@@ -169,12 +173,19 @@ extension Broker {
     }
 
     /// Resolves a resource to what it changes, with its explicit configs now.
-    func configTarget(type: Int8, name: String, view: BrokerConfigView, legacy: Bool) throws(AdminFailure)
+    func configTarget(
+        type: Int8,
+        name: String,
+        view: BrokerConfigView,
+        legacy: Bool
+    ) throws(AdminFailure)
         -> (ConfigTarget, [String: String])
     {
         switch ConfigResourceType(rawValue: type) {
         case .topic:
-            if let problem = TopicName.problem(with: name) { throw AdminFailure(code: .invalidTopicException, message: problem) }
+            if let problem = TopicName.problem(with: name) {
+                throw AdminFailure(code: .invalidTopicException, message: problem)
+            }
             guard let topic = registry.topic(named: name) else {
                 throw AdminFailure(code: .unknownTopicOrPartition, message: "The topic '\(name)' does not exist.")
             }
@@ -204,7 +215,9 @@ extension Broker {
     func validate(_ configs: [String: String], for target: ConfigTarget, old: [String: String]) throws(AdminFailure) {
         switch target {
         case .topic:
-            if let problem = TopicConfigs.validate(configs) { throw AdminFailure(code: .invalidConfig, message: problem) }
+            if let problem = TopicConfigs.validate(configs) {
+                throw AdminFailure(code: .invalidConfig, message: problem)
+            }
         case .broker:
             for name in configs.keys.sorted() where configs[name] != old[name] {
                 if let problem = BrokerConfigs.problem(setting: name, to: configs[name] ?? "") {
@@ -264,7 +277,10 @@ extension Broker {
                 }
                 let nulls = resource.configs.filter { $0.value == nil }.map(\.name)
                 if !nulls.isEmpty {
-                    throw AdminFailure(code: .invalidRequest, message: "Null value not supported for : \(nulls.joined(separator: ", "))")
+                    throw AdminFailure(
+                        code: .invalidRequest,
+                        message: "Null value not supported for : \(nulls.joined(separator: ", "))"
+                    )
                 }
                 let (target, old) = try configTarget(
                     type: resource.resourceType,
@@ -288,10 +304,16 @@ extension Broker {
 
     /// IncrementalAlterConfigs operations (`AlterConfigOp.OpType`).
     enum ConfigOperation: Int8 {
-        case set = 0, delete = 1, append = 2, subtract = 3
+        case set = 0
+        case delete = 1
+        case append = 2
+        case subtract = 3
     }
 
-    func handleIncrementalAlterConfigs(_ request: IncrementalAlterConfigsRequest, _ context: Request) async
+    func handleIncrementalAlterConfigs(
+        _ request: IncrementalAlterConfigsRequest,
+        _ context: Request
+    ) async
         -> IncrementalAlterConfigsResponse
     {
         var response = IncrementalAlterConfigsResponse(throttleTimeMs: 0, responses: [])
@@ -310,7 +332,9 @@ extension Broker {
                 if Set(resource.configs.map(\.name)).count != resource.configs.count {
                     throw AdminFailure(code: .invalidRequest, message: "Error due to duplicate config keys")
                 }
-                let nulls = resource.configs.filter { $0.configOperation != ConfigOperation.delete.rawValue && $0.value == nil }
+                let nulls = resource.configs.filter {
+                    $0.configOperation != ConfigOperation.delete.rawValue && $0.value == nil
+                }
                 if !nulls.isEmpty {
                     throw AdminFailure(
                         code: .invalidRequest,
@@ -347,7 +371,10 @@ extension Broker {
         var new = old
         for operation in operations {
             guard let kind = ConfigOperation(rawValue: operation.configOperation) else {
-                throw AdminFailure(code: .invalidRequest, message: "Unknown operations type \(operation.configOperation)")
+                throw AdminFailure(
+                    code: .invalidRequest,
+                    message: "Unknown operations type \(operation.configOperation)"
+                )
             }
             switch kind {
             case .set:
@@ -359,7 +386,8 @@ extension Broker {
                 guard type == .list else {
                     throw AdminFailure(
                         code: .invalidConfig,
-                        message: "Can't \(kind == .append ? "APPEND" : "SUBTRACT") to key \(operation.name) because its type is not LIST."
+                        message:
+                            "Can't \(kind == .append ? "APPEND" : "SUBTRACT") to key \(operation.name) because its type is not LIST."
                     )
                 }
                 var items = current.split(separator: ",").map(trimmed)
@@ -380,7 +408,12 @@ extension Broker {
     }
 
     /// The type and current value (explicit, else effective) of a config, for APPEND and SUBTRACT.
-    private static func listConfig(_ name: String, in configs: [String: String], target: ConfigTarget, view: BrokerConfigView)
+    private static func listConfig(
+        _ name: String,
+        in configs: [String: String],
+        target: ConfigTarget,
+        view: BrokerConfigView
+    )
         -> (ConfigType?, String)
     {
         switch target {

@@ -7,12 +7,18 @@ extension Broker {
     /// Fetch, sessionless (KIP-227 fetch sessions are not implemented: session id 0 tells the
     /// client so). Answers at once when there are at least MinBytes or an error; otherwise waits
     /// up to MaxWaitMs for a high watermark to move (long poll) and reads again.
-    func handleFetch(_ request: FetchRequest, _ context: Request) async -> (response: FetchResponse, reservedBytes: Int) {
+    func handleFetch(_ request: FetchRequest, _ context: Request) async -> (response: FetchResponse, reservedBytes: Int)
+    {
         if request.sessionId != 0 {
-            return (FetchResponse(throttleTimeMs: 0, errorCode: ErrorCode.fetchSessionIdNotFound.rawValue, sessionId: 0), 0)
+            return (
+                FetchResponse(throttleTimeMs: 0, errorCode: ErrorCode.fetchSessionIdNotFound.rawValue, sessionId: 0), 0
+            )
         }
         if request.sessionEpoch > 0 {
-            return (FetchResponse(throttleTimeMs: 0, errorCode: ErrorCode.invalidFetchSessionEpoch.rawValue, sessionId: 0), 0)
+            return (
+                FetchResponse(throttleTimeMs: 0, errorCode: ErrorCode.invalidFetchSessionEpoch.rawValue, sessionId: 0),
+                0
+            )
         }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: .milliseconds(max(0, Int64(request.maxWaitMs))))
@@ -100,7 +106,8 @@ extension Broker {
                 )
                 defer { topicResponse.partitions.append(data) }
                 guard let partition = topic?.partition(fetchPartition.partition) else {
-                    data.errorCode = (byId && topic == nil ? ErrorCode.unknownTopicId : .unknownTopicOrPartition).rawValue
+                    data.errorCode =
+                        (byId && topic == nil ? ErrorCode.unknownTopicId : .unknownTopicOrPartition).rawValue
                     round.hasError = true
                     continue
                 }
@@ -136,7 +143,9 @@ extension Broker {
                     data.lastStableOffset = snapshot.lastStableOffset
                     data.logStartOffset = snapshot.logStartOffset
                     if readCommitted {
-                        data.abortedTransactions = aborted.map { .init(producerId: $0.producerId, firstOffset: $0.firstOffset) }
+                        data.abortedTransactions = aborted.map {
+                            .init(producerId: $0.producerId, firstOffset: $0.firstOffset)
+                        }
                     }
                     data.records = records
                     round.bytes += records.readableBytes
@@ -260,7 +269,11 @@ extension Broker {
 
     /// The first record (offset and timestamp) with a timestamp at or after `timestamp`, below
     /// the high watermark: the backend's time index finds the batch, the batch is searched.
-    private func firstRecord(atOrAfter timestamp: Int64, in partition: Partition, _ snapshot: Partition.Snapshot)
+    private func firstRecord(
+        atOrAfter timestamp: Int64,
+        in partition: Partition,
+        _ snapshot: Partition.Snapshot
+    )
         async throws -> (offset: Int64, timestamp: Int64)?
     {
         var from = try await partition.log.findOffset(atOrAfterTimestamp: timestamp)
@@ -275,7 +288,10 @@ extension Broker {
             guard let batch = RecordBatchReader.batches(in: read.bytes).first else { return nil }
             let header = try RecordBatchHeader(parsing: batch)
             if header.maxTimestamp >= timestamp {
-                for record in try RecordBatchReader.records(of: batch, maxDecompressedBytes: Self.decompressedBatchBytesMax) {
+                for record in try RecordBatchReader.records(
+                    of: batch,
+                    maxDecompressedBytes: Self.decompressedBatchBytesMax
+                ) {
                     let recordOffset = header.baseOffset + Int64(record.offsetDelta)
                     if record.timestamp >= timestamp, recordOffset >= snapshot.logStartOffset {
                         return (recordOffset, record.timestamp)
@@ -287,7 +303,10 @@ extension Broker {
         return nil
     }
 
-    private func offsetOfMaxTimestamp(_ partition: Partition, _ snapshot: Partition.Snapshot) async
+    private func offsetOfMaxTimestamp(
+        _ partition: Partition,
+        _ snapshot: Partition.Snapshot
+    ) async
         -> (offset: Int64, timestamp: Int64)?
     {
         guard snapshot.maxTimestamp >= 0, snapshot.highWatermark > snapshot.logStartOffset else { return nil }

@@ -36,7 +36,10 @@ extension Broker {
                         partitionCount: self.configuration.defaultPartitions
                     )
                 } catch {
-                    self.logger.error("auto-creating topic failed", metadata: ["topic": "\(name)", "error": "\(error)"])
+                    self.logger.error(
+                        "auto-creating topic failed",
+                        metadata: ["topic": "\(name)", "error": "\(error)"]
+                    )
                     failed.insert(name)
                 }
             }
@@ -45,7 +48,10 @@ extension Broker {
     }
 
     /// v0: an empty list means all topics; v1+: null means all topics, empty means none.
-    private func requestedTopics(_ request: MetadataRequest, _ context: Request) -> [MetadataRequest.MetadataRequestTopic]? {
+    private func requestedTopics(
+        _ request: MetadataRequest,
+        _ context: Request
+    ) -> [MetadataRequest.MetadataRequestTopic]? {
         guard let topics = request.topics else { return nil }
         return context.version == 0 && topics.isEmpty ? nil : topics
     }

@@ -30,7 +30,8 @@ extension Broker {
         var response = OffsetDeleteResponse(errorCode: groupError.rawValue, throttleTimeMs: 0, topics: [])
         var listed = Set<TopicPartition>()
         for topic in request.topics {
-            let partitions: [OffsetDeleteResponse.OffsetDeleteResponsePartition] = topic.partitions.compactMap { partition in
+            let partitions: [OffsetDeleteResponse.OffsetDeleteResponsePartition] = topic.partitions.compactMap {
+                partition in
                 let key = TopicPartition(topic: topic.name, partition: partition.partitionIndex)
                 guard let error = errors[key], listed.insert(key).inserted else { return nil }
                 return .init(partitionIndex: partition.partitionIndex, errorCode: error.rawValue)

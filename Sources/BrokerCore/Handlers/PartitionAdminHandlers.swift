@@ -7,7 +7,10 @@ import KafkaMessages
 extension Broker {
     // MARK: CreatePartitions
 
-    func handleCreatePartitions(_ request: CreatePartitionsRequest, _ context: Request) async -> CreatePartitionsResponse {
+    func handleCreatePartitions(
+        _ request: CreatePartitionsRequest,
+        _ context: Request
+    ) async -> CreatePartitionsResponse {
         var response = CreatePartitionsResponse(throttleTimeMs: 0, results: [])
         var seen: [String: Int] = [:]
         for topic in request.topics { seen[topic.name, default: 0] += 1 }
@@ -18,7 +21,10 @@ extension Broker {
                     throw AdminFailure(code: .invalidRequest, message: "Duplicate topic name.")
                 }
                 guard let topic = registry.topic(named: wanted.name) else {
-                    throw AdminFailure(code: .unknownTopicOrPartition, message: "This server does not host this topic-partition.")
+                    throw AdminFailure(
+                        code: .unknownTopicOrPartition,
+                        message: "This server does not host this topic-partition."
+                    )
                 }
                 try checkPartitionIncrease(topic, wanted)
                 if !request.validateOnly {
@@ -27,10 +33,19 @@ extension Broker {
                     } catch MetadataManager.ChangeError.topicDeleted {
                         throw AdminFailure(code: .unknownTopicOrPartition, message: "The topic was deleted meanwhile.")
                     } catch MetadataManager.ChangeError.stale {
-                        throw AdminFailure(code: .invalidPartitions, message: "The topic's partition count changed meanwhile.")
+                        throw AdminFailure(
+                            code: .invalidPartitions,
+                            message: "The topic's partition count changed meanwhile."
+                        )
                     } catch {
-                        logger.error("adding partitions failed", metadata: ["topic": "\(wanted.name)", "error": "\(error)"])
-                        throw AdminFailure(code: .kafkaStorageError, message: "Creating the partitions failed in storage: \(error)")
+                        logger.error(
+                            "adding partitions failed",
+                            metadata: ["topic": "\(wanted.name)", "error": "\(error)"]
+                        )
+                        throw AdminFailure(
+                            code: .kafkaStorageError,
+                            message: "Creating the partitions failed in storage: \(error)"
+                        )
                     }
                 }
             } catch {
@@ -43,7 +58,10 @@ extension Broker {
     }
 
     /// Partition counts only grow; manual assignments name one partition each, on this broker alone.
-    private func checkPartitionIncrease(_ topic: Topic, _ wanted: CreatePartitionsRequest.CreatePartitionsTopic)
+    private func checkPartitionIncrease(
+        _ topic: Topic,
+        _ wanted: CreatePartitionsRequest.CreatePartitionsTopic
+    )
         throws(AdminFailure)
     {
         let existing = Int32(topic.partitions.count)
@@ -53,13 +71,15 @@ extension Broker {
         if wanted.count < existing {
             throw AdminFailure(
                 code: .invalidPartitions,
-                message: "The topic \(topic.name) currently has \(existing) partition(s); \(wanted.count) would not be an increase."
+                message:
+                    "The topic \(topic.name) currently has \(existing) partition(s); \(wanted.count) would not be an increase."
             )
         }
         if wanted.count > configuration.partitionsPerTopicMax {
             throw AdminFailure(
                 code: .invalidPartitions,
-                message: "Number of partitions \(wanted.count) is above the broker's limit of \(configuration.partitionsPerTopicMax)."
+                message:
+                    "Number of partitions \(wanted.count) is above the broker's limit of \(configuration.partitionsPerTopicMax)."
             )
         }
         guard let assignments = wanted.assignments else { return }
@@ -67,7 +87,8 @@ extension Broker {
         if assignments.count != Int(additional) {
             throw AdminFailure(
                 code: .invalidReplicaAssignment,
-                message: "Attempted to add \(additional) additional partition(s), but only \(assignments.count) assignment(s) were specified."
+                message:
+                    "Attempted to add \(additional) additional partition(s), but only \(assignments.count) assignment(s) were specified."
             )
         }
         for assignment in assignments {
@@ -142,14 +163,19 @@ extension Broker {
 
     /// Kafka's `ElectionType` codes.
     enum ElectionType: Int8 {
-        case preferred = 0, unclean = 1
+        case preferred = 0
+        case unclean = 1
     }
 
     /// ElectLeaders: this broker is already every partition's preferred (and only) leader, so each
     /// named partition answers ELECTION_NOT_NEEDED; with no partitions named (all of them), Kafka
     /// leaves out the partitions that need no election, which here is every one.
     func handleElectLeaders(_ request: ElectLeadersRequest, _ context: Request) -> ElectLeadersResponse {
-        var response = ElectLeadersResponse(throttleTimeMs: 0, errorCode: ErrorCode.none.rawValue, replicaElectionResults: [])
+        var response = ElectLeadersResponse(
+            throttleTimeMs: 0,
+            errorCode: ErrorCode.none.rawValue,
+            replicaElectionResults: []
+        )
         // v0 has no election type and always elects the preferred leader.
         guard context.version == 0 || ElectionType(rawValue: request.electionType) != nil else {
             response.errorCode = ErrorCode.invalidRequest.rawValue
@@ -192,16 +218,27 @@ extension Broker {
 
     /// ListPartitionReassignments: a single broker never has a reassignment in progress (topics
     /// that do not exist are left out, as Kafka does).
-    func handleListPartitionReassignments(_ request: ListPartitionReassignmentsRequest, _ context: Request)
+    func handleListPartitionReassignments(
+        _ request: ListPartitionReassignmentsRequest,
+        _ context: Request
+    )
         -> ListPartitionReassignmentsResponse
     {
-        ListPartitionReassignmentsResponse(throttleTimeMs: 0, errorCode: ErrorCode.none.rawValue, errorMessage: nil, topics: [])
+        ListPartitionReassignmentsResponse(
+            throttleTimeMs: 0,
+            errorCode: ErrorCode.none.rawValue,
+            errorMessage: nil,
+            topics: []
+        )
     }
 
     /// AlterPartitionReassignments: moving a partition onto this broker (where it is) succeeds and
     /// changes nothing; any other replica set names a broker that does not exist; cancelling finds
     /// no reassignment in progress.
-    func handleAlterPartitionReassignments(_ request: AlterPartitionReassignmentsRequest, _ context: Request)
+    func handleAlterPartitionReassignments(
+        _ request: AlterPartitionReassignmentsRequest,
+        _ context: Request
+    )
         -> AlterPartitionReassignmentsResponse
     {
         var response = AlterPartitionReassignmentsResponse(
@@ -217,7 +254,11 @@ extension Broker {
                     name: wanted.name,
                     partitions: wanted.partitions.map { target in
                         let (code, message) = reassignmentOutcome(topic, wanted.name, target)
-                        return .init(partitionIndex: target.partitionIndex, errorCode: code.rawValue, errorMessage: message)
+                        return .init(
+                            partitionIndex: target.partitionIndex,
+                            errorCode: code.rawValue,
+                            errorMessage: message
+                        )
                     }
                 )
             )

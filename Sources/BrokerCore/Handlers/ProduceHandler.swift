@@ -164,10 +164,22 @@ extension Broker {
         do {
             if submission.version <= 2 && LegacyMessageSet.magic(of: records) != 2 {
                 // Produce v0-2 carries a magic 0/1 message set: stored as one v2 batch (Kafka's up-conversion).
-                (validated, stored) = try upConvert(records, for: topic.settings, policy, budget: &rewriteBudget, sink: sink)
+                (validated, stored) = try upConvert(
+                    records,
+                    for: topic.settings,
+                    policy,
+                    budget: &rewriteBudget,
+                    sink: sink
+                )
             } else if topic.settings.rewritesBatches {
                 // Recompression or LogAppendTime: CPU work on this path only for topics that ask for it.
-                (validated, stored) = try rewrite(records, for: topic.settings, policy, budget: &rewriteBudget, sink: sink)
+                (validated, stored) = try rewrite(
+                    records,
+                    for: topic.settings,
+                    policy,
+                    budget: &rewriteBudget,
+                    sink: sink
+                )
             } else {
                 validated = try RecordBatchValidator.validateProduceRecords(records, policy: policy)
             }
@@ -191,7 +203,14 @@ extension Broker {
                 )
             }
             : nil
-        switch partition.submit(batch: stored, validated: validated, acks: acks, nowMs: nowMs, sink: sink, verifier: verifier) {
+        switch partition.submit(
+            batch: stored,
+            validated: validated,
+            acks: acks,
+            nowMs: nowMs,
+            sink: sink,
+            verifier: verifier
+        ) {
         case .submitted: return nil
         case .awaitsSharedSync: return partition
         }

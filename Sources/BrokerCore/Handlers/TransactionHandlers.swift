@@ -6,7 +6,8 @@ import KafkaMessages
 /// handlers translate the wire messages and Kafka's per-version error mappings.
 extension Broker {
     /// Clients before PRODUCER_FENCED (InitProducerId < 4, the others < 2) get INVALID_PRODUCER_EPOCH.
-    static func fencedError(_ error: ErrorCode, producerFencedSince version: Int16, requestVersion: Int16) -> ErrorCode {
+    static func fencedError(_ error: ErrorCode, producerFencedSince version: Int16, requestVersion: Int16) -> ErrorCode
+    {
         error == .producerFenced && requestVersion < version ? .invalidProducerEpoch : error
     }
 
@@ -19,7 +20,12 @@ extension Broker {
     ) async -> InitProducerIdResponse {
         func failure(_ error: ErrorCode) -> InitProducerIdResponse {
             let code = Self.fencedError(error, producerFencedSince: 4, requestVersion: version)
-            return InitProducerIdResponse(throttleTimeMs: 0, errorCode: code.rawValue, producerId: -1, producerEpoch: -1)
+            return InitProducerIdResponse(
+                throttleTimeMs: 0,
+                errorCode: code.rawValue,
+                producerId: -1,
+                producerEpoch: -1
+            )
         }
         // Kafka's TransactionCoordinator refuses an empty transactional id.
         guard !transactionalId.isEmpty else { return failure(.invalidRequest) }
@@ -46,7 +52,10 @@ extension Broker {
     /// AddPartitionsToTxn v0–3 (v4+ batches transactions for brokers and is not advertised).
     /// Partitions of unknown topics fail the whole request: UNKNOWN_TOPIC_OR_PARTITION for them,
     /// OPERATION_NOT_ATTEMPTED for the rest, as Kafka answers.
-    func handleAddPartitionsToTxn(_ request: AddPartitionsToTxnRequest, _ context: Request) async -> AddPartitionsToTxnResponse {
+    func handleAddPartitionsToTxn(
+        _ request: AddPartitionsToTxnRequest,
+        _ context: Request
+    ) async -> AddPartitionsToTxnResponse {
         var known: [TopicPartition: Int64] = [:]
         var unknown: Set<TopicPartition> = []
         for topic in request.v3AndBelowTopics {
@@ -68,7 +77,10 @@ extension Broker {
                     .init(
                         name: topic.name,
                         resultsByPartition: topic.partitions.map {
-                            .init(partitionIndex: $0, partitionErrorCode: errorOf(TopicPartition(topic: topic.name, partition: $0)).rawValue)
+                            .init(
+                                partitionIndex: $0,
+                                partitionErrorCode: errorOf(TopicPartition(topic: topic.name, partition: $0)).rawValue
+                            )
                         }
                     )
                 }
@@ -80,7 +92,10 @@ extension Broker {
         guard !request.v3AndBelowTransactionalId.isEmpty else { return result { _ in .invalidRequest } }
         let error = await transactionCoordinator.addToTransaction(
             transactionalId: request.v3AndBelowTransactionalId,
-            producer: ProducerIdAndEpoch(producerId: request.v3AndBelowProducerId, producerEpoch: request.v3AndBelowProducerEpoch),
+            producer: ProducerIdAndEpoch(
+                producerId: request.v3AndBelowProducerId,
+                producerEpoch: request.v3AndBelowProducerEpoch
+            ),
             partitions: known
         )
         let answer = Self.fencedError(error, producerFencedSince: 2, requestVersion: context.version)
@@ -153,7 +168,11 @@ extension Broker {
         }
         guard !valid.isEmpty else { return .now(self.respond(respond(.none), to: context)) }
         let producer = ProducerIdAndEpoch(producerId: request.producerId, producerEpoch: request.producerEpoch)
-        let verified = transactionCoordinator.verify(transactionalId: request.transactionalId, producer: producer, group: request.groupId)
+        let verified = transactionCoordinator.verify(
+            transactionalId: request.transactionalId,
+            producer: producer,
+            group: request.groupId
+        )
         if verified != .none {
             // Kafka's mapping of the verification's answers for TxnOffsetCommit before v4.
             let error: ErrorCode =
@@ -191,7 +210,10 @@ extension Broker {
                 .init(
                     name: topic.name,
                     partitions: zip(topic.partitions, partitionErrors).map { partition, error in
-                        .init(partitionIndex: partition.partitionIndex, errorCode: (error == .none ? groupError : error).rawValue)
+                        .init(
+                            partitionIndex: partition.partitionIndex,
+                            errorCode: (error == .none ? groupError : error).rawValue
+                        )
                     }
                 )
             }
@@ -243,7 +265,11 @@ extension Broker {
                     producerIds.isEmpty || producerIds.contains(metadata.producerId),
                     durationMs < 0 || now - metadata.startTimestampMs > durationMs
                 else { return nil }
-                return .init(transactionalId: metadata.transactionalId, producerId: metadata.producerId, transactionState: metadata.phase.name)
+                return .init(
+                    transactionalId: metadata.transactionalId,
+                    producerId: metadata.producerId,
+                    transactionState: metadata.phase.name
+                )
             }
         )
     }

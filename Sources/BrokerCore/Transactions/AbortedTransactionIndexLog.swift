@@ -81,7 +81,13 @@ final class AbortedTransactionIndexLog: Sendable {
             for topic in registry.all {
                 for partition in topic.partitions {
                     for transaction in partition.liveAbortedTransactions {
-                        live.append(AbortedTransactionRecord(topicId: topic.id, partition: partition.index, transaction: transaction))
+                        live.append(
+                            AbortedTransactionRecord(
+                                topicId: topic.id,
+                                partition: partition.index,
+                                transaction: transaction
+                            )
+                        )
                     }
                 }
             }

@@ -34,13 +34,16 @@ enum InternalLogEntry {
         var buffer = buffer
         var records: [Record] = []
         while buffer.readableBytes > 0 {
-            guard let length = buffer.readInteger(as: UInt32.self), var body = buffer.readSlice(length: Int(length)) else {
+            guard let length = buffer.readInteger(as: UInt32.self), var body = buffer.readSlice(length: Int(length))
+            else {
                 throw DecodeError(description: "\(log) entry truncated")
             }
             guard body.readInteger(as: UInt8.self) == version else {
                 throw DecodeError(description: "\(log) entry of an unknown format version")
             }
-            guard let type = body.readInteger(as: UInt8.self) else { throw DecodeError(description: "\(log) entry without a type") }
+            guard let type = body.readInteger(as: UInt8.self) else {
+                throw DecodeError(description: "\(log) entry without a type")
+            }
             let record = try decode(type, &body)
             guard body.readableBytes == 0 else {
                 throw DecodeError(description: "\(log) entry of type \(type) has \(body.readableBytes) trailing bytes")

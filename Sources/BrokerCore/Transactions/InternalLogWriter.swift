@@ -37,13 +37,22 @@ final class InternalLogWriter: Sendable {
         compactionThresholdEntries: Int,
         logger: Logger
     ) async throws -> (InternalLogWriter, [ByteBuffer]) {
-        let log = try await storage.openLog(named: name, create: true, options: [("segment.bytes", String(segmentBytes))])
+        let log = try await storage.openLog(
+            named: name,
+            create: true,
+            options: [("segment.bytes", String(segmentBytes))]
+        )
         do {
             let recovered = try log.state()
             var chunks: [ByteBuffer] = []
             var offset = recovered.startOffset
             while offset < recovered.endOffset {
-                let chunk = try await log.read(from: offset, limit: recovered.endOffset, maxBytes: 1 << 20, minimumOneEntry: true)
+                let chunk = try await log.read(
+                    from: offset,
+                    limit: recovered.endOffset,
+                    maxBytes: 1 << 20,
+                    minimumOneEntry: true
+                )
                 guard chunk.entryCount > 0 else { break }
                 chunks.append(chunk.bytes)
                 offset = chunk.nextOffset
@@ -62,7 +71,8 @@ final class InternalLogWriter: Sendable {
         }
     }
 
-    private init(log: StorageLog, nextOffset: Int64, entriesInLog: Int, compactionThresholdEntries: Int, logger: Logger) {
+    private init(log: StorageLog, nextOffset: Int64, entriesInLog: Int, compactionThresholdEntries: Int, logger: Logger)
+    {
         self.log = log
         self.logger = logger
         self.compactionThresholdEntries = max(1, compactionThresholdEntries)
@@ -108,7 +118,8 @@ final class InternalLogWriter: Sendable {
     /// Whether the log has grown well past `liveCount` entries and no compaction runs.
     func isCompactionDue(liveCount: Int) -> Bool {
         state.withLock { state in
-            !state.isCompacting && state.entriesInLog >= compactionThresholdEntries && state.entriesInLog >= 2 * liveCount
+            !state.isCompacting && state.entriesInLog >= compactionThresholdEntries
+                && state.entriesInLog >= 2 * liveCount
         }
     }
 
@@ -133,7 +144,10 @@ final class InternalLogWriter: Sendable {
                 try await log.deleteBefore(compaction.start)
             } catch {
                 // The rewritten entries are durable; replaying the longer log gives the same state.
-                logger.warning("could not delete compacted entries", metadata: ["log": "\(log.name)", "error": "\(error)"])
+                logger.warning(
+                    "could not delete compacted entries",
+                    metadata: ["log": "\(log.name)", "error": "\(error)"]
+                )
             }
         }
         state.withLock { $0.isCompacting = false }

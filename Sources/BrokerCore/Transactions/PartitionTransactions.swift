@@ -69,7 +69,9 @@ struct PartitionTransactions: Sendable, Equatable {
     /// written again after a restart).
     mutating func noteMarker(producerId: Int64, at markerOffset: Int64, isAbort: Bool) -> Int64? {
         guard let first = open.removeValue(forKey: producerId) else { return nil }
-        completing.append(Completing(producerId: producerId, firstOffset: first, markerOffset: markerOffset, isAbort: isAbort))
+        completing.append(
+            Completing(producerId: producerId, firstOffset: first, markerOffset: markerOffset, isAbort: isAbort)
+        )
         return first
     }
 
@@ -89,7 +91,11 @@ struct PartitionTransactions: Sendable, Equatable {
             if entry.markerOffset < highWatermark {
                 if entry.isAbort {
                     insertAborted(
-                        AbortedTransaction(producerId: entry.producerId, firstOffset: entry.firstOffset, lastOffset: entry.markerOffset)
+                        AbortedTransaction(
+                            producerId: entry.producerId,
+                            firstOffset: entry.firstOffset,
+                            lastOffset: entry.markerOffset
+                        )
                     )
                 }
             } else {

@@ -76,7 +76,8 @@ extension TransactionCoordinator {
                 unindexed += round.aborted
             }
             var failedGroups: [String] = []
-            for group in groupIds where !(await groups.completeTransaction(groupId: group, producerId: decided.producerId, commit: commit)) {
+            for group in groupIds
+            where !(await groups.completeTransaction(groupId: group, producerId: decided.producerId, commit: commit)) {
                 failedGroups.append(group)
             }
             groupIds = failedGroups
@@ -122,7 +123,8 @@ extension TransactionCoordinator {
         for topicPartition in partitions {
             // A partition deleted since it joined the transaction needs no marker (Kafka drops
             // markers for partitions it no longer knows).
-            guard let topic = registry.topic(named: topicPartition.topic), let partition = topic.partition(topicPartition.partition)
+            guard let topic = registry.topic(named: topicPartition.topic),
+                let partition = topic.partition(topicPartition.partition)
             else { continue }
             targets.append((topicPartition, topic, partition))
         }
@@ -141,7 +143,13 @@ extension TransactionCoordinator {
                         firstOffset: first,
                         lastOffset: result.baseOffset
                     )
-                    aborted.append(AbortedTransactionRecord(topicId: topic.id, partition: partition.index, transaction: transaction))
+                    aborted.append(
+                        AbortedTransactionRecord(
+                            topicId: topic.id,
+                            partition: partition.index,
+                            transaction: transaction
+                        )
+                    )
                 }
             } else if result.errorCode != .unknownTopicOrPartition {
                 failed.append(topicPartition)

@@ -109,7 +109,9 @@ extension TransactionCoordinator {
                 let entries = persisted[ObjectIdentifier(partition)] ?? []
                 guard !since.isEmpty || !entries.isEmpty else { continue }
                 let found = try await partition.recoverTransactions(openSince: since, persisted: entries)
-                discovered += found.map { AbortedTransactionRecord(topicId: topic.id, partition: partition.index, transaction: $0) }
+                discovered += found.map {
+                    AbortedTransactionRecord(topicId: topic.id, partition: partition.index, transaction: $0)
+                }
             }
         }
         try await index.persist(discovered)
@@ -124,7 +126,8 @@ extension TransactionCoordinator {
         let undecided = locked.withLock { state in
             Dictionary(state.machine.undecided.map { ($0.producerId, $0.groups) }, uniquingKeysWith: { $0.union($1) })
         }
-        for (group, producerId) in groups.pendingTransactionalProducers where undecided[producerId]?.contains(group) != true {
+        for (group, producerId) in groups.pendingTransactionalProducers
+        where undecided[producerId]?.contains(group) != true {
             logger.warning(
                 "dropping transactional offsets of a transaction the coordinator does not have",
                 metadata: ["group": "\(group)", "producer-id": "\(producerId)"]

@@ -57,7 +57,11 @@ final class TransactionCoordinator: Sendable {
     // MARK: Requests
 
     /// InitProducerId with a transactional id: the producer id and epoch to use, or an error.
-    func initProducerId(transactionalId: String, timeoutMs: Int32, expected: ProducerIdAndEpoch?) async
+    func initProducerId(
+        transactionalId: String,
+        timeoutMs: Int32,
+        expected: ProducerIdAndEpoch?
+    ) async
         -> (error: ErrorCode, producer: ProducerIdAndEpoch?)
     {
         var fresh: Int64?
@@ -96,9 +100,16 @@ final class TransactionCoordinator: Sendable {
                         ]
                     )
                 }
-                return (error, error == .none ? ProducerIdAndEpoch(producerId: target.producerId, producerEpoch: target.producerEpoch) : nil)
+                return (
+                    error,
+                    error == .none
+                        ? ProducerIdAndEpoch(producerId: target.producerId, producerEpoch: target.producerEpoch) : nil
+                )
             case .fence(let target):
-                logger.info("fencing the producer of an ongoing transaction", metadata: ["transactional-id": "\(transactionalId)"])
+                logger.info(
+                    "fencing the producer of an ongoing transaction",
+                    metadata: ["transactional-id": "\(transactionalId)"]
+                )
                 let error = await write(target)
                 // The client retries once the fenced transaction is aborted.
                 return (error == .none ? .concurrentTransactions : error, nil)
@@ -140,7 +151,12 @@ final class TransactionCoordinator: Sendable {
     func endTransaction(transactionalId: String, producer: ProducerIdAndEpoch, commit: Bool) async -> ErrorCode {
         let decision = locked.withLock { state -> TransactionDecision in
             guard !state.isClosed else { return .answer(.coordinatorNotAvailable) }
-            return state.machine.endTransaction(transactionalId: transactionalId, producer: producer, commit: commit, nowMs: clock())
+            return state.machine.endTransaction(
+                transactionalId: transactionalId,
+                producer: producer,
+                commit: commit,
+                nowMs: clock()
+            )
         }
         let error = await carryOut(decision)
         if case .write = decision, error == .none {
@@ -158,7 +174,9 @@ final class TransactionCoordinator: Sendable {
 
     /// Whether the producer's transaction includes a partition (produce verification).
     func verify(transactionalId: String, producer: ProducerIdAndEpoch, partition: TopicPartition) -> ErrorCode {
-        locked.withLock { $0.machine.verify(transactionalId: transactionalId, producer: producer, partition: partition) }
+        locked.withLock {
+            $0.machine.verify(transactionalId: transactionalId, producer: producer, partition: partition)
+        }
     }
 
     /// Whether the producer's transaction includes a group's offsets (TxnOffsetCommit).
@@ -337,7 +355,10 @@ struct ProduceTransactionVerifier: TransactionVerifier {
             return (.invalidTxnState, "Partition was not added to the transaction")
         case .concurrentTransactions, .coordinatorNotAvailable, .notCoordinator:
             // Retriable for every client, without a metadata refresh (Kafka's choice).
-            return (.notEnoughReplicas, "Unable to verify the partition has been added to the transaction. Underlying error: \(error)")
+            return (
+                .notEnoughReplicas,
+                "Unable to verify the partition has been added to the transaction. Underlying error: \(error)"
+            )
         default:
             return (error, "transaction verification failed: \(error)")
         }

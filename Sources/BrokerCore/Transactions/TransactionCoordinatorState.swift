@@ -134,7 +134,10 @@ struct TransactionCoordinatorState: Sendable {
 
     /// Kafka's `prepareIncrementProducerEpoch`: the next epoch and the last epoch to remember, or
     /// nil when the client's epoch is neither the current nor the last one (a fenced producer).
-    private static func bumpedEpochs(of current: TransactionMetadata, expectedEpoch: Int16?) -> (next: Int16, last: Int16)? {
+    private static func bumpedEpochs(
+        of current: TransactionMetadata,
+        expectedEpoch: Int16?
+    ) -> (next: Int16, last: Int16)? {
         let bumped = current.producerEpoch &+ 1
         guard let expectedEpoch else { return (bumped, -1) }
         if current.producerEpoch == -1 || expectedEpoch == current.producerEpoch {
@@ -214,7 +217,8 @@ struct TransactionCoordinatorState: Sendable {
         guard let current = transactions[transactionalId], current.producerId == producer.producerId else {
             return .failure(.invalidProducerIdMapping)
         }
-        if exactEpoch ? producer.producerEpoch != current.producerEpoch : producer.producerEpoch < current.producerEpoch {
+        if exactEpoch ? producer.producerEpoch != current.producerEpoch : producer.producerEpoch < current.producerEpoch
+        {
             return .failure(.producerFenced)
         }
         if pending[transactionalId] != nil { return .failure(.concurrentTransactions) }
@@ -266,7 +270,9 @@ struct TransactionCoordinatorState: Sendable {
         guard pending[id] == target else { return [] }
         pending.removeValue(forKey: id)
         guard succeeded else {
-            if target.phase == .prepareAbort, let current = transactions[id], target.producerEpoch > current.producerEpoch {
+            if target.phase == .prepareAbort, let current = transactions[id],
+                target.producerEpoch > current.producerEpoch
+            {
                 failedEpochFences.insert(id)
             }
             return []
@@ -288,7 +294,10 @@ struct TransactionCoordinatorState: Sendable {
         guard let current = transactions[transactionalId], current.phase.isPreparing,
             current.producerEpoch == producerEpoch, pending[transactionalId] == nil
         else { return nil }
-        var complete = current.moved(to: current.phase == .prepareCommit ? .completeCommit : .completeAbort, nowMs: nowMs)
+        var complete = current.moved(
+            to: current.phase == .prepareCommit ? .completeCommit : .completeAbort,
+            nowMs: nowMs
+        )
         complete.partitions = [:]
         complete.groups = []
         return prepare(complete)
@@ -318,7 +327,9 @@ struct TransactionCoordinatorState: Sendable {
         let expired = transactions.values.filter {
             $0.phase.allowsExpiration && $0.lastUpdateTimestampMs <= cutoff && pending[$0.transactionalId] == nil
         }
-        return expired.sorted { $0.transactionalId < $1.transactionalId }.map { prepare($0.moved(to: .dead, nowMs: nowMs)) }
+        return expired.sorted { $0.transactionalId < $1.transactionalId }.map {
+            prepare($0.moved(to: .dead, nowMs: nowMs))
+        }
     }
 
     // MARK: Verification (produce, TxnOffsetCommit)

@@ -151,7 +151,11 @@ struct AbortedTransactionRecord: Sendable, Hashable {
             return AbortedTransactionRecord(
                 topicId: topicId,
                 partition: partition,
-                transaction: AbortedTransaction(producerId: producerId, firstOffset: firstOffset, lastOffset: lastOffset)
+                transaction: AbortedTransaction(
+                    producerId: producerId,
+                    firstOffset: firstOffset,
+                    lastOffset: lastOffset
+                )
             )
         }
     }

@@ -74,8 +74,7 @@ typedef struct fjord_codec_output {
  * zstd: one or more zstd frames, with or without a content size.
  * Any bytes after the last complete frame/stream are an error.
  */
-int fjord_decompress(int codec, const uint8_t *input, size_t input_length, size_t limit,
-                     fjord_codec_output *output);
+int fjord_decompress(int codec, const uint8_t *input, size_t input_length, size_t limit, fjord_codec_output *output);
 
 /*
  * Compresses `input` with `codec` into a new buffer in `*output` (which must
@@ -83,8 +82,7 @@ int fjord_decompress(int codec, const uint8_t *input, size_t input_length, size_
  * in 32 KiB blocks like the Java client, lz4 frame with independent 64 KiB
  * blocks like the Java client, zstd (level 1-22, 0 = default 3).
  */
-int fjord_compress(int codec, const uint8_t *input, size_t input_length, int level,
-                   fjord_codec_output *output);
+int fjord_compress(int codec, const uint8_t *input, size_t input_length, int level, fjord_codec_output *output);
 
 /* ------------------------------------------------------------------------ */
 /* Message formats v0 and v1 (magic 0 and 1, before Kafka 0.11)             */
@@ -100,8 +98,7 @@ uint32_t fjord_crc32_ieee(const uint8_t *data, size_t length);
  * recomputed the standard way (on a copy), so either checksum is accepted. Otherwise as
  * fjord_decompress with FJORD_CODEC_LZ4.
  */
-int fjord_lz4_decompress_magic0(const uint8_t *input, size_t input_length, size_t limit,
-                                fjord_codec_output *output);
+int fjord_lz4_decompress_magic0(const uint8_t *input, size_t input_length, size_t limit, fjord_codec_output *output);
 
 /*
  * Compresses like fjord_compress with FJORD_CODEC_LZ4 and then writes the frame's header
