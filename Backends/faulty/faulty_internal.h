@@ -78,6 +78,9 @@ struct fy_log {
     fy_item *head;
     fy_item *tail;
     bool delivering;
+    /* Inner completions still running fy_inner_done: the host may see their item delivered by
+     * another thread's fy_drain and close the log before they return, so close waits for zero. */
+    int completing;
     /* The end after every accepted append (the inner log's, plus pending ones). */
     int64_t end;
     /* The end after the last append whose success was delivered, in delivery order: what a sync

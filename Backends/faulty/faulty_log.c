@@ -3,6 +3,7 @@
  */
 #include "faulty_internal.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,10 +74,14 @@ static void fy_inner_done(void *context, kstore_status status) {
     /* kstore.h: the end returns to the failed entry's first offset. The inner log answers for its
      * own state after the failure (failed after KSTORE_ERR_IO): the shim does not add to it. */
     if (status != KSTORE_OK && !item->is_sync && item->offset < log->end) log->end = item->offset;
+    log->completing++;
     pthread_mutex_unlock(&log->mutex);
     /* last_error after this completion describes the inner backend's failure. */
     fy_inner_failed(log->instance, status);
     fy_drain(log);
+    pthread_mutex_lock(&log->mutex);
+    log->completing--;
+    pthread_mutex_unlock(&log->mutex);
 }
 
 static fy_item *fy_new_item(fy_log *log, kstore_completion completion, void *context, bool is_sync, int64_t offset,
@@ -122,6 +127,16 @@ static void fy_log_close(kstore_log *handle) {
     if (handle == NULL) return;
     fy_log *log = fy_log_of(handle);
     fy_instance *instance = log->instance;
+    /* kstore.h: close comes after every completion was delivered, but the thread that delivered
+     * the last one (or an inner completion whose item another thread delivered) may still be on
+     * its way out of fy_drain / fy_inner_done: wait until none is, before freeing what they lock. */
+    pthread_mutex_lock(&log->mutex);
+    while (log->delivering || log->completing > 0) {
+        pthread_mutex_unlock(&log->mutex);
+        sched_yield();
+        pthread_mutex_lock(&log->mutex);
+    }
+    pthread_mutex_unlock(&log->mutex);
     fy_inner_methods(log)->close(log->inner);
     pthread_mutex_lock(&instance->mutex);
     if (log->record->open == log) log->record->open = NULL;

@@ -233,14 +233,24 @@ struct URingFaultTests {
 
     // MARK: Segment preparation
 
+    /// How the instance gets past a segment it could not prepare.
+    enum PreparationRecovery: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        /// The fault clears: the maintenance thread prepares the segment again (poked by the refused
+        /// append, or within 200 ms).
+        case faultClears
+        /// The instance is closed and opened again (recovery prepares what the WAL needs).
+        case reopen
+        var testDescription: String { self.rawValue }
+    }
+
     /// When the maintenance thread cannot prepare the next WAL segment (its fallocate fails with
     /// ENOSPC, through the kit's KSTORE_KIT_IO_ALLOCATE hook), the append that needs it fails with
     /// NO_SPACE, retryable, and changes nothing; everything acknowledged before stays readable and
-    /// durable; once the fault clears the same append succeeds, the WAL rolls on
+    /// durable; once the fault clears (or after reopening) the same append succeeds, the WAL rolls on
     /// and everything reopens intact.
-    @Test(arguments: seeds)
-    func aFailedSegmentPreparationFailsAppendsUntilItClears(seed: UInt64) async throws {
-        Self.announce("failed segment preparation", seed)
+    @Test(arguments: PreparationRecovery.allCases, seeds)
+    func aFailedSegmentPreparationFailsAppendsUntilItClears(recovery: PreparationRecovery, seed: UInt64) async throws {
+        Self.announce("failed segment preparation (\(recovery))", seed)
         var random = SeededGenerator(seed: seed)
         let warmup = Int.random(in: 0...40, using: &random)
         let preparedFirst = UInt32.random(in: 0...1, using: &random)
@@ -248,7 +258,7 @@ struct URingFaultTests {
         var plan = Self.plan(count: 2_000, sizes: 500...3_000, &random)
         let options = [(key: "uring.segment.bytes", value: "65536"), (key: "uring.segment.zero", value: "fallocate")]
         try await withURing(options: options, faulty: true) { fixture in
-            let log = try await fixture.engine.openLog(named: "p", create: true)
+            var log = try await fixture.engine.openLog(named: "p", create: true)
             for entry in plan.entries[..<warmup] { try await log.appendEntry(entry) }
             try fixture.failIO(KSTORE_FAULTY_IO_ALLOCATE, error: ENOSPC, skip: preparedFirst, count: 1_000_000)
             var acknowledged = warmup
@@ -275,17 +285,27 @@ struct URingFaultTests {
             #expect(await storageErrorCode { try await log.appendEntry(plan.entries[acknowledged]) } == .noSpace)
             #expect(try log.state().endOffset == Int64(acknowledged))
 
-            try fixture.clearIO()
-            // Bounded: the refused append pokes the maintenance thread, which retries at once.
-            var resumed = false
-            for _ in 0..<250 where !resumed {
-                if await storageErrorCode({ try await log.appendEntry(plan.entries[acknowledged]) }) == nil {
-                    resumed = true
-                } else {
-                    try await Task.sleep(for: .milliseconds(20))
+            switch recovery {
+            case .faultClears:
+                try fixture.clearIO()
+                // Bounded: the refused append pokes the maintenance thread, which retries at once.
+                var resumed = false
+                for _ in 0..<250 where !resumed {
+                    if await storageErrorCode({ try await log.appendEntry(plan.entries[acknowledged]) }) == nil {
+                        resumed = true
+                    } else {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
                 }
+                #expect(resumed, "seed \(seed): appends did not resume once the fault cleared")
+            case .reopen:
+                await log.close()
+                try await fixture.reopen()
+                log = try await fixture.engine.openLog(named: "p", create: false)
+                #expect(try log.state().endOffset == Int64(acknowledged), "seed \(seed)")
+                #expect(try await log.readAll(from: 0) == kept, "seed \(seed)")
+                try await log.appendEntry(plan.entries[acknowledged])
             }
-            #expect(resumed, "seed \(seed): appends did not resume once the fault cleared")
             // The WAL rolls on through several more segments.
             let end = min(plan.entries.count, acknowledged + 200)
             for entry in plan.entries[(acknowledged + 1)..<end] { try await log.appendEntry(entry) }
