@@ -133,7 +133,7 @@ def port_is_free(port: int) -> bool:
 @pytest.mark.parametrize("backend", durable_backends())
 def test_kafka_go_package_tests(go_build, tmp_path, backend):
     """kafka-go 0.2.1's own package tests (`go test github.com/segmentio/kafka-go`), which assume
-    a broker on localhost:9092, against a fjord there; all but TLS pass."""
+    a broker on localhost:9092, against a fjord there; all pass but those in KAFKA_GO_KNOWN_FAILURES."""
     if not port_is_free(9092):
         pytest.fail("port 9092 is taken: kafka-go's tests need it for the broker")
     # Its tests compare the leader's host with "localhost".
