@@ -10,7 +10,13 @@ import Glibc
 /// Measures, never asserts (STYLE.md rule 20). Run with
 /// `FJORD_RECORDS_THROUGHPUT=1 swift test -c release --filter KafkaRecordsTests.ThroughputTests`
 /// and read the printed MB/s; skipped otherwise.
-@Suite("Throughput (measured, not asserted)", .enabled(if: ProcessInfoLite.isSet("FJORD_RECORDS_THROUGHPUT")))
+@Suite(
+    "Throughput (measured, not asserted)",
+    .enabled(
+        if: ProcessInfoLite.isSet("FJORD_RECORDS_THROUGHPUT"),
+        "a measurement, not a test: set FJORD_RECORDS_THROUGHPUT=1 to print MB/s"
+    )
+)
 struct ThroughputTests {
     /// Prints validation and CRC throughput over a 1 MiB batch of 100-byte records, uncompressed and per codec.
     @Test("validation throughput of a 1 MiB batch of 100-byte records")
